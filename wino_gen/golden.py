@@ -1,0 +1,262 @@
+"""The bit-exact integer model of the wino-int8 data path: the one definition of its arithmetic.
+
+Every step of DESIGN.md's table is a function here. ``train`` quantizes against :func:`rq` /
+:func:`fake_rq`, ``rtl`` implements these functions, and ``sim`` compares the hardware with
+them. Integer arrays are int64 inside; layer outputs are int8 (or the configured width) as int64
+values. Channel sums run as float64 BLAS products, exact because every partial sum is an integer
+below 2**53 (checked).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import winograd
+from .config import AcceleratorConfig, int_range
+
+_EXACT = 1 << 53
+
+
+class Requant(NamedTuple):
+    """A fixed-point ratio ``mult * 2**-shift``; ``mult`` and ``shift`` may be per-tap arrays."""
+
+    mult: np.ndarray | int
+    shift: np.ndarray | int
+
+
+class OverflowInPath(ArithmeticError):
+    """An intermediate value does not fit the width the configuration derived for it."""
+
+
+# -- rounding and requantization -------------------------------------------------------------
+
+def rq(v, mult, shift, bits: int = 8) -> np.ndarray:
+    """Requantize: ``sat((v * mult + 2**(shift-1)) >> shift)``, round half up, saturate to
+    ``bits`` signed. ``shift <= 0`` is an exact left shift by ``-shift``."""
+    v = np.asarray(v, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if v.size and mult.size and int(np.abs(v).max()) * int(np.abs(mult).max()) >= 1 << 62:
+        raise OverflowInPath("rq: v * mult exceeds 62 bits")
+    p = v * mult
+    right = np.maximum(shift, 0)
+    rnd = np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
+    out = np.where(shift > 0, (p + rnd) >> right, p << np.maximum(-shift, 0))
+    lo, hi = int_range(bits)
+    return np.clip(out, lo, hi)
+
+
+def fake_rq(v, ratio, bits: int = 8):
+    """Float form of :func:`rq` for fake quantization (numpy arrays or torch tensors):
+    ``clamp(floor(v * ratio + 1/2))``. Equal to :func:`rq` whenever ``ratio`` is the exact
+    value ``mult * 2**-shift`` and ``v * ratio`` is representable."""
+    lo, hi = int_range(bits)
+    t = v * ratio + 0.5
+    if hasattr(t, "clamp"):
+        return t.floor().clamp(lo, hi)
+    return np.clip(np.floor(t), lo, hi)
+
+
+def quantize_ratio(ratio, mode: str, mult_bits: int = 16) -> Requant:
+    """The (mult, shift) for a positive real ratio: ``pow2`` rounds log2 to the nearest
+    integer (mult = 1); ``fixed`` takes the largest shift with ``mult < 2**mult_bits``."""
+    r = np.asarray(ratio, dtype=np.float64)
+    if not np.all(np.isfinite(r)) or np.any(r <= 0):
+        raise ValueError(f"requant ratio must be finite and positive, got {ratio!r}")
+    if mode == "pow2":
+        shift = np.rint(-np.log2(r)).astype(np.int64)
+        return Requant(np.ones_like(shift), np.clip(shift, -16, 62))
+    if mode != "fixed":
+        raise ValueError(f"requant mode {mode!r}: allowed pow2, fixed")
+    top = (1 << mult_bits) - 1
+    shift = np.floor(np.log2(top / r)).astype(np.int64)
+    shift = np.clip(shift, -16, 62)
+    mult = np.rint(r * np.exp2(shift.astype(np.float64))).astype(np.int64)
+    over = mult > top
+    shift = np.where(over, shift - 1, shift)
+    mult = np.where(over, np.rint(r * np.exp2(shift.astype(np.float64))).astype(np.int64), mult)
+    return Requant(mult, shift)
+
+
+def ratio_of(req: Requant) -> np.ndarray:
+    """The exact real ratio a (mult, shift) pair stands for."""
+    return np.asarray(req.mult, dtype=np.float64) * np.exp2(-np.asarray(req.shift, dtype=np.float64))
+
+
+# -- Winograd steps --------------------------------------------------------------------------
+
+def tile_input(x: np.ndarray, tile: int, padding: int = 1) -> np.ndarray:
+    """Overlapping n x n input tiles with stride ``tile``: ``[N, C, Th, Tw, n, n]``, zeros
+    outside the image (``padding`` on top/left, and as much as needed on bottom/right)."""
+    N, C, H, W = x.shape
+    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"image {H}x{W} with padding {padding} gives no 3x3 output")
+    th, tw = -(-Ho // tile), -(-Wo // tile)
+    n = tile + 2
+    xp = np.pad(np.asarray(x, dtype=np.int64),
+                ((0, 0), (0, 0), (padding, th * tile + 2 - H - padding),
+                 (padding, tw * tile + 2 - W - padding)))
+    return sliding_window_view(xp, (n, n), axis=(2, 3))[:, :, ::tile, ::tile]
+
+
+def untile_output(y: np.ndarray, Ho: int, Wo: int) -> np.ndarray:
+    """Inverse of the tiling on outputs: ``[N, K, Th, Tw, m, m]`` -> ``[N, K, Ho, Wo]``."""
+    N, K, th, tw, m, _ = y.shape
+    return y.transpose(0, 1, 2, 4, 3, 5).reshape(N, K, th * m, tw * m)[:, :, :Ho, :Wo]
+
+
+def input_transform(d: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(BT d, BT d B)`` on tiles ``d[..., n, n]`` with the integer Bᵀ: exact integers."""
+    BT = winograd.integer_forms(tile).BT
+    s1 = BT @ np.asarray(d, dtype=np.int64)
+    return s1, s1 @ BT.T
+
+
+def output_transform(M: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(AT M, AT M A)`` on ``M[..., n, n]`` with the integer Aᵀ: exact integers."""
+    AT = winograd.integer_forms(tile).AT
+    s1 = AT @ np.asarray(M, dtype=np.int64)
+    return s1, s1 @ AT.T
+
+
+def channel_sum(U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """``P[N, K, T, s] = sum_c U[K, C, s] * V[N, C, T, s]``, exact."""
+    U = np.asarray(U, dtype=np.int64)
+    V = np.asarray(V, dtype=np.int64)
+    bound = U.shape[1] * (int(np.abs(U).max(initial=0)) * int(np.abs(V).max(initial=0)))
+    if bound >= _EXACT:
+        raise OverflowInPath("channel sum exceeds 2**53")
+    N, C, T, S = V.shape
+    Ut = U.transpose(2, 0, 1).astype(np.float64)                      # [S, K, C]
+    Vt = V.transpose(3, 1, 0, 2).reshape(S, C, N * T).astype(np.float64)  # [S, C, N*T]
+    P = np.rint(Ut @ Vt).astype(np.int64)                             # [S, K, N*T]
+    return P.reshape(S, -1, N, T).transpose(2, 1, 3, 0)
+
+
+def _check(name: str, v: np.ndarray, bits: int | None) -> None:
+    if bits is None or v.size == 0:
+        return
+    lo, hi = int_range(bits)
+    if v.min() < lo or v.max() > hi:
+        raise OverflowInPath(f"{name}: value range [{v.min()}, {v.max()}] exceeds {bits} bits")
+
+
+def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requant,
+                     m_align=0, padding: int = 1, relu: bool = False,
+                     cfg: AcceleratorConfig | None = None, trace: dict | None = None) -> np.ndarray:
+    """Full-int8 Winograd 3x3 stride-1 convolution, DESIGN.md's table step by step.
+
+    ``x[N, C, H, W]`` int8, ``U[K, C, n, n]`` int8 Winograd-domain weights, ``bias[K]`` in the
+    scale of ``AT M A``; ``v``/``m`` requant ratios are scalars or ``[n, n]`` per tap and
+    ``m_align[n, n]`` left-shifts per-tap M onto the common output-transform scale. With
+    ``cfg`` every intermediate is checked against the derived widths (and its bit widths
+    are used); ``trace`` receives the intermediates.
+    """
+    act_bits = cfg.act_bits if cfg else 8
+    t_bits = cfg.transform_bits if cfg else 8
+    w = cfg.widths if cfg else None
+    x = np.asarray(x, dtype=np.int64)
+    U = np.asarray(U, dtype=np.int64)
+    N, C, H, W = x.shape
+    K, Cu, n, n2 = U.shape
+    if (Cu, n, n2) != (C, tile + 2, tile + 2):
+        raise ValueError(f"U shape {U.shape} does not match C={C}, tile {tile}")
+    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
+    d = tile_input(x, tile, padding)                       # [N, C, Th, Tw, n, n]
+    th, tw = d.shape[2:4]
+    s1, Vraw = input_transform(d, tile)
+    _check("input transform stage 1", s1, w and w.in_stage1)
+    _check("input transform", Vraw, w and w.in_full)
+    Vq = rq(Vraw, v.mult, v.shift, t_bits)
+    P = channel_sum(U.reshape(K, C, n * n), Vq.reshape(N, C, th * tw, n * n))
+    _check("channel accumulator", P, w and w.accumulator)
+    P = P.reshape(N, K, th, tw, n, n)
+    Mq = rq(P, m.mult, m.shift, t_bits)
+    Ma = Mq << np.asarray(m_align, dtype=np.int64)
+    o1, Y = output_transform(Ma, tile)
+    _check("output transform stage 1", o1, w and w.out_stage1)
+    _check("output transform", Y, w and w.out_full)
+    Yb = Y + np.asarray(bias, dtype=np.int64)[None, :, None, None, None, None]
+    _check("bias add", Yb, w and w.out_sum)
+    out = rq(Yb, y.mult, y.shift, act_bits)
+    if relu:
+        out = np.maximum(out, 0)
+    if trace is not None:
+        trace.update(d=d, V_raw=Vraw, V=Vq, P=P, M=Mq, Y=Y, y_tiles=out)
+    return untile_output(out, Ho, Wo)
+
+
+# -- direct convolution and host ops ---------------------------------------------------------
+
+def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, relu: bool = False,
+                cfg: AcceleratorConfig | None = None) -> np.ndarray:
+    """int8 direct convolution, any kernel, stride and padding: exact int accumulation,
+    ``+ bias``, then :func:`rq` to the activation width."""
+    act_bits = cfg.act_bits if cfg else 8
+    x = np.asarray(x, dtype=np.int64)
+    W = np.asarray(W, dtype=np.int64)
+    N, C, H, Wd = x.shape
+    K, Cw, kh, kw = W.shape
+    if Cw != C:
+        raise ValueError(f"weight shape {W.shape} does not match C={C}")
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    Ho, Wo = win.shape[2:4]
+    if C * kh * kw * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= _EXACT:
+        raise OverflowInPath("direct accumulation exceeds 2**53")
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, C * kh * kw).astype(np.float64)
+    acc = np.rint(cols @ W.reshape(K, -1).T.astype(np.float64)).astype(np.int64)
+    acc = acc.reshape(N, Ho, Wo, K).transpose(0, 3, 1, 2)
+    if cfg:
+        _check("accumulator", acc, cfg.widths.accumulator)
+    acc = acc + np.asarray(bias, dtype=np.int64)[None, :, None, None]
+    if cfg:
+        _check("bias add", acc, cfg.widths.out_sum)
+    out = rq(acc, y.mult, y.shift, act_bits)
+    return np.maximum(out, 0) if relu else out
+
+
+def add(a, b, *, a_mult: int, b_mult: int, shift: int, relu: bool = False, bits: int = 8) -> np.ndarray:
+    """Residual add of two int8 tensors in different scales with one rounding:
+    ``rq(a * a_mult + b * b_mult, 1, shift)``."""
+    v = np.asarray(a, dtype=np.int64) * a_mult + np.asarray(b, dtype=np.int64) * b_mult
+    out = rq(v, 1, shift, bits)
+    return np.maximum(out, 0) if relu else out
+
+
+def maxpool(x, *, kernel: int, stride: int, padding: int = 0, bits: int = 8) -> np.ndarray:
+    """Max pooling; padding counts as the smallest representable value (never the max)."""
+    lo, _ = int_range(bits)
+    xp = np.pad(np.asarray(x, dtype=np.int64), ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+                constant_values=lo)
+    return sliding_window_view(xp, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride].max(axis=(-2, -1))
+
+
+def avgpool(x, *, kernel: int, stride: int, mult: int, shift: int, bits: int = 8) -> np.ndarray:
+    """Average pooling as a window sum requantized by ``mult * 2**-shift`` (~ 1/kernel²)."""
+    x = np.asarray(x, dtype=np.int64)
+    s = sliding_window_view(x, (kernel, kernel), axis=(2, 3))[:, :, ::stride, ::stride].sum(axis=(-2, -1))
+    return rq(s, mult, shift, bits)
+
+
+def linear(x, W, bias, *, y: Requant, relu: bool = False, bits: int = 8) -> np.ndarray:
+    """Fully connected layer on flattened int8 input: int accumulation, bias, :func:`rq`."""
+    x = np.asarray(x, dtype=np.int64).reshape(len(x), -1)
+    W = np.asarray(W, dtype=np.int64)
+    if x.shape[1] * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= _EXACT:
+        raise OverflowInPath("linear accumulation exceeds 2**53")
+    acc = np.rint(x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.int64)
+    out = rq(acc + np.asarray(bias, dtype=np.int64), y.mult, y.shift, bits)
+    return np.maximum(out, 0) if relu else out
+
+
+def quantize_weights_winograd(g: np.ndarray, tile: int, scale, bits: int = 8) -> np.ndarray:
+    """Offline weight transform and quantization: ``U = sat(round(G_int g G_intᵀ / s_U))``
+    in float64 (``scale`` scalar or ``[n, n]``), round half up like :func:`rq`."""
+    return fake_rq(winograd.weight_transform(g, tile), 1.0 / np.asarray(scale, dtype=np.float64),
+                   bits).astype(np.int64)
+
