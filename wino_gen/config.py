@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from . import winograd
+from .errors import UsageError
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """An invalid configuration value; the message names the field and the allowed range."""
 
 

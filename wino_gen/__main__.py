@@ -1,0 +1,49 @@
+"""The wino command line.
+
+    python -m wino_gen [generator flags] > top.v     Verilog of the accelerator (wino_gen.generate)
+    python -m wino_gen check MODEL_DIR               replay a model dir through the golden model
+    python -m wino_gen report [generator flags]      multipliers, widths, cycles, resources
+    python -m wino_gen build --board B ... --out DIR bitstream + report via YoWASP
+
+Bad input ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import UsageError
+
+USAGE = __doc__
+
+# subcommand -> module whose ``main(argv) -> int`` runs it
+SUBCOMMANDS = {
+    "check": "wino_gen.check",
+    "report": "wino_gen.report",
+    "build": "wino_gen.build",
+}
+GENERATE = "wino_gen.generate"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
+        print(USAGE.strip())
+        print("\nRun `python -m wino_gen SUBCOMMAND --help` or `python -m wino_gen --help-generate`.")
+        return 0
+    if argv and argv[0] in SUBCOMMANDS:
+        module, argv = SUBCOMMANDS[argv[0]], argv[1:]
+    else:
+        module = GENERATE
+        if argv[:1] == ["--help-generate"]:
+            argv = ["--help"]
+    try:
+        return importlib.import_module(module).main(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
