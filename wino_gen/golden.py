@@ -193,9 +193,9 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
 # -- direct convolution and host ops ---------------------------------------------------------
 
 def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, relu: bool = False,
-                cfg: AcceleratorConfig | None = None) -> np.ndarray:
+                cfg: AcceleratorConfig | None = None, trace: dict | None = None) -> np.ndarray:
     """int8 direct convolution, any kernel, stride and padding: exact int accumulation,
-    ``+ bias``, then :func:`rq` to the activation width."""
+    ``+ bias``, then :func:`rq` to the activation width. ``trace`` receives ``acc``."""
     act_bits = cfg.act_bits if cfg else 8
     x = np.asarray(x, dtype=np.int64)
     W = np.asarray(W, dtype=np.int64)
@@ -213,6 +213,8 @@ def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, re
     acc = acc.reshape(N, Ho, Wo, K).transpose(0, 3, 1, 2)
     if cfg:
         _check("accumulator", acc, cfg.widths.accumulator)
+    if trace is not None:
+        trace["acc"] = acc
     acc = acc + np.asarray(bias, dtype=np.int64)[None, :, None, None]
     if cfg:
         _check("bias add", acc, cfg.widths.out_sum)
@@ -243,13 +245,17 @@ def avgpool(x, *, kernel: int, stride: int, mult: int, shift: int, bits: int = 8
     return rq(s, mult, shift, bits)
 
 
-def linear(x, W, bias, *, y: Requant, relu: bool = False, bits: int = 8) -> np.ndarray:
-    """Fully connected layer on flattened int8 input: int accumulation, bias, :func:`rq`."""
+def linear(x, W, bias, *, y: Requant, relu: bool = False, bits: int = 8,
+           trace: dict | None = None) -> np.ndarray:
+    """Fully connected layer on flattened int8 input: int accumulation, bias, :func:`rq`.
+    ``trace`` receives ``acc``."""
     x = np.asarray(x, dtype=np.int64).reshape(len(x), -1)
     W = np.asarray(W, dtype=np.int64)
     if x.shape[1] * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= _EXACT:
         raise OverflowInPath("linear accumulation exceeds 2**53")
     acc = np.rint(x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.int64)
+    if trace is not None:
+        trace["acc"] = acc
     out = rq(acc + np.asarray(bias, dtype=np.int64), y.mult, y.shift, bits)
     return np.maximum(out, 0) if relu else out
 

@@ -1,0 +1,55 @@
+"""Replay a model dir in integers: each manifest op dispatched to its :mod:`wino_gen.golden`
+function with the layer's stored parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import golden
+from .config import AcceleratorConfig
+from .format import INPUT, Layer, Model
+
+
+def requant(layer: Layer, prefix: str) -> golden.Requant:
+    a = layer.arrays
+    return golden.Requant(a[f"{prefix}_mult"].astype(np.int64), a[f"{prefix}_shift"].astype(np.int64))
+
+
+def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
+              cfg: AcceleratorConfig | None = None) -> np.ndarray:
+    """One layer of ``model`` on int8 ``inputs`` (one array, two for ``add``), in the golden
+    model; with ``cfg`` the hardware ops are checked against its derived widths."""
+    a, s, bits = layer.arrays, layer.spec, model.act_bits
+    x = inputs[0]
+    if layer.op == "winograd_conv3x3":
+        return golden.winograd_conv3x3(
+            x, a["U"], a["bias"], tile=model.tile, v=requant(layer, "v"), m=requant(layer, "m"),
+            y=requant(layer, "y"), m_align=a["m_align"].astype(np.int64), padding=s["padding"],
+            relu=s["relu"], cfg=cfg)
+    if layer.op == "direct_conv":
+        return golden.direct_conv(x, a["W"], a["bias"], y=requant(layer, "y"), stride=s["stride"],
+                                  padding=s["padding"], relu=s["relu"], cfg=cfg)
+    if layer.op == "add":
+        return golden.add(x, inputs[1], a_mult=int(a["a_mult"]), b_mult=int(a["b_mult"]),
+                          shift=int(a["shift"]), relu=s["relu"], bits=bits)
+    if layer.op == "maxpool":
+        return golden.maxpool(x, kernel=s["kernel"], stride=s["stride"], padding=s.get("padding", 0), bits=bits)
+    if layer.op == "avgpool":
+        return golden.avgpool(x, kernel=s["kernel"], stride=s["stride"], mult=int(a["mult"]),
+                              shift=int(a["shift"]), bits=bits)
+    if layer.op == "linear":
+        return golden.linear(x, a["W"], a["bias"], y=requant(layer, "y"), relu=s["relu"], bits=bits)
+    raise ValueError(f"unknown op {layer.op!r}")
+
+
+def stored_inputs(layer: Layer) -> list[np.ndarray]:
+    """The reference inputs a layer's npz holds (``x``, and ``x2`` for ``add``)."""
+    return [layer.arrays["x"]] + ([layer.arrays["x2"]] if layer.op == "add" else [])
+
+
+def run_model(model: Model, x: np.ndarray, cfg: AcceleratorConfig | None = None) -> dict[str, np.ndarray]:
+    """Run the whole network from the int8 network input ``x``; returns every layer's output."""
+    acts = {INPUT: np.asarray(x, dtype=np.int64)}
+    for layer in model.layers:
+        acts[layer.name] = run_layer(model, layer, [acts[src] for src in layer.inputs], cfg)
+    return acts
