@@ -1,0 +1,139 @@
+"""Arithmetic building blocks shared by the rtl components.
+
+Everything here is a helper that adds logic to a module inside a *stall-as-a-whole* pipeline:
+each registered stage only updates while ``en`` is high, so a component that owns the pipeline
+drives ``en = ~o.valid | o.ready`` and every stage (data and valid bits) freezes on a stall.
+
+The arithmetic is the one of :mod:`wino_gen.golden`: :func:`rq_pipeline` implements
+``golden.rq`` (round half up, saturate) exactly, :func:`const_mul` a constant multiplication as
+a canonical-signed-digit shift-add network.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+
+from wino_gen.config import int_range
+
+#: Register stages of :func:`rq_pipeline`: multiply, shift+round, saturate.
+RQ_LATENCY = 3
+#: Width of a requant shift field (signed): right shift > 0, exact left shift <= 0.
+SHIFT_BITS = 8
+
+
+def csd(c: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of ``c``: ``[(sign, power)]`` with ``c == sum(sign << power)``,
+    no two adjacent non-zero digits (the fewest adders for a constant multiplier)."""
+    out, p = [], 0
+    while c:
+        if c & 1:
+            d = 2 - (c & 3)          # +1 if c = 1 mod 4, -1 if c = 3 mod 4
+            out.append((d, p))
+            c -= d
+        c >>= 1
+        p += 1
+    return out
+
+
+def const_mul(x, c: int):
+    """``x * c`` for a constant integer ``c`` as a sum of shifted copies of ``x`` (CSD), or
+    ``None`` when ``c == 0``."""
+    terms = []
+    for sign, p in csd(int(c)):
+        t = (x << p) if p else x
+        terms.append((sign, t))
+    if not terms:
+        return None
+    acc = None
+    for sign, t in sorted(terms, key=lambda st: -st[0]):   # positive terms first
+        if acc is None:
+            acc = t if sign > 0 else -t
+        else:
+            acc = acc + t if sign > 0 else acc - t
+    return acc
+
+
+def lin_comb(xs, coeffs):
+    """``sum(c * x)`` over constant coefficients, as one shift-add expression (0 if empty)."""
+    acc = None
+    for x, c in zip(xs, coeffs):
+        t = const_mul(x, int(c))
+        if t is None:
+            continue
+        acc = t if acc is None else acc + t
+    return Const(0, 1) if acc is None else acc
+
+
+def saturate(v, bits: int):
+    lo, hi = int_range(bits)
+    return Mux(v > hi, hi, Mux(v < lo, lo, v))
+
+
+def adder_tree(m: Module, en, values, width: int, name: str):
+    """Pipelined pairwise adder tree: one register level per tree level; returns
+    ``(sum_signal, latency)``. ``width`` is the (derived) width of the final sum; partial
+    sums use it too (they are bounded by it)."""
+    level = list(values)
+    lat = 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level), 2):
+            s = Signal(signed(width), name=f"{name}_l{lat}_{i // 2}")
+            with m.If(en):
+                if i + 1 < len(level):
+                    m.d.sync += s.eq(level[i] + level[i + 1])
+                else:
+                    m.d.sync += s.eq(level[i])
+            nxt.append(s)
+        level = nxt
+        lat += 1
+    return level[0], lat
+
+
+def rq_pipeline(m: Module, en, v, in_bits: int, mult, shift, out_bits: int, *,
+                relu=None, name: str = "rq"):
+    """``golden.rq(v, mult, shift, out_bits)`` in :data:`RQ_LATENCY` register stages.
+
+    ``mult`` is an unsigned Value (``fixed`` mode) or ``None`` (``pow2``: mult = 1, no
+    multiplier); ``shift`` a signed :data:`SHIFT_BITS` Value. Right shifts round half up via
+    ``t = p >> (s-1); (t >> 1) + t[0]`` (equal to ``(p + 2**(s-1)) >> s``); a left shift by
+    ``-s`` is clamped to ``out_bits`` places, which saturates exactly as the unclamped shift
+    would. ``relu`` (a 1-bit Value) clamps the result at 0. The parameters must stay constant
+    while a value is in flight (they are layer configuration).
+    """
+    # stage 1: product
+    pw = in_bits if mult is None else in_bits + len(mult) + 1
+    p = Signal(signed(pw), name=f"{name}_p")
+    with m.If(en):
+        m.d.sync += p.eq(v if mult is None else v * mult)
+    # stage 2: shift and round (both directions), registered
+    lsh_bits = max(1, (out_bits).bit_length())
+    rw = pw + out_bits + 1
+    r = Signal(signed(rw), name=f"{name}_r")
+    sh = Signal(signed(SHIFT_BITS), name=f"{name}_sh")
+    m.d.comb += sh.eq(shift)
+    right = Signal(unsigned(SHIFT_BITS), name=f"{name}_ramt")
+    left = Signal(unsigned(lsh_bits), name=f"{name}_lamt")
+    m.d.comb += [
+        right.eq(Mux(sh > 0, sh - 1, 0)),
+        left.eq(Mux(sh < -out_bits, out_bits, Mux(sh < 0, -sh, 0))),
+    ]
+    t = Signal(signed(pw), name=f"{name}_t")
+    m.d.comb += t.eq(p >> right)
+    with m.If(en):
+        with m.If(sh > 0):
+            m.d.sync += r.eq((t >> 1) + t[0])
+        with m.Else():
+            m.d.sync += r.eq(p << left)
+    # stage 3: saturate (+ ReLU)
+    o = Signal(signed(out_bits), name=f"{name}_o")
+    sat = saturate(r, out_bits)
+    if relu is not None:
+        sat = Mux(relu & (r < 0), 0, sat)
+    with m.If(en):
+        m.d.sync += o.eq(sat)
+    return o
+
+
+def shape_bits(shape) -> int:
+    return Shape.cast(shape).width
