@@ -1,0 +1,289 @@
+"""PE array with its double-buffered weight buffer, and the serializer that hands the
+accumulated tile to the output stage one output channel per beat."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from wino_gen.config import AcceleratorConfig
+
+from .arith import adder_tree
+
+
+def pe_geometry(cfg: AcceleratorConfig) -> tuple[int, int, int]:
+    """(taps S, input lanes per step L = unroll_in * S, words per bank)."""
+    S = cfg.n * cfg.n
+    L = cfg.unroll_in * S
+    if cfg.algo == "winograd":
+        depth = cfg.max_channels // cfg.unroll_in
+    else:  # direct: one step is a chunk of L patch elements (c, ky, kx) of a 3x3 window
+        depth = -(-cfg.max_channels * 9 // L)
+    return S, L, depth
+
+
+def in_value_bits(cfg: AcceleratorConfig) -> int:
+    return cfg.transform_bits if cfg.algo == "winograd" else cfg.act_bits
+
+
+def weight_word_layout(cfg):
+    S, _, _ = pe_geometry(cfg)
+    return data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), S),
+                                             cfg.unroll_in), cfg.unroll)
+
+
+def weight_stream_layout(cfg):
+    return data.StructLayout({"data": weight_word_layout(cfg),
+                              "bias": data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll)})
+
+
+def step_tag_layout(cfg):
+    _, _, depth = pe_geometry(cfg)
+    return data.StructLayout({
+        "addr": unsigned(max(1, ceil_log2(depth))),  # weight word of this step (channel group)
+        "bank": unsigned(1),    # weight bank of this output-channel block
+        "first": unsigned(1),   # first step of an accumulation
+        "last": unsigned(1),    # last step: the accumulators are complete
+        "eob": unsigned(1),     # last step that uses this weight bank
+    })
+
+
+class WeightBuffer(wiring.Component):
+    """Two banks of ``steps`` weight words (``unroll`` x ``unroll_in`` x S weights each) plus
+    ``unroll`` biases. The ``w`` stream fills the free bank (``steps`` beats, bias taken from
+    the first); the PE array reads the full one and releases it after its last step.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        S, L, depth = pe_geometry(cfg)
+        self.depth = depth
+        abits = max(1, ceil_log2(depth))
+        super().__init__({
+            "steps": In(abits + 1),             # beats per bank (layer config)
+            "w": In(stream.Signature(weight_stream_layout(cfg))),
+            "rd_en": In(1),
+            "rd_addr": In(abits),
+            "rd_bank": In(1),
+            "rd_data": Out(weight_word_layout(cfg)),
+            "rd_bias": Out(data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll)),
+            "full": Out(2),
+            "release": In(1),
+            "release_bank": In(1),
+            "clear": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.mem = mem = Memory(shape=weight_word_layout(cfg), depth=2 * self.depth, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(transparent_for=())
+        abits = len(self.rd_addr)
+        bias = [Signal(data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll), name=f"bias{b}")
+                for b in range(2)]
+        wbank = Signal()
+        waddr = Signal(abits + 1)
+        full = Signal(2)
+        m.d.comb += self.full.eq(full)
+        m.d.comb += [
+            self.w.ready.eq(~full.bit_select(wbank, 1)),
+            wr.addr.eq(self.depth * wbank + waddr),
+            wr.data.eq(self.w.payload.data),
+            wr.en.eq(self.w.valid & self.w.ready),
+        ]
+        set_full = Signal(2)
+        clr_full = Signal(2)
+        with m.If(wr.en):
+            with m.If(waddr == 0):
+                for b in range(2):
+                    with m.If(wbank == b):
+                        m.d.sync += bias[b].eq(self.w.payload.bias)
+            with m.If(waddr + 1 == self.steps):
+                m.d.sync += [waddr.eq(0), wbank.eq(~wbank)]
+                m.d.comb += set_full.eq(1 << wbank)
+            with m.Else():
+                m.d.sync += waddr.eq(waddr + 1)
+        with m.If(self.release):
+            m.d.comb += clr_full.eq(1 << self.release_bank)
+        m.d.sync += full.eq((full & ~clr_full) | set_full)
+        with m.If(self.clear):
+            m.d.sync += [full.eq(0), wbank.eq(0), waddr.eq(0)]
+        m.d.comb += [
+            rd.en.eq(self.rd_en),
+            rd.addr.eq(self.depth * self.rd_bank + self.rd_addr),
+            self.rd_data.eq(rd.data),
+        ]
+        with m.If(self.rd_en):
+            m.d.sync += self.rd_bias.eq(bias[0])
+            with m.If(self.rd_bank):
+                m.d.sync += self.rd_bias.eq(bias[1])
+        return m
+
+
+def pe_out_layout(cfg):
+    S, _, _ = pe_geometry(cfg)
+    lanes = S if cfg.algo == "winograd" else 1
+    return data.StructLayout({
+        "acc": data.ArrayLayout(data.ArrayLayout(signed(cfg.widths.accumulator), lanes), cfg.unroll),
+        "bias": data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll),
+    })
+
+
+class PEArray(wiring.Component):
+    """``unroll`` x ``unroll_in`` x S multipliers (S = n²), a pipelined adder tree and the
+    channel accumulators, with the double-buffered :class:`WeightBuffer` inside.
+
+    Winograd: ``P[k][s] += sum_c U[k][c][s] * V[c][s]`` (one accumulator per tap);
+    direct: ``acc[k] += sum_{c,s} W[k][c][s] * x[c][s]`` (the same multipliers reduce a chunk
+    of the 3x3 patch). One step per cycle; a step waits until its weight bank is full. After
+    a ``last`` step the complete accumulators (and the block's biases) leave on ``o``.
+    Weights arrive on ``w``, ``steps`` words per output-channel block.
+    """
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        S, L, depth = pe_geometry(cfg)
+        self.S = S
+        self.lanes = S if cfg.algo == "winograd" else 1
+        super().__init__({
+            "steps": In(max(1, ceil_log2(depth)) + 1),
+            "clear": In(1),
+            "w": In(stream.Signature(weight_stream_layout(cfg))),
+            "i": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(data.ArrayLayout(signed(in_value_bits(cfg)), S),
+                                         cfg.unroll_in),
+                "tag": step_tag_layout(cfg)}))),
+            "o": Out(stream.Signature(pe_out_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, S = self.cfg, self.S
+        w = cfg.widths
+        m.submodules.wbuf = wb = WeightBuffer(cfg)
+        wiring.connect(m, wiring.flipped(self.w), wb.w)
+        m.d.comb += [wb.steps.eq(self.steps), wb.clear.eq(self.clear)]
+
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        tag = self.i.payload.tag
+        bank_ok = wb.full.bit_select(tag.bank, 1)
+        accept = Signal()
+        m.d.comb += [
+            self.i.ready.eq(en & bank_ok),
+            accept.eq(self.i.valid & self.i.ready),
+            wb.rd_en.eq(en),
+            wb.rd_addr.eq(tag.addr),
+            wb.rd_bank.eq(tag.bank),
+            wb.release.eq(accept & tag.eob),
+            wb.release_bank.eq(tag.bank),
+        ]
+        # stage 1: step registered, weights + biases read
+        v1 = Signal(name="v1")
+        x1 = Signal.like(self.i.payload.data, name="x1")
+        f1, l1 = Signal(name="first1"), Signal(name="last1")
+        with m.If(en):
+            m.d.sync += [v1.eq(accept), x1.eq(self.i.payload.data), f1.eq(tag.first),
+                         l1.eq(tag.last)]
+        # stage 2: products
+        prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
+        for k in range(cfg.unroll):
+            for c in range(cfg.unroll_in):
+                for s in range(S):
+                    p = Signal(signed(w.product), name=f"prod{k}_{c}_{s}")
+                    with m.If(en):
+                        m.d.sync += p.eq(wb.rd_data[k][c][s] * x1[c][s])
+                    prods[k][c][s] = p
+        valid, first, last, bias = v1, f1, l1, wb.rd_bias
+        stages = 1
+
+        def delay(sig, name):
+            r = Signal.like(sig, name=name)
+            with m.If(en):
+                m.d.sync += r.eq(sig)
+            return r
+
+        valid, first, last, bias = (delay(valid, "v2"), delay(first, "first2"),
+                                    delay(last, "last2"), delay(bias, "bias2"))
+        # adder trees
+        sums = []
+        lat = 0
+        for k in range(cfg.unroll):
+            if cfg.algo == "winograd":
+                row = []
+                for s in range(S):
+                    t, lat = adder_tree(m, en, [prods[k][c][s] for c in range(cfg.unroll_in)],
+                                        w.accumulator, f"tree{k}_{s}")
+                    row.append(t)
+            else:
+                t, lat = adder_tree(m, en, [p for c in range(cfg.unroll_in) for p in prods[k][c]],
+                                    w.accumulator, f"tree{k}")
+                row = [t]
+            sums.append(row)
+        for d in range(lat):
+            valid, first, last, bias = (delay(valid, f"vt{d}"), delay(first, f"ft{d}"),
+                                        delay(last, f"lt{d}"), delay(bias, f"bt{d}"))
+        self.latency = 3 + lat + stages - 1
+        # accumulators and the output register
+        out_valid = Signal()
+        for k in range(cfg.unroll):
+            for s in range(self.lanes):
+                acc = Signal(signed(w.accumulator), name=f"acc{k}_{s}")
+                nxt = Signal(signed(w.accumulator), name=f"accn{k}_{s}")
+                m.d.comb += nxt.eq(sums[k][s] + Mux(first, 0, acc))
+                with m.If(en & valid):
+                    m.d.sync += acc.eq(nxt)
+                    with m.If(last):
+                        m.d.sync += self.o.payload.acc[k][s].eq(nxt)
+        with m.If(en):
+            m.d.sync += out_valid.eq(valid & last)
+            with m.If(valid & last):
+                m.d.sync += self.o.payload.bias.eq(bias)
+        m.d.comb += self.o.valid.eq(out_valid)
+        return m
+
+
+class Serializer(wiring.Component):
+    """Hands the ``unroll`` accumulated channels of a PE output to the output stage one channel
+    per beat: ``{data: acc[k], bias: bias[k], k}``."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        lanes = cfg.n * cfg.n if cfg.algo == "winograd" else 1
+        super().__init__({
+            "i": In(stream.Signature(pe_out_layout(cfg))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(cfg.widths.accumulator), lanes),
+                "bias": signed(cfg.bias_bits),
+                "k": unsigned(max(1, ceil_log2(cfg.unroll)))}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        buf = Signal.like(self.i.payload, name="buf")
+        full = Signal()
+        k = Signal(len(self.o.payload.k))
+        done = Signal()
+        m.d.comb += [
+            done.eq(self.o.ready & (k == cfg.unroll - 1)),
+            self.i.ready.eq(~full | done),
+            self.o.valid.eq(full),
+            self.o.payload.k.eq(k),
+        ]
+        with m.Switch(k):
+            for j in range(cfg.unroll):
+                with m.Case(j):
+                    m.d.comb += [self.o.payload.data.eq(buf.acc[j]),
+                                 self.o.payload.bias.eq(buf.bias[j])]
+        with m.If(full & self.o.ready):
+            m.d.sync += k.eq(k + 1)
+            with m.If(done):
+                m.d.sync += [k.eq(0), full.eq(0)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload), full.eq(1)]
+        return m
