@@ -175,7 +175,7 @@ class AcceleratorConfig:
         return json.dumps({"wino_config": 1, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AcceleratorConfig":
+    def from_dict(cls, d: dict) -> AcceleratorConfig:
         d = dict(d)
         d.pop("wino_config", None)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -185,7 +185,7 @@ class AcceleratorConfig:
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text: str) -> "AcceleratorConfig":
+    def from_json(cls, text: str) -> AcceleratorConfig:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -195,7 +195,7 @@ class AcceleratorConfig:
         return cls.from_dict(d)
 
     @classmethod
-    def load(cls, path: str | Path) -> "AcceleratorConfig":
+    def load(cls, path: str | Path) -> AcceleratorConfig:
         return cls.from_json(Path(path).read_text())
 
     def save(self, path: str | Path) -> None:

@@ -133,7 +133,7 @@ def channel_sum(U: np.ndarray, V: np.ndarray) -> np.ndarray:
     N, C, T, S = V.shape
     Ut = U.transpose(2, 0, 1).astype(np.float64)                      # [S, K, C]
     Vt = V.transpose(3, 1, 0, 2).reshape(S, C, N * T).astype(np.float64)  # [S, C, N*T]
-    P = np.rint(Ut @ Vt).astype(np.int64)                             # [S, K, N*T]
+    P = np.rint(np.einsum("skc,sct->skt", Ut, Vt, optimize=True)).astype(np.int64)  # [S, K, N*T]
     return P.reshape(S, -1, N, T).transpose(2, 1, 3, 0)
 
 
@@ -147,17 +147,19 @@ def _check(name: str, v: np.ndarray, bits: int | None) -> None:
 
 def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requant,
                      m_align=0, padding: int = 1, relu: bool = False,
-                     cfg: AcceleratorConfig | None = None, trace: dict | None = None) -> np.ndarray:
+                     cfg: AcceleratorConfig | None = None, trace: dict | None = None,
+                     act_bits: int | None = None, transform_bits: int | None = None) -> np.ndarray:
     """Full-int8 Winograd 3x3 stride-1 convolution, DESIGN.md's table step by step.
 
     ``x[N, C, H, W]`` int8, ``U[K, C, n, n]`` int8 Winograd-domain weights, ``bias[K]`` in the
     scale of ``AT M A``; ``v``/``m`` requant ratios are scalars or ``[n, n]`` per tap and
     ``m_align[n, n]`` left-shifts per-tap M onto the common output-transform scale. With
     ``cfg`` every intermediate is checked against the derived widths (and its bit widths
-    are used); ``trace`` receives the intermediates.
+    are used); ``trace`` receives the intermediates. ``act_bits``/``transform_bits`` override
+    the saturation widths (default: the config's, else 8).
     """
-    act_bits = cfg.act_bits if cfg else 8
-    t_bits = cfg.transform_bits if cfg else 8
+    act_bits = act_bits or (cfg.act_bits if cfg else 8)
+    t_bits = transform_bits or (cfg.transform_bits if cfg else 8)
     w = cfg.widths if cfg else None
     x = np.asarray(x, dtype=np.int64)
     U = np.asarray(U, dtype=np.int64)
@@ -193,10 +195,11 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
 # -- direct convolution and host ops ---------------------------------------------------------
 
 def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, relu: bool = False,
-                cfg: AcceleratorConfig | None = None, trace: dict | None = None) -> np.ndarray:
+                cfg: AcceleratorConfig | None = None, trace: dict | None = None,
+                act_bits: int | None = None) -> np.ndarray:
     """int8 direct convolution, any kernel, stride and padding: exact int accumulation,
     ``+ bias``, then :func:`rq` to the activation width. ``trace`` receives ``acc``."""
-    act_bits = cfg.act_bits if cfg else 8
+    act_bits = act_bits or (cfg.act_bits if cfg else 8)
     x = np.asarray(x, dtype=np.int64)
     W = np.asarray(W, dtype=np.int64)
     N, C, H, Wd = x.shape
