@@ -1,0 +1,109 @@
+"""The self-test top in Amaranth simulation: it passes on the golden data and fails when one
+expected byte is corrupted; its UART prints the status line."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.sim import Simulator
+
+from rtl import selftest
+from wino_gen import golden
+from wino_gen.config import AcceleratorConfig
+
+
+def _layer(tile=2, unroll=1):
+    cfg = AcceleratorConfig(tile=tile, unroll=unroll, max_width=16, max_channels=8)
+    return selftest.make_layer(cfg, channels=3, size=4)
+
+
+def test_make_layer_is_golden_and_not_trivial():
+    lay = _layer(tile=4, unroll=2)
+    y = golden.winograd_conv3x3(lay["x"], lay["U"], lay["bias"], tile=4, v=lay["v"], m=lay["m"],
+                                y=lay["y_req"], cfg=lay["cfg"])
+    assert np.array_equal(y, lay["y"])
+    # calibrated: outputs use the range, not all saturated or all zero
+    assert len(np.unique(lay["y"])) > 10
+    assert np.mean(np.abs(lay["y"]) == 127) < 0.5
+
+
+def _run(st, max_cycles=20000, uart=None):
+    sim = Simulator(st if uart is None else uart)
+    sim.add_clock(1e-6)
+    result = {}
+
+    async def tb(ctx):
+        for _ in range(max_cycles):
+            await ctx.tick()
+            if ctx.get(st.done):
+                break
+        result.update(done=ctx.get(st.done), passed=ctx.get(st.passed), failed=ctx.get(st.failed),
+                      mismatches=ctx.get(st.mismatches), outputs=ctx.get(st.outputs),
+                      cycles=ctx.get(st.cycles), timed_out=ctx.get(st.timed_out))
+    sim.add_testbench(tb)
+    sim.run()
+    return result
+
+
+@pytest.mark.parametrize("tile,unroll", [(2, 1), (4, 2)])
+def test_selftest_passes(tile, unroll):
+    ad = selftest.StandInAdapter(_layer(tile, unroll))
+    r = _run(selftest.SelfTest(ad))
+    assert r["done"] and r["passed"] and not r["failed"], r
+    assert r["mismatches"] == 0 and r["outputs"] == len(ad.expected)
+
+
+@pytest.mark.parametrize("where", [0, -1])
+def test_selftest_fails_on_corrupted_expected(where):
+    ad = selftest.StandInAdapter(_layer(2, 1))
+    r = _run(selftest.SelfTest(ad, corrupt=where % len(ad.expected)))
+    assert r["done"] and r["failed"] and not r["passed"], r
+    assert r["mismatches"] == 1
+
+
+def test_selftest_times_out_when_engine_stalls():
+    ad = selftest.StandInAdapter(_layer(2, 1))
+    ad.expected = ad.expected + [0]          # one more output than the engine makes
+    r = _run(selftest.SelfTest(ad, timeout=2000))
+    assert r["done"] and r["failed"] and r["timed_out"]
+
+
+def test_status_line_over_uart():
+    ad = selftest.StandInAdapter(_layer(2, 1))
+    st = selftest.SelfTest(ad)
+    div = 4
+    line = selftest.StatusLine(st, divisor=div, period=100000)
+    top = Module()
+    top.submodules += [st, line]
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    got = []
+
+    async def tb(ctx):
+        # sample the line in the middle of each bit; decode 8N1
+        prev = 1
+        cyc = 0
+        while len(got) < 200 and cyc < 60000:
+            await ctx.tick()
+            cyc += 1
+            tx = ctx.get(line.tx)
+            if prev == 1 and tx == 0:       # start bit edge
+                await ctx.tick().repeat(div // 2)
+                assert ctx.get(line.tx) == 0
+                byte = 0
+                for b in range(8):
+                    await ctx.tick().repeat(div)
+                    byte |= ctx.get(line.tx) << b
+                await ctx.tick().repeat(div)
+                assert ctx.get(line.tx) == 1     # stop bit
+                got.append(byte)
+                if byte == ord("\n"):
+                    break
+                cyc += 10 * div
+            prev = ctx.get(line.tx)
+        got.append(("final", ctx.get(st.mismatches), ctx.get(st.outputs), ctx.get(st.cycles)))
+    sim.add_testbench(tb)
+    sim.run()
+    final = got.pop()
+    text = bytes(got).decode()
+    assert text == selftest.status_text(True, 0, len(ad.expected), final[3]), text
+    assert text.startswith("wino selftest PASS mism=0000")

