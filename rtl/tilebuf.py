@@ -1,0 +1,248 @@
+"""Input tile buffer (banked n-row line buffer) and the layer controller that walks tiles and
+channel blocks.
+
+Line buffer: padded image row ``ys`` lives in row bank ``ys mod n``, slot ``(ys // n) mod 2``;
+padded column ``xs`` in column bank ``xs mod n`` at word ``xs // n``. Any n consecutive rows
+and columns hit every bank once, so one n x n tile (``unroll_in`` channels) is read per cycle.
+Two slots per row bank hold 2n rows: the next band loads while the current one is read.
+Zero padding (top/left ``pad``, bottom/right up to the tile grid) is applied by masking
+on read; nothing outside the image is ever loaded.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from wino_gen.config import AcceleratorConfig
+
+from .pe import pe_geometry, step_tag_layout
+
+MAX_PAD = 3
+
+
+def geometry(cfg: AcceleratorConfig) -> dict:
+    n = cfg.n
+    _, _, cg_max = pe_geometry(cfg)
+    xb_max = -(-(cfg.max_width + 2 * MAX_PAD + n) // n)
+    coord = ceil_log2(cfg.max_width + 2 * MAX_PAD + 2 * n + 1)
+    return {"cg_max": cg_max, "xb_max": xb_max, "coord": coord,
+            "cg_bits": max(1, ceil_log2(cg_max + 1)), "xb_bits": max(1, ceil_log2(xb_max + 1)),
+            "depth": 2 * cg_max * xb_max}
+
+
+def shape_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """Layer shape fields of the config port (computed by the host, see ``sim.driver``)."""
+    g = geometry(cfg)
+    return data.StructLayout({
+        "h": unsigned(g["coord"]), "w": unsigned(g["coord"]), "pad": unsigned(2),
+        "n_cg": unsigned(g["cg_bits"]),   # channel groups (C / unroll_in) = steps per tile
+        "n_kb": unsigned(g["cg_bits"] + ceil_log2(cfg.unroll_in) + 1),   # output channel blocks
+        "th": unsigned(g["coord"]), "tw": unsigned(g["coord"]),      # tile rows / columns
+        "nxb": unsigned(g["xb_bits"]),   # input beats per row and channel group
+    })
+
+
+def cmd_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    g = geometry(cfg)
+    c = unsigned(g["coord"])
+    return data.StructLayout({
+        "y0": c, "y0mod": unsigned(ceil_log2(cfg.n)), "y0div": c,
+        "x0": c, "x0mod": unsigned(ceil_log2(cfg.n)), "x0div": c,
+        "cg": unsigned(g["cg_bits"]), "tag": step_tag_layout(cfg),
+    })
+
+
+def tile_layout(cfg, bits=None):
+    n = cfg.n
+    return data.ArrayLayout(data.ArrayLayout(signed(bits or cfg.act_bits), n * n), cfg.unroll_in)
+
+
+def input_beat_layout(cfg):
+    """n consecutive padded columns of one row, ``unroll_in`` channels each."""
+    return data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), cfg.unroll_in), cfg.n)
+
+
+class LayerController(wiring.Component):
+    """Walks a layer: for tile row ``ty``, output-channel block ``kb``, tile column ``tx``,
+    channel group ``cg`` it issues one step command (tile origin, weight word and bank,
+    first/last/end-of-block tags). ``start`` begins a layer; ``busy`` while commands remain."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        super().__init__({
+            "geom": In(shape_layout(cfg)),
+            "start": In(1),
+            "busy": Out(1),
+            "cmd": Out(stream.Signature(cmd_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, n, mt = self.cfg, self.cfg.n, self.cfg.tile
+        sh, c = self.geom, self.cmd.payload
+        ty, tx = Signal.like(sh.th), Signal.like(sh.tw)
+        kb = Signal.like(sh.n_kb)
+        cg = Signal.like(sh.n_cg)
+        bank = Signal()
+        y0, y0mod, y0div = Signal.like(c.y0), Signal.like(c.y0mod), Signal.like(c.y0div)
+        x0, x0mod, x0div = Signal.like(c.x0), Signal.like(c.x0mod), Signal.like(c.x0div)
+        last_cg, last_tx = cg + 1 == sh.n_cg, tx + 1 == sh.tw
+        last_kb, last_ty = kb + 1 == sh.n_kb, ty + 1 == sh.th
+        m.d.comb += [
+            self.cmd.valid.eq(self.busy),
+            c.y0.eq(y0), c.y0mod.eq(y0mod), c.y0div.eq(y0div),
+            c.x0.eq(x0), c.x0mod.eq(x0mod), c.x0div.eq(x0div),
+            c.cg.eq(cg),
+            c.tag.addr.eq(cg), c.tag.bank.eq(bank),
+            c.tag.first.eq(cg == 0), c.tag.last.eq(last_cg), c.tag.eob.eq(last_cg & last_tx),
+        ]
+        reset_x = [tx.eq(0), x0.eq(0), x0mod.eq(0), x0div.eq(0)]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += cg.eq(cg + 1)
+            with m.If(last_cg):
+                m.d.sync += [cg.eq(0), tx.eq(tx + 1), x0.eq(x0 + mt)]
+                with m.If(x0mod + mt >= n):
+                    m.d.sync += [x0mod.eq(x0mod + mt - n), x0div.eq(x0div + 1)]
+                with m.Else():
+                    m.d.sync += x0mod.eq(x0mod + mt)
+                with m.If(last_tx):
+                    m.d.sync += reset_x + [kb.eq(kb + 1), bank.eq(~bank)]
+                    with m.If(last_kb):
+                        m.d.sync += [kb.eq(0), ty.eq(ty + 1), y0.eq(y0 + mt)]
+                        with m.If(y0mod + mt >= n):
+                            m.d.sync += [y0mod.eq(y0mod + mt - n), y0div.eq(y0div + 1)]
+                        with m.Else():
+                            m.d.sync += y0mod.eq(y0mod + mt)
+                        with m.If(last_ty):
+                            m.d.sync += self.busy.eq(0)
+        with m.If(self.start):
+            m.d.sync += reset_x + [self.busy.eq(1), ty.eq(0), kb.eq(0), cg.eq(0), bank.eq(0),
+                                   y0.eq(0), y0mod.eq(0), y0div.eq(0)]
+        return m
+
+
+class TileBuffer(wiring.Component):
+    """Banked line buffer: ``x`` beats (row by row: for each padded row ``ys`` from ``pad``
+    to ``h + pad - 1``, each channel group, ``nxb`` beats of n columns) in; one n x n tile of
+    ``unroll_in`` channels per ``cmd`` out, zero outside the image, with the command's tag."""
+
+    LATENCY = 2
+
+    def __init__(self, cfg: AcceleratorConfig):
+        self.cfg = cfg
+        self.g = geometry(cfg)
+        super().__init__({
+            "geom": In(shape_layout(cfg)),
+            "start": In(1),
+            "x": In(stream.Signature(input_beat_layout(cfg))),
+            "cmd": In(stream.Signature(cmd_layout(cfg))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": tile_layout(cfg), "tag": step_tag_layout(cfg)}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, n, g = self.cfg, self.cfg.n, self.g
+        ui, sh = cfg.unroll_in, self.geom
+        word = data.ArrayLayout(signed(cfg.act_bits), ui)
+        mems = [[Memory(shape=word, depth=g["depth"], init=[]) for j in range(n)] for k in range(n)]
+        wps, rps = [], []
+        for k in range(n):
+            for j in range(n):
+                m.submodules[f"bank{k}_{j}"] = mems[k][j]
+        for k in range(n):
+            wps.append([mems[k][j].write_port() for j in range(n)])
+            rps.append([mems[k][j].read_port(transparent_for=()) for j in range(n)])
+        # -- write side
+        ys = Signal(g["coord"])
+        wk = Signal(ceil_log2(n))
+        wsub = Signal()
+        wcg = Signal.like(sh.n_cg)
+        wxb = Signal.like(sh.nxb)
+        y0_cur = Signal(g["coord"])
+        waddr = Signal(range(g["depth"]))
+        m.d.comb += [
+            self.x.ready.eq((ys < y0_cur + 2 * n) & (ys < sh.h + sh.pad)),
+            waddr.eq((wsub * g["cg_max"] + wcg) * g["xb_max"] + wxb),
+        ]
+        wen = self.x.valid & self.x.ready
+        for k in range(n):
+            for j in range(n):
+                m.d.comb += [wps[k][j].addr.eq(waddr), wps[k][j].data.eq(self.x.payload[j]),
+                             wps[k][j].en.eq(wen & (wk == k))]
+        with m.If(wen):
+            m.d.sync += wxb.eq(wxb + 1)
+            with m.If(wxb + 1 == sh.nxb):
+                m.d.sync += [wxb.eq(0), wcg.eq(wcg + 1)]
+                with m.If(wcg + 1 == sh.n_cg):
+                    m.d.sync += [wcg.eq(0), ys.eq(ys + 1)]
+                    with m.If(wk == n - 1):
+                        m.d.sync += [wk.eq(0), wsub.eq(~wsub)]
+                    with m.Else():
+                        m.d.sync += wk.eq(wk + 1)
+        # -- read side
+        en = Signal()
+        c = self.cmd.payload
+        band_ok = Signal()
+        m.d.comb += [
+            en.eq(~self.o.valid | self.o.ready),
+            band_ok.eq((ys >= c.y0 + n) | (ys >= sh.h + sh.pad)),
+            self.cmd.ready.eq(en & band_ok),
+        ]
+        accept = self.cmd.valid & self.cmd.ready
+        with m.If(accept):
+            m.d.sync += y0_cur.eq(c.y0)
+        for k in range(n):
+            sub = Signal(name=f"rsub{k}")
+            m.d.comb += sub.eq((c.y0div + (k < c.y0mod))[0])
+            for j in range(n):
+                xd = Signal(g["coord"], name=f"rxdiv{j}")
+                m.d.comb += [xd.eq(c.x0div + (j < c.x0mod)),
+                             rps[k][j].addr.eq((sub * g["cg_max"] + c.cg) * g["xb_max"] + xd),
+                             rps[k][j].en.eq(en)]
+        v1 = Signal()
+        tag1 = Signal.like(c.tag)
+        ymod1, xmod1 = Signal.like(c.y0mod), Signal.like(c.x0mod)
+        rowv = Signal(n)
+        colv = Signal(n)
+        with m.If(en):
+            m.d.sync += [v1.eq(accept), tag1.eq(c.tag), ymod1.eq(c.y0mod), xmod1.eq(c.x0mod)]
+            for i in range(n):
+                m.d.sync += [
+                    rowv[i].eq((c.y0 + i >= sh.pad) & (c.y0 + i < sh.h + sh.pad)),
+                    colv[i].eq((c.x0 + i >= sh.pad) & (c.x0 + i < sh.w + sh.pad)),
+                ]
+        # rotate rows, then columns, then mask
+        rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(n)] for i in range(n)]
+        with m.Switch(ymod1):
+            for r in range(n):
+                with m.Case(r):
+                    for i in range(n):
+                        for j in range(n):
+                            m.d.comb += rows[i][j].eq(rps[(r + i) % n][j].data)
+        cols = [[Signal(word, name=f"rot_c{i}_{j}") for j in range(n)] for i in range(n)]
+        with m.Switch(xmod1):
+            for r in range(n):
+                with m.Case(r):
+                    for i in range(n):
+                        for j in range(n):
+                            m.d.comb += cols[i][j].eq(rows[i][(r + j) % n])
+        v2 = Signal()
+        with m.If(en):
+            m.d.sync += [v2.eq(v1), self.o.payload.tag.eq(tag1)]
+            for i in range(n):
+                for j in range(n):
+                    for ch in range(ui):
+                        m.d.sync += self.o.payload.data[ch][i * n + j].eq(cols[i][j][ch])
+                    with m.If(~(rowv[i] & colv[j])):
+                        for ch in range(ui):
+                            m.d.sync += self.o.payload.data[ch][i * n + j].eq(0)
+        m.d.comb += self.o.valid.eq(v2)
+        with m.If(self.start):
+            m.d.sync += [ys.eq(sh.pad), wk.eq(sh.pad), wsub.eq(0), wcg.eq(0), wxb.eq(0),
+                         y0_cur.eq(0)]
+        return m

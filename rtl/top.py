@@ -1,0 +1,203 @@
+"""Accelerator tops: the Winograd engine and the direct-convolution engine (same multipliers).
+
+Winograd engine data path::
+
+    x beats ─► TileBuffer ◄─ LayerController (cmd)            w beats ─┐
+                 │ n x n tiles (unroll_in channels)                    ▼
+                 ▼                                          PEArray (+ WeightBuffer)
+           InputTransform ─► Requantizer (V) ───────────────► │ acc[unroll][n²]
+                                                               ▼
+                                     Serializer ─► OutputStage ─► o: y[m x m] per channel
+
+Host-side order of the streams (see ``sim.driver``): ``x`` row by row; ``w`` one word per
+channel group for each (tile row, output-channel block); ``o`` one beat per (tile row,
+block, tile column, channel in block).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from wino_gen.config import AcceleratorConfig
+
+from .arith import RQ_LATENCY, rq_pipeline
+from .pe import PEArray, Serializer, pe_geometry, step_tag_layout, weight_stream_layout
+from .requant import Requantizer, requant_params_layout
+from .tilebuf import LayerController, TileBuffer, input_beat_layout, shape_layout
+from .transform import InputTransform, OutputStage, output_params_layout
+
+
+def _mult_bits(cfg):
+    return cfg.mult_bits if cfg.requant == "fixed" else None
+
+
+def winograd_layer_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    S = cfg.n * cfg.n
+    n_p = S if cfg.granularity == "tap" else 1
+    return data.StructLayout({
+        "geom": shape_layout(cfg),
+        "v": requant_params_layout(n_p, _mult_bits(cfg)),
+        "out": output_params_layout(cfg),
+    })
+
+
+def winograd_out_layout(cfg):
+    return data.ArrayLayout(signed(cfg.act_bits), cfg.tile ** 2)
+
+
+def direct_x_layout(cfg):
+    S, _, _ = pe_geometry(cfg)
+    return data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), S), cfg.unroll_in)
+
+
+def direct_out_layout(cfg):
+    return data.ArrayLayout(signed(cfg.act_bits), cfg.unroll)
+
+
+class WinogradAccel(wiring.Component):
+    """The Winograd F(m x m, 3 x 3) engine. Set ``layer``, pulse ``start``, stream ``x`` and
+    ``w``; ``o`` carries m x m outputs per (tile, output channel)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        if cfg.algo != "winograd":
+            raise ValueError("WinogradAccel needs algo='winograd'")
+        self.cfg = cfg
+        super().__init__({
+            "layer": In(winograd_layer_layout(cfg)),
+            "start": In(1),
+            "busy": Out(1),
+            "x": In(stream.Signature(input_beat_layout(cfg))),
+            "w": In(stream.Signature(weight_stream_layout(cfg))),
+            "o": Out(stream.Signature(winograd_out_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        S = cfg.n * cfg.n
+        n_p = S if cfg.granularity == "tap" else 1
+        tag = step_tag_layout(cfg)
+        m.submodules.ctrl = ctrl = LayerController(cfg)
+        m.submodules.tbuf = tbuf = TileBuffer(cfg)
+        m.submodules.itf = itf = InputTransform(cfg, tag)
+        m.submodules.vrq = vrq = Requantizer(lanes=cfg.unroll_in * S, in_bits=cfg.widths.in_full,
+                                             out_bits=cfg.transform_bits, n_params=n_p,
+                                             mult_bits=_mult_bits(cfg), tag_shape=tag)
+        m.submodules.pe = pe = PEArray(cfg)
+        m.submodules.ser = ser = Serializer(cfg)
+        m.submodules.ost = ost = OutputStage(cfg)
+        lay = self.layer
+        m.d.comb += [
+            ctrl.geom.eq(lay.geom), ctrl.start.eq(self.start),
+            tbuf.geom.eq(lay.geom), tbuf.start.eq(self.start),
+            vrq.params.eq(lay.v), ost.params.eq(lay.out),
+            pe.steps.eq(lay.geom.n_cg), pe.clear.eq(self.start),
+        ]
+        wiring.connect(m, ctrl.cmd, tbuf.cmd)
+        wiring.connect(m, wiring.flipped(self.x), tbuf.x)
+        wiring.connect(m, tbuf.o, itf.i)
+        # itf -> vrq: same bits, flat lanes
+        m.d.comb += [
+            vrq.i.valid.eq(itf.o.valid), itf.o.ready.eq(vrq.i.ready),
+            vrq.i.payload.data.as_value().eq(itf.o.payload.data.as_value()),
+            vrq.i.payload.tag.eq(itf.o.payload.tag),
+            pe.i.valid.eq(vrq.o.valid), vrq.o.ready.eq(pe.i.ready),
+            pe.i.payload.data.as_value().eq(vrq.o.payload.data.as_value()),
+            pe.i.payload.tag.eq(vrq.o.payload.tag),
+        ]
+        wiring.connect(m, wiring.flipped(self.w), pe.w)
+        wiring.connect(m, pe.o, ser.i)
+        m.d.comb += [
+            ost.i.valid.eq(ser.o.valid), ser.o.ready.eq(ost.i.ready),
+            ost.i.payload.data.eq(ser.o.payload.data), ost.i.payload.bias.eq(ser.o.payload.bias),
+        ]
+        m.d.comb += [self.o.valid.eq(ost.o.valid), ost.o.ready.eq(self.o.ready),
+                     self.o.payload.eq(ost.o.payload.data), self.busy.eq(ctrl.busy)]
+        return m
+
+
+def direct_layer_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    _, _, depth = pe_geometry(cfg)
+    return data.StructLayout({
+        "n_step": unsigned(ceil_log2(depth + 1)),   # chunks per output pixel
+        "n_pix": unsigned(ceil_log2(cfg.max_width ** 2 + 1)),  # output pixels
+        "n_kb": unsigned(ceil_log2(cfg.max_channels // 1 + 1)),  # output-channel blocks
+        "y": requant_params_layout(1, _mult_bits(cfg)),
+        "relu": unsigned(1),
+    })
+
+
+class DirectAccel(wiring.Component):
+    """Direct convolution on the same ``unroll`` x ``unroll_in`` x n² multipliers: each step
+    reduces a chunk of ``unroll_in * n²`` patch elements (im2col order, zero-filled to whole
+    chunks) for ``unroll`` output channels. ``x`` carries the chunks (for each block, each
+    pixel, each chunk); ``o`` one beat of ``unroll`` outputs per (block, pixel)."""
+
+    def __init__(self, cfg: AcceleratorConfig):
+        if cfg.algo != "direct":
+            raise ValueError("DirectAccel needs algo='direct'")
+        self.cfg = cfg
+        S, L, _ = pe_geometry(cfg)
+        super().__init__({
+            "layer": In(direct_layer_layout(cfg)),
+            "start": In(1),
+            "busy": Out(1),
+            "x": In(stream.Signature(direct_x_layout(cfg))),
+            "w": In(stream.Signature(weight_stream_layout(cfg))),
+            "o": Out(stream.Signature(direct_out_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay = self.cfg, self.layer
+        m.submodules.pe = pe = PEArray(cfg)
+        m.d.comb += [pe.steps.eq(lay.n_step), pe.clear.eq(self.start)]
+        wiring.connect(m, wiring.flipped(self.w), pe.w)
+        # controller: tags for (block, pixel, chunk)
+        step, pix, kb = Signal.like(lay.n_step), Signal.like(lay.n_pix), Signal.like(lay.n_kb)
+        bank = Signal()
+        t = pe.i.payload.tag
+        last_s, last_p, last_k = step + 1 == lay.n_step, pix + 1 == lay.n_pix, kb + 1 == lay.n_kb
+        m.d.comb += [
+            pe.i.valid.eq(self.x.valid & self.busy), self.x.ready.eq(pe.i.ready & self.busy),
+            pe.i.payload.data.eq(self.x.payload),
+            t.addr.eq(step), t.bank.eq(bank), t.first.eq(step == 0), t.last.eq(last_s),
+            t.eob.eq(last_s & last_p),
+        ]
+        with m.If(pe.i.valid & pe.i.ready):
+            m.d.sync += step.eq(step + 1)
+            with m.If(last_s):
+                m.d.sync += [step.eq(0), pix.eq(pix + 1)]
+                with m.If(last_p):
+                    m.d.sync += [pix.eq(0), kb.eq(kb + 1), bank.eq(~bank)]
+                    with m.If(last_k):
+                        m.d.sync += self.busy.eq(0)
+        with m.If(self.start):
+            m.d.sync += [step.eq(0), pix.eq(0), kb.eq(0), bank.eq(0), self.busy.eq(1)]
+        # output: bias add + y requant + ReLU on all unroll lanes
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), pe.o.ready.eq(en)]
+        w = cfg.widths
+        ymult = lay.y.mult[0] if _mult_bits(cfg) is not None else None
+        for k in range(cfg.unroll):
+            s = Signal(signed(w.out_sum), name=f"sum{k}")
+            with m.If(en):
+                m.d.sync += s.eq(pe.o.payload.acc[k][0] + pe.o.payload.bias[k])
+            o = rq_pipeline(m, en, s, w.out_sum, ymult, lay.y.shift[0], cfg.act_bits,
+                            relu=lay.relu, name=f"yrq{k}")
+            m.d.comb += self.o.payload[k].eq(o)
+        valid = pe.o.valid
+        for d in range(1 + RQ_LATENCY):
+            r = Signal(name=f"ov{d}")
+            with m.If(en):
+                m.d.sync += r.eq(valid)
+            valid = r
+        m.d.comb += self.o.valid.eq(valid)
+        return m
+
+
+def build_top(cfg: AcceleratorConfig) -> wiring.Component:
+    return WinogradAccel(cfg) if cfg.algo == "winograd" else DirectAccel(cfg)
