@@ -90,7 +90,7 @@ class StandInEngine(wiring.Component):
     multiply-accumulates on ``L * n * n`` pipelined multipliers and emits the ``L * n * n``
     results ``rq(P, mult, shift)`` (transform_bits wide, k-major) one per beat on ``o``."""
 
-    def __init__(self, cfg: AcceleratorConfig, channels: int, mult: int, shift: int):
+    def __init__(self, cfg: AcceleratorConfig, channels: int, mult: int, shift: int):  # noqa: D107
         self.cfg, self.channels, self.mult, self.shift = cfg, channels, mult, shift
         self.lanes = cfg.unroll * cfg.n * cfg.n
         self.in_width = cfg.n * cfg.n * cfg.transform_bits + self.lanes * cfg.weight_bits
@@ -198,12 +198,62 @@ class StandInAdapter:
         return StandInEngine(cfg, self.channels, int(self.layer["m"].mult), int(self.layer["m"].shift))
 
 
+class AcceleratorAdapter:
+    """Feeds the accelerator top (:mod:`rtl.top`, built by ``sim.driver``'s layer spec, which
+    defines the stream orders) with ``layer``: the layer-config word on ``layer``, a ``start``
+    pulse, the ``x`` and ``w`` beats; expects golden's output tiles (``y_tiles``: every byte
+    of every m x m tile the hardware emits, in its (tile row, block, tile column, channel)
+    order)."""
+
+    name = "accelerator (rtl.top)"
+
+    def __init__(self, layer: dict):
+        from amaranth.lib import data as _data  # noqa: F401
+        from sim.driver import WinogradLayer
+        from sim.streams import pack
+        from rtl.top import winograd_out_layout
+        cfg = layer["cfg"]
+        if cfg.algo != "winograd":
+            raise ValueError("the self-test layer is a Winograd layer (algo=winograd)")
+        self.layer = layer
+        x = layer["x"][0]
+        C, H, W = x.shape
+        spec = WinogradLayer(cfg, layer["U"], layer["bias"], v=layer["v"], m=layer["m"],
+                             y=layer["y_req"], relu=layer["relu"])
+        self.spec = spec
+        self.setup = {"layer": spec.word(H, W)}
+        self.start = "start"
+        self.feeds = {"x": spec.x_beats(x), "w": spec.w_beats(H, W)}
+        _, _, th, tw, _ = spec.geometry(H, W)
+        yt = layer["trace"]["y_tiles"][0]            # [K, th, tw, m, m]
+        K, un = yt.shape[0], cfg.unroll
+        olay = winograd_out_layout(cfg)
+        expected = []
+        for ty in range(th):
+            for kb in range(spec.n_kb):
+                for tx in range(tw):
+                    for k in range(un):
+                        kk = kb * un + k
+                        tile = yt[kk, ty, tx].ravel() if kk < K else np.zeros(cfg.tile ** 2, int)
+                        expected.append(pack(olay, tile.tolist()))
+        assert len(expected) == spec.n_out(H, W)
+        self.expected = expected
+        self.out_port = "o"
+
+    def engine(self):
+        return self.spec.top()
+
+
 # -- the self-test ----------------------------------------------------------------------------
 
 
 def _rom(words, width):
-    return Memory(shape=unsigned(width), depth=max(len(words), 1),
-                  init=[w & ((1 << width) - 1) for w in words] or [0])
+    """A ROM with a synchronous read port; anything bigger than a few LUTs' worth goes to
+    block RAM (yosys otherwise builds wide shallow ROMs from LUTs, which filled an iCE40)."""
+    depth = max(len(words), 1)
+    attrs = {"ram_style": "block", "rom_style": "block"} if depth * width > 1024 else None
+    return Memory(shape=unsigned(width), depth=depth,
+                  init=[w & ((1 << width) - 1) for w in words] or [0], attrs=attrs)
 
 
 class SelfTest(Elaboratable):
@@ -234,7 +284,13 @@ class SelfTest(Elaboratable):
         m = Module()
         m.submodules.engine = eng = self.engine
         go = Signal()
-        m.d.sync += go.eq(1)              # one cycle after reset
+        started = Signal()
+        m.d.sync += [go.eq(1), started.eq(go)]     # go: one cycle after reset
+        for port, word in getattr(self.adapter, "setup", {}).items():
+            sig = Value.cast(getattr(eng, port))
+            m.d.comb += sig.eq(Const(word, len(sig)))
+        if getattr(self.adapter, "start", None):
+            m.d.comb += getattr(eng, self.adapter.start).eq(go & ~started)
 
         for port, words in self.adapter.feeds.items():
             s = getattr(eng, port)

@@ -44,20 +44,34 @@ def _run(st, max_cycles=20000, uart=None):
     return result
 
 
-@pytest.mark.parametrize("tile,unroll", [(2, 1), (4, 2)])
-def test_selftest_passes(tile, unroll):
-    ad = selftest.StandInAdapter(_layer(tile, unroll))
+ADAPTERS = {"accelerator": selftest.AcceleratorAdapter, "stand-in": selftest.StandInAdapter}
+
+
+@pytest.mark.parametrize("engine", ADAPTERS)
+@pytest.mark.parametrize("tile,unroll", [(2, 1), (4, 2), (6, 1)])
+def test_selftest_passes(engine, tile, unroll):
+    ad = ADAPTERS[engine](_layer(tile, unroll))
     r = _run(selftest.SelfTest(ad))
     assert r["done"] and r["passed"] and not r["failed"], r
     assert r["mismatches"] == 0 and r["outputs"] == len(ad.expected)
 
 
+@pytest.mark.parametrize("engine", ADAPTERS)
 @pytest.mark.parametrize("where", [0, -1])
-def test_selftest_fails_on_corrupted_expected(where):
-    ad = selftest.StandInAdapter(_layer(2, 1))
+def test_selftest_fails_on_corrupted_expected(engine, where):
+    ad = ADAPTERS[engine](_layer(2, 1))
     r = _run(selftest.SelfTest(ad, corrupt=where % len(ad.expected)))
     assert r["done"] and r["failed"] and not r["passed"], r
     assert r["mismatches"] == 1
+
+
+def test_accelerator_expected_is_the_golden_output():
+    """The expected beats, unpacked in the driver's order, are exactly golden's output image."""
+    lay = _layer(4, 2)
+    ad = selftest.AcceleratorAdapter(lay)
+    H, W = lay["x"].shape[2:]
+    y = ad.spec.collect(ad.expected, H, W)
+    np.testing.assert_array_equal(y, lay["y"][0])
 
 
 def test_selftest_times_out_when_engine_stalls():
