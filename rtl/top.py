@@ -81,6 +81,7 @@ class WinogradAccel(wiring.Component):
         n_p = S if cfg.granularity == "tap" else 1
         tag = step_tag_layout(cfg)
         m.submodules.ctrl = ctrl = LayerController(cfg)
+        self._ctrl = ctrl   # for cycle instrumentation in tests
         m.submodules.tbuf = tbuf = TileBuffer(cfg)
         m.submodules.itf = itf = InputTransform(cfg, tag)
         m.submodules.vrq = vrq = Requantizer(lanes=cfg.unroll_in * S, in_bits=cfg.widths.in_full,

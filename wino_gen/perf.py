@@ -1,0 +1,214 @@
+"""Cycle model and resource estimate of the generated accelerator (``rtl.top``).
+
+The cycle model follows the hardware's schedule (``rtl.tilebuf.LayerController``): for each
+tile row ``ty``, output-channel block ``kb``, tile column ``tx``, channel group ``cg`` one
+PE-array step. Besides the steps it counts what the hardware waits for, with the host
+streaming as fast as the accelerator accepts (one beat per cycle on ``x`` and ``w``, ``o``
+always ready):
+
+- the line buffer: a tile row starts once its n rows are loaded (``n_cg * nxb`` beats per
+  row), and loading runs at most 2n rows ahead of the tile row being read;
+- the output side: a tile's ``unroll`` channels leave one per cycle through the serializer,
+  so a tile takes ``max(n_cg, unroll)`` cycles;
+- the pipeline latency from ``start`` to the first output and from the last step to the last
+  output.
+
+Weight blocks are double buffered and need ``n_cg`` beats per block against ``tw * n_cg``
+steps, so they never stall after the first one. ``sim`` measures the same cycles (tests
+compare the two).
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import winograd
+from .config import AcceleratorConfig
+
+# pipeline latency (register stages) of the blocks, as built in rtl/
+_TILEBUF, _ITF, _RQ, _SER = 2, 2, 3, 1
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _pe_latency(cfg: AcceleratorConfig) -> int:
+    reduce = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * cfg.n * cfg.n
+    return 3 + math.ceil(math.log2(reduce)) if reduce > 1 else 3
+
+
+def winograd_latency(cfg: AcceleratorConfig) -> int:
+    """Cycles from a step command to its output beat (the last step of a tile)."""
+    out_stage = 2 * _RQ + 3
+    return _TILEBUF + _ITF + _RQ + _pe_latency(cfg) + _SER + out_stage
+
+
+def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
+                   padding: int = 1) -> dict:
+    """Cycle estimate of one 3x3 stride-1 layer on the Winograd engine (one sample)."""
+    n, m = cfg.n, cfg.tile
+    n_cg, n_kb = _ceil(C, cfg.unroll_in), _ceil(K, cfg.unroll)
+    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
+    th, tw = _ceil(Ho, m), _ceil(Wo, m)
+    nxb = _ceil(tw * m + 2, n)
+    row_beats = n_cg * nxb
+    per_tile = max(n_cg, cfg.unroll)
+    band_cycles = n_kb * tw * per_tile
+    # event model of the line buffer (padded row coordinates ys = pad .. H + pad - 1): a row
+    # loads in row_beats cycles, may start once the tile row it would overwrite is no longer
+    # read (loading runs at most 2n rows ahead), and a tile row starts when its rows are in
+    band_start = []
+    t = 1                       # the first beat is taken the cycle after start
+    ys = padding
+    last_row = H + padding
+    t_band_end = 0
+    for b in range(th):
+        need = min(b * m + n, last_row)
+        while ys < need:
+            allow = max(0, _ceil(ys - 2 * n + 1, m))
+            t = max(t, band_start[allow] if allow else 1) + row_beats
+            ys += 1
+        s = max(t_band_end, t, n_cg + 1)      # rows in, previous tile row done, weights in
+        band_start.append(s)
+        t_band_end = s + band_cycles
+    # the last tile: its channels leave one per cycle after the pipeline latency
+    cycles = t_band_end - (per_tile - n_cg) + winograd_latency(cfg) + cfg.unroll - 1
+    steps = th * n_kb * tw * n_cg
+    lane_fill = (C / (n_cg * cfg.unroll_in)) * (K / (n_kb * cfg.unroll))
+    return {
+        "cycles": int(cycles), "steps": steps, "tiles": (th, tw), "n_cg": n_cg, "n_kb": n_kb,
+        "utilization": steps * lane_fill / cycles,
+        "steady_utilization": lane_fill * n_cg / per_tile,
+        "direct_macs": H * W * C * K * 9 if padding == 1 else Ho * Wo * C * K * 9,
+    }
+
+
+def direct_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, kernel: int = 3,
+                 stride: int = 1, padding: int = 1) -> dict:
+    """Cycle estimate of a convolution on the direct engine (same multipliers)."""
+    L = cfg.unroll_in * cfg.n * cfg.n
+    E = C * kernel * kernel
+    n_step = _ceil(E, L)
+    Ho = (H + 2 * padding - kernel) // stride + 1
+    Wo = (W + 2 * padding - kernel) // stride + 1
+    n_kb = _ceil(K, cfg.unroll)
+    steps = n_kb * Ho * Wo * n_step
+    # the first weight block (n_step beats) loads before the first step; then one step per
+    # cycle (weights double buffered), and the pipeline latency to the last output
+    cycles = n_step + steps + _pe_latency(cfg) + 2 + _RQ
+    macs = Ho * Wo * C * K * kernel * kernel
+    return {"cycles": int(cycles), "steps": steps, "n_step": n_step, "n_kb": n_kb,
+            "utilization": macs / (cycles * cfg.multipliers),
+            "steady_utilization": macs / (steps * cfg.multipliers), "direct_macs": macs}
+
+
+def layer_perf(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, kernel: int = 3,
+               stride: int = 1, padding: int = 1) -> dict:
+    """Winograd engine for 3x3 stride-1 layers when ``cfg.algo == 'winograd'``, else (and for
+    layers Winograd cannot take) the direct engine with the same multipliers."""
+    if cfg.algo == "winograd" and kernel == 3 and stride == 1:
+        return {"engine": "winograd", **winograd_layer(cfg, C, K, H, W, padding)}
+    return {"engine": "direct", **direct_layer(cfg, C, K, H, W, kernel, stride, padding)}
+
+
+def layer_cycles(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, kernel: int = 3,
+                 stride: int = 1, padding: int = 1) -> int:
+    return layer_perf(cfg, C, K, H, W, kernel, stride, padding)["cycles"]
+
+
+# ResNet-18 (ImageNet, 224x224) convolutions: (name, C, K, H_in, kernel, stride, padding, count)
+RESNET18 = [
+    ("conv1", 3, 64, 224, 7, 2, 3, 1),
+    ("layer1.3x3", 64, 64, 56, 3, 1, 1, 4),
+    ("layer2.0.conv1", 64, 128, 56, 3, 2, 1, 1),
+    ("layer2.0.down", 64, 128, 56, 1, 2, 0, 1),
+    ("layer2.3x3", 128, 128, 28, 3, 1, 1, 3),
+    ("layer3.0.conv1", 128, 256, 28, 3, 2, 1, 1),
+    ("layer3.0.down", 128, 256, 28, 1, 2, 0, 1),
+    ("layer3.3x3", 256, 256, 14, 3, 1, 1, 3),
+    ("layer4.0.conv1", 256, 512, 14, 3, 2, 1, 1),
+    ("layer4.0.down", 256, 512, 14, 1, 2, 0, 1),
+    ("layer4.3x3", 512, 512, 7, 3, 1, 1, 3),
+]
+
+
+def resnet18(cfg: AcceleratorConfig) -> list[dict]:
+    rows = []
+    for name, C, K, H, k, s, p, count in RESNET18:
+        r = layer_perf(cfg, C, K, H, H, k, s, p)
+        rows.append({"name": name, "C": C, "K": K, "H": H, "kernel": k, "stride": s,
+                     "count": count, **r})
+    return rows
+
+
+# -- resources --------------------------------------------------------------------------------
+
+_BRAM_SHAPES = {  # (depth, width) configurations of one block RAM
+    "ecp5": [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
+    "ice40": [(2048, 2), (1024, 4), (512, 8), (256, 16)],
+}
+
+
+def _brams(depth: int, width: int, family: str) -> int:
+    return min(_ceil(width, w) * _ceil(depth, d) for d, w in _BRAM_SHAPES[family])
+
+
+def memories(cfg: AcceleratorConfig) -> list[tuple[str, int, int, int]]:
+    """(name, count, depth, width) of every memory in the generated design."""
+    n, S = cfg.n, cfg.n * cfg.n
+    L = cfg.unroll_in * S
+    if cfg.algo == "winograd":
+        depth = cfg.max_channels // cfg.unroll_in
+    else:
+        depth = _ceil(cfg.max_channels * 9, L)
+    mems = [("weights", 1, 2 * depth, cfg.unroll * L * cfg.weight_bits)]
+    if cfg.algo == "winograd":
+        xb = _ceil(cfg.max_width + 6 + n, n)
+        mems.append(("line buffer", n * n, 2 * depth * xb, cfg.unroll_in * cfg.act_bits))
+    return mems
+
+
+def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
+                       use_dsp: bool = True) -> dict:
+    """LUT/FF/DSP/BRAM estimate from the structure of ``rtl/`` (first-order: one LUT per bit
+    of each adder and mux, one FF per register bit; not calibrated against synthesis yet)."""
+    family = "ice40" if "ice" in board else "ecp5"
+    w = cfg.widths
+    S = cfg.n * cfg.n
+    mults = cfg.multipliers
+    fixed = cfg.requant == "fixed"
+    lut = ff = 0
+    # PE array: products (FF), adder trees, accumulators
+    red = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * S
+    lanes = cfg.unroll * (S if cfg.algo == "winograd" else 1)
+    ff += mults * w.product + lanes * (red - 1) * w.accumulator + 2 * lanes * w.accumulator
+    lut += lanes * (red - 1) * w.accumulator + 2 * lanes * w.accumulator
+    if not use_dsp:
+        lut += mults * cfg.weight_bits * cfg.transform_bits
+    dsp = mults if use_dsp else 0
+    rq_lut = lambda wi, wo: (wi + 8) * 3 + 2 * wo  # noqa: E731  shifter + round + saturate
+    if cfg.algo == "winograd":
+        forms = winograd.integer_forms(cfg.tile)
+        from .config import signed_bits  # noqa: F401
+        terms_in = sum(len([c for c in row if c]) for row in forms.BT) * cfg.n * 2
+        terms_out = sum(len([c for c in row if c]) for row in forms.AT) * (cfg.n + cfg.tile)
+        lut += cfg.unroll_in * terms_in * w.in_full + terms_out * w.out_full
+        ff += cfg.unroll_in * S * (w.in_stage1 + w.in_full) + S * (w.out_stage1 + w.out_full)
+        lut += cfg.unroll_in * S * rq_lut(w.in_full, cfg.transform_bits)      # V requant
+        lut += S * rq_lut(w.accumulator, cfg.transform_bits)                  # M requant
+        lut += cfg.tile ** 2 * rq_lut(w.out_sum, cfg.act_bits)                # y requant
+        lut += cfg.unroll * S * w.accumulator                                  # serializer mux
+        lut += 2 * cfg.n * cfg.n * cfg.unroll_in * cfg.act_bits               # tile rotation
+        if fixed:
+            dsp += cfg.unroll_in * S + S + cfg.tile ** 2 if use_dsp else 0
+    else:
+        lut += cfg.unroll * rq_lut(w.out_sum, cfg.act_bits)
+        if fixed:
+            dsp += cfg.unroll if use_dsp else 0
+    lut += 600   # controller, counters, handshakes
+    ff += 400
+    bram = sum(c * _brams(d, wd, family) for _, c, d, wd in memories(cfg))
+    bits = sum(c * d * wd for _, c, d, wd in memories(cfg))
+    return {"lut": int(lut), "ff": int(ff), "dsp": int(dsp), "bram": int(bram),
+            "memory_bits": int(bits)}
