@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
 
 from .arith import adder_tree
+from .ram import SDPRam
 
 
 def pe_geometry(cfg: AcceleratorConfig) -> tuple[int, int, int]:
@@ -79,9 +79,8 @@ class WeightBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        m.submodules.mem = mem = Memory(shape=weight_word_layout(cfg), depth=2 * self.depth, init=[])
-        wr = mem.write_port()
-        rd = mem.read_port(transparent_for=())
+        wl = weight_word_layout(cfg)
+        m.submodules.mem = mem = SDPRam(wl.size, 2 * self.depth)
         abits = len(self.rd_addr)
         bias = [Signal(data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll), name=f"bias{b}")
                 for b in range(2)]
@@ -91,13 +90,13 @@ class WeightBuffer(wiring.Component):
         m.d.comb += self.full.eq(full)
         m.d.comb += [
             self.w.ready.eq(~full.bit_select(wbank, 1)),
-            wr.addr.eq(self.depth * wbank + waddr),
-            wr.data.eq(self.w.payload.data),
-            wr.en.eq(self.w.valid & self.w.ready),
+            mem.waddr.eq(self.depth * wbank + waddr),
+            mem.wdata.eq(self.w.payload.data.as_value()),
+            mem.we.eq(self.w.valid & self.w.ready),
         ]
         set_full = Signal(2)
         clr_full = Signal(2)
-        with m.If(wr.en):
+        with m.If(mem.we):
             with m.If(waddr == 0):
                 for b in range(2):
                     with m.If(wbank == b):
@@ -113,9 +112,9 @@ class WeightBuffer(wiring.Component):
         with m.If(self.clear):
             m.d.sync += [full.eq(0), wbank.eq(0), waddr.eq(0)]
         m.d.comb += [
-            rd.en.eq(self.rd_en),
-            rd.addr.eq(self.depth * self.rd_bank + self.rd_addr),
-            self.rd_data.eq(rd.data),
+            mem.re.eq(self.rd_en),
+            mem.raddr.eq(self.depth * self.rd_bank + self.rd_addr),
+            self.rd_data.as_value().eq(mem.rdata),
         ]
         with m.If(self.rd_en):
             m.d.sync += self.rd_bias.eq(bias[0])

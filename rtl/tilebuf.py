@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
 
 from .pe import pe_geometry, step_tag_layout
+from .ram import SDPRam
 
 MAX_PAD = 3
 
@@ -149,14 +149,10 @@ class TileBuffer(wiring.Component):
         cfg, n, g = self.cfg, self.cfg.n, self.g
         ui, sh = cfg.unroll_in, self.geom
         word = data.ArrayLayout(signed(cfg.act_bits), ui)
-        mems = [[Memory(shape=word, depth=g["depth"], init=[]) for j in range(n)] for k in range(n)]
-        wps, rps = [], []
+        mems = [[SDPRam(word.size, g["depth"]) for j in range(n)] for k in range(n)]
         for k in range(n):
             for j in range(n):
                 m.submodules[f"bank{k}_{j}"] = mems[k][j]
-        for k in range(n):
-            wps.append([mems[k][j].write_port() for j in range(n)])
-            rps.append([mems[k][j].read_port(transparent_for=()) for j in range(n)])
         # -- write side
         ys = Signal(g["coord"])
         wk = Signal(ceil_log2(n))
@@ -172,8 +168,8 @@ class TileBuffer(wiring.Component):
         wen = self.x.valid & self.x.ready
         for k in range(n):
             for j in range(n):
-                m.d.comb += [wps[k][j].addr.eq(waddr), wps[k][j].data.eq(self.x.payload[j]),
-                             wps[k][j].en.eq(wen & (wk == k))]
+                m.d.comb += [mems[k][j].waddr.eq(waddr), mems[k][j].wdata.eq(self.x.payload[j]),
+                             mems[k][j].we.eq(wen & (wk == k))]
         with m.If(wen):
             m.d.sync += wxb.eq(wxb + 1)
             with m.If(wxb + 1 == sh.nxb):
@@ -202,8 +198,8 @@ class TileBuffer(wiring.Component):
             for j in range(n):
                 xd = Signal(g["coord"], name=f"rxdiv{j}")
                 m.d.comb += [xd.eq(c.x0div + (j < c.x0mod)),
-                             rps[k][j].addr.eq((sub * g["cg_max"] + c.cg) * g["xb_max"] + xd),
-                             rps[k][j].en.eq(en)]
+                             mems[k][j].raddr.eq((sub * g["cg_max"] + c.cg) * g["xb_max"] + xd),
+                             mems[k][j].re.eq(en)]
         v1 = Signal()
         tag1 = Signal.like(c.tag)
         ymod1, xmod1 = Signal.like(c.y0mod), Signal.like(c.x0mod)
@@ -223,7 +219,7 @@ class TileBuffer(wiring.Component):
                 with m.Case(r):
                     for i in range(n):
                         for j in range(n):
-                            m.d.comb += rows[i][j].eq(rps[(r + i) % n][j].data)
+                            m.d.comb += rows[i][j].eq(mems[(r + i) % n][j].rdata)
         cols = [[Signal(word, name=f"rot_c{i}_{j}") for j in range(n)] for i in range(n)]
         with m.Switch(xmod1):
             for r in range(n):
