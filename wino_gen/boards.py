@@ -69,6 +69,7 @@ BOARDS = {
         leds=tuple(f"led:{i}" for i in range(8)), uart=True,
         report_keys={"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD"},
         dsp_synth_opts="", nodsp_synth_opts="-nodsp", default_target_mhz=125.0,
+        default_buffers={"max_channels": 128, "max_width": 64},
     ),
     "icebreaker": Board(
         name="icebreaker", family="ice40", device="iCE40UP5K-SG48",
@@ -78,7 +79,7 @@ BOARDS = {
         report_keys={"lut": "ICESTORM_LC", "ff": "ICESTORM_LC", "dsp": "ICESTORM_DSP",
                      "bram": "ICESTORM_RAM"},
         dsp_synth_opts="-dsp", nodsp_synth_opts="", default_target_mhz=24.0,
-        default_buffers={"max_channels": 64, "max_width": 32},
+        default_buffers={"max_channels": 16, "max_width": 16},
     ),
 }
 

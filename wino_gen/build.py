@@ -95,13 +95,14 @@ def estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool) -> tuple[dict,
 
 
 def dsp_mode(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
-    """Whether multipliers go to DSP blocks: ``on``/``off``, or ``auto`` = on when every
-    multiplier gets one (yosys maps all or none of them)."""
+    """Whether multipliers go to DSP blocks: ``on``/``off``, or ``auto`` = on when the estimate
+    with DSPs fits the board's DSP blocks (yosys maps all multipliers or none of them)."""
     if mode == "on":
         return True
     if mode == "off":
         return False
-    return cfg.multipliers <= board.dsp
+    est, _ = estimate(cfg, board, True)
+    return int(est.get("dsp", cfg.multipliers)) <= board.dsp
 
 
 def misfit(est: dict, board: Board) -> list[str]:
@@ -154,14 +155,21 @@ def config_flags(c: AcceleratorConfig, base: AcceleratorConfig) -> str:
     return " ".join(out)
 
 
-def check_fit(cfg: AcceleratorConfig, board: Board, dsp: str) -> tuple[dict, str, bool]:
+def check_fit(cfg: AcceleratorConfig, board: Board, dsp: str,
+              force: bool = False) -> tuple[dict, str, bool]:
     use_dsp = dsp_mode(cfg, board, dsp)
     est, source = estimate(cfg, board, use_dsp)
     over = misfit(est, board)
-    if over:
+    if over and not force:
         alt = largest_fit(cfg, board, dsp)
-        hint = (f"; the largest config that fits: --board {board.name} {config_flags(alt, cfg)}"
-                if alt else "; no tile/unroll of this config fits")
+        if alt:
+            hint = f"; the largest config that fits: --board {board.name} {config_flags(alt, cfg)}"
+        else:
+            small = replace(cfg, tile=2, unroll=1, unroll_in=1, max_channels=16, max_width=16)
+            s_est, _ = estimate(small, board, dsp_mode(small, board, dsp))
+            hint = (f"; no tile/unroll/buffer size of this config fits the {board.name} (the "
+                    f"smallest, --tile 2 --unroll 1 --max-channels 16 --max-width 16, needs "
+                    f"~{s_est['lut']} LUT, {s_est['dsp']} DSP, {s_est['bram']} BRAM)")
         raise UsageError(f"{board.name}: tile {cfg.tile} x unroll {cfg.unroll} x unroll_in "
                          f"{cfg.unroll_in} ({cfg.multipliers} multipliers"
                          f"{', DSP-mapped' if use_dsp else ', in LUTs'}) does not fit: "
@@ -263,10 +271,15 @@ def make_adapter(cfg: AcceleratorConfig, engine: str, *, channels: int, size: in
 
 def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "auto",
               target_mhz: float | None = None, engine: str = "auto", channels: int = 4,
-              size: int = 6, seed: int = 1, corrupt: int | None = None, log=None) -> dict:
+              size: int = 6, seed: int = 1, corrupt: int | None = None, force: bool = False,
+              log=None) -> dict:
     """Fit-check, elaborate, synthesise, place and route; write the outputs; return the report."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    est, est_source, use_dsp = check_fit(cfg, board, dsp)
+    if engine == "stand-in":     # the estimate is the accelerator's: no fit check, no estimate
+        use_dsp = dsp == "on" or (dsp == "auto" and cfg.multipliers <= board.dsp)
+        est, est_source = {}, "none (stand-in engine)"
+    else:
+        est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
     env = tool_env(board)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
@@ -401,6 +414,8 @@ def parser():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--corrupt", type=int, default=None, metavar="I",
                    help="flip expected output byte I (a bitstream that must report FAIL)")
+    p.add_argument("--force", action="store_true",
+                   help="run the tools even when the estimate says the config does not fit")
     p.add_argument("--check-only", action="store_true",
                    help="only the fit check and the estimate; run no tools")
     return p
@@ -417,6 +432,9 @@ def main(argv=None) -> int:
     cfg = config_from_args(args, board)
     if args.channels < 1 or args.size < 2:
         raise UsageError("--channels must be >= 1 and --size >= 2")
+    if args.channels > cfg.max_channels or args.size > cfg.max_width:
+        raise UsageError(f"the self-test layer ({args.channels} channels, {args.size}x{args.size}) "
+                         f"exceeds max_channels={cfg.max_channels} / max_width={cfg.max_width}")
     if args.check_only:
         est, source, use_dsp = check_fit(cfg, board, args.dsp)
         print(json.dumps({"board": board.name, "fits": True, "dsp_mapping": "DSP" if use_dsp else "LUT",
@@ -426,7 +444,7 @@ def main(argv=None) -> int:
     try:
         rep = run_build(cfg, board, Path(args.out), dsp=args.dsp, target_mhz=args.target_mhz,
                         engine=args.engine, channels=args.channels, size=args.size,
-                        seed=args.seed, corrupt=args.corrupt)
+                        seed=args.seed, corrupt=args.corrupt, force=args.force)
     except BuildFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
