@@ -17,6 +17,7 @@ A config that cannot fit the board is refused before any tool runs (exit 2, nami
 resource and suggesting the largest config that fits). ``--check-only`` stops there.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 from .boards import BOARDS, Board, get_board
 from .config import AcceleratorConfig
 from .errors import ArgumentParser, UsageError
+from .generate import add_config_flags
 
 # ResNet-18 layer used for the throughput figure: conv2_x (56x56, 64 -> 64, 3x3, stride 1)
 RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K": 64}
@@ -361,21 +363,6 @@ class BuildFailed(RuntimeError):
 
 # -- CLI --------------------------------------------------------------------------------------
 
-def add_config_flags(p):
-    d = AcceleratorConfig()
-    p.add_argument("--config", metavar="FILE", help="start from a config JSON (flags override it)")
-    for name, typ, help_ in (
-            ("tile", int, "output tile m (2, 4, 6)"), ("unroll", int, "output channels in parallel"),
-            ("unroll-in", int, "input channels in parallel"), ("act-bits", int, None),
-            ("weight-bits", int, None), ("transform-bits", int, None), ("bias-bits", int, None),
-            ("granularity", str, "layer | tap"), ("requant", str, "pow2 | fixed"),
-            ("mult-bits", int, None), ("max-tap-shift", int, None), ("algo", str, "winograd | direct"),
-            ("max-width", int, None), ("max-channels", int, None)):
-        field = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=typ, default=None,
-                       help=f"{help_ + '; ' if help_ else ''}default {getattr(d, field)}")
-
-
 def config_from_args(args, board: Board) -> AcceleratorConfig:
     """``--config`` (or the defaults, with the board's buffer limits), then the flags."""
     if args.config:
@@ -386,12 +373,10 @@ def config_from_args(args, board: Board) -> AcceleratorConfig:
     else:
         base = replace(AcceleratorConfig(), **board.default_buffers)
     over = {}
-    for f in ("tile", "unroll", "unroll_in", "act_bits", "weight_bits", "transform_bits",
-              "bias_bits", "granularity", "requant", "mult_bits", "max_tap_shift", "algo",
-              "max_width", "max_channels"):
-        v = getattr(args, f)
+    for f in dataclasses.fields(AcceleratorConfig):
+        v = getattr(args, f.name)
         if v is not None:
-            over[f] = v
+            over[f.name] = v
     return replace(base, **over)
 
 
@@ -401,7 +386,7 @@ def parser():
     p.add_argument("--board", required=True, choices=sorted(BOARDS),
                    help="target board")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    add_config_flags(p)
+    add_config_flags(p)          # the generator's flags: one per AcceleratorConfig field
     p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
                    help="map multipliers to DSP blocks (auto: when all of them fit)")
     p.add_argument("--target-mhz", type=float, default=None,
