@@ -480,7 +480,7 @@ class BoardTop(Elaboratable):
         else:
             m.d.comb += [leds[0].eq(st.passed), leds[1].eq(st.failed | (~st.done & hb))]
         if self.board.uart:
-            uart = platform.request("uart", 0, dir={"tx": "-", "rx": "-"})
+            uart = platform.request("uart", 0, dir="-")
             m.submodules.uart_tx_buf = txb = io.Buffer("o", uart.tx)
             m.submodules.status = status = StatusLine(st, round(clk_hz / self.baud), clk_hz)
             m.d.comb += txb.o.eq(status.tx)

@@ -133,3 +133,18 @@ def test_board_platform_target_clock():
     assert clk.clock.frequency == 125e6
     # the board class itself is untouched
     assert [r for r in b.make_platform().resources.values() if r.name == "clk25"][0].clock.frequency == 25e6
+
+
+@pytest.mark.parametrize("name,pins", [("ulx3s-85f", ["B2", "H3", "L4"]), ("icebreaker", ["37", "11", "9"])])
+def test_board_top_prepares(name, pins):
+    """The self-test top elaborates on the platform (LEDs, UART tx) without running the tools."""
+    from rtl import selftest
+    b = boards.get_board(name)
+    cfg = AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16)
+    ad = selftest.AcceleratorAdapter(selftest.make_layer(cfg, channels=2, size=4))
+    plan = b.make_platform(b.default_target_mhz).prepare(selftest.BoardTop(ad, b), name="top")
+    cons = plan.files["top.lpf" if b.family == "ecp5" else "top.pcf"]
+    cons = cons.decode() if isinstance(cons, bytes) else cons
+    for pin in pins:
+        assert pin in cons
+    assert f"{b.default_target_mhz:g}" in cons.replace(".0 ", " ")
