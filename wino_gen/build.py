@@ -79,21 +79,12 @@ def tool_env(board: Board) -> dict:
 # -- estimates and fit check ------------------------------------------------------------------
 
 def estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool) -> tuple[dict, str]:
-    """Resource estimate for ``cfg`` on ``board``: ``wino_gen.perf.estimate_resources`` when it
-    exists, else :mod:`wino_gen.resources`. Returns (dict with lut/ff/dsp/bram, source)."""
-    try:
-        from . import perf
-        fn = perf.estimate_resources
-    except (ImportError, AttributeError):
-        fn = None
-    if fn is not None:
-        try:
-            est = dict(fn(cfg, board=board.name, use_dsp=use_dsp))
-        except TypeError:
-            est = dict(fn(cfg))
-        return est, "wino_gen.perf.estimate_resources"
-    from . import resources
-    return resources.estimate(cfg, board, use_dsp), "wino_gen.resources.estimate"
+    """Resource estimate for ``cfg`` on ``board`` from ``wino_gen.perf.estimate_resources``
+    (the accelerator alone; the self-test adds its ROMs and a few hundred LUTs).
+    Returns (dict with lut/ff/dsp/bram, source)."""
+    from . import perf
+    est = dict(perf.estimate_resources(cfg, board=board.name, use_dsp=use_dsp))
+    return est, "wino_gen.perf.estimate_resources"
 
 
 def dsp_mode(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
