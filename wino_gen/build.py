@@ -183,7 +183,23 @@ def parse_nextpnr_report(path: Path, board: Board) -> dict:
     fmax = {}
     for clk, v in rep.get("fmax", {}).items():
         fmax[clk] = {"achieved_mhz": v.get("achieved"), "constraint_mhz": v.get("constraint")}
-    return {"resources": res, "fmax": fmax}
+    paths = []
+    for cp in rep.get("critical_paths", []):
+        steps = cp.get("path", [])
+        if not steps:
+            continue
+        logic = sum(st.get("delay", 0) for st in steps if st.get("type") in ("logic", "clk-to-q", "setup"))
+        total = sum(st.get("delay", 0) for st in steps)
+        sources = []
+        for st in steps:
+            for src in st.get("sources", []):
+                src = src.split("/")[-2] + "/" + src.split("/")[-1] if "/" in src else src
+                if src not in sources:
+                    sources.append(src)
+        paths.append({"from": steps[0]["from"]["cell"][:120], "to": steps[-1]["to"]["cell"][:120],
+                      "delay_ns": round(total, 3), "logic_ns": round(logic, 3),
+                      "routing_ns": round(total - logic, 3), "sources": sources[:12]})
+    return {"resources": res, "fmax": fmax, "critical_paths": paths}
 
 
 def parse_yosys_cells(log_text: str) -> dict:
@@ -333,6 +349,7 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "au
         "estimate_source": est_source,
         "fmax_mhz": fmax,
         "fmax_all_clocks": npr["fmax"],
+        "critical_paths": npr["critical_paths"],
         "target_mhz": target,
         "board_clock_mhz": board.clock_mhz,
         "timing_ok_at_board_clock": bool(fmax and fmax >= board.clock_mhz),
