@@ -19,11 +19,9 @@ and on the board):
 """
 
 
-import math
 
 import numpy as np
-from amaranth.hdl import (Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed,
-                          unsigned)
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import io, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -90,7 +88,7 @@ class StandInEngine(wiring.Component):
     multiply-accumulates on ``L * n * n`` pipelined multipliers and emits the ``L * n * n``
     results ``rq(P, mult, shift)`` (transform_bits wide, k-major) one per beat on ``o``."""
 
-    def __init__(self, cfg: AcceleratorConfig, channels: int, mult: int, shift: int):  # noqa: D107
+    def __init__(self, cfg: AcceleratorConfig, channels: int, mult: int, shift: int):
         self.cfg, self.channels, self.mult, self.shift = cfg, channels, mult, shift
         self.lanes = cfg.unroll * cfg.n * cfg.n
         self.in_width = cfg.n * cfg.n * cfg.transform_bits + self.lanes * cfg.weight_bits
@@ -208,10 +206,9 @@ class AcceleratorAdapter:
     name = "accelerator (rtl.top)"
 
     def __init__(self, layer: dict):
-        from amaranth.lib import data as _data  # noqa: F401
+        from rtl.top import winograd_out_layout
         from sim.driver import WinogradLayer
         from sim.streams import pack
-        from rtl.top import winograd_out_layout
         cfg = layer["cfg"]
         if cfg.algo != "winograd":
             raise ValueError("the self-test layer is a Winograd layer (algo=winograd)")
@@ -476,7 +473,7 @@ class BoardTop(Elaboratable):
         if len(leds) >= 8:
             vals = [hb, st.done, st.passed, st.failed, st.timed_out,
                     st.mismatches[0], st.mismatches[1], st.mismatches[2]]
-            m.d.comb += [led.eq(v) for led, v in zip(leds, vals)]
+            m.d.comb += [led.eq(v) for led, v in zip(leds[:8], vals, strict=True)]
         else:
             m.d.comb += [leds[0].eq(st.passed), leds[1].eq(st.failed | (~st.done & hb))]
         if self.board.uart:

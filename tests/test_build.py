@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wino_gen import build, boards
+from wino_gen import boards, build
 from wino_gen.__main__ import main as cli
 from wino_gen.config import AcceleratorConfig
 
