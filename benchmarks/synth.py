@@ -44,6 +44,7 @@ def record(rep: dict) -> dict:
         "gops_per_dsp": rep["throughput"].get("gops_per_dsp"),
         "cycles_source": rep["throughput"]["cycles_source"],
         "wall_s": rep["wall_s"]["total"],
+        "loadavg_1min_at_end": rep["wall_s"].get("loadavg_1min_at_end"),
     }
 
 
