@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned  # noqa: F401
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,14 +47,15 @@ class Requantizer(wiring.Component):
             raise ValueError("in_bits and out_bits must be >= 2")
         self.lanes, self.in_bits, self.out_bits = lanes, in_bits, out_bits
         self.n_params, self.mult_bits = n_params, mult_bits
-        tag = tag_shape if tag_shape is not None else unsigned(0)
-        self.tag_shape = tag
+        self.tag_shape = tag_shape
+        fi = {"data": data.ArrayLayout(signed(in_bits), lanes)}
+        fo = {"data": data.ArrayLayout(signed(out_bits), lanes)}
+        if tag_shape is not None:
+            fi["tag"] = fo["tag"] = tag_shape
         super().__init__({
             "params": In(requant_params_layout(n_params, mult_bits)),
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(in_bits), lanes), "tag": tag}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(out_bits), lanes), "tag": tag}))),
+            "i": In(stream.Signature(data.StructLayout(fi))),
+            "o": Out(stream.Signature(data.StructLayout(fo))),
         })
 
     def elaborate(self, platform):
@@ -63,14 +64,21 @@ class Requantizer(wiring.Component):
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         outs = lane_rq(m, en, list(self.i.payload.data), self.in_bits, self.params, self.n_params,
                        self.mult_bits, self.out_bits)
-        valid, tag = self.i.valid, self.i.payload.tag
+        valid = self.i.valid
+        tag = self.i.payload.tag if self.tag_shape is not None else None
         for s in range(RQ_LATENCY):
             v = Signal(name=f"valid{s}")
-            t = Signal(self.tag_shape, name=f"tag{s}")
             with m.If(en):
-                m.d.sync += [v.eq(valid), t.eq(tag)]
-            valid, tag = v, t
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.tag.eq(tag)]
+                m.d.sync += v.eq(valid)
+            valid = v
+            if tag is not None:
+                t = Signal(self.tag_shape, name=f"tag{s}")
+                with m.If(en):
+                    m.d.sync += t.eq(tag)
+                tag = t
+        m.d.comb += self.o.valid.eq(valid)
+        if tag is not None:
+            m.d.comb += self.o.payload.tag.eq(tag)
         for i, o in enumerate(outs):
             m.d.comb += self.o.payload.data[i].eq(o)
         return m

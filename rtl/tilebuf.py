@@ -194,10 +194,13 @@ class TileBuffer(wiring.Component):
             m.d.sync += y0_cur.eq(c.y0)
         for k in range(n):
             sub = Signal(name=f"rsub{k}")
-            m.d.comb += sub.eq((c.y0div + (k < c.y0mod))[0])
+            # row bank k holds the tile row whose index wrapped past n iff k < y0mod
+            wrapped = (c.y0mod > k) if k < (1 << len(c.y0mod)) - 1 else 0
+            m.d.comb += sub.eq((c.y0div + wrapped)[0])
             for j in range(n):
                 xd = Signal(g["coord"], name=f"rxdiv{j}")
-                m.d.comb += [xd.eq(c.x0div + (j < c.x0mod)),
+                xw = (c.x0mod > j) if j < (1 << len(c.x0mod)) - 1 else 0
+                m.d.comb += [xd.eq(c.x0div + xw),
                              mems[k][j].raddr.eq((sub * g["cg_max"] + c.cg) * g["xb_max"] + xd),
                              mems[k][j].re.eq(en)]
         v1 = Signal()

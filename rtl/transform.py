@@ -24,8 +24,10 @@ def _delay(m, en, sig, stages, name):
     return sig
 
 
-def _tag(tag_shape):
-    return tag_shape if tag_shape is not None else unsigned(0)
+def _payload(fields: dict, tag_shape) -> data.StructLayout:
+    if tag_shape is not None:
+        fields["tag"] = tag_shape
+    return data.StructLayout(fields)
 
 
 class InputTransform(wiring.Component):
@@ -41,15 +43,15 @@ class InputTransform(wiring.Component):
         if cfg.algo != "winograd":
             raise ValueError("InputTransform needs algo='winograd'")
         self.cfg = cfg
-        self.tag_shape = _tag(tag_shape)
+        self.tag_shape = tag_shape
         n, ui, w = cfg.n, cfg.unroll_in, cfg.widths
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), n * n), ui),
-                "tag": self.tag_shape}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(data.ArrayLayout(signed(w.in_full), n * n), ui),
-                "tag": self.tag_shape}))),
+            "i": In(stream.Signature(_payload({
+                "data": data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), n * n), ui)},
+                tag_shape))),
+            "o": Out(stream.Signature(_payload({
+                "data": data.ArrayLayout(data.ArrayLayout(signed(w.in_full), n * n), ui)},
+                tag_shape))),
         })
 
     def elaborate(self, platform):
@@ -72,9 +74,9 @@ class InputTransform(wiring.Component):
                     for j in range(n):
                         m.d.sync += self.o.payload.data[c][i * n + j].eq(
                             lin_comb([s1[i][l] for l in range(n)], BT[j]))
-        v = _delay(m, en, self.i.valid, self.LATENCY, "valid")
-        t = _delay(m, en, self.i.payload.tag, self.LATENCY, "tag")
-        m.d.comb += [self.o.valid.eq(v), self.o.payload.tag.eq(t)]
+        m.d.comb += self.o.valid.eq(_delay(m, en, self.i.valid, self.LATENCY, "valid"))
+        if self.tag_shape is not None:
+            m.d.comb += self.o.payload.tag.eq(_delay(m, en, self.i.payload.tag, self.LATENCY, "tag"))
         return m
 
 
@@ -104,18 +106,16 @@ class OutputStage(wiring.Component):
         if cfg.algo != "winograd":
             raise ValueError("OutputStage needs algo='winograd'")
         self.cfg = cfg
-        self.tag_shape = _tag(tag_shape)
+        self.tag_shape = tag_shape
         n, mt, w = cfg.n, cfg.tile, cfg.widths
         self.latency = RQ_LATENCY + 1 + 1 + 1 + RQ_LATENCY
         super().__init__({
             "params": In(output_params_layout(cfg)),
-            "i": In(stream.Signature(data.StructLayout({
+            "i": In(stream.Signature(_payload({
                 "data": data.ArrayLayout(signed(w.accumulator), n * n),
-                "bias": signed(cfg.bias_bits),
-                "tag": self.tag_shape}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(cfg.act_bits), mt * mt),
-                "tag": self.tag_shape}))),
+                "bias": signed(cfg.bias_bits)}, tag_shape))),
+            "o": Out(stream.Signature(_payload({
+                "data": data.ArrayLayout(signed(cfg.act_bits), mt * mt)}, tag_shape))),
         })
 
     def elaborate(self, platform):
@@ -167,7 +167,7 @@ class OutputStage(wiring.Component):
                             relu=p.relu, name=f"yrq{k}") for k, v in enumerate(Yb)]
         for k, o in enumerate(outs):
             m.d.comb += self.o.payload.data[k].eq(o)
-        v = _delay(m, en, self.i.valid, self.latency, "valid")
-        t = _delay(m, en, self.i.payload.tag, self.latency, "tag")
-        m.d.comb += [self.o.valid.eq(v), self.o.payload.tag.eq(t)]
+        m.d.comb += self.o.valid.eq(_delay(m, en, self.i.valid, self.latency, "valid"))
+        if self.tag_shape is not None:
+            m.d.comb += self.o.payload.tag.eq(_delay(m, en, self.i.payload.tag, self.latency, "tag"))
         return m

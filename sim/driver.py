@@ -36,8 +36,6 @@ def _ceil(a, b):
 
 
 def _params(req_mult, req_shift, n_p, fixed, what):
-    mult = np.broadcast_to(np.asarray(req_mult, dtype=np.int64), (n_p,) if n_p == 1 else
-                           np.asarray(req_mult).shape).ravel()
     shift = np.asarray(req_shift, dtype=np.int64).ravel()
     mult = np.asarray(req_mult, dtype=np.int64).ravel()
     if n_p == 1:
