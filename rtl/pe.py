@@ -3,7 +3,7 @@ accumulated tile to the output stage one output channel per beat."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -229,15 +229,20 @@ class PEArray(wiring.Component):
         self.latency = 3 + lat + stages - 1
         # accumulators and the output register
         out_valid = Signal()
+        outs = []   # one register per lane, joined once (slice assignments into one wide
+        #            signal cost Amaranth a pass over all its bits per statement)
         for k in range(cfg.unroll):
             for s in range(self.lanes):
                 acc = Signal(signed(w.accumulator), name=f"acc{k}_{s}")
                 nxt = Signal(signed(w.accumulator), name=f"accn{k}_{s}")
+                out = Signal(signed(w.accumulator), name=f"out{k}_{s}")
                 m.d.comb += nxt.eq(sums[k][s] + Mux(first, 0, acc))
                 with m.If(en & valid):
                     m.d.sync += acc.eq(nxt)
                     with m.If(last):
-                        m.d.sync += self.o.payload.acc[k][s].eq(nxt)
+                        m.d.sync += out.eq(nxt)
+                outs.append(out)
+        m.d.comb += self.o.payload.acc.as_value().eq(Cat(*outs))
         with m.If(en):
             m.d.sync += out_valid.eq(valid & last)
             with m.If(valid & last):

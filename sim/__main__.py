@@ -82,7 +82,10 @@ def main(argv=None) -> int:
     wcfg = model_config(model, args.unroll, args.unroll_in, "winograd")
     dcfg = model_config(model, args.unroll, args.unroll_in, "direct")
     if args.config_out:
-        wcfg.save(args.config_out)
+        try:
+            wcfg.save(args.config_out)
+        except OSError as e:
+            raise UsageError(f"--config-out: {e.strerror}: {args.config_out}") from None
     names = {layer.name for layer in model.layers}
     for n in args.layer or []:
         if n not in names:

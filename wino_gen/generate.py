@@ -36,7 +36,12 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args) -> AcceleratorConfig:
-    base = AcceleratorConfig.load(args.config).to_dict() if args.config else {}
+    base = {}
+    if args.config:
+        try:
+            base = AcceleratorConfig.load(args.config).to_dict()
+        except OSError as e:
+            raise UsageError(f"--config: {e.strerror}: {args.config}") from None
     for f in dataclasses.fields(AcceleratorConfig):
         v = getattr(args, f.name)
         if v is not None:
