@@ -56,7 +56,7 @@ def const_mul(x, c: int):
 def lin_comb(xs, coeffs):
     """``sum(c * x)`` over constant coefficients, as one shift-add expression (0 if empty)."""
     acc = None
-    for x, c in zip(xs, coeffs):
+    for x, c in zip(xs, coeffs, strict=True):
         t = const_mul(x, int(c))
         if t is None:
             continue

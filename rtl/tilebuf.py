@@ -82,7 +82,7 @@ class LayerController(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, n, mt = self.cfg, self.cfg.n, self.cfg.tile
+        n, mt = self.cfg.n, self.cfg.tile
         sh, c = self.geom, self.cmd.payload
         ty, tx = Signal.like(sh.th), Signal.like(sh.tw)
         kb = Signal.like(sh.n_kb)

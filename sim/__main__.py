@@ -70,7 +70,7 @@ def model_config(model, unroll: int, unroll_in: int, algo: str) -> AcceleratorCo
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from wino_gen import golden, network, perf
+    from wino_gen import network, perf
     from wino_gen.format import load_model
 
     from .backend import BACKENDS

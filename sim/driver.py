@@ -10,8 +10,15 @@ import numpy as np
 
 from rtl.pe import pe_geometry, weight_stream_layout
 from rtl.tilebuf import MAX_PAD, geometry, input_beat_layout
-from rtl.top import (DirectAccel, WinogradAccel, direct_layer_layout, direct_out_layout,
-                     direct_x_layout, winograd_layer_layout, winograd_out_layout)
+from rtl.top import (
+    DirectAccel,
+    WinogradAccel,
+    direct_layer_layout,
+    direct_out_layout,
+    direct_x_layout,
+    winograd_layer_layout,
+    winograd_out_layout,
+)
 from wino_gen import golden
 from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import UsageError
@@ -114,7 +121,7 @@ class WinogradLayer:
 
     def x_beats(self, x):
         """x[C, H, W]: for each image row, channel group, n-column beat (padded columns)."""
-        cfg, n, ui = self.cfg, self.cfg.n, self.cfg.unroll_in
+        n, ui = self.cfg.n, self.cfg.unroll_in
         C, H, W = x.shape
         _, _, _, _, nxb = self.geometry(H, W)
         xp = np.zeros((self.n_cg * ui, H, nxb * n), dtype=np.int64)
@@ -129,7 +136,7 @@ class WinogradLayer:
 
     def w_beats(self, H, W):
         _, _, th, _, _ = self.geometry(H, W)
-        cfg, ui, un = self.cfg, self.cfg.unroll_in, self.cfg.unroll
+        ui, un = self.cfg.unroll_in, self.cfg.unroll
         per_block = []
         for kb in range(self.n_kb):
             b = self.bias[kb * un:(kb + 1) * un].tolist()

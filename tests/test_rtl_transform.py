@@ -92,7 +92,7 @@ def test_output_stage(tile, gran, mode):
               "y": {"shift": [y_shift], "mult": [y_mult]}, "relu": relu}
     if cfg.tap_shift:
         params["align"] = align.tolist()
-    items = [{"data": p.tolist(), "bias": int(b)} for p, b in zip(P, bias)]
+    items = [{"data": p.tolist(), "bias": int(b)} for p, b in zip(P, bias, strict=True)]
     for relu in (1, 0):
         params["relu"] = relu
         out = _sim(OutputStage(cfg), items, len(items), seed=relu, params=params)

@@ -59,7 +59,7 @@ def build_report(cfg: AcceleratorConfig, board: str = "ulx3s-85f", mhz: float = 
         "utilization_56x56x64": target and {k: target[k] for k in ("cycles", "utilization",
                                                                   "steady_utilization")},
         "resources": perf.estimate_resources(cfg, board=board),
-        "memories": [dict(zip(("name", "count", "depth", "width"), m)) for m in perf.memories(cfg)],
+        "memories": [dict(zip(("name", "count", "depth", "width"), m, strict=True)) for m in perf.memories(cfg)],
         "board": board,
     }
 
