@@ -281,7 +281,7 @@ class Serializer(wiring.Component):
         ]
         with m.Switch(k):
             for j in range(cfg.unroll):
-                with m.Case(j):
+                with (m.Case(j) if j < cfg.unroll - 1 else m.Default()):
                     m.d.comb += [self.o.payload.data.eq(buf.acc[j]),
                                  self.o.payload.bias.eq(buf.bias[j])]
         with m.If(full & self.o.ready):

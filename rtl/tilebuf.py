@@ -219,14 +219,14 @@ class TileBuffer(wiring.Component):
         rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(n)] for i in range(n)]
         with m.Switch(ymod1):
             for r in range(n):
-                with m.Case(r):
+                with (m.Case(r) if r < n - 1 else m.Default()):
                     for i in range(n):
                         for j in range(n):
                             m.d.comb += rows[i][j].eq(mems[(r + i) % n][j].rdata)
         cols = [[Signal(word, name=f"rot_c{i}_{j}") for j in range(n)] for i in range(n)]
         with m.Switch(xmod1):
             for r in range(n):
-                with m.Case(r):
+                with (m.Case(r) if r < n - 1 else m.Default()):
                     for i in range(n):
                         for j in range(n):
                             m.d.comb += cols[i][j].eq(rows[i][(r + j) % n])
