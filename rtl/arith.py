@@ -35,33 +35,41 @@ def csd(c: int) -> list[tuple[int, int]]:
     return out
 
 
+def _tree_sum(terms):
+    """Balanced sum of ``(sign, value)`` terms (log depth, not a chain); a pair with one
+    negative term becomes a subtraction."""
+    items = list(terms)
+    while len(items) > 1:
+        nxt = []
+        for i in range(0, len(items), 2):
+            if i + 1 == len(items):
+                nxt.append(items[i])
+                continue
+            (sa, a), (sb, b) = items[i], items[i + 1]
+            if sa > 0:
+                nxt.append((1, a + b if sb > 0 else a - b))
+            elif sb > 0:
+                nxt.append((1, b - a))
+            else:
+                nxt.append((-1, a + b))
+        items = nxt
+    sign, v = items[0]
+    return v if sign > 0 else -v
+
+
 def const_mul(x, c: int):
     """``x * c`` for a constant integer ``c`` as a sum of shifted copies of ``x`` (CSD), or
     ``None`` when ``c == 0``."""
-    terms = []
-    for sign, p in csd(int(c)):
-        t = (x << p) if p else x
-        terms.append((sign, t))
-    if not terms:
-        return None
-    acc = None
-    for sign, t in sorted(terms, key=lambda st: -st[0]):   # positive terms first
-        if acc is None:
-            acc = t if sign > 0 else -t
-        else:
-            acc = acc + t if sign > 0 else acc - t
-    return acc
+    terms = [(sign, (x << p) if p else x) for sign, p in csd(int(c))]
+    return _tree_sum(terms) if terms else None
 
 
 def lin_comb(xs, coeffs):
-    """``sum(c * x)`` over constant coefficients, as one shift-add expression (0 if empty)."""
-    acc = None
+    """``sum(c * x)`` over constant coefficients as one balanced shift-add tree (0 if empty)."""
+    terms = []
     for x, c in zip(xs, coeffs, strict=True):
-        t = const_mul(x, int(c))
-        if t is None:
-            continue
-        acc = t if acc is None else acc + t
-    return Const(0, 1) if acc is None else acc
+        terms += [(sign, (x << p) if p else x) for sign, p in csd(int(c))]
+    return _tree_sum(terms) if terms else Const(0, 1)
 
 
 def saturate(v, bits: int):

@@ -253,7 +253,9 @@ class PEArray(wiring.Component):
 
 class Serializer(wiring.Component):
     """Hands the ``unroll`` accumulated channels of a PE output to the output stage one channel
-    per beat: ``{data: acc[k], bias: bias[k], k}``."""
+    per beat: ``{data: acc[k], bias: bias[k], k}``. Its input ``ready`` is a register (the
+    buffer is empty), which cuts the combinational ready chain between the output stage and
+    the PE array; a tile therefore takes ``max(steps, unroll + 1)`` cycles."""
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
@@ -275,7 +277,7 @@ class Serializer(wiring.Component):
         done = Signal()
         m.d.comb += [
             done.eq(self.o.ready & (k == cfg.unroll - 1)),
-            self.i.ready.eq(~full | done),
+            self.i.ready.eq(~full),     # registered: no ready path from the output stage
             self.o.valid.eq(full),
             self.o.payload.k.eq(k),
         ]

@@ -9,7 +9,7 @@ always ready):
 - the line buffer: a tile row starts once its n rows are loaded (``n_cg * nxb`` beats per
   row), and loading runs at most 2n rows ahead of the tile row being read;
 - the output side: a tile's ``unroll`` channels leave one per cycle through the serializer,
-  so a tile takes ``max(n_cg, unroll)`` cycles;
+  so a tile takes ``max(n_cg, unroll + 1)`` cycles (the serializer's ready is registered);
 - the pipeline latency from ``start`` to the first output and from the last step to the last
   output.
 
@@ -53,7 +53,7 @@ def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
     th, tw = _ceil(Ho, m), _ceil(Wo, m)
     nxb = _ceil(tw * m + 2, n)
     row_beats = n_cg * nxb
-    per_tile = max(n_cg, cfg.unroll)
+    per_tile = max(n_cg, cfg.unroll + 1)   # the serializer frees its buffer a cycle late
     band_cycles = n_kb * tw * per_tile
     # event model of the line buffer (padded row coordinates ys = pad .. H + pad - 1): a row
     # loads in row_beats cycles, may start once the tile row it would overwrite is no longer
