@@ -42,6 +42,13 @@ def _ceil(a, b):
     return -(-a // b)
 
 
+def _pack_config(layout, d):
+    try:
+        return pack(layout, d)
+    except ValueError as e:
+        raise DoesNotFit(f"layer does not fit the accelerator's config port: {e} ({d})") from None
+
+
 def _params(req_mult, req_shift, n_p, fixed, what):
     shift = np.asarray(req_shift, dtype=np.int64).ravel()
     mult = np.asarray(req_mult, dtype=np.int64).ravel()
@@ -73,8 +80,8 @@ class WinogradLayer:
         K, C = U.shape[:2]
         if U.shape[2:] != (n, n):
             raise DoesNotFit(f"U is for n={U.shape[2]}, the accelerator has tile {mt} (n={n})")
-        if C > cfg.max_channels or K > 65535:
-            raise DoesNotFit(f"C={C} exceeds max_channels={cfg.max_channels}")
+        if max(C, K) > cfg.max_channels:
+            raise DoesNotFit(f"C={C}, K={K}: channels exceed max_channels={cfg.max_channels}")
         if not 0 <= padding <= min(MAX_PAD, 2):
             raise DoesNotFit(f"padding {padding}: the tile buffer supports 0..2")
         self.K, self.C, self.pad, self.relu = K, C, padding, bool(relu)
@@ -117,7 +124,7 @@ class WinogradLayer:
         _, _, th, tw, nxb = self.geometry(H, W)
         d = {"geom": {"h": H, "w": W, "pad": self.pad, "n_cg": self.n_cg, "n_kb": self.n_kb,
                       "th": th, "tw": tw, "nxb": nxb}, **self.params}
-        return pack(winograd_layer_layout(self.cfg), d)
+        return _pack_config(winograd_layer_layout(self.cfg), d)
 
     def x_beats(self, x):
         """x[C, H, W]: for each image row, channel group, n-column beat (padded columns)."""
@@ -177,6 +184,8 @@ class DirectLayer:
         W = np.asarray(W, dtype=np.int64)
         K, C, kh, kw = W.shape
         self.K, self.C, self.kh, self.kw = K, C, kh, kw
+        if K > cfg.max_channels:
+            raise DoesNotFit(f"K={K} exceeds max_channels={cfg.max_channels}")
         self.stride, self.pad, self.relu = stride, padding, bool(relu)
         E = C * kh * kw
         self.n_step = _ceil(E, L)
@@ -208,7 +217,7 @@ class DirectLayer:
     def word(self, H, W):
         Ho, Wo = self.geometry(H, W)
         d = {"n_step": self.n_step, "n_pix": Ho * Wo, "n_kb": self.n_kb, **self.params}
-        return pack(direct_layer_layout(self.cfg), d)
+        return _pack_config(direct_layer_layout(self.cfg), d)
 
     def x_beats(self, x):
         from numpy.lib.stride_tricks import sliding_window_view

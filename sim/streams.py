@@ -27,8 +27,12 @@ def pack(shape, value) -> int:
             if name in value:
                 out |= pack(field.shape, value[name]) << field.offset
         return out
-    w = _width(shape)
-    return int(value) & ((1 << w) - 1) if w else 0
+    s = Shape.cast(shape)
+    v = int(value)
+    lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed else (0, (1 << s.width) - 1)
+    if not lo <= v <= hi:
+        raise ValueError(f"{v} does not fit {s}")
+    return v & ((1 << s.width) - 1) if s.width else 0
 
 
 def unpack(shape, bits: int):
