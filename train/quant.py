@@ -1,0 +1,149 @@
+"""Fake quantizers that round exactly like ``wino_gen.golden.rq``, with straight-through
+estimators, and the learnable scales.
+
+Conventions
+-----------
+* The quantized network carries integer-valued tensors (float dtype) plus a scalar scale tensor
+  (``real = int * scale``), so every step is the integer data path of DESIGN.md's table. In
+  evaluation the tensors are float64 and every value is an exactly representable integer, which
+  makes the fake-quant network bit-exact with ``wino_gen.golden``.
+* :func:`fq` is ``clamp(floor(v * r + 1/2))`` (= ``golden.fake_rq``) with a straight-through
+  estimator: d/dv = r and d/dr = v inside the range, 0 where it saturates. With ratios computed
+  from the scales (``r = s_in / s_out``) the chain rule gives LSQ's scale gradient (Esser et al.
+  2020) without writing it out.
+* Every requant ratio goes through :func:`exact_ratio`, which replaces the real ratio by the
+  (mult, shift) value ``golden.quantize_ratio`` picks (straight-through), so the forward pass uses
+  exactly the hardware's ratio.
+* :class:`Scale` holds ``log2`` of a scale (a scalar or one per Winograd tap); in ``pow2`` mode
+  the forward value is ``2**round(log2)`` (straight-through). Scales are calibrated from data
+  (:class:`Observer`), then trained by gradient descent in the log domain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from wino_gen import golden
+from wino_gen.config import int_range
+
+
+class _FQ(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v, r, lo, hi):
+        out = (v * r).add_(0.5).floor_().clamp_(lo, hi)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(v, r)
+        ctx.lo, ctx.hi = lo, hi
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        v, r = ctx.saved_tensors
+        t = v * r
+        inside = (t >= ctx.lo - 0.5) & (t < ctx.hi + 0.5)
+        gi = torch.where(inside, g, torch.zeros((), dtype=g.dtype))
+        gv = gi * r if ctx.needs_input_grad[0] else None
+        gr = None
+        if ctx.needs_input_grad[1]:
+            gr = _reduce_to(gi * v, r.shape)
+        return gv, gr, None, None
+
+
+def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
+    while t.dim() > len(shape):
+        t = t.sum(0)
+    for i, n in enumerate(shape):
+        if n == 1 and t.shape[i] != 1:
+            t = t.sum(i, keepdim=True)
+    return t
+
+
+def fq(v: torch.Tensor, r, bits: int = 8) -> torch.Tensor:
+    """``clamp(floor(v * r + 1/2), int_range(bits))`` with the straight-through estimator."""
+    lo, hi = int_range(bits)
+    if not torch.is_tensor(r):
+        r = torch.tensor(r, dtype=v.dtype)
+    return _FQ.apply(v, r.to(v.dtype), lo, hi)
+
+
+def fq_real(v: torch.Tensor, scale, bits: int = 8) -> torch.Tensor:
+    """Real-domain fake quantization ``scale * fq(v / scale)`` (for ablations and calibration)."""
+    return fq(v, 1.0 / scale, bits) * scale
+
+
+def round_ste(t: torch.Tensor) -> torch.Tensor:
+    """Round half up (``floor(t + 1/2)``), identity gradient."""
+    return t + (torch.floor(t + 0.5) - t).detach()
+
+
+def exact_ratio(r: torch.Tensor, mode: str, mult_bits: int = 16):
+    """(ratio tensor equal to the hardware's ``mult * 2**-shift``, straight-through to ``r``;
+    the ``golden.Requant``)."""
+    req = golden.quantize_ratio(r.detach().double().cpu().numpy(), mode, mult_bits)
+    exact = torch.as_tensor(golden.ratio_of(req), dtype=r.dtype, device=r.device)
+    return r + (exact - r).detach(), req
+
+
+class Scale(nn.Module):
+    """A learnable positive scale (scalar or per tap), stored as log2."""
+
+    def __init__(self, shape=(), pow2: bool = True):
+        super().__init__()
+        self.log2 = nn.Parameter(torch.zeros(shape))
+        self.pow2 = pow2
+
+    def forward(self) -> torch.Tensor:
+        l = self.log2
+        return torch.exp2(round_ste(l) if self.pow2 else l)
+
+    @torch.no_grad()
+    def set(self, value) -> None:
+        v = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float32)
+        self.log2.copy_(torch.log2(v.clamp_min(1e-30)).reshape(self.log2.shape))
+
+
+class Observer:
+    """Collects a random sample of |values| (one pool per tap for per-tap scales) during
+    calibration, then picks the scale that minimizes the quantization MSE (or the max)."""
+
+    def __init__(self, per_tap: int = 0, keep: int = 1 << 15):
+        self.per_tap, self.keep = per_tap, keep
+        self.pools: list[torch.Tensor] = []
+        self.max = None
+
+    def update(self, t: torch.Tensor) -> None:
+        """``t``: ``[S, ...]`` with the tap first when per tap, any shape otherwise."""
+        t = t.detach().abs().float()
+        t = t.reshape(self.per_tap, -1) if self.per_tap else t.reshape(1, -1)
+        m = t.max(1).values
+        self.max = m if self.max is None else torch.maximum(self.max, m)
+        if t.shape[1] > self.keep:
+            t = t[:, torch.randint(0, t.shape[1], (self.keep,))]
+        self.pools.append(t)
+
+    def scale(self, bits: int, method: str = "mse", pow2: bool = True) -> np.ndarray:
+        if self.max is None:
+            raise RuntimeError("observer saw no data")
+        pool = torch.cat(self.pools, 1).double()
+        qmax = int_range(bits)[1]
+        out = []
+        for row, mx in zip(pool, self.max.double()):
+            mx = max(float(mx), 1e-8)
+            if method == "max":
+                s = mx / qmax
+                out.append(2.0 ** math.ceil(math.log2(s)) if pow2 else s)
+                continue
+            if pow2:
+                top = math.ceil(math.log2(mx / qmax))
+                cands = [2.0 ** (top - k) for k in range(0, 12)]
+            else:
+                cands = [mx / qmax * f for f in np.geomspace(1.0, 1 / 64, 49)]
+            errs = [float(((torch.floor(row / s + 0.5).clamp(max=qmax) * s - row) ** 2).sum())
+                    for s in cands]
+            out.append(cands[int(np.argmin(errs))])
+        a = np.array(out)
+        return a.reshape(()) if not self.per_tap else a

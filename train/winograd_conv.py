@@ -1,0 +1,272 @@
+"""``WinogradConv2d``: a drop-in for a 3x3 stride-1 ``nn.Conv2d`` that computes F(m x m, 3 x 3)
+with the integer hardware matrices of ``wino_gen.winograd.integer_forms`` and fake-quantizes
+every step of DESIGN.md's table (x, V, U, M, y).
+
+Two forward paths:
+
+* :meth:`WinogradConv2d.forward_real` — real-valued Winograd; ``steps`` picks which steps are
+  fake-quantized (``x``, ``V``, ``U``, ``M``, ``y``; empty = FP32 Winograd, equal to
+  ``nn.Conv2d`` to ~1e-6). Used for calibration (observers see the real intermediates) and the
+  one-step-at-a-time ablation.
+* :meth:`WinogradConv2d.forward_int` — the integer data path on integer-valued tensors with the
+  hardware's exact requant ratios; in float64 (evaluation) it is bit-exact with
+  ``wino_gen.golden.winograd_conv3x3`` on the integers :meth:`integer_params` returns.
+
+Tensor layout inside: Winograd-domain tensors are ``[S, C or K, N*L]`` (``S = n*n`` taps,
+``L`` tiles per image), so the channel sum is one batched matmul over the taps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wino_gen import golden, winograd
+
+from .quant import Observer, Scale, exact_ratio, fq, fq_real, round_ste
+
+STEPS = ("x", "V", "U", "M", "y")
+INT32 = (-(1 << 31), (1 << 31) - 1)
+
+
+class QLayer(nn.Module):
+    """Common state of the quantizable layers: the mode is set by the network."""
+
+    op = ""
+
+    def __init__(self):
+        super().__init__()
+        self.steps: set[str] = set()       # real-path steps to fake-quantize (ablation)
+        self.observers: dict[str, Observer] | None = None
+        self.last: dict | None = None      # integer parameters of the last eval forward
+
+    def _observe(self, key: str, t: torch.Tensor, per_tap: int = 0) -> None:
+        if self.observers is not None:
+            self.observers.setdefault(key, Observer(per_tap)).update(t)
+
+
+class WinogradConv2d(QLayer):
+    op = "winograd_conv3x3"
+
+    def __init__(self, in_channels: int, out_channels: int, tile: int = 4, padding: int = 1,
+                 bias: bool = True, relu: bool = False, granularity: str = "layer",
+                 requant: str = "pow2", act_bits: int = 8, weight_bits: int = 8,
+                 transform_bits: int = 8, max_tap_shift: int = 8):
+        super().__init__()
+        if tile not in winograd.POINTS:
+            raise ValueError(f"tile {tile}: allowed {sorted(winograd.POINTS)}")
+        if granularity not in ("layer", "tap"):
+            raise ValueError(f"granularity {granularity!r}: allowed layer, tap")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.tile, self.n, self.padding, self.relu = tile, tile + 2, padding, relu
+        self.kernel_size, self.stride = (3, 3), (1, 1)
+        self.granularity, self.requant = granularity, requant
+        self.act_bits, self.weight_bits, self.transform_bits = act_bits, weight_bits, transform_bits
+        self.max_tap_shift = max_tap_shift
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        forms = winograd.integer_forms(tile)
+        AT = forms.AT.astype(np.float64)
+        BT = forms.BT.astype(np.float64)
+        self.register_buffer("BT", torch.tensor(BT, dtype=torch.float32), persistent=False)
+        self.register_buffer("KA", torch.tensor(np.kron(AT, AT), dtype=torch.float32), persistent=False)
+        self.register_buffer("G", torch.tensor(winograd.to_float(forms.G), dtype=torch.float32),
+                             persistent=False)
+        tap = (self.n, self.n) if granularity == "tap" else ()
+        p2 = requant == "pow2"
+        self.s_x = Scale((), p2)          # own input scale (drop-in use and ablation only)
+        self.s_V = Scale(tap, p2 or bool(tap))
+        self.s_U = Scale(tap, p2 or bool(tap))
+        self.s_M = Scale(tap, p2 or bool(tap))
+        self.s_y = Scale((), p2)
+        self.quant = False                # drop-in use: integer path on/off
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, **kw) -> "WinogradConv2d":
+        if not eligible(conv):
+            raise ValueError("only 3x3 stride-1 dilation-1 groups-1 convolutions with padding 0 or 1")
+        bias = kw.pop("bias", False) or conv.bias is not None
+        m = cls(conv.in_channels, conv.out_channels, padding=conv.padding[0], bias=bias, **kw)
+        with torch.no_grad():
+            m.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                m.bias.copy_(conv.bias)
+        return m
+
+    # -- Winograd building blocks --------------------------------------------------------
+    def _geometry(self, H: int, W: int):
+        p, m = self.padding, self.tile
+        Ho, Wo = H + 2 * p - 2, W + 2 * p - 2
+        return Ho, Wo, -(-Ho // m), -(-Wo // m)
+
+    def input_transform(self, x: torch.Tensor) -> torch.Tensor:
+        """``Bᵀ d B`` of every tile: ``[S, C, N*L]``."""
+        N, C, H, W = x.shape
+        Ho, Wo, th, tw = self._geometry(H, W)
+        p, m, n = self.padding, self.tile, self.n
+        xp = F.pad(x, (p, tw * m + 2 - W - p, p, th * m + 2 - H - p))
+        d = xp.unfold(2, n, m).unfold(3, n, m)                       # [N, C, th, tw, n, n] view
+        BT = self.BT.to(x.dtype)
+        V = torch.matmul(torch.matmul(BT, d), BT.T)
+        return V.permute(4, 5, 1, 0, 2, 3).reshape(n * n, C, N * th * tw)
+
+    def output_transform(self, M: torch.Tensor, N: int, H: int, W: int) -> torch.Tensor:
+        """``Aᵀ M A`` of ``M[S, K, N*L]``, untiled: ``[N, K, Ho, Wo]``."""
+        Ho, Wo, th, tw = self._geometry(H, W)
+        m, K = self.tile, M.shape[1]
+        Y = (self.KA.to(M.dtype) @ M.reshape(M.shape[0], -1)).view(m, m, K, N, th, tw)
+        Y = Y.permute(3, 2, 4, 0, 5, 1).reshape(N, K, th * m, tw * m)
+        return Y[:, :, :Ho, :Wo]
+
+    def weight_transform(self, dtype=None) -> torch.Tensor:
+        """``G g Gᵀ`` as ``[S, K, C]``."""
+        G = self.G.to(dtype or self.weight.dtype)
+        U = torch.einsum("ik,ockl,jl->ijoc", G, self.weight.to(G.dtype), G)
+        return U.reshape(self.n * self.n, self.out_channels, self.in_channels)
+
+    def _tapshape(self, s: torch.Tensor) -> torch.Tensor:
+        return s.reshape(-1, 1, 1) if s.dim() else s
+
+    def m_scales(self):
+        """(s_M0, per-tap s_M = s_M0 * 2**align, align ints) — tap scales are power-of-two
+        multiples of the smallest one so the output transform adds them in one scale."""
+        if self.granularity == "layer":
+            s = self.s_M()
+            return s, s, torch.zeros((self.n, self.n))
+        l = self.s_M.log2
+        l0 = round_ste(l.min())
+        k = round_ste(l - l0).clamp(0, self.max_tap_shift)
+        return torch.exp2(l0), torch.exp2(l0 + k), k.detach()
+
+    # -- forward paths ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Drop-in use: float in, float out (integer path inside when ``quant`` is on)."""
+        if not self.quant:
+            return self.forward_real(x)
+        s_x = self.s_x()
+        dt = x.dtype if self.training else torch.float64
+        y, s_y = self.forward_int(fq(x.to(dt), 1.0 / s_x.to(dt), self.act_bits), s_x)
+        return (y * s_y.to(y.dtype)).to(x.dtype)
+
+    def forward_real(self, x: torch.Tensor) -> torch.Tensor:
+        """Real-valued path, computed in float64 (F6 in float32 is only good to ~1e-5)."""
+        in_dtype = x.dtype
+        x = x.double()
+        q = self.steps
+        self._observe("x", x)
+        if "x" in q:
+            x = fq_real(x, self.s_x(), self.act_bits)
+        N, _, H, W = x.shape
+        S = self.n * self.n
+        tap = S if self.granularity == "tap" else 0
+        V = self.input_transform(x)
+        self._observe("V", V, tap)
+        if "V" in q:
+            V = fq_real(V, self._tapshape(self.s_V()), self.transform_bits)
+        U = self.weight_transform(torch.float64)
+        if "U" in q:
+            U = fq_real(U, self._tapshape(self.s_U()), self.weight_bits)
+        P = torch.bmm(U.to(V.dtype), V)
+        self._observe("M", P, tap)
+        if "M" in q:
+            P = fq_real(P, self._tapshape(self.m_scales()[1]), self.transform_bits)
+        Y = self.output_transform(P, N, H, W)
+        if self.bias is not None:
+            Y = Y + self.bias.to(Y.dtype)[None, :, None, None]
+        if self.relu:
+            Y = F.relu(Y)
+        self._observe("y", Y)
+        if "y" in q:
+            Y = fq_real(Y, self.s_y(), self.act_bits)
+        return Y.to(in_dtype)
+
+    def quantized_weights(self, exact: bool):
+        """``U[S, K, C]`` as integers: in evaluation computed by ``golden`` (float64, the same
+        numbers the export writes), in training by the straight-through fake quantizer."""
+        s_U = self.s_U()
+        if exact:
+            g = self.weight.detach().double().cpu().numpy()
+            s = s_U.detach().double().cpu().numpy()
+            Ui = golden.quantize_weights_winograd(g, self.tile, s, self.weight_bits)
+            U = torch.from_numpy(Ui.astype(np.float64)).reshape(self.out_channels, self.in_channels, -1)
+            return U.permute(2, 0, 1).contiguous(), s_U
+        Ur = self.weight_transform()
+        return fq(Ur, 1.0 / self._tapshape(s_U), self.weight_bits), s_U
+
+    def forward_int(self, x: torch.Tensor, s_x: torch.Tensor):
+        """Integer data path: ``x`` integer-valued ``[N, C, H, W]`` in scale ``s_x``; returns
+        (integer-valued y, s_y)."""
+        exact = not self.training
+        dt = x.dtype
+        N, _, H, W = x.shape
+        mode = self.requant
+        Vraw = self.input_transform(x)
+        s_V = self.s_V()
+        r_V, req_V = exact_ratio(s_x.to(dt) / s_V.to(dt), mode)
+        V = fq(Vraw, self._tapshape(r_V), self.transform_bits)
+        U, s_U = self.quantized_weights(exact)
+        P = torch.bmm(U.to(dt), V)
+        s_M0, s_Mt, align = self.m_scales()
+        r_M, req_M = exact_ratio(s_U.to(dt) * s_V.to(dt) / s_Mt.to(dt), mode)
+        M = fq(P, self._tapshape(r_M), self.transform_bits)
+        if self.granularity == "tap":
+            M = M * torch.exp2(align).to(dt).reshape(-1, 1, 1)
+        Y = self.output_transform(M, N, H, W)
+        if self.bias is not None:
+            b = round_ste(self.bias.to(dt) / s_M0.to(dt)).clamp(*INT32)
+            Y = Y + b[None, :, None, None]
+        else:
+            b = torch.zeros(self.out_channels, dtype=dt)
+        s_y = self.s_y()
+        r_y, req_y = exact_ratio(s_M0.to(dt) / s_y.to(dt), mode)
+        y = fq(Y, r_y, self.act_bits)
+        if self.relu:
+            y = F.relu(y)
+        if exact:
+            n = self.n
+            full = lambda a: np.broadcast_to(np.asarray(a, dtype=np.int64), (n, n)).astype(np.int32)  # noqa: E731
+            self.last = {
+                "U": U.permute(1, 2, 0).reshape(self.out_channels, self.in_channels, n, n)
+                      .numpy().astype(np.int8),
+                "bias": b.detach().numpy().astype(np.int32),
+                "v_mult": full(req_V.mult), "v_shift": full(req_V.shift),
+                "m_mult": full(req_M.mult), "m_shift": full(req_M.shift),
+                "m_align": full(align.numpy().astype(np.int64)),
+                "y_mult": np.int32(req_y.mult), "y_shift": np.int32(req_y.shift),
+                "scale_out": float(s_y.detach()),
+            }
+        return y, s_y
+
+    # -- calibration ----------------------------------------------------------------------
+    @torch.no_grad()
+    def apply_calibration(self, method: str = "mse") -> None:
+        obs = self.observers
+        p2 = self.requant == "pow2"
+        tap = self.granularity == "tap"
+        for key, scale in (("x", self.s_x), ("y", self.s_y)):
+            if key in obs:
+                scale.set(obs[key].scale(self.act_bits, method, p2))
+        if "V" in obs:
+            self.s_V.set(obs["V"].scale(self.transform_bits, method, p2 or tap))
+        if "M" in obs:
+            self.s_M.set(obs["M"].scale(self.transform_bits, method, p2 or tap))
+        wo = Observer(self.n * self.n if tap else 0, keep=1 << 20)
+        wo.update(self.weight_transform())
+        self.s_U.set(wo.scale(self.weight_bits, method, p2 or tap))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, tile={self.tile}, padding={self.padding}, "
+                f"relu={self.relu}, granularity={self.granularity}, requant={self.requant}")
+
+
+def eligible(conv: nn.Module) -> bool:
+    """Can ``WinogradConv2d`` take this convolution?"""
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
+            and conv.padding[0] in (0, 1))
