@@ -188,7 +188,7 @@ def train_epoch(model, loader, opt, sched, device, small_aug: bool, quiet: bool,
         opt.step()
         if sched is not None:
             sched.step()
-        tot_loss += float(loss) * len(y)
+        tot_loss += float(loss.detach()) * len(y)
         correct += int((out.argmax(1) == y).sum())
         total += len(y)
     return tot_loss / max(total, 1), correct / max(total, 1)
