@@ -189,14 +189,22 @@ class PEArray(wiring.Component):
             m.d.sync += [v1.eq(accept), x1.eq(self.i.payload.data), f1.eq(tag.first),
                          l1.eq(tag.last)]
         # stage 2: products
+        # unpack the wide weight word and step once (indexing a wide value per multiplier
+        # makes Amaranth walk all of its bits each time)
+        xb = in_value_bits(cfg)
+        xs = [[Signal(signed(xb), name=f"x{c}_{s}") for s in range(S)] for c in range(cfg.unroll_in)]
+        m.d.comb += Cat(*(v for row in xs for v in row)).eq(x1.as_value())
+        ws = [[[Signal(signed(cfg.weight_bits), name=f"w{k}_{c}_{s}") for s in range(S)]
+               for c in range(cfg.unroll_in)] for k in range(cfg.unroll)]
+        m.d.comb += Cat(*(v for a in ws for b in a for v in b)).eq(wb.rd_data.as_value())
         prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
-        for k in range(cfg.unroll):
-            for c in range(cfg.unroll_in):
-                for s in range(S):
-                    p = Signal(signed(w.product), name=f"prod{k}_{c}_{s}")
-                    with m.If(en):
-                        m.d.sync += p.eq(wb.rd_data[k][c][s] * x1[c][s])
-                    prods[k][c][s] = p
+        with m.If(en):
+            for k in range(cfg.unroll):
+                for c in range(cfg.unroll_in):
+                    for s in range(S):
+                        p = Signal(signed(w.product), name=f"prod{k}_{c}_{s}")
+                        m.d.sync += p.eq(ws[k][c][s] * xs[c][s])
+                        prods[k][c][s] = p
         valid, first, last, bias = v1, f1, l1, wb.rd_bias
         stages = 1
 
@@ -271,7 +279,6 @@ class Serializer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        buf = Signal.like(self.i.payload, name="buf")
         full = Signal()
         k = Signal(len(self.o.payload.k))
         done = Signal()
@@ -281,15 +288,18 @@ class Serializer(wiring.Component):
             self.o.valid.eq(full),
             self.o.payload.k.eq(k),
         ]
-        with m.Switch(k):
+        # a shift register of channels: channel k is always in lane 0 (no unroll-way mux)
+        lanes = [Signal.like(self.o.payload.data, name=f"lane{j}") for j in range(cfg.unroll)]
+        biases = [Signal(signed(cfg.bias_bits), name=f"bias{j}") for j in range(cfg.unroll)]
+        m.d.comb += [self.o.payload.data.eq(lanes[0]), self.o.payload.bias.eq(biases[0])]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += full.eq(1)
             for j in range(cfg.unroll):
-                with (m.Case(j) if j < cfg.unroll - 1 else m.Default()):
-                    m.d.comb += [self.o.payload.data.eq(buf.acc[j]),
-                                 self.o.payload.bias.eq(buf.bias[j])]
-        with m.If(full & self.o.ready):
+                m.d.sync += [lanes[j].eq(self.i.payload.acc[j]), biases[j].eq(self.i.payload.bias[j])]
+        with m.Elif(full & self.o.ready):
             m.d.sync += k.eq(k + 1)
+            for j in range(cfg.unroll - 1):
+                m.d.sync += [lanes[j].eq(lanes[j + 1]), biases[j].eq(biases[j + 1])]
             with m.If(done):
                 m.d.sync += [k.eq(0), full.eq(0)]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [buf.eq(self.i.payload), full.eq(1)]
         return m

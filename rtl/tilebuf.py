@@ -192,17 +192,22 @@ class TileBuffer(wiring.Component):
         accept = self.cmd.valid & self.cmd.ready
         with m.If(accept):
             m.d.sync += y0_cur.eq(c.y0)
+        # bank (k, j) reads word row_base[k] + col[j]: n row bases and n column words
+        row_base, col = [], []
         for k in range(n):
-            sub = Signal(name=f"rsub{k}")
             # row bank k holds the tile row whose index wrapped past n iff k < y0mod
             wrapped = (c.y0mod > k) if k < (1 << len(c.y0mod)) - 1 else 0
-            m.d.comb += sub.eq((c.y0div + wrapped)[0])
+            rb = Signal(range(g["depth"]), name=f"row_base{k}")
+            m.d.comb += rb.eq((((c.y0div + wrapped)[0]) * g["cg_max"] + c.cg) * g["xb_max"])
+            row_base.append(rb)
+        for j in range(n):
+            xw = (c.x0mod > j) if j < (1 << len(c.x0mod)) - 1 else 0
+            xd = Signal(g["coord"], name=f"rxdiv{j}")
+            m.d.comb += xd.eq(c.x0div + xw)
+            col.append(xd)
+        for k in range(n):
             for j in range(n):
-                xd = Signal(g["coord"], name=f"rxdiv{j}")
-                xw = (c.x0mod > j) if j < (1 << len(c.x0mod)) - 1 else 0
-                m.d.comb += [xd.eq(c.x0div + xw),
-                             mems[k][j].raddr.eq((sub * g["cg_max"] + c.cg) * g["xb_max"] + xd),
-                             mems[k][j].re.eq(en)]
+                m.d.comb += [mems[k][j].raddr.eq(row_base[k] + col[j]), mems[k][j].re.eq(en)]
         v1 = Signal()
         tag1 = Signal.like(c.tag)
         ymod1, xmod1 = Signal.like(c.y0mod), Signal.like(c.x0mod)
