@@ -9,9 +9,24 @@ Winograd engine data path::
                                                                ▼
                                      Serializer ─► OutputStage ─► o: y[m x m] per channel
 
-Host-side order of the streams (see ``sim.driver``): ``x`` row by row; ``w`` one word per
-channel group for each (tile row, output-channel block); ``o`` one beat per (tile row,
-block, tile column, channel in block).
+Interface (``sim.driver`` is the reference host; all streams are valid/ready, any stall is
+allowed):
+
+- ``layer`` (config port, :func:`winograd_layer_layout`): image ``h``, ``w``, ``pad``; ``n_cg``
+  = ceil(C / unroll_in), ``n_kb`` = ceil(K / unroll), tile rows/columns ``th``, ``tw``,
+  ``nxb`` = ceil((tw * m + 2) / n); V requant, M requant, tap alignment, y requant, ReLU.
+  Hold it constant during a layer; pulse ``start`` (one cycle) to begin.
+- ``x``: for each image row y, each channel group, ``nxb`` beats of n consecutive padded
+  columns (column xs holds x = xs - pad; values outside the image are ignored), each column
+  ``unroll_in`` channels.
+- ``w``: for each tile row, each output-channel block: ``n_cg`` words of ``unroll`` x
+  ``unroll_in`` x n² weights (the block's ``unroll`` biases ride on the first word).
+- ``o``: for each tile row, block, tile column, channel in the block: one beat of m x m
+  outputs (partial tiles at the bottom/right are full tiles; the host crops them).
+
+Direct engine (:class:`DirectAccel`): ``x`` carries im2col chunks of ``unroll_in * n²`` patch
+elements (for each block, pixel, chunk), ``w`` one word per chunk per block, ``o`` one beat of
+``unroll`` outputs per (block, pixel).
 """
 
 from __future__ import annotations

@@ -114,6 +114,8 @@ class WinogradLayer:
         if max(H, W) > cfg.max_width:
             raise DoesNotFit(f"image {H}x{W} exceeds max_width={cfg.max_width}")
         Ho, Wo = H + 2 * self.pad - 2, W + 2 * self.pad - 2
+        if min(Ho, Wo) < 1:
+            raise DoesNotFit(f"image {H}x{W} with padding {self.pad} has no 3x3 output")
         th, tw = _ceil(Ho, mt), _ceil(Wo, mt)
         nxb = _ceil(tw * mt + 2, n)
         if nxb > geometry(cfg)["xb_max"]:
@@ -210,6 +212,8 @@ class DirectLayer:
     def geometry(self, H, W):
         Ho = (H + 2 * self.pad - self.kh) // self.stride + 1
         Wo = (W + 2 * self.pad - self.kw) // self.stride + 1
+        if min(Ho, Wo) < 1:
+            raise DoesNotFit(f"image {H}x{W} is smaller than the {self.kh}x{self.kw} kernel")
         if max(Ho, Wo) > self.cfg.max_width:
             raise DoesNotFit(f"output {Ho}x{Wo} exceeds max_width={self.cfg.max_width}")
         return Ho, Wo
