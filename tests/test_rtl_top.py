@@ -57,3 +57,16 @@ def test_mismatch_is_detected():
     kw["bias"] = kw["bias"] + 1000
     r = run_layer(WinogradLayer(cfg, **kw), x)
     assert np.any(r.y != want)
+
+
+@pytest.mark.parametrize("bits", [dict(act_bits=4, weight_bits=4, transform_bits=6),
+                                  dict(act_bits=12, weight_bits=10, transform_bits=12, bias_bits=24,
+                                       requant="fixed", mult_bits=20)],
+                         ids=["4bit", "12bit-fixed"])
+@pytest.mark.parametrize("tile", [2, 6])
+def test_other_bit_widths(tile, bits):
+    cfg = AcceleratorConfig(tile=tile, unroll=2, max_width=16, max_channels=8, **bits)
+    x, kw = random_winograd(cfg, 3, 3, 9, 9, np.random.default_rng(tile), extremes=True)
+    want = golden.winograd_conv3x3(x, tile=tile, cfg=cfg, **kw)
+    r = run_layer(WinogradLayer(cfg, **kw), x, PysimBackend(stall=0.2, seed=tile))
+    np.testing.assert_array_equal(r.y, want)
