@@ -31,8 +31,9 @@ def parser():
     p = _Parser(prog="python -m sim", description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
                    help="model dir (default examples/tiny)")
-    p.add_argument("--backend", default="pysim", choices=["pysim"],
-                   help="simulation backend (pysim; verilator planned)")
+    p.add_argument("--backend", default="pysim", choices=["pysim", "verilator"],
+                   help="simulation backend: pysim (Amaranth, default) or verilator (builds the "
+                        "exported Verilog once per engine; much faster for big layers)")
     p.add_argument("--unroll", type=int, default=4, help="output channels in parallel (default 4)")
     p.add_argument("--unroll-in", type=int, default=1, help="input channels in parallel (default 1)")
     p.add_argument("--samples", type=int, default=None, help="samples per layer (default all)")
@@ -94,6 +95,17 @@ def main(argv=None) -> int:
           f"F({wcfg.tile}x{wcfg.tile},3x3) unroll {wcfg.unroll}x{wcfg.unroll_in} "
           f"({wcfg.multipliers} multipliers), direct engine same multipliers", flush=True)
     vcd = args.vcd
+    if vcd and args.backend != "pysim":
+        raise UsageError("--vcd needs --backend pysim")
+    backends = {}
+
+    def backend(**kw):
+        if kw:
+            return BACKENDS[args.backend](**kw)
+        if args.backend not in backends:      # one instance: the Verilator build is reused
+            backends[args.backend] = BACKENDS[args.backend]()
+        return backends[args.backend]
+
     total_out = total_bad = total_cyc = n_layers = 0
     bad_layers = []
     t0 = time.perf_counter()
@@ -125,13 +137,13 @@ def main(argv=None) -> int:
                                        s["padding"])["cycles"]
             x = xs[0].astype(np.int64)
             if vcd:
-                r0 = run_layer(spec, x[:1], BACKENDS[args.backend](vcd=vcd))
-                rest = run_layer(spec, x[1:], BACKENDS[args.backend]()) if len(x) > 1 else None
+                r0 = run_layer(spec, x[:1], backend(vcd=vcd))
+                rest = run_layer(spec, x[1:], backend()) if len(x) > 1 else None
                 y = np.concatenate([r0.y] + ([rest.y] if rest else []))
                 cyc = r0.cycles + (rest.cycles if rest else 0)
                 vcd = None
             else:
-                r = run_layer(spec, x, BACKENDS[args.backend]())
+                r = run_layer(spec, x, backend())
                 y, cyc = r.y, r.cycles
             pc *= len(x)
         else:

@@ -4,7 +4,8 @@ A backend takes the elaborated top (a ``wiring.Component`` with ``layer``, ``sta
 streams and the ``o`` stream), the packed layer-config word, the packed beats of every input
 stream and the number of output beats; it returns the packed output beats and the cycle count
 from ``start`` to the last output beat. :class:`PysimBackend` uses Amaranth's simulator; a
-Verilator backend (planned) implements the same :meth:`run` on the exported Verilog.
+Verilator backend (:mod:`sim.verilator`) implements the same :meth:`run` on the exported
+Verilog.
 """
 
 from __future__ import annotations
@@ -73,4 +74,9 @@ class PysimBackend:
         return state["out"], state["cycles"]
 
 
-BACKENDS = {"pysim": PysimBackend}
+def _verilator(*args, **kw):
+    from .verilator import VerilatorBackend
+    return VerilatorBackend(*args, **kw)
+
+
+BACKENDS = {"pysim": PysimBackend, "verilator": _verilator}
