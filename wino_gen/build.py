@@ -360,11 +360,22 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "au
                    "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
                    "cpus": os.cpu_count()},
         "tools": {k: v for k, v in env.items() if k in TOOLS[board.family]},
+        "source": _source_version(),
         "files": {"bitstream": bit, "config": "config.json", "yosys_log": "yosys.log",
                   "nextpnr_log": "nextpnr.log", "build_log": "build.log"},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _source_version() -> str | None:
+    """``git describe --always --dirty`` of the checkout the RTL came from, when it is one."""
+    try:
+        r = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                           text=True, cwd=Path(__file__).resolve().parent, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
 
 
 class BuildFailed(RuntimeError):
