@@ -12,8 +12,8 @@ Synthesis reads the RTLIL (``python -m wino_gen --rtlil``), as TOOLCHAIN.md advi
 yosys' generic ``synth`` (then ``check -assert``). Generic synth turns memories into flip-flops
 and multipliers into gates, so the quick test uses tiny buffers; the sweep (m x unroll x bits,
 ``slow``) runs the coarse part of ``synth`` (``-run :fine``: proc, opt, wreduce, alumacc,
-share, memory) on every point, which is where a malformed design fails, and the full
-``synth`` on the unroll <= 2 points.
+share, memory) on every point, which is where a malformed design fails, and the full generic
+``synth`` (gate mapping, abc) on three points: a full synth takes minutes per point here.
 """
 
 import shutil
@@ -86,5 +86,10 @@ def test_lint_sweep(tile, unroll, bits, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("tile,unroll,bits", SWEEP)
 def test_synth_sweep(tile, unroll, bits, tmp_path):
-    cfg = _cfg(tile, unroll, bits, width=16, channels=4)
-    synth(cfg, tmp_path, "synth -top wino_top" + ("" if unroll <= 2 else " -run :fine"))
+    synth(_cfg(tile, unroll, bits, width=16, channels=4), tmp_path, "synth -top wino_top -run :fine")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tile,unroll,bits", [(2, 1, 4), (4, 1, 8), (6, 2, 12)])
+def test_synth_full(tile, unroll, bits, tmp_path):
+    synth(_cfg(tile, unroll, bits, width=16, channels=4), tmp_path)
