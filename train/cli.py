@@ -43,13 +43,15 @@ def parse(argv):
     ap.add_argument("--tile", type=int, default=4, help="Winograd output tile m: 2, 4, 6")
     ap.add_argument("--granularity", default="layer", help="layer | tap")
     ap.add_argument("--requant", default="pow2", help="pow2 | fixed")
+    ap.add_argument("--max-tap-shift", type=int, default=12,
+                    help="tap mode: largest m_align (F6 needs ~12; the format allows 0..16)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=None, help="default 0.1 (fp32, SGD) / 1e-4 (qat, Adam)")
     ap.add_argument("--scale-lr", type=float, default=1e-3, help="Adam lr of the log2 scales (qat)")
     ap.add_argument("--init", default=None, help="FP32 checkpoint to start ptq/qat from")
     ap.add_argument("--calib-batches", type=int, default=4)
-    ap.add_argument("--calib", default="mse", help="scale calibration: mse | max")
+    ap.add_argument("--calib", default="omse", help="scale calibration: omse (output-weighted MSE) | mse | max")
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--limit-test", type=int, default=None)
     ap.add_argument("--out", required=True, help="run folder (checkpoints, metrics.json)")
@@ -74,8 +76,10 @@ def parse(argv):
         raise UsageError(f"--granularity: {a.granularity!r}; allowed: layer, tap")
     if a.requant not in ("pow2", "fixed"):
         raise UsageError(f"--requant: {a.requant!r}; allowed: pow2, fixed")
-    if a.calib not in ("mse", "max"):
-        raise UsageError(f"--calib: {a.calib!r}; allowed: mse, max")
+    if a.calib not in ("omse", "mse", "max"):
+        raise UsageError(f"--calib: {a.calib!r}; allowed: omse, mse, max")
+    if not 0 <= a.max_tap_shift <= 16:
+        raise UsageError(f"--max-tap-shift: {a.max_tap_shift}; allowed 0..16")
     for name in ("epochs", "calib_batches", "export_samples", "workers"):
         if getattr(a, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(a, name)}")
@@ -146,7 +150,7 @@ def load_fp32(path: str, model: torch.nn.Module) -> None:
 def build_net(a, fp32: torch.nn.Module, input_shape) -> QuantNet:
     algo = "direct" if a.mode == "ptq-direct" else "winograd"
     net = convert(fp32, input_shape=input_shape, tile=a.tile, granularity=a.granularity,
-                  requant=a.requant, algo=algo, model_name=a.model)
+                  requant=a.requant, algo=algo, model_name=a.model, max_tap_shift=a.max_tap_shift)
     for _, m in net.named_qlayers():   # per-layer input scales serve the ablation only
         if hasattr(m, "s_x"):
             m.s_x.log2.requires_grad_(False)

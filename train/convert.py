@@ -81,7 +81,7 @@ class QuantNet(nn.Module):
 
     # -- calibration ----------------------------------------------------------------------
     @torch.no_grad()
-    def calibrate(self, batches, method: str = "mse") -> None:
+    def calibrate(self, batches, method: str = "omse") -> None:
         """Observe the real (FP32) intermediates on ``batches`` and set every scale."""
         was, mode = self.training, self.mode
         self.eval()
@@ -92,7 +92,7 @@ class QuantNet(nn.Module):
         for x in batches:
             self(x)
         p2 = self.requant == "pow2"
-        self.s_in.set(self.in_observer.scale(self.act_bits, method, p2))
+        self.s_in.set(self.in_observer.scale(self.act_bits, "mse" if method == "omse" else method, p2))
         for _, m in self.named_qlayers():
             m.apply_calibration(method)
             m.observers = None
@@ -135,7 +135,7 @@ _FLATTEN = (torch.flatten,)
 
 def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = "layer",
             requant: str = "pow2", algo: str = "winograd", stem_direct: bool = True,
-            model_name: str | None = None, act_bits: int = 8, max_tap_shift: int = 8) -> QuantNet:
+            model_name: str | None = None, act_bits: int = 8, max_tap_shift: int = 12) -> QuantNet:
     """Convert ``model`` (an FP32 nn.Module; batch-norms are folded with their running
     statistics) into a :class:`QuantNet` for ``input_shape = (C, H, W)``. ``algo='direct'``
     makes every convolution direct (the PTQ-direct baseline); ``stem_direct`` keeps the first
@@ -203,6 +203,7 @@ def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = 
                 layer = WinogradConv2d.from_conv(conv, tile=tile, granularity=granularity, requant=requant,
                                                  relu=relu, bias=True, act_bits=act_bits,
                                                  max_tap_shift=max_tap_shift)
+                layer.s_M.log2.data.fill_(0)
                 spec.update(op="winograd_conv3x3", padding=conv.padding[0], relu=relu)
             else:
                 layer = QConv2d(conv, relu=relu, requant=requant, act_bits=act_bits)

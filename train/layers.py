@@ -67,7 +67,8 @@ class _Weighted(QLayer):
         return y, self.s_y()
 
     @torch.no_grad()
-    def apply_calibration(self, method: str = "mse") -> None:
+    def apply_calibration(self, method: str = "omse") -> None:
+        method = "mse" if method == "omse" else method
         p2 = self.requant == "pow2"
         for key in ("x", "y"):
             if key in self.observers:
@@ -142,7 +143,8 @@ class QAdd(QLayer):
         return y, self.s_y()
 
     @torch.no_grad()
-    def apply_calibration(self, method: str = "mse") -> None:
+    def apply_calibration(self, method: str = "omse") -> None:
+        method = "mse" if method == "omse" else method
         self.s_y.set(self.observers["y"].scale(self.act_bits, method, self.requant == "pow2"))
 
 
@@ -161,7 +163,7 @@ class QMaxPool(QLayer):
             self.last = {"scale_out": float(s_x.detach())}
         return F.max_pool2d(x, self.kernel, self.stride, self.padding), s_x
 
-    def apply_calibration(self, method="mse"):
+    def apply_calibration(self, method="omse"):
         pass
 
 
@@ -189,5 +191,5 @@ class QAvgPool(QLayer):
                          "scale_out": float(s_y.detach())}
         return y, s_y
 
-    def apply_calibration(self, method="mse"):
+    def apply_calibration(self, method="omse"):
         pass

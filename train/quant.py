@@ -110,7 +110,7 @@ class Observer:
     """Collects a random sample of |values| (one pool per tap for per-tap scales) during
     calibration, then picks the scale that minimizes the quantization MSE (or the max)."""
 
-    def __init__(self, per_tap: int = 0, keep: int = 1 << 15):
+    def __init__(self, per_tap: int = 0, keep: int = 1 << 13):
         self.per_tap, self.keep = per_tap, keep
         self.pools: list[torch.Tensor] = []
         self.max = None
@@ -125,25 +125,38 @@ class Observer:
             t = t[:, torch.randint(0, t.shape[1], (self.keep,))]
         self.pools.append(t)
 
-    def scale(self, bits: int, method: str = "mse", pow2: bool = True) -> np.ndarray:
+    def scale(self, bits: int, method: str = "mse", pow2: bool = True, shared: bool = False,
+              tap_weights=None) -> np.ndarray:
+        """The calibrated scale: ``max`` (no clipping), or the candidate with the least squared
+        quantization error (``mse``). With per-tap pools, ``shared`` picks one scale for all
+        taps (``layer`` granularity) minimizing the error weighted per tap by ``tap_weights``
+        (the error's gain to the layer output: the ``omse`` calibration)."""
         if self.max is None:
             raise RuntimeError("observer saw no data")
-        pool = torch.cat(self.pools, 1).double()
+        pool = torch.cat(self.pools, 1).double()                  # [T, P]
+        mx = self.max.double().clamp_min(1e-8)                    # [T]
         qmax = int_range(bits)[1]
-        out = []
-        for row, mx in zip(pool, self.max.double()):
-            mx = max(float(mx), 1e-8)
-            if method == "max":
-                s = mx / qmax
-                out.append(2.0 ** math.ceil(math.log2(s)) if pow2 else s)
-                continue
-            if pow2:
-                top = math.ceil(math.log2(mx / qmax))
-                cands = [2.0 ** (top - k) for k in range(0, 12)]
-            else:
-                cands = [mx / qmax * f for f in np.geomspace(1.0, 1 / 64, 49)]
-            errs = [float(((torch.floor(row / s + 0.5).clamp(max=qmax) * s - row) ** 2).sum())
-                    for s in cands]
-            out.append(cands[int(np.argmin(errs))])
-        a = np.array(out)
-        return a.reshape(()) if not self.per_tap else a
+        if shared:
+            mx = mx.max().reshape(1)
+        if method == "max":
+            s = (mx / qmax).numpy()
+            s = np.exp2(np.ceil(np.log2(s))) if pow2 else s
+            return s.reshape(()) if (shared or not self.per_tap) else s
+        if pow2:
+            top = torch.ceil(torch.log2(mx / qmax))
+            cands = torch.exp2(top[:, None] - torch.arange(14, dtype=torch.float64)[None])   # [T', K]
+        else:
+            cands = (mx / qmax)[:, None] * torch.from_numpy(np.geomspace(1.0, 1 / 128, 57))[None]
+        errs = torch.stack([((torch.floor(pool / c[:, None] + 0.5).clamp(max=qmax) * c[:, None] - pool) ** 2)
+                            .mean(1) for c in cands.T], 1)                                  # [T, K]
+        if shared:
+            w = torch.ones(len(pool), dtype=torch.float64) if tap_weights is None else \
+                torch.as_tensor(np.asarray(tap_weights, dtype=np.float64)).reshape(-1)
+            k = int(torch.argmin((errs * w[:, None]).sum(0)))
+            return np.asarray(float(cands[0, k]))
+        best = cands.gather(1, errs.argmin(1, keepdim=True)).squeeze(1).numpy()
+        return best.reshape(()) if not self.per_tap else best
+
+    def second_moment(self) -> np.ndarray:
+        """Mean square per pool (per tap)."""
+        return (torch.cat(self.pools, 1).double() ** 2).mean(1).numpy()

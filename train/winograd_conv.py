@@ -139,7 +139,9 @@ class WinogradConv2d(QLayer):
             s = self.s_M()
             return s, s, torch.zeros((self.n, self.n))
         l = self.s_M.log2
-        l0 = round_ste(l.min())
+        # the smallest scale, raised when the spread exceeds max_tap_shift: then the small
+        # taps lose resolution instead of the large ones saturating
+        l0 = round_ste(torch.maximum(l.min(), l.max() - self.max_tap_shift))
         k = round_ste(l - l0).clamp(0, self.max_tap_shift)
         return torch.exp2(l0), torch.exp2(l0 + k), k.detach()
 
@@ -163,7 +165,7 @@ class WinogradConv2d(QLayer):
             x = fq_real(x, self.s_x(), self.act_bits)
         N, _, H, W = x.shape
         S = self.n * self.n
-        tap = S if self.granularity == "tap" else 0
+        tap = S        # per-tap pools in both granularities (layer scales weigh the taps)
         V = self.input_transform(x)
         self._observe("V", V, tap)
         if "V" in q:
@@ -243,21 +245,39 @@ class WinogradConv2d(QLayer):
         return y, s_y
 
     # -- calibration ----------------------------------------------------------------------
+    def tap_gain(self) -> np.ndarray:
+        """Squared gain of an error at each Winograd tap to the layer output:
+        ``|A[:, i]|² |A[:, j]|²`` (flattened, ``[S]``)."""
+        a = (winograd.integer_forms(self.tile).AT.astype(np.float64) ** 2).sum(0)
+        return np.outer(a, a).reshape(-1)
+
     @torch.no_grad()
-    def apply_calibration(self, method: str = "mse") -> None:
+    def apply_calibration(self, method: str = "omse") -> None:
+        """Scales from the observers. ``omse`` (default): per-tap scales by MSE; a layer scale
+        by the MSE of each tap weighted by its gain to the output (V errors also by the
+        weights' energy at the tap, U errors by the inputs' energy), so the taps the output
+        transform amplifies are not rounded away. ``mse``: plain MSE; ``max``: no clipping."""
         obs = self.observers
         p2 = self.requant == "pow2"
         tap = self.granularity == "tap"
+        base = "mse" if method == "omse" else method
         for key, scale in (("x", self.s_x), ("y", self.s_y)):
             if key in obs:
-                scale.set(obs[key].scale(self.act_bits, method, p2))
+                scale.set(obs[key].scale(self.act_bits, base, p2))
+        S = self.n * self.n
+        Ur = self.weight_transform(torch.float64)                       # [S, K, C]
+        wo = Observer(S, keep=1 << 16)
+        wo.update(Ur)
+        gain = self.tap_gain() if method == "omse" else np.ones(S)
+        u_energy = (Ur ** 2).sum(2).mean(1).numpy()                       # [S]
+        v_energy = obs["V"].second_moment() * self.in_channels if "V" in obs else np.ones(S)
         if "V" in obs:
-            self.s_V.set(obs["V"].scale(self.transform_bits, method, p2 or tap))
+            self.s_V.set(obs["V"].scale(self.transform_bits, base, p2 or tap, shared=not tap,
+                                        tap_weights=gain * u_energy))
         if "M" in obs:
-            self.s_M.set(obs["M"].scale(self.transform_bits, method, p2 or tap))
-        wo = Observer(self.n * self.n if tap else 0, keep=1 << 20)
-        wo.update(self.weight_transform())
-        self.s_U.set(wo.scale(self.weight_bits, method, p2 or tap))
+            self.s_M.set(obs["M"].scale(self.transform_bits, base, p2 or tap, shared=not tap,
+                                        tap_weights=gain))
+        self.s_U.set(wo.scale(self.weight_bits, base, p2 or tap, shared=not tap, tap_weights=gain * v_energy))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, tile={self.tile}, padding={self.padding}, "

@@ -1,0 +1,110 @@
+"""Cost of a Winograd-aware (full-int8 fake-quant) training step vs the plain-conv training step
+of the same ResNet-20 and batch: time (median of steps after a warm-up) and memory (growth of
+the process's peak RSS over its RSS before the first step), each variant in a fresh process.
+
+    python benchmarks/train_step.py            -> benchmarks/results/train_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def child(variant: str, batch: int, steps: int, threads: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import torch
+    import torch.nn.functional as F
+
+    from train import models
+    from train.convert import convert
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = models.resnet20(10, 1)
+    x = torch.randn(batch, 1, 28, 28)
+    y = torch.randint(0, 10, (batch,))
+    if variant != "plain":
+        algo, tile, gran = ("direct", 4, "layer") if variant == "qat-direct" else \
+            ("winograd", int(variant.split("/")[1][1:]), variant.split("/")[2])
+        model.eval()
+        net = convert(model, input_shape=(1, 28, 28), tile=tile, granularity=gran, algo=algo)
+        net.calibrate([x])
+        model = net
+        params = [{"params": net.weight_parameters()}, {"params": net.scale_parameters()}]
+    else:
+        params = model.parameters()
+    model.train()
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    base = _rss_mb()
+    step()                                  # warm-up (allocator, optimizer state)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": variant, "step_s": statistics.median(times), "steps": steps,
+            "peak_rss_growth_mb": round(peak - base, 1), "rss_before_mb": round(base, 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", nargs="+", default=[
+        "plain", "qat-direct", "qat/F2/layer", "qat/F4/layer", "qat/F4/tap", "qat/F6/layer"])
+    ap.add_argument("--child", default=None)
+    ap.add_argument("--out", default=str(RESULTS / "train_step.json"))
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(child(a.child, a.batch, a.steps, a.threads)))
+        return
+    rows = []
+    for v in a.variants:
+        r = subprocess.run([sys.executable, __file__, "--child", v, "--batch", str(a.batch), "--steps",
+                            str(a.steps), "--threads", str(a.threads)], capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(r.stderr)
+        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    plain = rows[0] if rows[0]["variant"] == "plain" else None
+    for r in rows:
+        if plain:
+            r["time_ratio"] = round(r["step_s"] / plain["step_s"], 2)
+            r["mem_ratio"] = round(r["peak_rss_growth_mb"] / max(plain["peak_rss_growth_mb"], 1e-9), 2)
+    res = {"model": "resnet20", "input": [1, 28, 28], "batch": a.batch, "threads": a.threads,
+           "load_avg_1m": os.getloadavg()[0], "command": "python " + " ".join(sys.argv), "rows": rows}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+    print("| variant | step (s) | x plain | peak RSS growth (MB) | x plain |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['step_s']:.3f} | {r.get('time_ratio', '')} | "
+              f"{r['peak_rss_growth_mb']} | {r.get('mem_ratio', '')} |")
+
+
+if __name__ == "__main__":
+    main()
