@@ -79,7 +79,9 @@ def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
     return {
         "cycles": int(cycles), "steps": steps, "tiles": (th, tw), "n_cg": n_cg, "n_kb": n_kb,
         "utilization": steps * lane_fill / cycles,
-        "steady_utilization": lane_fill * n_cg / per_tile,
+        # steady state: a tile row either computes or waits for its m new input rows
+        "steady_utilization": lane_fill * n_cg / per_tile * min(1.0, band_cycles / (m * row_beats)),
+        "input_bound": m * row_beats > band_cycles,
         "direct_macs": H * W * C * K * 9 if padding == 1 else Ho * Wo * C * K * 9,
     }
 
