@@ -50,7 +50,7 @@ def child(variant: str, batch: int, steps: int, threads: int) -> dict:
     else:
         params = model.parameters()
     model.train()
-    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    opt = torch.optim.Adam(params, lr=1e-4)  # the QAT optimizer (Adam normalizes the scale gradients)
 
     def step():
         loss = F.cross_entropy(model(x), y)

@@ -32,24 +32,34 @@ from wino_gen.config import int_range
 
 
 class _FQ(torch.autograd.Function):
+    """Forward ``clamp(floor(v*r + 1/2))``; backward saves a bool mask of the unsaturated
+    values (not a recomputation) and reduces d/dr with one batched dot product."""
+
     @staticmethod
     def forward(ctx, v, r, lo, hi):
-        out = (v * r).add_(0.5).floor_().clamp_(lo, hi)
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            ctx.save_for_backward(v, r)
-        ctx.lo, ctx.hi = lo, hi
+        t = v * r
+        need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        if need:
+            mask = (t >= lo - 0.5) & (t < hi + 0.5)
+        out = t.add_(0.5).floor_().clamp_(lo, hi)
+        if need:
+            ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, r, mask)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        v, r = ctx.saved_tensors
-        t = v * r
-        inside = (t >= ctx.lo - 0.5) & (t < ctx.hi + 0.5)
-        gi = torch.where(inside, g, torch.zeros((), dtype=g.dtype))
+        v, r, mask = ctx.saved_tensors
+        gi = torch.where(mask, g, torch.zeros((), dtype=g.dtype))
         gv = gi * r if ctx.needs_input_grad[0] else None
         gr = None
         if ctx.needs_input_grad[1]:
-            gr = _reduce_to(gi * v, r.shape)
+            if r.numel() == 1:
+                gr = torch.dot(gi.reshape(-1), v.reshape(-1)).reshape(r.shape)
+            elif r.dim() == 3 and r.shape[1:] == (1, 1) and gi.dim() == 3 and gi.shape[0] == r.shape[0]:
+                S = r.shape[0]
+                gr = torch.bmm(gi.reshape(S, 1, -1), v.reshape(S, -1, 1)).reshape(r.shape)
+            else:
+                gr = _reduce_to(gi * v, r.shape)
         return gv, gr, None, None
 
 
@@ -97,7 +107,7 @@ class Scale(nn.Module):
         self.pow2 = pow2
 
     def forward(self) -> torch.Tensor:
-        l = self.log2
+        l = self.log2.clamp(-60.0, 60.0)
         return torch.exp2(round_ste(l) if self.pow2 else l)
 
     @torch.no_grad()

@@ -33,6 +33,29 @@ STEPS = ("x", "V", "U", "M", "y")
 INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
+class _Tiles(torch.autograd.Function):
+    """Overlapping n x n tiles with stride m, taps first: ``[S, C*N*th*tw]``. The backward adds
+    the tile gradients back with n² strided adds (autograd's unfold backward is slow on CPU)."""
+
+    @staticmethod
+    def forward(ctx, xp, n, m):
+        N, C, Hp, Wp = xp.shape
+        d = xp.unfold(2, n, m).unfold(3, n, m)                       # [N, C, th, tw, n, n] view
+        th, tw = d.shape[2:4]
+        ctx.geom = (N, C, Hp, Wp, th, tw, n, m)
+        return d.permute(4, 5, 1, 0, 2, 3).reshape(n * n, C * N * th * tw)
+
+    @staticmethod
+    def backward(ctx, g):
+        N, C, Hp, Wp, th, tw, n, m = ctx.geom
+        g = g.view(n, n, C, N, th, tw)
+        gx = g.new_zeros(N, C, Hp, Wp)
+        for a in range(n):
+            for b in range(n):
+                gx[:, :, a:a + (th - 1) * m + 1:m, b:b + (tw - 1) * m + 1:m] += g[a, b].transpose(0, 1)
+        return gx, None, None
+
+
 class QLayer(nn.Module):
     """Common state of the quantizable layers: the mode is set by the network."""
 
@@ -73,7 +96,7 @@ class WinogradConv2d(QLayer):
         forms = winograd.integer_forms(tile)
         AT = forms.AT.astype(np.float64)
         BT = forms.BT.astype(np.float64)
-        self.register_buffer("BT", torch.tensor(BT, dtype=torch.float32), persistent=False)
+        self.register_buffer("KB", torch.tensor(np.kron(BT, BT), dtype=torch.float32), persistent=False)
         self.register_buffer("KA", torch.tensor(np.kron(AT, AT), dtype=torch.float32), persistent=False)
         self.register_buffer("G", torch.tensor(winograd.to_float(forms.G), dtype=torch.float32),
                              persistent=False)
@@ -110,10 +133,9 @@ class WinogradConv2d(QLayer):
         Ho, Wo, th, tw = self._geometry(H, W)
         p, m, n = self.padding, self.tile, self.n
         xp = F.pad(x, (p, tw * m + 2 - W - p, p, th * m + 2 - H - p))
-        d = xp.unfold(2, n, m).unfold(3, n, m)                       # [N, C, th, tw, n, n] view
-        BT = self.BT.to(x.dtype)
-        V = torch.matmul(torch.matmul(BT, d), BT.T)
-        return V.permute(4, 5, 1, 0, 2, 3).reshape(n * n, C, N * th * tw)
+        d = _Tiles.apply(xp, n, m)                                    # [S, C*N*L]
+        V = self.KB.to(x.dtype) @ d                                  # one GEMM: (Bᵀ ⊗ Bᵀ) d
+        return V.view(n * n, C, N * th * tw)
 
     def output_transform(self, M: torch.Tensor, N: int, H: int, W: int) -> torch.Tensor:
         """``Aᵀ M A`` of ``M[S, K, N*L]``, untiled: ``[N, K, Ho, Wo]``."""
