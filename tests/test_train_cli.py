@@ -56,8 +56,9 @@ def test_tiny_run_fp32_then_qat_export_eval_int_resume(tmp_path, capsys):
     from wino_gen import check
     assert check.main([str(q / "model")]) == 0
     # resume: a 2-epoch run picks up after epoch 1 from the checkpoint
-    assert main(argv[:argv.index("--epochs")] + ["--epochs", "2", "--resume"]
-                + argv[argv.index("--epochs") + 2:]) == 0
+    argv = ["--mode", "qat", "--tile", "4", "--granularity", "tap", "--epochs", "2", "--resume",
+            "--out", str(q)] + common
+    assert main(argv) == 0
     m = json.loads((q / "metrics.json").read_text())
     assert [h["epoch"] for h in m["history"]] == [1, 2]
 
