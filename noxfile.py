@@ -1,5 +1,6 @@
 """Developer sessions: `nox -s tests` (the default suite), `lint`, `slow` (long sweeps),
-`bench` (benchmarks/ -> benchmarks/results/*.json)."""
+`sim` (a model dir on the simulated accelerator), `synth` (real FPGA builds), `bench`
+(benchmarks/ -> benchmarks/results/*.json)."""
 
 import nox
 
@@ -29,6 +30,15 @@ def slow(session):
 def lint(session):
     session.install("ruff")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def synth(session):
+    """Real YoWASP builds: the accelerator self-test on ULX3S-85F (tile 2, unroll 1) and the
+    iCE40 flow on iCEBreaker; checks the bitstreams and report.json. ~5 min on 2 idle cores,
+    plus ~1-2 min the first time yosys' WebAssembly is compiled (YOWASP_CACHE_DIR keeps it)."""
+    _install(session)
+    session.run("pytest", "-m", "slow", "tests/test_build_slow.py", *session.posargs)
 
 
 @nox.session
