@@ -197,7 +197,7 @@ class StandInAdapter:
 
 
 class AcceleratorAdapter:
-    """Feeds the accelerator top (:mod:`rtl.top`, built by ``sim.driver``'s layer spec, which
+    """Feeds the accelerator top (:mod:`rtl.top`, through :mod:`rtl.host`'s layer spec, which
     defines the stream orders) with ``layer``: the layer-config word on ``layer``, a ``start``
     pulse, the ``x`` and ``w`` beats; expects golden's output tiles (``y_tiles``: every byte
     of every m x m tile the hardware emits, in its (tile row, block, tile column, channel)
@@ -206,9 +206,8 @@ class AcceleratorAdapter:
     name = "accelerator (rtl.top)"
 
     def __init__(self, layer: dict):
-        from rtl.top import winograd_out_layout
-        from sim.driver import WinogradLayer
-        from sim.streams import pack
+        from .host import WinogradLayer, pack
+        from .top import winograd_out_layout
         cfg = layer["cfg"]
         if cfg.algo != "winograd":
             raise ValueError("the self-test layer is a Winograd layer (algo=winograd)")

@@ -9,7 +9,6 @@ the exit status is 1 on any mismatch, 2 on bad input.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -17,18 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from wino_gen.config import AcceleratorConfig
-from wino_gen.errors import UsageError
+from wino_gen.errors import ArgumentParser, UsageError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "examples" / "tiny"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
 
 def parser():
-    p = _Parser(prog="python -m sim", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m sim", description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
                    help="model dir (default examples/tiny)")
     p.add_argument("--backend", default="pysim", choices=["pysim", "verilator"],

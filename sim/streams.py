@@ -1,54 +1,9 @@
-"""pysim helpers: pack/unpack ``data`` layouts as integers, and stream put/get with random
-stalls (valid/ready back-pressure), for the rtl tests and the simulation driver."""
+"""pysim helpers: stream put/get with random stalls (valid/ready back-pressure), for the rtl
+tests and the simulation driver (payloads packed by :func:`rtl.host.pack`)."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Shape
-from amaranth.lib import data
-
-
-def _width(shape) -> int:
-    if isinstance(shape, data.Layout):
-        return shape.size
-    return Shape.cast(shape).width
-
-
-def pack(shape, value) -> int:
-    """Integer bit pattern of ``value`` (nested lists / dicts / ints) in ``shape``."""
-    if isinstance(shape, data.ArrayLayout):
-        w = _width(shape.elem_shape)
-        out = 0
-        for i, v in enumerate(value):
-            out |= pack(shape.elem_shape, v) << (i * w)
-        return out
-    if isinstance(shape, data.StructLayout):
-        out = 0
-        for name, field in shape:
-            if name in value:
-                out |= pack(field.shape, value[name]) << field.offset
-        return out
-    s = Shape.cast(shape)
-    v = int(value)
-    lo, hi = (-(1 << (s.width - 1)), (1 << (s.width - 1)) - 1) if s.signed else (0, (1 << s.width) - 1)
-    if not lo <= v <= hi:
-        raise ValueError(f"{v} does not fit {s}")
-    return v & ((1 << s.width) - 1) if s.width else 0
-
-
-def unpack(shape, bits: int):
-    """Inverse of :func:`pack` (signed shapes give negative ints)."""
-    if isinstance(shape, data.ArrayLayout):
-        w = _width(shape.elem_shape)
-        return [unpack(shape.elem_shape, (bits >> (i * w)) & ((1 << w) - 1))
-                for i in range(shape.length)]
-    if isinstance(shape, data.StructLayout):
-        return {name: unpack(f.shape, (bits >> f.offset) & ((1 << _width(f.shape)) - 1))
-                for name, f in shape}
-    s = Shape.cast(shape)
-    bits &= (1 << s.width) - 1
-    if s.signed and s.width and bits >> (s.width - 1):
-        bits -= 1 << s.width
-    return bits
+from rtl.host import pack, unpack
 
 
 def payload_shape(stream_if):

@@ -13,12 +13,7 @@ import sys
 import time
 
 from .config import AcceleratorConfig, ConfigError
-from .errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):          # one line, exit 2 via wino_gen.__main__
-        raise UsageError(message)
+from .errors import ArgumentParser, UsageError
 
 
 def _flag(name: str) -> str:
@@ -50,7 +45,7 @@ def config_from_args(args) -> AcceleratorConfig:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m wino_gen", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m wino_gen", description=__doc__.splitlines()[0])
     add_config_flags(p)
     p.add_argument("--rtlil", action="store_true",
                    help="write RTLIL (self-contained, for yosys synthesis) instead of Verilog")
