@@ -33,6 +33,14 @@ def lint(session):
 
 
 @nox.session
+def sim(session):
+    """Run a model dir on the simulated accelerator, layer by layer, comparing every output
+    byte: `nox -s sim` (examples/tiny) or `nox -s sim -- DIR [--backend verilator] [--vcd F]`."""
+    _install(session)
+    session.run("python", "-m", "sim", *session.posargs)
+
+
+@nox.session
 def synth(session):
     """Real YoWASP builds: the accelerator self-test on ULX3S-85F (tile 2, unroll 1) and the
     iCE40 flow on iCEBreaker; checks the bitstreams and report.json. ~5 min on 2 idle cores,
@@ -46,3 +54,5 @@ def bench(session):
     """Benchmarks: results as JSON under benchmarks/results/ (tables in the README)."""
     _install(session)
     session.run("python", "benchmarks/golden_speed.py")
+    session.run("python", "benchmarks/perf_sim_vs_model.py")
+    session.run("python", "benchmarks/train_step.py")
