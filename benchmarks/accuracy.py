@@ -14,7 +14,6 @@ seconds.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -187,10 +186,10 @@ def main():
     run("ptq-direct", lambda: ptq_entry(4, "layer", "direct"))
     for tile in a.tiles:
         for gran in ("layer", "tap"):
-            run(f"ptq-winograd/F{tile}/{gran}", lambda: ptq_entry(tile, gran, "winograd"))
+            run(f"ptq-winograd/F{tile}/{gran}", lambda tile=tile, gran=gran: ptq_entry(tile, gran, "winograd"))
     for tile in a.tiles:
         for gran in ("layer", "tap"):
-            def q():
+            def q(tile=tile, gran=gran):
                 net, e = ptq(tile, gran, "winograd")
                 e.update(qat(net, Xtr, Ytr, a.qat_epochs, a.batch_size, a.lr, a.scale_lr))
                 e.update(quant_entry(net, X, Y, a.limit_int, calib_x[0]))
@@ -199,7 +198,7 @@ def main():
     # ablation: quantize one Winograd step at a time (everything else FP32), layer scales
     Xa, Ya = X[:a.ablation_test], Y[:a.ablation_test]
     for tile in a.tiles:
-        def abl():
+        def abl(tile=tile):
             net, e = ptq(tile, "layer", "winograd")
             net.mode = "real"
             for steps in (["x"], ["V"], ["U"], ["M"], ["y"], ["x", "V", "U", "M", "y"]):

@@ -1,1 +1,2 @@
-"""train: PyTorch Winograd-aware full-8-bit QAT, PTQ baselines, model conversion and export to the wino-int8 model dir."""
+"""train: PyTorch Winograd-aware full-8-bit QAT, PTQ baselines, model conversion and export to the
+wino-int8 model dir."""

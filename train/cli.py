@@ -260,7 +260,7 @@ def run(a) -> int:
         metrics = resumed["metrics"]
     elif a.mode != "fp32":
         calib = DataLoader(train_ds, batch_size=a.batch_size, shuffle=False)
-        batches = [x for _, (x, _) in zip(range(a.calib_batches), calib)]
+        batches = [x for _, (x, _) in zip(range(a.calib_batches), calib, strict=False)]
         if not batches:
             raise UsageError("no calibration data")
         t0 = time.time()

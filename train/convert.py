@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import operator
 
-import numpy as np
 import torch
 import torch.fx
 import torch.nn.functional as F
@@ -256,7 +255,8 @@ def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = 
             alias[node] = src(node.args[0])
             continue
         else:
-            what = type(mod).__name__ if mod is not None else f"{node.op} {getattr(node.target, '__name__', node.target)}"
+            what = (type(mod).__name__ if mod is not None
+                    else f"{node.op} {getattr(node.target, '__name__', node.target)}")
             raise UsageError(f"unsupported op in the model: {node.name} ({what})")
         spec["name"] = name
         spec["in_shape"] = list(out_shapes[spec["inputs"][0]])   # as produced (no flatten)

@@ -10,8 +10,6 @@ fake-quant network's integer activations and reports any difference.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 

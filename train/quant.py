@@ -21,8 +21,6 @@ Conventions
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn

@@ -110,7 +110,7 @@ class WinogradConv2d(QLayer):
         self.quant = False                # drop-in use: integer path on/off
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, **kw) -> "WinogradConv2d":
+    def from_conv(cls, conv: nn.Conv2d, **kw) -> WinogradConv2d:
         if not eligible(conv):
             raise ValueError("only 3x3 stride-1 dilation-1 groups-1 convolutions with padding 0 or 1")
         bias = kw.pop("bias", False) or conv.bias is not None
