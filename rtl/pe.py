@@ -51,6 +51,14 @@ def step_tag_layout(cfg):
     })
 
 
+def bank_addr(bank, addr, depth: int):
+    """Word ``depth * bank + addr`` of a two-bank memory without a multiplier: a concatenation
+    when ``depth`` is a power of two, else a constant add selected by ``bank``."""
+    if depth & (depth - 1) == 0:
+        return Cat(addr, bank) if depth > 1 else bank
+    return Mux(bank, addr + depth, addr)
+
+
 class WeightBuffer(wiring.Component):
     """Two banks of ``steps`` weight words (``unroll`` x ``unroll_in`` x S weights each) plus
     ``unroll`` biases. The ``w`` stream fills the free bank (``steps`` beats, bias taken from
@@ -90,7 +98,7 @@ class WeightBuffer(wiring.Component):
         m.d.comb += self.full.eq(full)
         m.d.comb += [
             self.w.ready.eq(~full.bit_select(wbank, 1)),
-            mem.waddr.eq(self.depth * wbank + waddr),
+            mem.waddr.eq(bank_addr(wbank, waddr[:abits], self.depth)),
             mem.wdata.eq(self.w.payload.data.as_value()),
             mem.we.eq(self.w.valid & self.w.ready),
         ]
@@ -113,7 +121,7 @@ class WeightBuffer(wiring.Component):
             m.d.sync += [full.eq(0), wbank.eq(0), waddr.eq(0)]
         m.d.comb += [
             mem.re.eq(self.rd_en),
-            mem.raddr.eq(self.depth * self.rd_bank + self.rd_addr),
+            mem.raddr.eq(bank_addr(self.rd_bank, self.rd_addr, self.depth)),
             self.rd_data.as_value().eq(mem.rdata),
         ]
         with m.If(self.rd_en):
@@ -188,15 +196,21 @@ class PEArray(wiring.Component):
         with m.If(en):
             m.d.sync += [v1.eq(accept), x1.eq(self.i.payload.data), f1.eq(tag.first),
                          l1.eq(tag.last)]
-        # stage 2: products
+        # stage 2: operand registers (the weight RAM's read data and the step's V values), so
+        # that no block RAM -> multiplier path is left combinational
+        x2 = Signal.like(x1, name="x2")
+        w2 = Signal(len(wb.rd_data.as_value()), name="w2")
+        with m.If(en):
+            m.d.sync += [x2.eq(x1), w2.eq(wb.rd_data.as_value())]
+        # stage 3: products
         # unpack the wide weight word and step once (indexing a wide value per multiplier
         # makes Amaranth walk all of its bits each time)
         xb = in_value_bits(cfg)
         xs = [[Signal(signed(xb), name=f"x{c}_{s}") for s in range(S)] for c in range(cfg.unroll_in)]
-        m.d.comb += Cat(*(v for row in xs for v in row)).eq(x1.as_value())
+        m.d.comb += Cat(*(v for row in xs for v in row)).eq(x2.as_value())
         ws = [[[Signal(signed(cfg.weight_bits), name=f"w{k}_{c}_{s}") for s in range(S)]
                for c in range(cfg.unroll_in)] for k in range(cfg.unroll)]
-        m.d.comb += Cat(*(v for a in ws for b in a for v in b)).eq(wb.rd_data.as_value())
+        m.d.comb += Cat(*(v for a in ws for b in a for v in b)).eq(w2)
         prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
         with m.If(en):
             for k in range(cfg.unroll):
@@ -206,7 +220,6 @@ class PEArray(wiring.Component):
                         m.d.sync += p.eq(ws[k][c][s] * xs[c][s])
                         prods[k][c][s] = p
         valid, first, last, bias = v1, f1, l1, wb.rd_bias
-        stages = 1
 
         def delay(sig, name):
             r = Signal.like(sig, name=name)
@@ -214,8 +227,9 @@ class PEArray(wiring.Component):
                 m.d.sync += r.eq(sig)
             return r
 
-        valid, first, last, bias = (delay(valid, "v2"), delay(first, "first2"),
-                                    delay(last, "last2"), delay(bias, "bias2"))
+        for st in (2, 3):   # operand and product registers
+            valid, first, last, bias = (delay(valid, f"v{st}"), delay(first, f"first{st}"),
+                                        delay(last, f"last{st}"), delay(bias, f"bias{st}"))
         # adder trees
         sums = []
         lat = 0
@@ -234,7 +248,8 @@ class PEArray(wiring.Component):
         for d in range(lat):
             valid, first, last, bias = (delay(valid, f"vt{d}"), delay(first, f"ft{d}"),
                                         delay(last, f"lt{d}"), delay(bias, f"bt{d}"))
-        self.latency = 3 + lat + stages - 1
+        # step register, operand registers, products, adder tree levels, output register
+        self.latency = 4 + lat
         # accumulators and the output register
         out_valid = Signal()
         outs = []   # one register per lane, joined once (slice assignments into one wide

@@ -11,7 +11,7 @@ on read; nothing outside the image is ever loaded.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -25,13 +25,25 @@ MAX_PAD = 3
 
 
 def geometry(cfg: AcceleratorConfig) -> dict:
+    """Line-buffer geometry. A bank word is addressed by the bit fields
+    ``{xd (column word), sub (slot), cg (channel group)}`` (``cg`` in the low ``cg_field``
+    bits): no multiplier in the address paths. Only the fields below the top one are rounded
+    up to a power of two, so the depth is ``xb_max * 2 * 2**cg_field`` (exactly
+    ``2 * cg_max * xb_max`` when ``cg_max`` is a power of two)."""
     n = cfg.n
     _, _, cg_max = pe_geometry(cfg)
     xb_max = -(-(cfg.max_width + 2 * MAX_PAD + n) // n)
     coord = ceil_log2(cfg.max_width + 2 * MAX_PAD + 2 * n + 1)
-    return {"cg_max": cg_max, "xb_max": xb_max, "coord": coord,
+    cg_field = ceil_log2(cg_max)
+    return {"cg_max": cg_max, "xb_max": xb_max, "coord": coord, "cg_field": cg_field,
             "cg_bits": max(1, ceil_log2(cg_max + 1)), "xb_bits": max(1, ceil_log2(xb_max + 1)),
-            "depth": 2 * cg_max * xb_max}
+            "depth": xb_max * 2 * (1 << cg_field)}
+
+
+def _lb_addr(g: dict, sub, cg, xd):
+    """Line-buffer word address ``{xd, sub, cg}`` as a concatenation (see :func:`geometry`)."""
+    f = g["cg_field"]
+    return Cat(cg[:f], sub, xd)
 
 
 def shape_layout(cfg: AcceleratorConfig) -> data.StructLayout:
@@ -163,7 +175,7 @@ class TileBuffer(wiring.Component):
         waddr = Signal(range(g["depth"]))
         m.d.comb += [
             self.x.ready.eq((ys < y0_cur + 2 * n) & (ys < sh.h + sh.pad)),
-            waddr.eq((wsub * g["cg_max"] + wcg) * g["xb_max"] + wxb),
+            waddr.eq(_lb_addr(g, wsub, wcg, wxb)),
         ]
         wen = self.x.valid & self.x.ready
         for k in range(n):
@@ -192,14 +204,14 @@ class TileBuffer(wiring.Component):
         accept = self.cmd.valid & self.cmd.ready
         with m.If(accept):
             m.d.sync += y0_cur.eq(c.y0)
-        # bank (k, j) reads word row_base[k] + col[j]: n row bases and n column words
-        row_base, col = [], []
+        # bank (k, j) reads word {col[j], sub[k], cg}: n row slots and n column words
+        row_sub, col = [], []
         for k in range(n):
             # row bank k holds the tile row whose index wrapped past n iff k < y0mod
             wrapped = (c.y0mod > k) if k < (1 << len(c.y0mod)) - 1 else 0
-            rb = Signal(range(g["depth"]), name=f"row_base{k}")
-            m.d.comb += rb.eq((((c.y0div + wrapped)[0]) * g["cg_max"] + c.cg) * g["xb_max"])
-            row_base.append(rb)
+            rs = Signal(name=f"row_sub{k}")
+            m.d.comb += rs.eq(c.y0div[0] ^ wrapped)    # == (y0div + wrapped)[0]
+            row_sub.append(rs)
         for j in range(n):
             xw = (c.x0mod > j) if j < (1 << len(c.x0mod)) - 1 else 0
             xd = Signal(g["coord"], name=f"rxdiv{j}")
@@ -207,7 +219,8 @@ class TileBuffer(wiring.Component):
             col.append(xd)
         for k in range(n):
             for j in range(n):
-                m.d.comb += [mems[k][j].raddr.eq(row_base[k] + col[j]), mems[k][j].re.eq(en)]
+                m.d.comb += [mems[k][j].raddr.eq(_lb_addr(g, row_sub[k], c.cg, col[j])),
+                             mems[k][j].re.eq(en)]
         v1 = Signal()
         tag1 = Signal.like(c.tag)
         ymod1, xmod1 = Signal.like(c.y0mod), Signal.like(c.x0mod)

@@ -35,7 +35,8 @@ def _ceil(a, b):
 
 def _pe_latency(cfg: AcceleratorConfig) -> int:
     reduce = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * cfg.n * cfg.n
-    return 3 + math.ceil(math.log2(reduce)) if reduce > 1 else 3
+    # step, operand (RAM -> multiplier), product and output registers + adder tree levels
+    return 4 + math.ceil(math.log2(reduce)) if reduce > 1 else 4
 
 
 def winograd_latency(cfg: AcceleratorConfig) -> int:
@@ -166,8 +167,11 @@ def memories(cfg: AcceleratorConfig) -> list[tuple[str, int, int, int]]:
         depth = _ceil(cfg.max_channels * 9, L)
     mems = [("weights", 1, 2 * depth, cfg.unroll * L * cfg.weight_bits)]
     if cfg.algo == "winograd":
+        # word address {column word, slot, channel group}: the channel-group field is a
+        # power of two (rtl.tilebuf.geometry)
         xb = _ceil(cfg.max_width + 6 + n, n)
-        mems.append(("line buffer", n * n, 2 * depth * xb, cfg.unroll_in * cfg.act_bits))
+        cg_words = 1 << (depth - 1).bit_length()
+        mems.append(("line buffer", n * n, 2 * cg_words * xb, cfg.unroll_in * cfg.act_bits))
     return mems
 
 
