@@ -142,7 +142,7 @@ class TileBuffer(wiring.Component):
     to ``h + pad - 1``, each channel group, ``nxb`` beats of n columns) in; one n x n tile of
     ``unroll_in`` channels per ``cmd`` out, zero outside the image, with the command's tag."""
 
-    LATENCY = 2
+    LATENCY = 3   # RAM read, read-data register, rotated + masked tile
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
@@ -233,32 +233,45 @@ class TileBuffer(wiring.Component):
                     rowv[i].eq((c.y0 + i >= sh.pad) & (c.y0 + i < sh.h + sh.pad)),
                     colv[i].eq((c.x0 + i >= sh.pad) & (c.x0 + i < sh.w + sh.pad)),
                 ]
-        # rotate rows, then columns, then mask
+        # stage 2: the block RAMs' read data registered (their clock-to-out is slow and the
+        # banks are spread over the die), with the command's fields alongside
+        rd = [[Signal(word, name=f"rd{k}_{j}") for j in range(n)] for k in range(n)]
+        v2 = Signal()
+        tag2 = Signal.like(c.tag)
+        ymod2, xmod2 = Signal.like(c.y0mod), Signal.like(c.x0mod)
+        rowv2, colv2 = Signal(n), Signal(n)
+        with m.If(en):
+            m.d.sync += [v2.eq(v1), tag2.eq(tag1), ymod2.eq(ymod1), xmod2.eq(xmod1),
+                         rowv2.eq(rowv), colv2.eq(colv)]
+            for k in range(n):
+                for j in range(n):
+                    m.d.sync += rd[k][j].eq(mems[k][j].rdata)
+        # stage 3: rotate rows, then columns, then mask
         rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(n)] for i in range(n)]
-        with m.Switch(ymod1):
+        with m.Switch(ymod2):
             for r in range(n):
                 with (m.Case(r) if r < n - 1 else m.Default()):
                     for i in range(n):
                         for j in range(n):
-                            m.d.comb += rows[i][j].eq(mems[(r + i) % n][j].rdata)
+                            m.d.comb += rows[i][j].eq(rd[(r + i) % n][j])
         cols = [[Signal(word, name=f"rot_c{i}_{j}") for j in range(n)] for i in range(n)]
-        with m.Switch(xmod1):
+        with m.Switch(xmod2):
             for r in range(n):
                 with (m.Case(r) if r < n - 1 else m.Default()):
                     for i in range(n):
                         for j in range(n):
                             m.d.comb += cols[i][j].eq(rows[i][(r + j) % n])
-        v2 = Signal()
+        v3 = Signal()
         with m.If(en):
-            m.d.sync += [v2.eq(v1), self.o.payload.tag.eq(tag1)]
+            m.d.sync += [v3.eq(v2), self.o.payload.tag.eq(tag2)]
             for i in range(n):
                 for j in range(n):
                     for ch in range(ui):
                         m.d.sync += self.o.payload.data[ch][i * n + j].eq(cols[i][j][ch])
-                    with m.If(~(rowv[i] & colv[j])):
+                    with m.If(~(rowv2[i] & colv2[j])):
                         for ch in range(ui):
                             m.d.sync += self.o.payload.data[ch][i * n + j].eq(0)
-        m.d.comb += self.o.valid.eq(v2)
+        m.d.comb += self.o.valid.eq(v3)
         with m.If(self.start):
             m.d.sync += [ys.eq(sh.pad), wk.eq(sh.pad), wsub.eq(0), wcg.eq(0), wxb.eq(0),
                          y0_cur.eq(0)]

@@ -26,7 +26,7 @@ from . import winograd
 from .config import AcceleratorConfig
 
 # pipeline latency (register stages) of the blocks, as built in rtl/
-_TILEBUF, _ITF, _RQ, _SER = 2, 2, 3, 1
+_TILEBUF, _ITF, _RQ, _SER = 3, 2, 3, 1
 
 
 def _ceil(a, b):
