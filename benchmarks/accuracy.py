@@ -215,14 +215,19 @@ def main():
 
 def table(res) -> str:
     E = res["entries"]
-    rows = ["| mode | scales | F2 fake / int | F4 fake / int | F6 fake / int |", "|---|---|---|---|---|"]
+    su = res.get("setup", {})
+    rows = [f"Top-1 % on the first {su.get('limit_test')} Fashion-MNIST test images (fake quant); in brackets "
+            f"the exported integer network run by wino_gen.golden on the first {su.get('limit_int')}, "
+            "'=' when its predictions equal the fake-quant ones on those images.", "",
+            "| mode | scales | F2 | F4 | F6 |", "|---|---|---|---|---|"]
 
     def cell(e):
         if not e:
             return "–"
         s = f"{100 * e['acc']:.1f}"
         if "int_acc" in e:
-            s += f" / {100 * e['int_acc']:.1f}"
+            same = "=" if e["int_vs_fake_pred_diffs"] == 0 else f"≠ {100 * e['fake_acc_same_samples']:.1f}"
+            s += f" ({100 * e['int_acc']:.1f} {same})"
         return s
 
     fp = E.get("fp32", {})
