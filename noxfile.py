@@ -16,14 +16,14 @@ def _install(session):
 def tests(session):
     """The default suite: correctness only, slow sweeps excluded (< ~10 min on 2 cores)."""
     _install(session)
-    session.run("pytest", "-m", "not slow", *session.posargs)
+    session.run("pytest", "-m", "not slow", "-W", "error::DeprecationWarning", *session.posargs)
 
 
 @nox.session
 def slow(session):
     """Long sweeps and runs marked @pytest.mark.slow."""
     _install(session)
-    session.run("pytest", "-m", "slow", *session.posargs)
+    session.run("pytest", "-m", "slow", "-W", "error::DeprecationWarning", *session.posargs)
 
 
 @nox.session
