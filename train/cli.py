@@ -301,7 +301,10 @@ def run(a) -> int:
     metrics["train_seconds_total"] = time.time() - t_start
     if rank == 0:
         t1 = time.time()
-        metrics["test_acc"] = evaluate(model, test_loader, device, quiet, "test")
+        if metrics["history"] and metrics["history"][-1]["epoch"] == train_epochs:
+            metrics["test_acc"] = metrics["history"][-1]["test_acc"]   # the model has not changed since
+        else:
+            metrics["test_acc"] = evaluate(model, test_loader, device, quiet, "test")
         metrics["eval_seconds"] = time.time() - t1
         torch.save({"mode": a.mode, "model": model.state_dict(), "args": vars(a),
                     "arch": a.model, "num_classes": num_classes, "in_channels": in_ch}, out / "model.pt")
