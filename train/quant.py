@@ -30,16 +30,17 @@ from wino_gen.config import int_range
 
 
 class _FQ(torch.autograd.Function):
-    """Forward ``clamp(floor(v*r + 1/2))``; backward saves a bool mask of the unsaturated
+    """Forward ``golden.round_sat(v * r)``; backward saves a bool mask of the unsaturated
     values (not a recomputation) and reduces d/dr with one batched dot product."""
 
     @staticmethod
-    def forward(ctx, v, r, lo, hi):
+    def forward(ctx, v, r, bits):
+        lo, hi = int_range(bits)
         t = v * r
         need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if need:
             mask = (t >= lo - 0.5) & (t < hi + 0.5)
-        out = t.add_(0.5).floor_().clamp_(lo, hi)
+        out = golden.round_sat(t, bits)
         if need:
             ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, r, mask)
         return out
@@ -58,7 +59,7 @@ class _FQ(torch.autograd.Function):
                 gr = torch.bmm(gi.reshape(S, 1, -1), v.reshape(S, -1, 1)).reshape(r.shape)
             else:
                 gr = _reduce_to(gi * v, r.shape)
-        return gv, gr, None, None
+        return gv, gr, None
 
 
 def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
@@ -72,10 +73,9 @@ def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
 
 def fq(v: torch.Tensor, r, bits: int = 8) -> torch.Tensor:
     """``clamp(floor(v * r + 1/2), int_range(bits))`` with the straight-through estimator."""
-    lo, hi = int_range(bits)
     if not torch.is_tensor(r):
         r = torch.tensor(r, dtype=v.dtype)
-    return _FQ.apply(v, r.to(v.dtype), lo, hi)
+    return _FQ.apply(v, r.to(v.dtype), bits)
 
 
 def fq_real(v: torch.Tensor, scale, bits: int = 8) -> torch.Tensor:

@@ -49,15 +49,21 @@ def rq(v, mult, shift, bits: int = 8) -> np.ndarray:
     return np.clip(out, lo, hi)
 
 
+def round_sat(t, bits: int = 8):
+    """``clamp(floor(t + 1/2))`` to ``bits`` signed, for numpy arrays or torch tensors: the
+    rounding of :func:`rq` on a value that is already scaled."""
+    lo, hi = int_range(bits)
+    t = t + 0.5
+    if hasattr(t, "clamp"):
+        return t.floor().clamp(lo, hi)
+    return np.clip(np.floor(t), lo, hi)
+
+
 def fake_rq(v, ratio, bits: int = 8):
     """Float form of :func:`rq` for fake quantization (numpy arrays or torch tensors):
     ``clamp(floor(v * ratio + 1/2))``. Equal to :func:`rq` whenever ``ratio`` is the exact
     value ``mult * 2**-shift`` and ``v * ratio`` is representable."""
-    lo, hi = int_range(bits)
-    t = v * ratio + 0.5
-    if hasattr(t, "clamp"):
-        return t.floor().clamp(lo, hi)
-    return np.clip(np.floor(t), lo, hi)
+    return round_sat(v * ratio, bits)
 
 
 def quantize_ratio(ratio, mode: str, mult_bits: int = 16) -> Requant:
