@@ -50,9 +50,18 @@ def synth(session):
 
 
 @nox.session
+def bench_train(session):
+    """The accuracy table + plot and the train-step cost (Fashion-MNIST / ResNet-20; ~1-2 h on
+    2 cores)."""
+    _install(session)
+    session.run("python", "-m", "train", "--mode", "fp32", "--epochs", "4", "--out", "runs/fp32", "--no-progress")
+    session.run("python", "benchmarks/accuracy.py", "--init", "runs/fp32/model.pt")
+    session.run("python", "benchmarks/train_step.py")
+
+
+@nox.session
 def bench(session):
     """Benchmarks: results as JSON under benchmarks/results/ (tables in the README)."""
     _install(session)
     session.run("python", "benchmarks/golden_speed.py")
     session.run("python", "benchmarks/perf_sim_vs_model.py")
-    session.run("python", "benchmarks/train_step.py")
