@@ -65,3 +65,4 @@ def bench(session):
     _install(session)
     session.run("python", "benchmarks/golden_speed.py")
     session.run("python", "benchmarks/perf_sim_vs_model.py")
+    session.run("python", "benchmarks/generate_time.py")

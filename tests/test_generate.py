@@ -1,7 +1,6 @@
 """The generator CLI (``python -m wino_gen``) and ``python -m wino_gen report``."""
 
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -62,16 +61,3 @@ def test_report_text_and_json():
     assert rep["multipliers"] == 64 and len(rep["resnet18"]) == 11
     assert rep["utilization_56x56x64"]["steady_utilization"] >= 0.9
     assert wino("report", "--mhz", "-1").returncode == 2
-
-
-@pytest.mark.slow
-def test_generation_time_tile4_unroll16(tmp_path):
-    """Target: ``--tile 4 --unroll 16`` in under 10 s (CPU time of the generator process,
-    which does not count waiting for a loaded machine)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = wino("--tile", "4", "--unroll", "16")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    assert r.returncode == 0, r.stderr
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(f"generation: {cpu:.1f} s CPU; {r.stderr.strip()}")
-    assert cpu < 10
