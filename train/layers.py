@@ -37,13 +37,7 @@ class _Weighted(QLayer):
         w = self.weight
         if "W" in self.steps or "U" in self.steps:
             w = fq_real(w, self.s_W(), self.weight_bits)
-        y = self._op(x, w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-        if self.relu:
-            y = F.relu(y)
-        self._observe("y", y)
-        if "y" in self.steps:
-            y = fq_real(y, self.s_y(), self.act_bits)
-        return y
+        return self._output(self._op(x, w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype)))
 
     def forward_int(self, x, s_x):
         dt = x.dtype
@@ -118,13 +112,7 @@ class QAdd(QLayer):
         self.s_y = Scale((), requant == "pow2")
 
     def forward_real(self, a, b):
-        y = a + b
-        if self.relu:
-            y = F.relu(y)
-        self._observe("y", y)
-        if "y" in self.steps:
-            y = fq_real(y, self.s_y(), self.act_bits)
-        return y
+        return self._output(a + b)
 
     def forward_int(self, a, s_a, b, s_b):
         dt = a.dtype

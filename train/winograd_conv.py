@@ -71,6 +71,14 @@ class QLayer(nn.Module):
         if self.observers is not None:
             self.observers.setdefault(key, Observer(per_tap)).update(t)
 
+    def _output(self, y: torch.Tensor) -> torch.Tensor:
+        """The tail of every real-path forward: ReLU, observe y, fake-quantize y when asked
+        (layers that use it have ``relu``, ``s_y`` and ``act_bits``)."""
+        if self.relu:
+            y = F.relu(y)
+        self._observe("y", y)
+        return fq_real(y, self.s_y(), self.act_bits) if "y" in self.steps else y
+
 
 class WinogradConv2d(QLayer):
     op = "winograd_conv3x3"
@@ -202,12 +210,7 @@ class WinogradConv2d(QLayer):
         Y = self.output_transform(P, N, H, W)
         if self.bias is not None:
             Y = Y + self.bias.to(Y.dtype)[None, :, None, None]
-        if self.relu:
-            Y = F.relu(Y)
-        self._observe("y", Y)
-        if "y" in q:
-            Y = fq_real(Y, self.s_y(), self.act_bits)
-        return Y.to(in_dtype)
+        return self._output(Y).to(in_dtype)
 
     def quantized_weights(self, exact: bool):
         """``U[S, K, C]`` as integers: in evaluation computed by ``golden`` (float64, the same
