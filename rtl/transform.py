@@ -57,7 +57,7 @@ class InputTransform(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, n = self.cfg, self.cfg.n
-        BT = integer_forms(cfg.tile).BT
+        BT = integer_forms(cfg.tile, cfg.balance).BT
         w = cfg.widths
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
@@ -121,7 +121,7 @@ class OutputStage(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, n, mt, w = self.cfg, self.cfg.n, self.cfg.tile, self.cfg.widths
-        AT = integer_forms(cfg.tile).AT
+        AT = integer_forms(cfg.tile, cfg.balance).AT
         S = n * n
         n_p = S if cfg.granularity == "tap" else 1
         mb = cfg.mult_bits if cfg.requant == "fixed" else None

@@ -60,7 +60,7 @@ def model_config(model, unroll: int, unroll_in: int, algo: str) -> AcceleratorCo
     return AcceleratorConfig(
         tile=model.tile, unroll=unroll, unroll_in=unroll_in, act_bits=model.act_bits,
         weight_bits=m.get("weight_bits", 8), transform_bits=m.get("transform_bits", 8),
-        granularity=model.granularity, requant=model.requant, algo=algo,
+        granularity=model.granularity, balance=model.balance, requant=model.requant, algo=algo,
         max_width=width, max_channels=chans, max_tap_shift=max(align, 1 if model.granularity == "tap" else 0) or 8)
 
 

@@ -30,14 +30,14 @@ def random_winograd(cfg: AcceleratorConfig, C, K, H, W, rng, *, padding=1, relu=
         U[-1, :, ::2] = whi
     tap = cfg.granularity == "tap"
     mode = cfg.requant
-    Vraw = golden.input_transform(golden.tile_input(x, tile, padding), tile)[1]
+    Vraw = golden.input_transform(golden.tile_input(x, tile, padding), tile, cfg.balance)[1]
     axes = (0, 1, 2, 3)
     peak = np.abs(Vraw).max(axis=axes) if tap else np.abs(Vraw).max()
     v = golden.quantize_ratio(_ratio(peak, cfg.transform_bits) * 1.5, mode, cfg.mult_bits)
     dummy = golden.Requant(1, 0)
     tr = {}
     golden.winograd_conv3x3(x, U, np.zeros(K, np.int64), tile=tile, v=v, m=golden.Requant(1, 30),
-                            y=dummy, padding=padding, trace=tr)
+                            y=dummy, padding=padding, trace=tr, balance=cfg.balance)
     P = tr["P"]
     peak = np.abs(P).max(axis=axes) if tap else np.abs(P).max()
     m = golden.quantize_ratio(_ratio(peak, cfg.transform_bits) * 2, mode, cfg.mult_bits)
@@ -46,7 +46,7 @@ def random_winograd(cfg: AcceleratorConfig, C, K, H, W, rng, *, padding=1, relu=
         m_align = rng.integers(0, min(cfg.tap_shift, 2) + 1, size=(n, n))
     tr = {}
     golden.winograd_conv3x3(x, U, np.zeros(K, np.int64), tile=tile, v=v, m=m, y=dummy,
-                            m_align=m_align, padding=padding, trace=tr)
+                            m_align=m_align, padding=padding, trace=tr, balance=cfg.balance)
     Ypk = np.abs(tr["Y"]).max()
     bias = rng.integers(-Ypk // 4 - 1, Ypk // 4 + 1, size=K)
     y = golden.quantize_ratio(float(_ratio(Ypk, cfg.act_bits)) * 3, mode, cfg.mult_bits)

@@ -16,6 +16,7 @@ from wino_gen.config import AcceleratorConfig, ConfigError, int_range, signed_bi
     ("granularity", "chan", "granularity: 'chan' is not supported; allowed: layer, tap"),
     ("requant", "float", "requant: 'float' is not supported; allowed: pow2, fixed"),
     ("algo", "fft", "algo: 'fft' is not supported; allowed: winograd, direct"),
+    ("balance", "even", "balance: 'even' is not supported; allowed: none, smooth"),
     ("unroll", 2.0, "unroll: expected an integer"),
     ("max_channels", 10**6, "max_channels: 1000000 is out of range"),
 ])
@@ -54,33 +55,37 @@ def worst(coeffs, lo, hi, sign):
 
 CONFIGS = [AcceleratorConfig(tile=m, granularity=g, act_bits=b, transform_bits=b, weight_bits=b,
                              max_channels=16, max_tap_shift=3)
-           for m in (2, 4, 6) for g in ("layer", "tap") for b in (4, 8, 12)]
+           for m in (2, 4, 6) for g in ("layer", "tap") for b in (4, 8, 12)] + [
+    AcceleratorConfig(tile=m, granularity=g, balance="smooth", max_channels=16, max_tap_shift=3)
+    for m in (2, 4, 6) for g in ("layer", "tap")]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"F{c.tile}-{c.granularity}-{c.act_bits}b")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"F{c.tile}-{c.granularity}-{c.act_bits}b-{c.balance}")
 def test_widths_tight_at_extremes(cfg):
     """Drive the worst-case sign patterns through the golden model's steps: every extreme fits
     its derived width, and the widest one needs exactly that width (no slack, no overflow)."""
-    f = winograd.integer_forms(cfg.tile)
+    f = winograd.integer_forms(cfg.tile, cfg.balance)
     w = cfg.widths
+    fwd_in = lambda d: golden.input_transform(d, cfg.tile, cfg.balance)    # noqa: E731
+    fwd_out = lambda m: golden.output_transform(m, cfg.tile, cfg.balance)  # noqa: E731
     lo, hi = int_range(cfg.act_bits)
     n = cfg.n
     seen = {"in_stage1": [], "in_full": [], "out_stage1": [], "out_full": []}
     for i in range(n):
         for sign in (1, -1):
-            s1, _ = golden.input_transform(worst(np.repeat(f.BT[i][:, None], n, 1), lo, hi, sign), cfg.tile)
+            s1, _ = fwd_in(worst(np.repeat(f.BT[i][:, None], n, 1), lo, hi, sign))
             seen["in_stage1"].append(s1[i])
             for j in range(n):
-                _, full = golden.input_transform(worst(np.outer(f.BT[i], f.BT[j]), lo, hi, sign), cfg.tile)
+                _, full = fwd_in(worst(np.outer(f.BT[i], f.BT[j]), lo, hi, sign))
                 seen["in_full"].append(full[i, j])
     tlo, thi = int_range(cfg.transform_bits)
     s = 1 << cfg.tap_shift
     for a in range(cfg.tile):
         for sign in (1, -1):
-            s1, _ = golden.output_transform(worst(np.repeat(f.AT[a][:, None], n, 1), tlo, thi, sign) * s, cfg.tile)
+            s1, _ = fwd_out(worst(np.repeat(f.AT[a][:, None], n, 1), tlo, thi, sign) * s)
             seen["out_stage1"].append(s1[a])
             for b in range(cfg.tile):
-                _, full = golden.output_transform(worst(np.outer(f.AT[a], f.AT[b]), tlo, thi, sign) * s, cfg.tile)
+                _, full = fwd_out(worst(np.outer(f.AT[a], f.AT[b]), tlo, thi, sign) * s)
                 seen["out_full"].append(full[a, b])
     for name, vals in seen.items():
         v = np.concatenate([np.ravel(x) for x in vals])

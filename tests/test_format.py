@@ -83,6 +83,7 @@ def test_one_flipped_output_byte_is_named(tiny):
      "layers.conv2.scale_out: scale must be"),
     (lambda d: edit_manifest(d, lambda m: m.update(format="wino-int8/2")), "format: unsupported version"),
     (lambda d: edit_manifest(d, lambda m: m.update(tile=3)), "tile: 3 not in"),
+    (lambda d: edit_manifest(d, lambda m: m.update(balance="even")), "balance: 'even' not in"),
     (lambda d: edit_manifest(d, lambda m: m["layers"][2].update(inputs=["conv2", "nope"])),
      "layers.res.inputs: unknown or later layer 'nope'"),
     (lambda d: (d / "manifest.json").write_text("{"), "manifest.json: file: not valid JSON"),

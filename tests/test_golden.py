@@ -51,31 +51,33 @@ def test_quantize_ratio(mode):
         golden.quantize_ratio(float("nan"), mode)
 
 
-def integer_weights(m, h):
+def integer_weights(m, h, balance="none"):
     """Spatial weights that are multiples of the G denominators, so that U is exactly integer."""
-    L = math.lcm(*(Fraction(x).denominator for x in winograd.integer_forms(m).G.ravel()))
+    G = winograd.integer_forms(m, balance).G
+    L = math.lcm(*(Fraction(x).denominator for x in G.ravel()))
     g = h * L * L
-    Uf = winograd.integer_forms(m).G.dot(g.astype(object)).dot(winograd.integer_forms(m).G.T)
+    Uf = G.dot(g.astype(object)).dot(G.T)
     return g, np.array([[int(x) for x in row] for row in Uf], dtype=np.int64)
 
 
 @settings(deadline=None, max_examples=40)
 @given(m=st.sampled_from([2, 4, 6]), N=st.integers(1, 2), C=st.integers(1, 3), K=st.integers(1, 3),
-       H=st.integers(1, 11), W=st.integers(1, 11), padding=st.sampled_from([0, 1]), seed=st.integers(0, 2**31))
-def test_winograd_equals_direct_exactly(m, N, C, K, H, W, padding, seed):
+       H=st.integers(1, 11), W=st.integers(1, 11), padding=st.sampled_from([0, 1]), seed=st.integers(0, 2**31),
+       balance=st.sampled_from(winograd.BALANCES))
+def test_winograd_equals_direct_exactly(m, N, C, K, H, W, padding, seed, balance):
     """With unit scales and wide bits every rq is exact, and then the integer Winograd layer
     equals the integer direct convolution exactly, for any size (partial tiles) and padding."""
     if H + 2 * padding < 3 or W + 2 * padding < 3:
         return
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, (N, C, H, W))
-    gs, Us = zip(*(integer_weights(m, rng.integers(-2, 3, (3, 3))) for _ in range(K * C)), strict=True)
+    gs, Us = zip(*(integer_weights(m, rng.integers(-2, 3, (3, 3)), balance) for _ in range(K * C)), strict=True)
     g = np.array(gs).reshape(K, C, 3, 3)
     U = np.array(Us).reshape(K, C, m + 2, m + 2)
     bias = rng.integers(-1000, 1000, K)
     one = golden.Requant(1, 0)
     wide = dict(act_bits=62, transform_bits=62)
-    got = golden.winograd_conv3x3(x, U, bias, tile=m, v=one, m=one, y=one, padding=padding, **wide)
+    got = golden.winograd_conv3x3(x, U, bias, tile=m, v=one, m=one, y=one, padding=padding, balance=balance, **wide)
     want = golden.direct_conv(x, g, bias, y=one, stride=1, padding=padding, act_bits=62)
     assert np.array_equal(got, want)
 

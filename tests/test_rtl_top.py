@@ -37,6 +37,18 @@ def test_winograd_layer(case):
     np.testing.assert_array_equal(r.y, want)
 
 
+@pytest.mark.parametrize("tile", [4, 6])
+def test_winograd_layer_smooth_balance(tile):
+    """The balanced integer forms (wider Aᵀ/Bᵀ entries) through the whole datapath."""
+    cfg = _cfg(tile, 2, 1, "layer", "pow2", balance="smooth")
+    rng = np.random.default_rng(11 + tile)
+    x, kw = random_winograd(cfg, 4, 3, 9, 10, rng, extremes=True)
+    want = golden.winograd_conv3x3(x, tile=tile, cfg=cfg, **kw)
+    assert len(np.unique(want)) > 20
+    r = run_layer(WinogradLayer(cfg, **kw), x, PysimBackend(stall=0.25, seed=5))
+    np.testing.assert_array_equal(r.y, want)
+
+
 @pytest.mark.parametrize("kernel,stride,padding", [(3, 1, 1), (3, 2, 1), (1, 1, 0)])
 def test_direct_layer(kernel, stride, padding):
     cfg = _cfg(2, 2, 1, "layer", "pow2", algo="direct")

@@ -18,6 +18,7 @@ HAVE_FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.g
 @pytest.mark.parametrize("args, needle", [
     (["--model", "vgg99"], "unknown model"),
     (["--tile", "3"], "--tile: 3"),
+    (["--balance", "even"], "--balance: 'even'"),
     (["--epochs", "-1"], "--epochs: must be >= 0"),
     (["--mode", "magic"], "--mode"),
     (["--out", "/proc/nope/run"], "not writable"),

@@ -33,9 +33,9 @@ def test_fq_matches_golden_rq():
             assert np.array_equal(got, want), (mode, r)
 
 
-def _layer(tile, gran, rq, relu=True):
+def _layer(tile, gran, rq, relu=True, balance="none"):
     torch.manual_seed(tile * 7 + len(gran) + len(rq))
-    w = WinogradConv2d(12, 7, tile=tile, granularity=gran, requant=rq, relu=relu, bias=True)
+    w = WinogradConv2d(12, 7, tile=tile, granularity=gran, requant=rq, relu=relu, bias=True, balance=balance)
     with torch.no_grad():
         w.bias.normal_()
     x = torch.randn(2, 12, 9, 10)
@@ -48,9 +48,9 @@ def _layer(tile, gran, rq, relu=True):
 
 @pytest.mark.parametrize("tile", [2, 4, 6])
 @pytest.mark.parametrize("gran", ["layer", "tap"])
-@pytest.mark.parametrize("rq", ["pow2", "fixed"])
-def test_fake_quant_bit_exact_with_golden(tile, gran, rq):
-    w, x = _layer(tile, gran, rq)
+@pytest.mark.parametrize("rq,balance", [("pow2", "none"), ("fixed", "none"), ("pow2", "smooth")])
+def test_fake_quant_bit_exact_with_golden(tile, gran, rq, balance):
+    w, x = _layer(tile, gran, rq, balance=balance)
     w.eval()
     s_x = torch.tensor(0.0371)
     xi = fq(x.double(), 1 / s_x.double())
@@ -61,7 +61,7 @@ def test_fake_quant_bit_exact_with_golden(tile, gran, rq):
     want = golden.winograd_conv3x3(
         xi.numpy().astype(np.int64), p["U"], p["bias"], tile=tile, v=R(p["v_mult"], p["v_shift"]),
         m=R(p["m_mult"], p["m_shift"]), y=R(p["y_mult"], p["y_shift"]), m_align=p["m_align"],
-        padding=1, relu=True)
+        padding=1, relu=True, balance=balance)
     assert y.shape == want.shape
     assert np.array_equal(y.numpy().astype(np.int64), want)
     assert np.count_nonzero(want) > want.size // 10      # not trivially all zero

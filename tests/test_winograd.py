@@ -38,9 +38,10 @@ def test_exact_against_direct_rationals(m):
         assert (winograd2d(AT, G, BT, d, g) == correlate2d(d, g)).all()
 
 
+@pytest.mark.parametrize("balance", winograd.BALANCES)
 @pytest.mark.parametrize("m", [2, 4, 6])
-def test_integer_forms_are_integer_and_exact(m):
-    f = winograd.integer_forms(m)
+def test_integer_forms_are_integer_and_exact(m, balance):
+    f = winograd.integer_forms(m, balance)
     assert f.AT.dtype == np.int64 and f.BT.dtype == np.int64
     d = np.array(rng.integers(-128, 128, (m + 2, m + 2)).tolist(), dtype=object)
     g = np.array(rng.integers(-128, 128, (3, 3)).tolist(), dtype=object) + F(0)
@@ -128,3 +129,36 @@ def test_bad_points():
         winograd.cook_toom(2, [0, 1, 1])
     with pytest.raises(ValueError, match="allowed"):
         winograd.matrices(3)
+
+
+def _row_rms_spread(m, balance, samples=4000):
+    """log2(max/min) of the per-row RMS of V = BT d and of M = (G g) * (BT d) over smooth
+    operands: non-negative tiles and kernels with a common offset plus noise."""
+    f = winograd.integer_forms(m, balance)
+    G, BT = winograd.to_float(f.G), f.BT.astype(np.float64)
+    d = 1.0 + rng.normal(size=(samples, m + 2))
+    g = 1.0 + rng.normal(size=(samples, 3))
+    V = d @ BT.T
+    M = (g @ G.T) * V
+    spread = lambda t: float(np.log2(np.sqrt((t ** 2).mean(0)).max() / np.sqrt((t ** 2).mean(0)).min()))  # noqa: E731
+    return spread(V), spread(M)
+
+
+@pytest.mark.parametrize("m", [4, 6])
+def test_smooth_balance_equalizes_rows(m):
+    """The ``smooth`` forms keep every V row and every M row within about a factor 2 of the
+    others (power-of-two rounding), where the primitive forms spread M over 3.5 (F4) to
+    more than 5 (F6) octaves: one scale per layer then rounds whole taps away."""
+    v0, m0 = _row_rms_spread(m, "none")
+    v1, m1 = _row_rms_spread(m, "smooth")
+    assert m0 > 3.4 and m1 < 1.3 and v1 < 1.3 and v1 <= v0 + 0.05
+
+
+def test_smooth_balance_is_powers_of_two_of_primitive():
+    for m in (2, 4, 6):
+        f0, f1 = winograd.integer_forms(m), winograd.integer_forms(m, "smooth")
+        u, t = winograd.balance_shifts(m)
+        assert (f1.BT == f0.BT * (2 ** np.array(u))[:, None]).all()
+        assert (f1.AT == f0.AT * (2 ** np.array(t))[None, :]).all()
+    with pytest.raises(ValueError, match="balance 'x'"):
+        winograd.integer_forms(4, "x")

@@ -42,6 +42,8 @@ def parse(argv):
     ap.add_argument("--mode", default="fp32", help=f"one of {', '.join(MODES)}")
     ap.add_argument("--tile", type=int, default=4, help="Winograd output tile m: 2, 4, 6")
     ap.add_argument("--granularity", default="layer", help="layer | tap")
+    ap.add_argument("--balance", default="smooth",
+                    help="integer Winograd forms: smooth (rows balanced for one scale per layer) | none")
     ap.add_argument("--requant", default="pow2", help="pow2 | fixed")
     ap.add_argument("--max-tap-shift", type=int, default=12,
                     help="tap mode: largest m_align (F6 needs ~12; the format allows 0..16)")
@@ -74,6 +76,8 @@ def parse(argv):
         raise UsageError(f"--tile: {a.tile} is not supported; allowed: 2, 4, 6")
     if a.granularity not in ("layer", "tap"):
         raise UsageError(f"--granularity: {a.granularity!r}; allowed: layer, tap")
+    if a.balance not in ("none", "smooth"):
+        raise UsageError(f"--balance: {a.balance!r}; allowed: none, smooth")
     if a.requant not in ("pow2", "fixed"):
         raise UsageError(f"--requant: {a.requant!r}; allowed: pow2, fixed")
     if a.calib not in ("omse", "mse", "max"):
@@ -150,7 +154,8 @@ def load_fp32(path: str, model: torch.nn.Module) -> None:
 def build_net(a, fp32: torch.nn.Module, input_shape) -> QuantNet:
     algo = "direct" if a.mode == "ptq-direct" else "winograd"
     net = convert(fp32, input_shape=input_shape, tile=a.tile, granularity=a.granularity,
-                  requant=a.requant, algo=algo, model_name=a.model, max_tap_shift=a.max_tap_shift)
+                  requant=a.requant, algo=algo, model_name=a.model, max_tap_shift=a.max_tap_shift,
+                  balance=a.balance)
     for _, m in net.named_qlayers():   # per-layer input scales serve the ablation only
         if hasattr(m, "s_x"):
             m.s_x.log2.requires_grad_(False)
@@ -243,7 +248,7 @@ def run(a) -> int:
         model = build_net(a, fp32, input_shape)
     ckpt_path = out / "checkpoint.pt"
     metrics = {"model": a.model, "data": a.data, "mode": a.mode, "tile": a.tile,
-               "granularity": a.granularity, "requant": a.requant, "epochs": a.epochs,
+               "granularity": a.granularity, "balance": a.balance, "requant": a.requant, "epochs": a.epochs,
                "batch_size": a.batch_size, "world_size": world, "train_samples": len(train_ds),
                "test_samples": len(test_ds), "init": a.init, "history": []}
     start_epoch = 0

@@ -36,12 +36,14 @@ class QuantNet(nn.Module):
     bit-exact with ``wino_gen.golden`` in eval)."""
 
     def __init__(self, specs: list[dict], layers: dict[str, nn.Module], input_shape, *, tile: int,
-                 granularity: str, requant: str, algo: str, model_name: str = "model", act_bits: int = 8):
+                 granularity: str, requant: str, algo: str, model_name: str = "model", act_bits: int = 8,
+                 balance: str = "none"):
         super().__init__()
         self.specs = specs
         self.layers = nn.ModuleDict({_key(n): m for n, m in layers.items()})
         self.input_shape = list(input_shape)
         self.tile, self.granularity, self.requant, self.algo = tile, granularity, requant, algo
+        self.balance = balance
         self.model_name, self.act_bits = model_name, act_bits
         self.s_in = Scale((), requant == "pow2")
         self.in_observer: Observer | None = None
@@ -134,7 +136,8 @@ _FLATTEN = (torch.flatten,)
 
 def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = "layer",
             requant: str = "pow2", algo: str = "winograd", stem_direct: bool = True,
-            model_name: str | None = None, act_bits: int = 8, max_tap_shift: int = 12) -> QuantNet:
+            model_name: str | None = None, act_bits: int = 8, max_tap_shift: int = 12,
+            balance: str = "smooth") -> QuantNet:
     """Convert ``model`` (an FP32 nn.Module; batch-norms are folded with their running
     statistics) into a :class:`QuantNet` for ``input_shape = (C, H, W)``. ``algo='direct'``
     makes every convolution direct (the PTQ-direct baseline); ``stem_direct`` keeps the first
@@ -201,7 +204,7 @@ def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = 
             if algo == "winograd" and eligible(conv) and not (stem_direct and first_conv):
                 layer = WinogradConv2d.from_conv(conv, tile=tile, granularity=granularity, requant=requant,
                                                  relu=relu, bias=True, act_bits=act_bits,
-                                                 max_tap_shift=max_tap_shift)
+                                                 max_tap_shift=max_tap_shift, balance=balance)
                 layer.s_M.log2.data.fill_(0)
                 spec.update(op="winograd_conv3x3", padding=conv.padding[0], relu=relu)
             else:
@@ -268,7 +271,8 @@ def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = 
     if not specs:
         raise UsageError("the model has no convertible layers")
     return QuantNet(specs, layers, input_shape, tile=tile, granularity=granularity, requant=requant,
-                    algo=algo, model_name=model_name or type(model).__name__.lower(), act_bits=act_bits)
+                    algo=algo, model_name=model_name or type(model).__name__.lower(), act_bits=act_bits,
+                    balance=balance)
 
 
 def _single(v):

@@ -64,7 +64,7 @@ def manifest_and_arrays(net: QuantNet, rec: dict[str, np.ndarray]):
         arrays[spec["name"]] = arr
     manifest = {
         "format": wformat.FORMAT, "model": net.model_name, "tile": net.tile,
-        "granularity": net.granularity, "requant": net.requant,
+        "granularity": net.granularity, "balance": net.balance, "requant": net.requant,
         "input": {"shape": list(net.input_shape), "scale": float(net.s_in().detach())},
         "layers": layers,
     }

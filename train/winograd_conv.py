@@ -86,22 +86,24 @@ class WinogradConv2d(QLayer):
     def __init__(self, in_channels: int, out_channels: int, tile: int = 4, padding: int = 1,
                  bias: bool = True, relu: bool = False, granularity: str = "layer",
                  requant: str = "pow2", act_bits: int = 8, weight_bits: int = 8,
-                 transform_bits: int = 8, max_tap_shift: int = 8):
+                 transform_bits: int = 8, max_tap_shift: int = 8, balance: str = "none"):
         super().__init__()
         if tile not in winograd.POINTS:
             raise ValueError(f"tile {tile}: allowed {sorted(winograd.POINTS)}")
         if granularity not in ("layer", "tap"):
             raise ValueError(f"granularity {granularity!r}: allowed layer, tap")
+        if balance not in winograd.BALANCES:
+            raise ValueError(f"balance {balance!r}: allowed {', '.join(winograd.BALANCES)}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.tile, self.n, self.padding, self.relu = tile, tile + 2, padding, relu
         self.kernel_size, self.stride = (3, 3), (1, 1)
-        self.granularity, self.requant = granularity, requant
+        self.granularity, self.requant, self.balance = granularity, requant, balance
         self.act_bits, self.weight_bits, self.transform_bits = act_bits, weight_bits, transform_bits
         self.max_tap_shift = max_tap_shift
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        forms = winograd.integer_forms(tile)
+        forms = winograd.integer_forms(tile, balance)
         AT = forms.AT.astype(np.float64)
         BT = forms.BT.astype(np.float64)
         self.register_buffer("KB", torch.tensor(np.kron(BT, BT), dtype=torch.float32), persistent=False)
@@ -219,7 +221,7 @@ class WinogradConv2d(QLayer):
         if exact:
             g = self.weight.detach().double().cpu().numpy()
             s = s_U.detach().double().cpu().numpy()
-            Ui = golden.quantize_weights_winograd(g, self.tile, s, self.weight_bits)
+            Ui = golden.quantize_weights_winograd(g, self.tile, s, self.weight_bits, self.balance)
             U = torch.from_numpy(Ui.astype(np.float64)).reshape(self.out_channels, self.in_channels, -1)
             return U.permute(2, 0, 1).contiguous(), s_U
         Ur = self.weight_transform()
@@ -273,7 +275,7 @@ class WinogradConv2d(QLayer):
     def tap_gain(self) -> np.ndarray:
         """Squared gain of an error at each Winograd tap to the layer output:
         ``|A[:, i]|² |A[:, j]|²`` (flattened, ``[S]``)."""
-        a = (winograd.integer_forms(self.tile).AT.astype(np.float64) ** 2).sum(0)
+        a = (winograd.integer_forms(self.tile, self.balance).AT.astype(np.float64) ** 2).sum(0)
         return np.outer(a, a).reshape(-1)
 
     @torch.no_grad()
@@ -306,7 +308,7 @@ class WinogradConv2d(QLayer):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, tile={self.tile}, padding={self.padding}, "
-                f"relu={self.relu}, granularity={self.granularity}, requant={self.requant}")
+                f"relu={self.relu}, granularity={self.granularity}, balance={self.balance}, requant={self.requant}")
 
 
 def eligible(conv: nn.Module) -> bool:

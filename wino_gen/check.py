@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
     model = load_model(args.model_dir)
     produced = {}
     total = bad_total = 0
-    print(f"model {model.name}: tile {model.tile}, {model.granularity} scales, {model.requant} requant, "
+    print(f"model {model.name}: tile {model.tile}, {model.granularity} scales, {model.balance} balance, {model.requant} requant, "
           f"{model.samples} samples")
     for layer in model.layers:
         want = layer.arrays["y"].astype(np.int64)

@@ -99,6 +99,7 @@ class AcceleratorConfig:
     transform_bits: int = 8
     bias_bits: int = 32
     granularity: str = "layer"
+    balance: str = "none"
     requant: str = "pow2"
     mult_bits: int = 16
     max_tap_shift: int = 8
@@ -119,7 +120,8 @@ class AcceleratorConfig:
             v = getattr(self, name)
             if not lo <= v <= hi:
                 raise ConfigError(f"{name}: {v} is out of range; allowed: {lo}..{hi}")
-        for name, allowed in (("granularity", GRANULARITIES), ("requant", REQUANT_MODES), ("algo", ALGOS)):
+        for name, allowed in (("granularity", GRANULARITIES), ("balance", winograd.BALANCES),
+                              ("requant", REQUANT_MODES), ("algo", ALGOS)):
             v = getattr(self, name)
             if v not in allowed:
                 raise ConfigError(f"{name}: {v!r} is not supported; allowed: {', '.join(allowed)}")
@@ -157,7 +159,7 @@ class AcceleratorConfig:
             out_sum = signed_bits(prod_lo * self.max_channels * 9 + bias[0],
                                   prod_hi * self.max_channels * 9 + bias[1])
             return Widths(0, 0, signed_bits(prod_lo, prod_hi), acc, 0, 0, out_sum)
-        forms = winograd.integer_forms(self.tile)
+        forms = winograd.integer_forms(self.tile, self.balance)
         in1, inf = _transform_widths(forms.BT, lo_a, hi_a)
         acc = signed_bits(prod_lo * self.max_channels, prod_hi * self.max_channels)
         s = 1 << self.tap_shift

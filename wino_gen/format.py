@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import GRANULARITIES, REQUANT_MODES, TILES, int_range
+from .winograd import BALANCES
 from .errors import UsageError
 
 FORMAT = "wino-int8/1"
@@ -91,6 +92,11 @@ class Model:
     @property
     def granularity(self) -> str:
         return self.manifest["granularity"]
+
+    @property
+    def balance(self) -> str:
+        """Integer-form balance of the Winograd layers (``wino_gen.winograd.BALANCES``)."""
+        return self.manifest.get("balance", "none")
 
     @property
     def requant(self) -> str:
@@ -277,6 +283,8 @@ def _validate_manifest(m) -> None:
         raise _err(MANIFEST, "tile", f"{tile} not in {TILES}")
     if _want(MANIFEST, m, "granularity", str) not in GRANULARITIES:
         raise _err(MANIFEST, "granularity", f"{m['granularity']!r} not in {GRANULARITIES}")
+    if m.get("balance", "none") not in BALANCES:
+        raise _err(MANIFEST, "balance", f"{m['balance']!r} not in {BALANCES}")
     if _want(MANIFEST, m, "requant", str) not in REQUANT_MODES:
         raise _err(MANIFEST, "requant", f"{m['requant']!r} not in {REQUANT_MODES}")
     for key in ("act_bits", "weight_bits", "transform_bits"):

@@ -115,16 +115,16 @@ def untile_output(y: np.ndarray, Ho: int, Wo: int) -> np.ndarray:
     return y.transpose(0, 1, 2, 4, 3, 5).reshape(N, K, th * m, tw * m)[:, :, :Ho, :Wo]
 
 
-def input_transform(d: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+def input_transform(d: np.ndarray, tile: int, balance: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """``(BT d, BT d B)`` on tiles ``d[..., n, n]`` with the integer Bᵀ: exact integers."""
-    BT = winograd.integer_forms(tile).BT
+    BT = winograd.integer_forms(tile, balance).BT
     s1 = BT @ np.asarray(d, dtype=np.int64)
     return s1, s1 @ BT.T
 
 
-def output_transform(M: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+def output_transform(M: np.ndarray, tile: int, balance: str = "none") -> tuple[np.ndarray, np.ndarray]:
     """``(AT M, AT M A)`` on ``M[..., n, n]`` with the integer Aᵀ: exact integers."""
-    AT = winograd.integer_forms(tile).AT
+    AT = winograd.integer_forms(tile, balance).AT
     s1 = AT @ np.asarray(M, dtype=np.int64)
     return s1, s1 @ AT.T
 
@@ -154,7 +154,8 @@ def _check(name: str, v: np.ndarray, bits: int | None) -> None:
 def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requant,
                      m_align=0, padding: int = 1, relu: bool = False,
                      cfg: AcceleratorConfig | None = None, trace: dict | None = None,
-                     act_bits: int | None = None, transform_bits: int | None = None) -> np.ndarray:
+                     act_bits: int | None = None, transform_bits: int | None = None,
+                     balance: str | None = None) -> np.ndarray:
     """Full-int8 Winograd 3x3 stride-1 convolution, DESIGN.md's table step by step.
 
     ``x[N, C, H, W]`` int8, ``U[K, C, n, n]`` int8 Winograd-domain weights, ``bias[K]`` in the
@@ -162,8 +163,12 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
     ``m_align[n, n]`` left-shifts per-tap M onto the common output-transform scale. With
     ``cfg`` every intermediate is checked against the derived widths (and its bit widths
     are used); ``trace`` receives the intermediates. ``act_bits``/``transform_bits`` override
-    the saturation widths (default: the config's, else 8).
+    the saturation widths (default: the config's, else 8); ``balance`` picks the integer forms
+    (default: the config's, else ``none``).
     """
+    balance = balance or (cfg.balance if cfg else "none")
+    if cfg and cfg.balance != balance:
+        raise ValueError(f"balance {balance!r} differs from the config's {cfg.balance!r}")
     act_bits = act_bits or (cfg.act_bits if cfg else 8)
     t_bits = transform_bits or (cfg.transform_bits if cfg else 8)
     w = cfg.widths if cfg else None
@@ -176,7 +181,7 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
     Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
     d = tile_input(x, tile, padding)                       # [N, C, Th, Tw, n, n]
     th, tw = d.shape[2:4]
-    s1, Vraw = input_transform(d, tile)
+    s1, Vraw = input_transform(d, tile, balance)
     _check("input transform stage 1", s1, w and w.in_stage1)
     _check("input transform", Vraw, w and w.in_full)
     Vq = rq(Vraw, v.mult, v.shift, t_bits)
@@ -185,7 +190,7 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
     P = P.reshape(N, K, th, tw, n, n)
     Mq = rq(P, m.mult, m.shift, t_bits)
     Ma = Mq << np.asarray(m_align, dtype=np.int64)
-    o1, Y = output_transform(Ma, tile)
+    o1, Y = output_transform(Ma, tile, balance)
     _check("output transform stage 1", o1, w and w.out_stage1)
     _check("output transform", Y, w and w.out_full)
     Yb = Y + np.asarray(bias, dtype=np.int64)[None, :, None, None, None, None]
@@ -269,9 +274,10 @@ def linear(x, W, bias, *, y: Requant, relu: bool = False, bits: int = 8,
     return np.maximum(out, 0) if relu else out
 
 
-def quantize_weights_winograd(g: np.ndarray, tile: int, scale, bits: int = 8) -> np.ndarray:
+def quantize_weights_winograd(g: np.ndarray, tile: int, scale, bits: int = 8,
+                              balance: str = "none") -> np.ndarray:
     """Offline weight transform and quantization: ``U = sat(round(G_int g G_intᵀ / s_U))``
     in float64 (``scale`` scalar or ``[n, n]``), round half up like :func:`rq`."""
-    return fake_rq(winograd.weight_transform(g, tile), 1.0 / np.asarray(scale, dtype=np.float64),
+    return fake_rq(winograd.weight_transform(g, tile, balance), 1.0 / np.asarray(scale, dtype=np.float64),
                    bits).astype(np.int64)
 

@@ -25,7 +25,7 @@ def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
         return golden.winograd_conv3x3(
             x, a["U"], a["bias"], tile=model.tile, v=requant(layer, "v"), m=requant(layer, "m"),
             y=requant(layer, "y"), m_align=a["m_align"].astype(np.int64), padding=s["padding"],
-            relu=s["relu"], cfg=cfg)
+            relu=s["relu"], cfg=cfg, balance=model.balance)
     if layer.op == "direct_conv":
         return golden.direct_conv(x, a["W"], a["bias"], y=requant(layer, "y"), stride=s["stride"],
                                   padding=s["padding"], relu=s["relu"], cfg=cfg)

@@ -195,7 +195,7 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
     dsp = mults if use_dsp else 0
     rq_lut = lambda wi, wo: (wi + 8) * 3 + 2 * wo  # noqa: E731  shifter + round + saturate
     if cfg.algo == "winograd":
-        forms = winograd.integer_forms(cfg.tile)
+        forms = winograd.integer_forms(cfg.tile, cfg.balance)
         from .config import signed_bits  # noqa: F401
         terms_in = sum(len([c for c in row if c]) for row in forms.BT) * cfg.n * 2
         terms_out = sum(len([c for c in row if c]) for row in forms.AT) * (cfg.n + cfg.tile)
