@@ -17,8 +17,8 @@ def main(argv: list[str]) -> int:
     model = load_model(args.model_dir)
     produced = {}
     total = bad_total = 0
-    print(f"model {model.name}: tile {model.tile}, {model.granularity} scales, {model.balance} balance, {model.requant} requant, "
-          f"{model.samples} samples")
+    print(f"model {model.name}: tile {model.tile}, {model.granularity} scales, {model.balance} balance, "
+          f"{model.requant} requant, {model.samples} samples")
     for layer in model.layers:
         want = layer.arrays["y"].astype(np.int64)
         got = run_layer(model, layer, stored_inputs(layer))

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import GRANULARITIES, REQUANT_MODES, TILES, int_range
-from .winograd import BALANCES
 from .errors import UsageError
+from .winograd import BALANCES
 
 FORMAT = "wino-int8/1"
 MANIFEST = "manifest.json"
