@@ -40,7 +40,7 @@ def integer_pass(net: QuantNet, x: torch.Tensor) -> dict[str, np.ndarray]:
     net.record = {}
     try:
         net(x)
-        rec = {k: v.numpy().astype(np.int64) for k, v in net.record.items()}
+        rec = {k: v.cpu().numpy().astype(np.int64) for k, v in net.record.items()}
     finally:
         net.record = None
         net.mode = mode

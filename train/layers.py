@@ -48,14 +48,15 @@ class _Weighted(QLayer):
         if self.bias is not None:
             b = round_ste(self.bias.to(dt) / s_acc).clamp(*INT32)
         else:
-            b = torch.zeros(W.shape[0], dtype=dt)
+            b = torch.zeros(W.shape[0], dtype=dt, device=x.device)
         acc = acc + b.reshape(1, -1, *([1] * (acc.dim() - 2)))
         r, req = exact_ratio(s_acc / s_y, self.requant)
         y = fq(acc, r, self.act_bits)
         if self.relu:
             y = F.relu(y)
         if not self.training:
-            self.last = {"W": W.detach().numpy().astype(np.int8), "bias": b.detach().numpy().astype(np.int32),
+            self.last = {"W": W.detach().cpu().numpy().astype(np.int8),
+                         "bias": b.detach().cpu().numpy().astype(np.int32),
                          "y_mult": np.int32(req.mult), "y_shift": np.int32(req.shift),
                          "scale_out": float(s_y.detach())}
         return y, self.s_y()
@@ -122,7 +123,7 @@ class QAdd(QLayer):
         shift = min(max(shift, 0), 31)            # the format's range for add
         am = round_ste(ra * 2.0 ** shift).clamp(0, 65535)
         bm = round_ste(rb * 2.0 ** shift).clamp(0, 65535)
-        y = fq(a * am + b * bm, torch.tensor(2.0 ** -shift, dtype=dt), self.act_bits)
+        y = fq(a * am + b * bm, torch.tensor(2.0 ** -shift, dtype=dt, device=a.device), self.act_bits)
         if self.relu:
             y = F.relu(y)
         if not self.training:
@@ -172,7 +173,7 @@ class QAvgPool(QLayer):
 
     def forward_int(self, x, s_x):
         s = F.avg_pool2d(x, self.kernel, self.stride, divisor_override=1)
-        y = fq(s, torch.tensor(self.ratio, dtype=x.dtype), self.act_bits)
+        y = fq(s, torch.tensor(self.ratio, dtype=x.dtype, device=x.device), self.act_bits)
         s_y = s_x / (self.kernel**2 * self.ratio)
         if not self.training:
             self.last = {"mult": np.int32(self.req.mult), "shift": np.int32(self.req.shift),

@@ -74,7 +74,7 @@ def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
 def fq(v: torch.Tensor, r, bits: int = 8) -> torch.Tensor:
     """``clamp(floor(v * r + 1/2), int_range(bits))`` with the straight-through estimator."""
     if not torch.is_tensor(r):
-        r = torch.tensor(r, dtype=v.dtype)
+        r = torch.tensor(r, dtype=v.dtype, device=v.device)
     return _FQ.apply(v, r.to(v.dtype), bits)
 
 

@@ -169,7 +169,7 @@ class WinogradConv2d(QLayer):
         multiples of the smallest one so the output transform adds them in one scale."""
         if self.granularity == "layer":
             s = self.s_M()
-            return s, s, torch.zeros((self.n, self.n))
+            return s, s, torch.zeros((self.n, self.n), device=s.device)
         l = self.s_M.log2
         # the smallest scale, raised when the spread exceeds max_tap_shift: then the small
         # taps lose resolution instead of the large ones saturating
@@ -222,7 +222,7 @@ class WinogradConv2d(QLayer):
             g = self.weight.detach().double().cpu().numpy()
             s = s_U.detach().double().cpu().numpy()
             Ui = golden.quantize_weights_winograd(g, self.tile, s, self.weight_bits, self.balance)
-            U = torch.from_numpy(Ui.astype(np.float64)).reshape(self.out_channels, self.in_channels, -1)
+            U = torch.from_numpy(Ui.astype(np.float64)).to(s_U.device).reshape(self.out_channels, self.in_channels, -1)
             return U.permute(2, 0, 1).contiguous(), s_U
         Ur = self.weight_transform()
         return fq(Ur, 1.0 / self._tapshape(s_U), self.weight_bits), s_U
@@ -250,7 +250,7 @@ class WinogradConv2d(QLayer):
             b = round_ste(self.bias.to(dt) / s_M0.to(dt)).clamp(*INT32)
             Y = Y + b[None, :, None, None]
         else:
-            b = torch.zeros(self.out_channels, dtype=dt)
+            b = torch.zeros(self.out_channels, dtype=dt, device=x.device)
         s_y = self.s_y()
         r_y, req_y = exact_ratio(s_M0.to(dt) / s_y.to(dt), mode)
         y = fq(Y, r_y, self.act_bits)
@@ -261,11 +261,11 @@ class WinogradConv2d(QLayer):
             full = lambda a: np.broadcast_to(np.asarray(a, dtype=np.int64), (n, n)).astype(np.int32)  # noqa: E731
             self.last = {
                 "U": U.permute(1, 2, 0).reshape(self.out_channels, self.in_channels, n, n)
-                      .numpy().astype(np.int8),
-                "bias": b.detach().numpy().astype(np.int32),
+                      .cpu().numpy().astype(np.int8),
+                "bias": b.detach().cpu().numpy().astype(np.int32),
                 "v_mult": full(req_V.mult), "v_shift": full(req_V.shift),
                 "m_mult": full(req_M.mult), "m_shift": full(req_M.shift),
-                "m_align": full(align.numpy().astype(np.int64)),
+                "m_align": full(align.cpu().numpy().astype(np.int64)),
                 "y_mult": np.int32(req_y.mult), "y_shift": np.int32(req_y.shift),
                 "scale_out": float(s_y.detach()),
             }
