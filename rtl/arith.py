@@ -15,8 +15,12 @@ from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
 
 from wino_gen.config import int_range
 
-#: Register stages of :func:`rq_pipeline`: multiply, shift+round, saturate.
-RQ_LATENCY = 3
+
+def rq_latency(fixed: bool) -> int:
+    """Register stages of :func:`rq_pipeline`: (multiply,) shift + clamp, round + saturate."""
+    return 3 if fixed else 2
+
+
 #: Width of a requant shift field (signed): right shift > 0, exact left shift <= 0.
 SHIFT_BITS = 8
 
@@ -100,46 +104,50 @@ def adder_tree(m: Module, en, values, width: int, name: str):
 
 def rq_pipeline(m: Module, en, v, in_bits: int, mult, shift, out_bits: int, *,
                 relu=None, name: str = "rq"):
-    """``golden.rq(v, mult, shift, out_bits)`` in :data:`RQ_LATENCY` register stages.
+    """``golden.rq(v, mult, shift, out_bits)`` in :func:`rq_latency` register stages.
 
     ``mult`` is an unsigned Value (``fixed`` mode) or ``None`` (``pow2``: mult = 1, no
     multiplier); ``shift`` a signed :data:`SHIFT_BITS` Value. Right shifts round half up via
     ``t = p >> (s-1); (t >> 1) + t[0]`` (equal to ``(p + 2**(s-1)) >> s``); a left shift by
-    ``-s`` is clamped to ``out_bits`` places, which saturates exactly as the unclamped shift
-    would. ``relu`` (a 1-bit Value) clamps the result at 0. The parameters must stay constant
-    while a value is in flight (they are layer configuration).
+    ``-s`` is clamped to ``out_bits`` places. ``t`` is clamped to ``out_bits + 2`` bits as
+    soon as it exists: both roundings are monotonic and a clamped ``t`` still lies outside
+    the output range, so every result saturates exactly as before, and the registers behind
+    the shifter are narrow (they were most of a lane's flip-flops). ``relu`` (a 1-bit Value)
+    clamps the result at 0. The parameters must stay constant while a value is in flight
+    (they are layer configuration).
+
+    Stages: ``pow2``: shift + clamp, round + saturate + ReLU; ``fixed``: product first.
     """
-    # stage 1: product
-    pw = in_bits if mult is None else in_bits + len(mult) + 1
-    p = Signal(signed(pw), name=f"{name}_p")
-    with m.If(en):
-        m.d.sync += p.eq(v if mult is None else v * mult)
-    # stage 2: shift and round (both directions), registered
+    cw = out_bits + 2
     lsh_bits = max(1, (out_bits).bit_length())
-    rw = pw + out_bits + 1
-    r = Signal(signed(rw), name=f"{name}_r")
+    pw = in_bits if mult is None else in_bits + len(mult) + 1
+    # a right shift by pw - 1 or more leaves only sign bits: clamping the amount there keeps
+    # the shifter log2(pw) levels deep instead of SHIFT_BITS
+    rmax = pw - 1
     sh = Signal(signed(SHIFT_BITS), name=f"{name}_sh")
-    m.d.comb += sh.eq(shift)
-    right = Signal(unsigned(SHIFT_BITS), name=f"{name}_ramt")
+    right = Signal(range(rmax + 1), name=f"{name}_ramt")
     left = Signal(unsigned(lsh_bits), name=f"{name}_lamt")
     m.d.comb += [
-        right.eq(Mux(sh > 0, sh - 1, 0)),
+        sh.eq(shift),
+        right.eq(Mux(sh > rmax, rmax, Mux(sh > 0, sh - 1, 0))),
         left.eq(Mux(sh < -out_bits, out_bits, Mux(sh < 0, -sh, 0))),
     ]
-    t = Signal(signed(pw), name=f"{name}_t")
-    m.d.comb += t.eq(p >> right)
-    with m.If(en):
-        with m.If(sh > 0):
-            m.d.sync += r.eq((t >> 1) + t[0])
-        with m.Else():
-            m.d.sync += r.eq(p << left)
-    # stage 3: saturate (+ ReLU)
+    t = Signal(signed(cw), name=f"{name}_t")
     o = Signal(signed(out_bits), name=f"{name}_o")
-    sat = saturate(r, out_bits)
-    if relu is not None:
-        sat = Mux(relu & (r < 0), 0, sat)
-    with m.If(en):
-        m.d.sync += o.eq(sat)
+
+    def rounded(t):
+        return saturate(Mux(sh > 0, (t >> 1) + t[0], t << left), out_bits)
+
+    def relu_of(s):
+        return s if relu is None else Mux(relu & (s < 0), 0, s)
+
+    if mult is None:
+        with m.If(en):
+            m.d.sync += [t.eq(saturate(v >> right, cw)), o.eq(relu_of(rounded(t)))]
+    else:
+        p = Signal(signed(pw), name=f"{name}_p")
+        with m.If(en):
+            m.d.sync += [p.eq(v * mult), t.eq(saturate(p >> right, cw)), o.eq(relu_of(rounded(t)))]
     return o
 
 

@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned  # noqa: F401
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .arith import RQ_LATENCY, SHIFT_BITS, rq_pipeline
+from .arith import SHIFT_BITS, rq_latency, rq_pipeline
 
 
 def requant_params_layout(n_params: int, mult_bits: int | None) -> data.StructLayout:
@@ -20,7 +20,7 @@ def requant_params_layout(n_params: int, mult_bits: int | None) -> data.StructLa
 
 def lane_rq(m, en, vals, in_bits, params, n_params, mult_bits, out_bits, *, relu=None, name="rq"):
     """Apply :func:`rq_pipeline` to every lane of ``vals``; lane ``i`` uses parameter
-    ``i % n_params``. Returns the list of output signals (latency :data:`RQ_LATENCY`)."""
+    ``i % n_params``. Returns the list of output signals (latency :func:`rq_latency`)."""
     outs = []
     for i, v in enumerate(vals):
         p = i % n_params
@@ -36,7 +36,7 @@ class Requantizer(wiring.Component):
     Parameters: ``lanes`` values of ``in_bits`` signed in, ``out_bits`` signed out, ``n_params``
     parameter sets (1 or the tap count), ``mult_bits`` (``None`` for ``pow2``: shifts only),
     ``tag`` an optional payload shape carried alongside unchanged. Latency
-    :data:`RQ_LATENCY`; the whole pipeline stalls when the output is not taken.
+    :func:`rq_latency`; the whole pipeline stalls when the output is not taken.
     """
 
     def __init__(self, *, lanes: int, in_bits: int, out_bits: int, n_params: int = 1,
@@ -66,7 +66,7 @@ class Requantizer(wiring.Component):
                        self.mult_bits, self.out_bits)
         valid = self.i.valid
         tag = self.i.payload.tag if self.tag_shape is not None else None
-        for s in range(RQ_LATENCY):
+        for s in range(rq_latency(self.mult_bits is not None)):
             v = Signal(name=f"valid{s}")
             with m.If(en):
                 m.d.sync += v.eq(valid)

@@ -38,7 +38,7 @@ from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
 
-from .arith import RQ_LATENCY, rq_pipeline
+from .arith import rq_latency, rq_pipeline
 from .pe import PEArray, Serializer, pe_geometry, step_tag_layout, weight_stream_layout
 from .requant import Requantizer, requant_params_layout
 from .tilebuf import LayerController, TileBuffer, input_beat_layout, shape_layout
@@ -206,7 +206,7 @@ class DirectAccel(wiring.Component):
                             relu=lay.relu, name=f"yrq{k}")
             m.d.comb += self.o.payload[k].eq(o)
         valid = pe.o.valid
-        for d in range(1 + RQ_LATENCY):
+        for d in range(1 + rq_latency(cfg.requant == "fixed")):
             r = Signal(name=f"ov{d}")
             with m.If(en):
                 m.d.sync += r.eq(valid)

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from wino_gen.config import AcceleratorConfig
 from wino_gen.winograd import integer_forms
 
-from .arith import RQ_LATENCY, lin_comb, rq_pipeline
+from .arith import lin_comb, rq_latency, rq_pipeline
 from .requant import lane_rq, requant_params_layout
 
 
@@ -108,7 +108,8 @@ class OutputStage(wiring.Component):
         self.cfg = cfg
         self.tag_shape = tag_shape
         n, mt, w = cfg.n, cfg.tile, cfg.widths
-        self.latency = RQ_LATENCY + 1 + 1 + 1 + RQ_LATENCY
+        self.rq_latency = rq_latency(cfg.requant == "fixed")
+        self.latency = self.rq_latency + 1 + 1 + 1 + self.rq_latency
         super().__init__({
             "params": In(output_params_layout(cfg)),
             "i": In(stream.Signature(_payload({
@@ -131,7 +132,7 @@ class OutputStage(wiring.Component):
         # M requant
         M = lane_rq(m, en, list(self.i.payload.data), w.accumulator, p.m, n_p, mb,
                     cfg.transform_bits, name="mrq")
-        bias = _delay(m, en, self.i.payload.bias, RQ_LATENCY, "bias")
+        bias = _delay(m, en, self.i.payload.bias, self.rq_latency, "bias")
         # alignment + first pass (Aᵀ Ma), registered
         if cfg.tap_shift:
             Ma = []

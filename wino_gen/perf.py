@@ -26,7 +26,12 @@ from . import winograd
 from .config import AcceleratorConfig
 
 # pipeline latency (register stages) of the blocks, as built in rtl/
-_TILEBUF, _ITF, _RQ, _SER = 3, 2, 3, 1
+_TILEBUF, _ITF, _SER = 3, 2, 1
+
+
+def _rq(cfg: AcceleratorConfig) -> int:
+    """A requantizer's stages (``rtl.arith.rq_latency``): the product takes one more."""
+    return 3 if cfg.requant == "fixed" else 2
 
 
 def _ceil(a, b):
@@ -41,8 +46,8 @@ def _pe_latency(cfg: AcceleratorConfig) -> int:
 
 def winograd_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from a step command to its output beat (the last step of a tile)."""
-    out_stage = 2 * _RQ + 3
-    return _TILEBUF + _ITF + _RQ + _pe_latency(cfg) + _SER + out_stage
+    out_stage = 2 * _rq(cfg) + 3
+    return _TILEBUF + _ITF + _rq(cfg) + _pe_latency(cfg) + _SER + out_stage
 
 
 def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
@@ -99,7 +104,7 @@ def direct_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, kernel:
     steps = n_kb * Ho * Wo * n_step
     # the first weight block (n_step beats) loads before the first step; then one step per
     # cycle (weights double buffered), and the pipeline latency to the last output
-    cycles = n_step + steps + _pe_latency(cfg) + 2 + _RQ
+    cycles = n_step + steps + _pe_latency(cfg) + 2 + _rq(cfg)
     macs = Ho * Wo * C * K * kernel * kernel
     return {"cycles": int(cycles), "steps": steps, "n_step": n_step, "n_kb": n_kb,
             "utilization": macs / (cycles * cfg.multipliers),
