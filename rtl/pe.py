@@ -11,6 +11,7 @@ from amaranth.utils import ceil_log2
 from wino_gen.config import AcceleratorConfig
 
 from .arith import adder_tree
+from .mac16 import mac16_pair
 from .ram import SDPRam
 
 
@@ -167,6 +168,53 @@ class PEArray(wiring.Component):
             "o": Out(stream.Signature(pe_out_layout(cfg))),
         })
 
+    def _operands(self, m, x, wword, name):
+        """Unpack a step's values and a weight word once (indexing a wide value per
+        multiplier makes Amaranth walk all of its bits each time): ``xs[c][s]``,
+        ``ws[k][c][s]``."""
+        cfg, S = self.cfg, self.S
+        xs = [[Signal(signed(in_value_bits(cfg)), name=f"{name}x{c}_{s}") for s in range(S)]
+              for c in range(cfg.unroll_in)]
+        m.d.comb += Cat(*(v for row in xs for v in row)).eq(x)
+        ws = [[[Signal(signed(cfg.weight_bits), name=f"{name}w{k}_{c}_{s}") for s in range(S)]
+               for c in range(cfg.unroll_in)] for k in range(cfg.unroll)]
+        m.d.comb += Cat(*(v for a in ws for b in a for v in b)).eq(wword)
+        return xs, ws
+
+    def _products(self, m, en, x1, w1):
+        """Stage 2: operand registers (the weight RAM's read data and the step's values), so
+        that no block RAM -> multiplier path is left combinational; stage 3: products."""
+        cfg, S = self.cfg, self.S
+        x2, w2 = Signal(len(x1), name="x2"), Signal(len(w1), name="w2")
+        with m.If(en):
+            m.d.sync += [x2.eq(x1), w2.eq(w1)]
+        xs, ws = self._operands(m, x2, w2, "")
+        prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
+        with m.If(en):
+            for k in range(cfg.unroll):
+                for c in range(cfg.unroll_in):
+                    for s in range(S):
+                        p = Signal(signed(cfg.widths.product), name=f"prod{k}_{c}_{s}")
+                        m.d.sync += p.eq(ws[k][c][s] * xs[c][s])
+                        prods[k][c][s] = p
+        return prods
+
+    def _mac16_products(self, m, en, x1, w1):
+        """Stages 2 and 3 inside iCE40 SB_MAC16 blocks, two products per block
+        (:mod:`rtl.mac16`)."""
+        cfg, S = self.cfg, self.S
+        xs, ws = self._operands(m, x1, w1, "op_")
+        idx = [(k, c, s) for k in range(cfg.unroll) for c in range(cfg.unroll_in) for s in range(S)]
+        if len(idx) % 2:
+            raise ValueError("SB_MAC16 pairs need an even number of multipliers")
+        prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
+        for i in range(0, len(idx), 2):
+            (k0, c0, s0), (k1, c1, s1) = idx[i], idx[i + 1]
+            p0, p1 = mac16_pair(m, en, ws[k0][c0][s0], xs[c0][s0], ws[k1][c1][s1], xs[c1][s1],
+                                f"mac{i // 2}")
+            prods[k0][c0][s0], prods[k1][c1][s1] = p0, p1
+        return prods
+
     def elaborate(self, platform):
         m = Module()
         cfg, S = self.cfg, self.S
@@ -196,29 +244,10 @@ class PEArray(wiring.Component):
         with m.If(en):
             m.d.sync += [v1.eq(accept), x1.eq(self.i.payload.data), f1.eq(tag.first),
                          l1.eq(tag.last)]
-        # stage 2: operand registers (the weight RAM's read data and the step's V values), so
-        # that no block RAM -> multiplier path is left combinational
-        x2 = Signal.like(x1, name="x2")
-        w2 = Signal(len(wb.rd_data.as_value()), name="w2")
-        with m.If(en):
-            m.d.sync += [x2.eq(x1), w2.eq(wb.rd_data.as_value())]
-        # stage 3: products
-        # unpack the wide weight word and step once (indexing a wide value per multiplier
-        # makes Amaranth walk all of its bits each time)
-        xb = in_value_bits(cfg)
-        xs = [[Signal(signed(xb), name=f"x{c}_{s}") for s in range(S)] for c in range(cfg.unroll_in)]
-        m.d.comb += Cat(*(v for row in xs for v in row)).eq(x2.as_value())
-        ws = [[[Signal(signed(cfg.weight_bits), name=f"w{k}_{c}_{s}") for s in range(S)]
-               for c in range(cfg.unroll_in)] for k in range(cfg.unroll)]
-        m.d.comb += Cat(*(v for a in ws for b in a for v in b)).eq(w2)
-        prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
-        with m.If(en):
-            for k in range(cfg.unroll):
-                for c in range(cfg.unroll_in):
-                    for s in range(S):
-                        p = Signal(signed(w.product), name=f"prod{k}_{c}_{s}")
-                        m.d.sync += p.eq(ws[k][c][s] * xs[c][s])
-                        prods[k][c][s] = p
+        if getattr(platform, "wino_ice40_mac16", False):
+            prods = self._mac16_products(m, en, x1.as_value(), wb.rd_data.as_value())
+        else:
+            prods = self._products(m, en, x1.as_value(), wb.rd_data.as_value())
         valid, first, last, bias = v1, f1, l1, wb.rd_bias
 
         def delay(sig, name):
