@@ -244,10 +244,12 @@ class AcceleratorAdapter:
 
 
 def _rom(words, width):
-    """A ROM with a synchronous read port; anything bigger than a few LUTs' worth goes to
-    block RAM (yosys otherwise builds wide shallow ROMs from LUTs, which filled an iCE40)."""
+    """A ROM with a synchronous read port. Deep ROMs bigger than a few LUTs' worth go to
+    block RAM (yosys otherwise builds them from LUTs, which filled an iCE40); up to 16 words
+    each bit is one LUT4, and a wide shallow ROM would take a block RAM per 16 bits on the
+    iCE40 (the weight ROM alone: 10 of the UP5K's 30)."""
     depth = max(len(words), 1)
-    attrs = {"ram_style": "block", "rom_style": "block"} if depth * width > 1024 else None
+    attrs = {"ram_style": "block", "rom_style": "block"} if depth * width > 1024 and depth > 16 else None
     return Memory(shape=unsigned(width), depth=depth,
                   init=[w & ((1 << width) - 1) for w in words] or [0], attrs=attrs)
 

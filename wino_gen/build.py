@@ -35,6 +35,13 @@ from .generate import add_config_flags
 # ResNet-18 layer used for the throughput figure: conv2_x (56x56, 64 -> 64, 3x3, stride 1)
 RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K": 64}
 
+# Every read port of the accelerator's RAMs (rtl.ram.SDPRam: line buffer, weight buffer)
+# reads an address that is not being written in the same cycle, or its data is discarded, so
+# the old-data-on-collision behaviour Amaranth asks for is not needed; yosys emulates it with
+# an address comparator and a bypass register per bit (~0.3k LCs on the iCEBreaker) unless
+# told so. ROM read ports (no write port) have an empty mask and are not selected.
+NO_COLLISION_CHECK = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:COLLISION_X_MASK=1'0 %i"
+
 TOOLS = {
     "ecp5": {"YOSYS": "yosys", "NEXTPNR_ECP5": "nextpnr-ecp5", "ECPPACK": "ecppack"},
     "ice40": {"YOSYS": "yosys", "NEXTPNR_ICE40": "nextpnr-ice40", "ICEPACK": "icepack"},
@@ -302,8 +309,14 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "au
     target = target_mhz if target_mhz is not None else board.default_target_mhz
     platform = board.make_platform(target)
     synth_opts = board.dsp_synth_opts if use_dsp else board.nodsp_synth_opts
+    if use_dsp and board.family == "ice40":
+        # the PE's products go to SB_MAC16 instances, two per block (rtl.mac16); anything
+        # else yosys would map to the DSPs too, so it does not get -dsp
+        platform.wino_ice40_mac16 = True
+        synth_opts = board.nodsp_synth_opts
     nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail"]
-    plan = platform.prepare(top, name="top", synth_opts=synth_opts, nextpnr_opts=nextpnr_opts)
+    plan = platform.prepare(top, name="top", synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
+                            script_after_read=NO_COLLISION_CHECK)
     t_elab = time.monotonic() - t0
     bdir = out / "build"
     plan.extract(str(bdir))
