@@ -277,29 +277,22 @@ class PEArray(wiring.Component):
         for d in range(lat):
             valid, first, last, bias = (delay(valid, f"vt{d}"), delay(first, f"ft{d}"),
                                         delay(last, f"lt{d}"), delay(bias, f"bt{d}"))
-        # step register, operand registers, products, adder tree levels, output register
-        self.latency = 4 + lat
-        # accumulators and the output register
-        out_valid = Signal()
-        outs = []   # one register per lane, joined once (slice assignments into one wide
+        # step register, operand registers, products, adder tree levels; the accumulators'
+        # sums leave on the last step straight from the adders (the consumer registers them:
+        # a copy here cost a flip-flop per accumulator bit and a cycle)
+        self.latency = 3 + lat
+        outs = []   # one signal per lane, joined once (slice assignments into one wide
         #            signal cost Amaranth a pass over all its bits per statement)
         for k in range(cfg.unroll):
             for s in range(self.lanes):
                 acc = Signal(signed(w.accumulator), name=f"acc{k}_{s}")
                 nxt = Signal(signed(w.accumulator), name=f"accn{k}_{s}")
-                out = Signal(signed(w.accumulator), name=f"out{k}_{s}")
                 m.d.comb += nxt.eq(sums[k][s] + Mux(first, 0, acc))
                 with m.If(en & valid):
                     m.d.sync += acc.eq(nxt)
-                    with m.If(last):
-                        m.d.sync += out.eq(nxt)
-                outs.append(out)
-        m.d.comb += self.o.payload.acc.as_value().eq(Cat(*outs))
-        with m.If(en):
-            m.d.sync += out_valid.eq(valid & last)
-            with m.If(valid & last):
-                m.d.sync += self.o.payload.bias.eq(bias)
-        m.d.comb += self.o.valid.eq(out_valid)
+                outs.append(nxt)
+        m.d.comb += [self.o.payload.acc.as_value().eq(Cat(*outs)), self.o.payload.bias.eq(bias),
+                     self.o.valid.eq(valid & last)]
         return m
 
 

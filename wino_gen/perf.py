@@ -40,8 +40,8 @@ def _ceil(a, b):
 
 def _pe_latency(cfg: AcceleratorConfig) -> int:
     reduce = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * cfg.n * cfg.n
-    # step, operand (RAM -> multiplier), product and output registers + adder tree levels
-    return 4 + math.ceil(math.log2(reduce)) if reduce > 1 else 4
+    # step, operand (RAM -> multiplier) and product registers + adder tree levels
+    return 3 + math.ceil(math.log2(reduce)) if reduce > 1 else 3
 
 
 def winograd_latency(cfg: AcceleratorConfig) -> int:
