@@ -98,3 +98,12 @@ def test_drop_in_quant_mode_close_to_conv():
     with torch.no_grad():
         ref, got = conv(x), w(x)
     assert ((got - ref).abs().mean() / ref.abs().mean()).item() < 0.1
+
+
+@pytest.mark.parametrize("n,m", [(4, 2), (6, 4), (8, 6)])
+def test_tiles_backward_is_the_adjoint(n, m):
+    """The hand-written tile backward (one F.fold) against autograd's numerical gradient."""
+    from train.winograd_conv import _Tiles
+
+    xp = torch.randn(2, 3, 3 * m + 2, 2 * m + 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _Tiles.apply(t, n, m), (xp,))
