@@ -1,7 +1,9 @@
 """Accuracy table of full-int8 Winograd on Fashion-MNIST / ResNet-20: FP32, PTQ-direct,
 PTQ-Winograd and QAT (layer and tap scales) for m = 2, 4, 6, each with the fake-quant accuracy
 and the accuracy of the exported integer network run by wino_gen.golden; plus the ablation that
-quantizes one Winograd step at a time (layer scales).
+quantizes one Winograd step at a time (layer scales). Layer-scale entries run with both integer
+forms: ``layer`` (``balance=smooth``, the training default) and ``layer-unbalanced``
+(``balance=none``, the smallest integer matrices).
 
     python benchmarks/accuracy.py --init runs/fp32/model.pt
 
@@ -35,6 +37,8 @@ from wino_gen import format as wformat  # noqa: E402
 from wino_gen.network import run_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+GRANS = ("layer-unbalanced", "layer", "tap")
+GRAN_LABEL = {"layer-unbalanced": "layer, forms none", "layer": "layer, forms smooth", "tap": "tap"}
 
 
 @torch.no_grad()
@@ -171,8 +175,9 @@ def main():
     run("fp32", lambda: {"acc": float((predict(fp32, X) == Y).float().mean()), "test_samples": len(Y)})
 
     def ptq(tile, gran, algo):
-        net = convert(fp32, input_shape=(1, 28, 28), tile=tile, granularity=gran, requant=a.requant, algo=algo,
-                      max_tap_shift=a.max_tap_shift)
+        balance = "none" if gran == "layer-unbalanced" else "smooth"
+        net = convert(fp32, input_shape=(1, 28, 28), tile=tile, granularity=gran.split("-")[0], requant=a.requant,
+                      algo=algo, max_tap_shift=a.max_tap_shift, balance=balance)
         t = time.time()
         net.calibrate(calib_x, a.calib)
         e = {"calib_s": round(time.time() - t, 1), "calib_samples": 128 * len(calib_x)}
@@ -185,10 +190,10 @@ def main():
 
     run("ptq-direct", lambda: ptq_entry(4, "layer", "direct"))
     for tile in a.tiles:
-        for gran in ("layer", "tap"):
+        for gran in GRANS:
             run(f"ptq-winograd/F{tile}/{gran}", lambda tile=tile, gran=gran: ptq_entry(tile, gran, "winograd"))
     for tile in a.tiles:
-        for gran in ("layer", "tap"):
+        for gran in GRANS:
             def q(tile=tile, gran=gran):
                 net, e = ptq(tile, gran, "winograd")
                 e.update(qat(net, Xtr, Ytr, a.qat_epochs, a.batch_size, a.lr, a.scale_lr))
@@ -197,16 +202,16 @@ def main():
             run(f"qat/F{tile}/{gran}", q)
     # ablation: quantize one Winograd step at a time (everything else FP32), layer scales
     Xa, Ya = X[:a.ablation_test], Y[:a.ablation_test]
-    for tile in a.tiles:
-        def abl(tile=tile):
-            net, e = ptq(tile, "layer", "winograd")
+    for tile, gran in ((t, g) for t in a.tiles for g in ("layer", "layer-unbalanced")):
+        def abl(tile=tile, gran=gran):
+            net, e = ptq(tile, gran, "winograd")
             net.mode = "real"
             for steps in (["x"], ["V"], ["U"], ["M"], ["y"], ["x", "V", "U", "M", "y"]):
                 net.set_steps({"winograd_conv3x3": set(steps)})
                 e["+".join(steps)] = float((predict(net, Xa) == Ya).float().mean())
             e["test_samples"] = len(Ya)
             return e
-        run(f"ablation/F{tile}/layer", abl)
+        run(f"ablation/F{tile}/{gran}", abl)
     save()
     if a.only is None:
         plot(res, RESULTS / "accuracy_vs_tile.png")
@@ -235,16 +240,17 @@ def table(res) -> str:
     rows.append(f"| FP32 | – | {cell(fp)} | {cell(fp)} | {cell(fp)} |")
     rows.append(f"| PTQ int8 direct conv | layer | {cell(di)} | {cell(di)} | {cell(di)} |")
     for mode, label in (("ptq-winograd", "PTQ full-int8 Winograd"), ("qat", "QAT full-int8 Winograd")):
-        for gran in ("layer", "tap"):
+        for gran in GRANS:
             cells = [cell(E.get(f"{mode}/F{t}/{gran}")) for t in (2, 4, 6)]
-            rows.append(f"| {label} | {gran} | " + " | ".join(cells) + " |")
+            rows.append(f"| {label} | {GRAN_LABEL[gran]} | " + " | ".join(cells) + " |")
     abl = ["", "Ablation (layer scales, one Winograd step quantized, the rest FP32):", "",
-           "| tile | x | V | U | M | y | all |", "|---|---|---|---|---|---|---|"]
-    for t in (2, 4, 6):
-        e = E.get(f"ablation/F{t}/layer")
-        if e:
-            abl.append(f"| F{t} | " + " | ".join(f"{100 * e[k]:.1f}" for k in
-                                                  ("x", "V", "U", "M", "y", "x+V+U+M+y")) + " |")
+           "| tile | forms | x | V | U | M | y | all |", "|---|---|---|---|---|---|---|---|"]
+    for gran in ("layer-unbalanced", "layer"):
+        for t in (2, 4, 6):
+            e = E.get(f"ablation/F{t}/{gran}")
+            if e:
+                abl.append(f"| F{t} | {GRAN_LABEL[gran].split(', ')[1]} | " + " | ".join(
+                    f"{100 * e[k]:.1f}" for k in ("x", "V", "U", "M", "y", "x+V+U+M+y")) + " |")
     return "\n".join(rows + abl)
 
 
@@ -256,8 +262,9 @@ def plot(res, path):
     E = res["entries"]
     fig, ax = plt.subplots(figsize=(6, 4))
     tiles = [2, 4, 6]
-    for key, style in (("ptq-winograd/{}/layer", "o--"), ("ptq-winograd/{}/tap", "s--"),
-                       ("qat/{}/layer", "o-"), ("qat/{}/tap", "s-")):
+    for key, style in (("ptq-winograd/{}/layer-unbalanced", "x:"), ("ptq-winograd/{}/layer", "o--"),
+                       ("ptq-winograd/{}/tap", "s--"), ("qat/{}/layer-unbalanced", "x-"), ("qat/{}/layer", "o-"),
+                       ("qat/{}/tap", "s-")):
         ys = [100 * E[key.format(f"F{t}")]["acc"] if key.format(f"F{t}") in E else np.nan for t in tiles]
         ax.plot(tiles, ys, style, label=key.replace("/{}", ""))
     if "fp32" in E:
