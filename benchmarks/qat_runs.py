@@ -34,6 +34,7 @@ def parse(argv=None):
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per run")
     ap.add_argument("--deadline", type=float, default=540.0, help="seconds for the whole sweep")
+    ap.add_argument("--no-check", action="store_true", help="leave the exported model dirs unchecked")
     ap.add_argument("--limit-train", type=int, default=None, help="quick checks only")
     ap.add_argument("--limit-test", type=int, default=None, help="quick checks only")
     return ap.parse_args(argv)
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
                                           "train_seconds_total") if k in m})
         elif rec["history"]:
             rec["test_acc"] = rec["history"][-1]["test_acc"]
-        if (d / "model" / "manifest.json").is_file():
+        if (d / "model" / "manifest.json").is_file() and not a.no_check:
             c = subprocess.run([sys.executable, "-m", "wino_gen", "check", str(d / "model")], cwd=ROOT,
                                capture_output=True, text=True)
             rec["check"] = {"rc": c.returncode, "last_line": (c.stdout.strip().splitlines() or [""])[-1]}

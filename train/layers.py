@@ -127,7 +127,7 @@ class QAdd(QLayer):
         if self.relu:
             y = F.relu(y)
         if not self.training:
-            self.last = {"a_mult": np.int32(am.detach()), "b_mult": np.int32(bm.detach()),
+            self.last = {"a_mult": np.int32(int(am.detach())), "b_mult": np.int32(int(bm.detach())),
                          "shift": np.int32(shift), "scale_out": float(s_y.detach())}
         return y, self.s_y()
 
