@@ -124,8 +124,9 @@ def test_write_model_is_atomic(tmp_path):
 
 
 @pytest.mark.parametrize("tile", [2, 4, 6])
-@pytest.mark.parametrize("granularity,requant", [("layer", "pow2"), ("tap", "fixed"), ("tap", "pow2")])
-def test_variants_check_clean(tmp_path, tile, granularity, requant):
-    make_tiny(tmp_path / "t", tile=tile, granularity=granularity, requant=requant, seed=tile)
+@pytest.mark.parametrize("granularity,requant,balance", [("layer", "pow2", "none"), ("tap", "fixed", "none"),
+                                                         ("tap", "pow2", "none"), ("layer", "fixed", "smooth")])
+def test_variants_check_clean(tmp_path, tile, granularity, requant, balance):
+    make_tiny(tmp_path / "t", tile=tile, granularity=granularity, requant=requant, seed=tile, balance=balance)
     r = wino("check", tmp_path / "t")
     assert r.returncode == 0, r.stdout + r.stderr

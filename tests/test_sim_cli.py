@@ -26,6 +26,16 @@ def test_tiny_layer_passes():
     assert int(last.split()[-2]) > 0
 
 
+def test_balanced_model_passes(tmp_path):
+    """A model with ``balance: smooth`` in its manifest: sim builds the balanced datapath."""
+    from wino_gen.example import make_tiny
+
+    make_tiny(tmp_path / "t", tile=4, balance="smooth", seed=4)
+    r = run_sim(str(tmp_path / "t"), "--layer", "conv1", "--layer", "conv3", "--samples", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " 0 mismatches, " in r.stdout.strip().splitlines()[-1]
+
+
 def test_flipped_reference_byte_fails(tmp_path):
     bad = tmp_path / "tiny"
     shutil.copytree(TINY, bad)

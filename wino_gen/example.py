@@ -41,11 +41,13 @@ def _tap_pow2(t: np.ndarray, granularity: str) -> np.ndarray:
 
 
 class _Builder:
-    def __init__(self, tile, granularity, requant, rng, samples, in_shape, in_scale):
-        self.tile, self.gran, self.mode, self.rng = tile, granularity, requant, rng
+    def __init__(self, tile, granularity, requant, rng, samples, in_shape, in_scale, balance="none"):
+        self.tile, self.gran, self.mode, self.rng, self.balance = tile, granularity, requant, rng, balance
         self.manifest = {"model": "tiny", "tile": tile, "granularity": granularity, "requant": requant,
                          "act_bits": 8, "weight_bits": 8, "transform_bits": 8,
                          "input": {"shape": list(in_shape), "scale": in_scale}, "layers": []}
+        if balance != "none":
+            self.manifest["balance"] = balance
         self.arrays: dict[str, dict] = {}
         lo, hi = int_range(8)
         self.acts = {INPUT: rng.integers(lo // 2, hi // 2 + 1, (samples, *in_shape))}
@@ -71,19 +73,19 @@ class _Builder:
         x = self.acts[src]
         C, n, m = x.shape[1], self.tile + 2, self.tile
         g = self.rng.normal(0, math.sqrt(2 / (9 * C)), (K, C, 3, 3))
-        Uf = winograd.weight_transform(g, m)
+        Uf = winograd.weight_transform(g, m, self.balance)
         u_max = np.abs(Uf).max(axis=(0, 1))
         s_u = u_max.max() / HI / _tap_pow2(u_max, self.gran)
-        U = golden.quantize_weights_winograd(g, m, s_u)
+        U = golden.quantize_weights_winograd(g, m, s_u, balance=self.balance)
         # V: calibrate on the exact transformed input
-        _, vraw = golden.input_transform(golden.tile_input(x, m), m)
+        _, vraw = golden.input_transform(golden.tile_input(x, m), m, self.balance)
         v_max = np.abs(vraw).max(axis=(0, 1, 2, 3))
         rv = HI / v_max.max() * _tap_pow2(v_max, self.gran)
         v = _req(rv, self.mode)
         s_v = 1 / golden.ratio_of(v)                       # V scale in units of s_x
         probe = golden.Requant(1, 40)
         tr: dict = {}
-        golden.winograd_conv3x3(x, U, np.zeros(K), tile=m, v=v, m=probe, y=probe, trace=tr)
+        golden.winograd_conv3x3(x, U, np.zeros(K), tile=m, v=v, m=probe, y=probe, trace=tr, balance=self.balance)
         p_max = np.maximum(np.abs(tr["P"]).max(axis=(0, 1, 2, 3)), 1)
         s_p = s_u * s_v
         want = p_max * s_p / HI                           # desired M scale per tap
@@ -93,7 +95,7 @@ class _Builder:
         s_m0 = float((s_p / golden.ratio_of(mreq) / np.exp2(align)).flat[0])
         bias = _i32(np.rint(self.rng.normal(0, 0.05, K) / (s_m0 * self.scales[src])))
         tr = {}
-        golden.winograd_conv3x3(x, U, bias, tile=m, v=v, m=mreq, y=probe, m_align=align, trace=tr)
+        golden.winograd_conv3x3(x, U, bias, tile=m, v=v, m=mreq, y=probe, m_align=align, trace=tr, balance=self.balance)
         yb = tr["Y"] + bias[None, :, None, None, None, None]
         y_max = max(int((np.maximum(yb, 0) if relu else np.abs(yb)).max()), 1)
         yreq = _req(HI / y_max, self.mode)
@@ -149,10 +151,10 @@ class _Builder:
 
 
 def make_tiny(path: str | Path, *, tile: int = 4, granularity: str = "layer", requant: str = "pow2",
-              seed: int = 0, samples: int = 2, channels: int = 8, size: int = 10) -> Model:
+              seed: int = 0, samples: int = 2, channels: int = 8, size: int = 10, balance: str = "none") -> Model:
     """Write the ``tiny`` network as a model dir at ``path`` and return it (validated)."""
     b = _Builder(tile, granularity, requant, np.random.default_rng(seed), samples,
-                 (channels // 2, size, size), 1 / 32)
+                 (channels // 2, size, size), 1 / 32, balance)
     b.winograd("conv1", INPUT, channels)
     b.winograd("conv2", "conv1", channels)
     b.add("res", "conv2", "conv1")
