@@ -3,6 +3,7 @@ errors. The real builds are in test_build_slow.py (marked slow)."""
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,19 @@ def test_dsp_auto_maps_only_when_all_fit():
     ulx = boards.get_board("ulx3s-85f")
     assert build.dsp_mode(AcceleratorConfig(tile=4, unroll=4), ulx, "auto")       # 144 <= 156
     assert not build.dsp_mode(AcceleratorConfig(tile=4, unroll=5), ulx, "auto")   # 180 > 156
-    assert not build.dsp_mode(AcceleratorConfig(tile=2, unroll=1), boards.get_board("icebreaker"), "auto")
+    ice = boards.get_board("icebreaker")
+    assert build.dsp_mode(AcceleratorConfig(tile=2, unroll=1), ice, "auto")        # 16 / 2 <= 8
+    assert not build.dsp_mode(AcceleratorConfig(tile=2, unroll=2), ice, "auto")    # 32 / 2 > 8
+    assert not build.dsp_mode(AcceleratorConfig(tile=2, unroll=1, weight_bits=9), ice, "auto")
+
+
+def test_icebreaker_tile2_fits_with_board_defaults():
+    """The issue's iCEBreaker config passes the fit check: the products go two per SB_MAC16
+    and the board's defaults (16 channels, 16 columns, 16-bit biases) apply."""
+    ice = boards.get_board("icebreaker")
+    cfg = replace(AcceleratorConfig(tile=2, unroll=1), **ice.defaults)
+    est, _, use_dsp = build.check_fit(cfg, ice, "auto")
+    assert use_dsp and est["dsp"] == 8 and est["lut"] <= ice.lut and est["bram"] <= ice.bram
 
 
 def test_check_only_prints_estimate(capsys, tmp_path):

@@ -35,9 +35,11 @@ class Board:
     dsp_synth_opts: str = ""
     nodsp_synth_opts: str = ""
     default_target_mhz: float = 0.0
-    # buffer limits used when neither flags nor --config give them (a small board cannot hold
-    # the generator's default 512-channel double-buffered weight store)
-    default_buffers: dict = field(default_factory=dict)
+    # config fields used when neither flags nor --config give them: buffer limits (a small
+    # board cannot hold the generator's default 512-channel double-buffered weight store) and,
+    # on the iCEBreaker, 16-bit biases (the bias path and the y requant's shifter are the
+    # widest logic after the multipliers); the CLI and report.json name the ones applied
+    defaults: dict = field(default_factory=dict)
 
     def make_platform(self, target_mhz: float | None = None):
         """An instance of the amaranth-boards platform; with ``target_mhz`` the board clock is
@@ -69,7 +71,7 @@ BOARDS = {
         leds=tuple(f"led:{i}" for i in range(8)), uart=True,
         report_keys={"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD"},
         dsp_synth_opts="", nodsp_synth_opts="-nodsp", default_target_mhz=125.0,
-        default_buffers={"max_channels": 128, "max_width": 64},
+        defaults={"max_channels": 128, "max_width": 64},
     ),
     "icebreaker": Board(
         name="icebreaker", family="ice40", device="iCE40UP5K-SG48",
@@ -79,7 +81,7 @@ BOARDS = {
         report_keys={"lut": "ICESTORM_LC", "ff": "ICESTORM_LC", "dsp": "ICESTORM_DSP",
                      "bram": "ICESTORM_RAM"},
         dsp_synth_opts="-dsp", nodsp_synth_opts="", default_target_mhz=24.0,
-        default_buffers={"max_channels": 16, "max_width": 16},
+        defaults={"max_channels": 16, "max_width": 16, "bias_bits": 16},
     ),
 }
 

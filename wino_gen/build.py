@@ -85,13 +85,20 @@ def tool_env(board: Board) -> dict:
 
 # -- estimates and fit check ------------------------------------------------------------------
 
+# The self-test around the accelerator (ROMs of the small layer, checker, LED and UART status
+# line), from yosys' per-module statistics of the tile-2 builds: on the iCE40 in logic cells.
+SELFTEST_OVERHEAD = {"ecp5": {"lut": 500, "ff": 300, "bram": 1},
+                     "ice40": {"lut": 650, "ff": 280, "bram": 2}}
+
+
 def estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool) -> tuple[dict, str]:
-    """Resource estimate for ``cfg`` on ``board`` from ``wino_gen.perf.estimate_resources``
-    (the accelerator alone; the self-test adds its ROMs and a few hundred LUTs).
-    Returns (dict with lut/ff/dsp/bram, source)."""
+    """Resource estimate for ``cfg`` on ``board``: ``wino_gen.perf.estimate_resources`` (the
+    accelerator) plus :data:`SELFTEST_OVERHEAD`. Returns (dict with lut/ff/dsp/bram, source)."""
     from . import perf
     est = dict(perf.estimate_resources(cfg, board=board.name, use_dsp=use_dsp))
-    return est, "wino_gen.perf.estimate_resources"
+    for k, v in SELFTEST_OVERHEAD[board.family].items():
+        est[k] += v
+    return est, "wino_gen.perf.estimate_resources + build.SELFTEST_OVERHEAD"
 
 
 def dsp_mode(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
@@ -285,7 +292,7 @@ def make_adapter(cfg: AcceleratorConfig, engine: str, *, channels: int, size: in
     return selftest.StandInAdapter(layer)
 
 
-def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "auto",
+def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults=None, dsp: str = "auto",
               target_mhz: float | None = None, engine: str = "auto", channels: int = 4,
               size: int = 6, seed: int = 1, corrupt: int | None = None, force: bool = False,
               log=None) -> dict:
@@ -297,6 +304,9 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "au
     else:
         est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
     env = tool_env(board)
+    if board_defaults:
+        log(f"build: {board.name} defaults (no flag or --config gave them): "
+            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in board_defaults.items()))
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     from amaranth.back import rtlil  # noqa: F401  (fail early if amaranth is broken)
@@ -309,7 +319,8 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "au
     target = target_mhz if target_mhz is not None else board.default_target_mhz
     platform = board.make_platform(target)
     synth_opts = board.dsp_synth_opts if use_dsp else board.nodsp_synth_opts
-    if use_dsp and board.family == "ice40":
+    from . import perf
+    if use_dsp and board.family == "ice40" and perf.mac16_pairs(cfg):
         # the PE's products go to SB_MAC16 instances, two per block (rtl.mac16); anything
         # else yosys would map to the DSPs too, so it does not get -dsp
         platform.wino_ice40_mac16 = True
@@ -353,6 +364,7 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, dsp: str = "au
         "wino_build_report": 1,
         "board": board.name, "device": board.device,
         "config": cfg.to_dict(), "multipliers": cfg.multipliers,
+        "board_defaults_applied": board_defaults or {},
         "dsp_mapping": "DSP" if use_dsp else "LUT",
         "engine": adapter.name,
         "selftest": {"layer": {"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
@@ -397,21 +409,24 @@ class BuildFailed(RuntimeError):
 
 # -- CLI --------------------------------------------------------------------------------------
 
-def config_from_args(args, board: Board) -> AcceleratorConfig:
-    """``--config`` (or the defaults, with the board's buffer limits), then the flags."""
-    if args.config:
-        try:
-            base = AcceleratorConfig.load(args.config)
-        except OSError as e:
-            raise UsageError(f"--config: cannot read {args.config}: {e.strerror}") from None
-    else:
-        base = replace(AcceleratorConfig(), **board.default_buffers)
+def config_from_args(args, board: Board) -> tuple[AcceleratorConfig, dict]:
+    """``--config`` (or the defaults, with the board's :attr:`~Board.defaults`), then the
+    flags. Returns the config and the board defaults it took (those no flag overrode)."""
     over = {}
     for f in dataclasses.fields(AcceleratorConfig):
         v = getattr(args, f.name)
         if v is not None:
             over[f.name] = v
-    return replace(base, **over)
+    if args.config:
+        try:
+            base = AcceleratorConfig.load(args.config)
+        except OSError as e:
+            raise UsageError(f"--config: cannot read {args.config}: {e.strerror}") from None
+        applied = {}
+    else:
+        applied = {k: v for k, v in board.defaults.items() if k not in over}
+        base = replace(AcceleratorConfig(), **applied)
+    return replace(base, **over), applied
 
 
 def parser():
@@ -448,7 +463,7 @@ def argparse_help_engine():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     board = get_board(args.board)
-    cfg = config_from_args(args, board)
+    cfg, applied = config_from_args(args, board)
     if args.channels < 1 or args.size < 2:
         raise UsageError("--channels must be >= 1 and --size >= 2")
     if args.channels > cfg.max_channels or args.size > cfg.max_width:
@@ -457,11 +472,12 @@ def main(argv=None) -> int:
     if args.check_only:
         est, source, use_dsp = check_fit(cfg, board, args.dsp)
         print(json.dumps({"board": board.name, "fits": True, "dsp_mapping": "DSP" if use_dsp else "LUT",
-                          "estimate": est, "estimate_source": source,
+                          "board_defaults_applied": applied, "estimate": est, "estimate_source": source,
                           "available": board.available()}, indent=2))
         return 0
     try:
-        rep = run_build(cfg, board, Path(args.out), dsp=args.dsp, target_mhz=args.target_mhz,
+        rep = run_build(cfg, board, Path(args.out), board_defaults=applied, dsp=args.dsp,
+                        target_mhz=args.target_mhz,
                         engine=args.engine, channels=args.channels, size=args.size,
                         seed=args.seed, corrupt=args.corrupt, force=args.force)
     except BuildFailed as e:

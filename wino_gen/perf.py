@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 
-from . import winograd
 from .config import AcceleratorConfig
 
 # pipeline latency (register stages) of the blocks, as built in rtl/
@@ -180,45 +179,117 @@ def memories(cfg: AcceleratorConfig) -> list[tuple[str, int, int, int]]:
     return mems
 
 
+def mac16_pairs(cfg: AcceleratorConfig) -> bool:
+    """Whether the PE's products fit two per iCE40 SB_MAC16 (``rtl.mac16``: operands of at
+    most 8 bits, an even count)."""
+    xb = cfg.transform_bits if cfg.algo == "winograd" else cfg.act_bits
+    return cfg.weight_bits <= 8 and xb <= 8 and cfg.multipliers % 2 == 0
+
+
+def _naf_digits(c: int) -> int:
+    """Non-zero canonical-signed digits of ``c`` (the shift-add terms of ``c * x``)."""
+    c, k = abs(int(c)), 0
+    while c:
+        if c & 1:
+            c -= 2 - (c & 3)
+            k += 1
+        c >>= 1
+    return k
+
+
+def _lin_comb_adders(T, width: int) -> int:
+    """Adder bits of the rows of ``T`` applied as shift-add trees (one per row)."""
+    return sum(max(sum(_naf_digits(c) for c in row) - 1, 0) for row in T) * width
+
+
+def _rq_cost(cfg: AcceleratorConfig, in_bits: int, out_bits: int) -> tuple[int, int]:
+    """(LUTs, FFs) of one requantizer lane (``rtl.arith.rq_pipeline``)."""
+    fixed = cfg.requant == "fixed"
+    pw = in_bits + cfg.mult_bits + 1 if fixed else in_bits
+    return pw + out_bits * 3 // 2 + 3, (pw if fixed else 0) + 2 * out_bits + 2
+
+
+# Calibration against place and route (benchmarks/results/synth.json): LUT4s per structural
+# LUT and, on the iCE40 (one LUT and one FF per logic cell), cells per flip-flop that could not
+# share a cell with its LUT (pipeline copies, block-RAM and DSP outputs).
+_LUT_SCALE = {"ecp5": 1.0, "ice40": 1.0}
+_ICE40_FF_CELLS = 0.59
+
+
 def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
                        use_dsp: bool = True) -> dict:
-    """LUT/FF/DSP/BRAM estimate from the structure of ``rtl/`` (first-order: one LUT per bit
-    of each adder and mux, one FF per register bit; not calibrated against synthesis yet)."""
+    """LUT/FF/DSP/BRAM estimate of the accelerator from the structure of ``rtl/``: register
+    bits counted stage by stage, LUTs as adder/mux bits per block, scaled by a per-family
+    factor measured from builds. On the iCE40 ``lut`` is logic cells (LUT + FF pairs), the
+    unit nextpnr reports and the device is sized in; with DSPs the products go two per
+    SB_MAC16 (:func:`mac16_pairs`)."""
     family = "ice40" if "ice" in board else "ecp5"
     w = cfg.widths
-    S = cfg.n * cfg.n
+    n, S, ui, un = cfg.n, cfg.n * cfg.n, cfg.unroll_in, cfg.unroll
     mults = cfg.multipliers
     fixed = cfg.requant == "fixed"
-    lut = ff = 0
-    # PE array: products (FF), adder trees, accumulators
-    red = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * S
-    lanes = cfg.unroll * (S if cfg.algo == "winograd" else 1)
-    ff += mults * w.product + lanes * (red - 1) * w.accumulator + 2 * lanes * w.accumulator
-    lut += lanes * (red - 1) * w.accumulator + 2 * lanes * w.accumulator
+    xb = cfg.transform_bits if cfg.algo == "winograd" else cfg.act_bits
+    pairs = family == "ice40" and use_dsp and mac16_pairs(cfg)
+    tag = 8 + max(1, math.ceil(math.log2(max(cfg.max_channels // ui, 2))))
+    # PE array: step register, operand and product registers (inside the SB_MAC16 pairs on
+    # the iCE40), adder trees, accumulators, bias copies, weight-buffer control
+    red = ui if cfg.algo == "winograd" else ui * S
+    lanes = un * (S if cfg.algo == "winograd" else 1)
+    levels = math.ceil(math.log2(red)) if red > 1 else 0
+    ff = ui * S * xb + 3 + tag
+    if not pairs:
+        ff += ui * S * xb + un * ui * S * cfg.weight_bits + mults * w.product
+    ff += lanes * (red - 1) * w.accumulator + lanes * w.accumulator
+    ff += un * cfg.bias_bits * (5 + levels) + 2 * tag
+    lut = lanes * red * w.accumulator + un * cfg.bias_bits + 100
     if not use_dsp:
-        lut += mults * cfg.weight_bits * cfg.transform_bits
-    dsp = mults if use_dsp else 0
-    rq_lut = lambda wi, wo: (wi + 8) * 3 + 2 * wo  # noqa: E731  shifter + round + saturate
+        lut += mults * cfg.weight_bits * xb
+    dsp = (mults // 2 if pairs else mults) if use_dsp else 0
     if cfg.algo == "winograd":
+        from . import winograd
         forms = winograd.integer_forms(cfg.tile, cfg.balance)
-        from .config import signed_bits  # noqa: F401
-        terms_in = sum(len([c for c in row if c]) for row in forms.BT) * cfg.n * 2
-        terms_out = sum(len([c for c in row if c]) for row in forms.AT) * (cfg.n + cfg.tile)
-        lut += cfg.unroll_in * terms_in * w.in_full + terms_out * w.out_full
-        ff += cfg.unroll_in * S * (w.in_stage1 + w.in_full) + S * (w.out_stage1 + w.out_full)
-        lut += cfg.unroll_in * S * rq_lut(w.in_full, cfg.transform_bits)      # V requant
-        lut += S * rq_lut(w.accumulator, cfg.transform_bits)                  # M requant
-        lut += cfg.tile ** 2 * rq_lut(w.out_sum, cfg.act_bits)                # y requant
-        lut += cfg.unroll * S * w.accumulator                                  # serializer mux
-        lut += 2 * cfg.n * cfg.n * cfg.unroll_in * cfg.act_bits               # tile rotation
+        m_ = cfg.tile
+        # line buffer: write/read counters, read-data and output registers, row/column
+        # rotation (n:1 muxes) and padding mask
+        ff += 2 * S * ui * cfg.act_bits + 3 * tag + 4 * n + 60
+        lut += S * ui * cfg.act_bits * (2 * 0.6 * (n - 1) + 1) + 60
+        # layer controller
+        ff += 60
+        lut += 70
+        # input transform Bᵀ d B, two registered passes
+        ff += ui * S * (w.in_stage1 + w.in_full) + 2 * (1 + tag)
+        lut += ui * (_lin_comb_adders(forms.BT, w.in_stage1) * n + _lin_comb_adders(forms.BT, w.in_full) * n)
+        # V requant
+        rl, rf = _rq_cost(cfg, w.in_full, cfg.transform_bits)
+        lut += ui * S * rl
+        ff += ui * S * rf + 3 * (1 + tag)
+        # serializer: one channel of the block per beat (a shift register when unroll > 1)
+        ff += un * (S * w.accumulator + cfg.bias_bits) + 8
+        lut += (un - 1) * (S * w.accumulator + cfg.bias_bits) + 10
+        # output stage: M requant, Aᵀ M A (two registered passes), bias add, y requant
+        rl, rf = _rq_cost(cfg, w.accumulator, cfg.transform_bits)
+        lut += S * rl
+        ff += S * rf
+        lut += _lin_comb_adders(forms.AT, w.out_stage1) * n + _lin_comb_adders(forms.AT, w.out_full) * m_
+        ff += m_ * n * w.out_stage1 + m_ * m_ * (w.out_full + w.out_sum)
+        lut += m_ * m_ * w.out_sum
+        rl, rf = _rq_cost(cfg, w.out_sum, cfg.act_bits)
+        lut += m_ * m_ * rl
+        ff += m_ * m_ * rf + cfg.bias_bits * 6 + 20
         if fixed:
-            dsp += cfg.unroll_in * S + S + cfg.tile ** 2 if use_dsp else 0
+            dsp += ui * S + S + m_ * m_ if use_dsp and not pairs else 0
     else:
-        lut += cfg.unroll * rq_lut(w.out_sum, cfg.act_bits)
+        rl, rf = _rq_cost(cfg, w.out_sum, cfg.act_bits)
+        lut += un * (w.out_sum + rl) + 120
+        ff += un * (w.out_sum + rf) + 100
         if fixed:
-            dsp += cfg.unroll if use_dsp else 0
-    lut += 600   # controller, counters, handshakes
-    ff += 400
+            dsp += un if use_dsp and not pairs else 0
+    if fixed and pairs:    # the requant multipliers stay in LUTs (the DSPs hold the pairs)
+        n_rq = (ui * S + S + cfg.tile ** 2) if cfg.algo == "winograd" else un
+        lut += n_rq * cfg.mult_bits * 12
+    lut *= _LUT_SCALE[family]
+    if family == "ice40":
+        lut += _ICE40_FF_CELLS * ff
     bram = sum(c * _brams(d, wd, family) for _, c, d, wd in memories(cfg))
     bits = sum(c * d * wd for _, c, d, wd in memories(cfg))
     return {"lut": int(lut), "ff": int(ff), "dsp": int(dsp), "bram": int(bram),
