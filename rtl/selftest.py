@@ -297,9 +297,15 @@ class SelfTest(Elaboratable):
             rd = rom.read_port()
             ptr = Signal(range(len(words) + 1), name=f"ptr_{port}")
             nxt = Signal.like(ptr, name=f"nxt_{port}")
-            m.d.comb += [nxt.eq(ptr + (s.valid & s.ready)), rd.addr.eq(nxt)]
-            m.d.sync += [ptr.eq(nxt), s.valid.eq(go & (nxt < len(words)))]
-            m.d.comb += s.payload.eq(rd.data)
+            # the ROM's words pass a register slice before the engine: a block RAM's
+            # clock-to-out (~6 ns on the ECP5) straight into the engine's RAMs was the
+            # design's critical path
+            rv = Signal(name=f"romv_{port}")
+            take = rv & (~s.valid | s.ready)
+            m.d.comb += [nxt.eq(ptr + take), rd.addr.eq(nxt)]
+            m.d.sync += [ptr.eq(nxt), rv.eq(go & (nxt < len(words)))]
+            with m.If(~s.valid | s.ready):
+                m.d.sync += [s.valid.eq(rv), s.payload.eq(rd.data)]
 
         o = getattr(eng, self.adapter.out_port)
         width = Shape.cast(o.payload.shape()).width
