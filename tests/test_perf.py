@@ -19,6 +19,22 @@ def test_winograd_cycles_match_sim(tile, unroll, ui, C, K, H, W):
     assert r.cycles == perf.winograd_layer(cfg, C, K, H, W)["cycles"]
 
 
+@pytest.mark.parametrize("algo", ["winograd", "direct"])
+def test_fixed_requant_cycles_match_sim(algo):
+    """``fixed`` requantizers take one stage more than ``pow2`` ones (the product)."""
+    cfg = AcceleratorConfig(tile=2, unroll=2, max_width=16, max_channels=16, requant="fixed",
+                            algo=algo)
+    rng = np.random.default_rng(1)
+    if algo == "winograd":
+        x, kw = random_winograd(cfg, 3, 3, 6, 6, rng)
+        r = run_layer(WinogradLayer(cfg, **kw), x)
+        assert r.cycles == perf.winograd_layer(cfg, 3, 3, 6, 6)["cycles"]
+    else:
+        x, kw = random_direct(cfg, 3, 3, 6, 6, rng)
+        r = run_layer(DirectLayer(cfg, **kw), x)
+        assert r.cycles == perf.direct_layer(cfg, 3, 3, 6, 6)["cycles"]
+
+
 @pytest.mark.parametrize("tile,unroll,ui,C,K,H,k,s,p", [
     (2, 2, 1, 4, 5, 8, 3, 2, 1), (4, 3, 1, 8, 4, 6, 1, 1, 0), (2, 1, 2, 5, 2, 9, 3, 1, 1)])
 def test_direct_cycles_match_sim(tile, unroll, ui, C, K, H, k, s, p):
