@@ -5,6 +5,7 @@ ImageNet / CIFAR-like sets on a user's machine. Nothing is ever downloaded."""
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 from pathlib import Path
 
@@ -70,6 +71,8 @@ class ImageFolder(Dataset):
                         if p.suffix.lower() in self.EXTS]
         if not self.samples:
             raise UsageError(f"image folder {root}: no images")
+        if importlib.util.find_spec("PIL") is None:
+            raise UsageError("image folders need Pillow or torchvision: pip install -e '.[images]'")
         self.size, self.train = size, train
 
     def __len__(self):

@@ -155,7 +155,7 @@ class Observer:
             cands = torch.exp2(top[:, None] - torch.arange(14, dtype=torch.float64)[None])   # [T', K]
         else:
             cands = (mx / qmax)[:, None] * torch.from_numpy(np.geomspace(1.0, 1 / 128, 57))[None]
-        errs = torch.stack([((torch.floor(pool / c[:, None] + 0.5).clamp(max=qmax) * c[:, None] - pool) ** 2)
+        errs = torch.stack([((golden.round_sat(pool / c[:, None], bits) * c[:, None] - pool) ** 2)
                             .mean(1) for c in cands.T], 1)                                  # [T, K]
         if shared:
             w = torch.ones(len(pool), dtype=torch.float64) if tap_weights is None else \
