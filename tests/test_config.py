@@ -117,3 +117,8 @@ def test_multipliers_same_for_direct():
     a = AcceleratorConfig(tile=4, unroll=16, unroll_in=2)
     b = dataclasses.replace(a, algo="direct")
     assert a.multipliers == b.multipliers == 16 * 2 * 36
+
+
+def test_load_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file .*nope.json: No such file"):
+        AcceleratorConfig.load(tmp_path / "nope.json")

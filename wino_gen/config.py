@@ -198,7 +198,11 @@ class AcceleratorConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> AcceleratorConfig:
-        return cls.from_json(Path(path).read_text())
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {path}: {getattr(e, 'strerror', None) or e}") from None
+        return cls.from_json(text)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
