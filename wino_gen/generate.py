@@ -33,10 +33,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 def config_from_args(args) -> AcceleratorConfig:
     base = {}
     if args.config:
-        try:
-            base = AcceleratorConfig.load(args.config).to_dict()
-        except OSError as e:
-            raise UsageError(f"--config: {e.strerror}: {args.config}") from None
+        base = AcceleratorConfig.load(args.config).to_dict()
     for f in dataclasses.fields(AcceleratorConfig):
         v = getattr(args, f.name)
         if v is not None:
