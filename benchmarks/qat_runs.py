@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="run folder (the sweep) ...")
+    ap.add_argument("--table", nargs="+", metavar="SUMMARY", help="... or only print the README table of these "
+                    "summary.json files (later files override earlier runs of the same name)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--fp32-epochs", type=int, default=15)
     ap.add_argument("--fp32-init", default=None, help="skip FP32 training and start from this checkpoint")
@@ -93,8 +95,43 @@ class Pool:
             time.sleep(1)
 
 
+def table(paths) -> str:
+    runs, fp32 = {}, None
+    for p in paths:
+        s = json.loads(Path(p).read_text())
+        runs.update({k: dict(v, device=s.get("device", "?")) for k, v in s["runs"].items()})
+    fp32 = runs.get("fp32", {}).get("test_acc")
+
+    def cell(name):
+        r = runs.get(name)
+        if not r or "test_acc" not in r:
+            return "–"
+        txt = f"{100 * r['test_acc']:.2f}"
+        if fp32 is not None and name != "fp32":
+            txt += f" ({100 * (r['test_acc'] - fp32):+.2f})"
+        if name.startswith("qat/"):
+            txt += f" [{len(r.get('history', []))} ep]"
+        return txt
+
+    rows = ["| mode | scales, forms | F2 | F4 | F6 |", "|---|---|---|---|---|",
+            f"| FP32 | – | {cell('fp32')} | {cell('fp32')} | {cell('fp32')} |",
+            f"| PTQ int8 direct conv | layer | {cell('ptq-direct')} | {cell('ptq-direct')} | {cell('ptq-direct')} |"]
+    for mode, label in (("ptq-winograd", "PTQ full-int8 Winograd"), ("qat", "QAT full-int8 Winograd")):
+        for gran, glabel in (("layer-unbalanced", "layer, none"), ("layer", "layer, smooth"), ("tap", "tap, smooth")):
+            if any(f"{mode}/F{t}/{gran}" in runs for t in (2, 4, 6)):
+                rows.append(f"| {label} | {glabel} | " + " | ".join(cell(f"{mode}/F{t}/{gran}") for t in (2, 4, 6))
+                            + " |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     a = parse(argv)
+    if a.table:
+        print(table(a.table))
+        return 0
+    if not a.out:
+        print("error: --out or --table is required", file=sys.stderr)
+        return 2
     t_start = time.time()
     deadline = t_start + a.deadline
     out = Path(a.out).resolve()
