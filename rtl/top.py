@@ -41,6 +41,7 @@ from wino_gen.config import AcceleratorConfig
 from .arith import rq_latency, rq_pipeline
 from .pe import PEArray, Serializer, pe_geometry, step_tag_layout, weight_stream_layout
 from .requant import Requantizer, requant_params_layout
+from .skid import SkidBuffer
 from .tilebuf import LayerController, TileBuffer, input_beat_layout, shape_layout
 from .transform import InputTransform, OutputStage, output_params_layout
 
@@ -114,7 +115,11 @@ class WinogradAccel(wiring.Component):
         ]
         wiring.connect(m, ctrl.cmd, tbuf.cmd)
         wiring.connect(m, wiring.flipped(self.x), tbuf.x)
-        wiring.connect(m, tbuf.o, itf.i)
+        # the skid buffer ends the stall chain (PE ready -> transforms -> line-buffer RAM
+        # enables) at the line buffer: its enables fan out to every bank across the die
+        m.submodules.skid = skid = SkidBuffer(tbuf.o.payload.shape())
+        wiring.connect(m, tbuf.o, skid.i)
+        wiring.connect(m, skid.o, itf.i)
         # itf -> vrq: same bits, flat lanes
         m.d.comb += [
             vrq.i.valid.eq(itf.o.valid), itf.o.ready.eq(vrq.i.ready),
