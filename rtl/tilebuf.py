@@ -142,7 +142,7 @@ class TileBuffer(wiring.Component):
     to ``h + pad - 1``, each channel group, ``nxb`` beats of n columns) in; one n x n tile of
     ``unroll_in`` channels per ``cmd`` out, zero outside the image, with the command's tag."""
 
-    LATENCY = 3   # RAM read, read-data register, rotated + masked tile
+    LATENCY = 4   # RAM read, two read-data registers, rotated + masked tile
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
@@ -233,19 +233,23 @@ class TileBuffer(wiring.Component):
                     rowv[i].eq((c.y0 + i >= sh.pad) & (c.y0 + i < sh.h + sh.pad)),
                     colv[i].eq((c.x0 + i >= sh.pad) & (c.x0 + i < sh.w + sh.pad)),
                 ]
-        # stage 2: the block RAMs' read data registered (their clock-to-out is slow and the
-        # banks are spread over the die), with the command's fields alongside
+        # stages 2a, 2b: the block RAMs' read data registered twice: their clock-to-out is
+        # slow (~6 ns on the ECP5) and the banks are spread over the die, so the first
+        # register has one load and can sit next to its RAM; the command's fields alongside
+        rd0 = [[Signal(word, name=f"rd0_{k}_{j}") for j in range(n)] for k in range(n)]
         rd = [[Signal(word, name=f"rd{k}_{j}") for j in range(n)] for k in range(n)]
+        fields1 = Cat(v1, tag1, ymod1, xmod1, rowv, colv)
+        fields = [Signal(len(fields1), name=f"fields{s}") for s in range(2)]
+        with m.If(en):
+            m.d.sync += [fields[0].eq(fields1), fields[1].eq(fields[0])]
+            for k in range(n):
+                for j in range(n):
+                    m.d.sync += [rd0[k][j].eq(mems[k][j].rdata), rd[k][j].eq(rd0[k][j])]
         v2 = Signal()
         tag2 = Signal.like(c.tag)
         ymod2, xmod2 = Signal.like(c.y0mod), Signal.like(c.x0mod)
         rowv2, colv2 = Signal(n), Signal(n)
-        with m.If(en):
-            m.d.sync += [v2.eq(v1), tag2.eq(tag1), ymod2.eq(ymod1), xmod2.eq(xmod1),
-                         rowv2.eq(rowv), colv2.eq(colv)]
-            for k in range(n):
-                for j in range(n):
-                    m.d.sync += rd[k][j].eq(mems[k][j].rdata)
+        m.d.comb += Cat(v2, tag2, ymod2, xmod2, rowv2, colv2).eq(fields[1])
         # stage 3: rotate rows, then columns, then mask
         rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(n)] for i in range(n)]
         with m.Switch(ymod2):

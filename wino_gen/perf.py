@@ -25,7 +25,7 @@ import math
 from .config import AcceleratorConfig
 
 # pipeline latency (register stages) of the blocks, as built in rtl/
-_TILEBUF, _ITF, _SER = 3, 2, 1
+_TILEBUF, _ITF, _SER = 4, 2, 1
 
 
 def _rq(cfg: AcceleratorConfig) -> int:
