@@ -21,7 +21,7 @@ and on the board):
 
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import io, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -297,15 +297,20 @@ class SelfTest(Elaboratable):
             rd = rom.read_port()
             ptr = Signal(range(len(words) + 1), name=f"ptr_{port}")
             nxt = Signal.like(ptr, name=f"nxt_{port}")
-            # the ROM's words pass a register slice before the engine: a block RAM's
-            # clock-to-out (~6 ns on the ECP5) straight into the engine's RAMs was the
-            # design's critical path
-            rv = Signal(name=f"romv_{port}")
-            take = rv & (~s.valid | s.ready)
-            m.d.comb += [nxt.eq(ptr + take), rd.addr.eq(nxt)]
-            m.d.sync += [ptr.eq(nxt), rv.eq(go & (nxt < len(words)))]
-            with m.If(~s.valid | s.ready):
-                m.d.sync += [s.valid.eq(rv), s.payload.eq(rd.data)]
+            if rom.attrs:
+                # a block-RAM ROM's words pass a register slice before the engine: its
+                # clock-to-out (~6 ns on the ECP5) straight into the engine's RAMs was the
+                # design's critical path (a LUT ROM's read port is already a register)
+                rv = Signal(name=f"romv_{port}")
+                take = rv & (~s.valid | s.ready)
+                m.d.comb += [nxt.eq(ptr + take), rd.addr.eq(nxt)]
+                m.d.sync += [ptr.eq(nxt), rv.eq(go & (nxt < len(words)))]
+                with m.If(~s.valid | s.ready):
+                    m.d.sync += [s.valid.eq(rv), s.payload.eq(rd.data)]
+            else:
+                m.d.comb += [nxt.eq(ptr + (s.valid & s.ready)), rd.addr.eq(nxt)]
+                m.d.sync += [ptr.eq(nxt), s.valid.eq(go & (nxt < len(words)))]
+                m.d.comb += s.payload.eq(rd.data)
 
         o = getattr(eng, self.adapter.out_port)
         width = Shape.cast(o.payload.shape()).width
@@ -418,20 +423,35 @@ class StatusLine(Elaboratable):
             else:
                 expanded.append(it)
 
+        # per character one lookup in constant tables (the PASS and the FAIL line, and which
+        # nibble a hex digit shows); one nibble mux and one hex-to-ASCII converter serve all
+        # digits (a converter per digit cost ~0.2k LCs on the iCE40)
+        nibs, entries = [], []      # (PASS char, FAIL char, 1 + nibble index or 0)
+        for it in expanded:
+            if isinstance(it, int):
+                entries.append((it, it, 0))
+            elif it[0] == "pf":
+                entries.append((ord("PASS"[it[1]]), ord("FAIL"[it[1]]), 0))
+            else:
+                nibs.append(it[1][it[2] * 4:(it[2] + 1) * 4])
+                entries.append((0, 0, len(nibs)))
+        c_pass, c_fail, which = zip(*entries, strict=True)
+
+        def table(vals, bits):
+            return Array(Const(v, bits) for v in vals)
+
         idx = Signal(range(len(expanded) + 1))
         wait = Signal(range(self.period + 1))
         sending = Signal()
         char = Signal(8)
-        with m.Switch(idx):
-            for i, it in enumerate(expanded):
-                with m.Case(i):
-                    if isinstance(it, int):
-                        m.d.comb += char.eq(it)
-                    elif it[0] == "pf":
-                        m.d.comb += char.eq(Mux(st.passed, ord("PASS"[it[1]]), ord("FAIL"[it[1]])))
-                    else:
-                        nib = it[1][it[2] * 4:(it[2] + 1) * 4]
-                        m.d.comb += char.eq(Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10)))
+        sel = Signal(range(len(nibs) + 1))
+        nib = Signal(4)
+        m.d.comb += [
+            sel.eq(table(which, len(sel))[idx]),
+            nib.eq(Array([Const(0, 4)] + nibs)[sel]),
+            char.eq(Mux(sel != 0, Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10)),
+                        Mux(st.passed, table(c_pass, 8)[idx], table(c_fail, 8)[idx]))),
+        ]
         m.d.comb += [uart.data.eq(char), uart.valid.eq(sending), self.tx.eq(uart.tx)]
         with m.If(sending):
             with m.If(uart.ready):
