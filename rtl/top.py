@@ -115,11 +115,16 @@ class WinogradAccel(wiring.Component):
         ]
         wiring.connect(m, ctrl.cmd, tbuf.cmd)
         wiring.connect(m, wiring.flipped(self.x), tbuf.x)
-        # the skid buffer ends the stall chain (PE ready -> transforms -> line-buffer RAM
-        # enables) at the line buffer: its enables fan out to every bank across the die
-        m.submodules.skid = skid = SkidBuffer(tbuf.o.payload.shape())
-        wiring.connect(m, tbuf.o, skid.i)
-        wiring.connect(m, skid.o, itf.i)
+        if getattr(platform, "wino_skid", True):
+            # the skid buffer ends the stall chain (PE ready -> transforms -> line-buffer RAM
+            # enables) at the line buffer, whose enables fan out to every bank across the die.
+            # It changes no word and no cycle, so a platform that does not need the speed
+            # (``wino_skid = False``: the iCE40 at 12 MHz) saves its cells
+            m.submodules.skid = skid = SkidBuffer(tbuf.o.payload.shape())
+            wiring.connect(m, tbuf.o, skid.i)
+            wiring.connect(m, skid.o, itf.i)
+        else:
+            wiring.connect(m, tbuf.o, itf.i)
         # itf -> vrq: same bits, flat lanes
         m.d.comb += [
             vrq.i.valid.eq(itf.o.valid), itf.o.ready.eq(vrq.i.ready),

@@ -35,17 +35,19 @@ def test_ulx3s_accelerator_build(tmp_path):
     assert rc == 0
     rep = _check_report(out, "ulx3s-85f", "top.bit")
     assert rep["engine"].startswith("accelerator")
-    # every PE multiplier on a MULT18X18D; measured 21 = 16 + 5 that yosys made of the line
-    # buffer's address arithmetic (rtl/tilebuf.py), which wino_gen.perf does not count yet
-    assert rep["resources"]["dsp"]["used"] >= rep["multipliers"] == 16
+    # every PE multiplier on a MULT18X18D, nothing else
+    assert rep["resources"]["dsp"]["used"] == rep["multipliers"] == 16
 
 
-def test_icebreaker_flow_build(tmp_path):
-    """The iCE40 flow end to end (-dsp option, .bin, report). The accelerator itself does not
-    fit an UP5K yet (see test_build.py: refused with exit 2), so this builds the stand-in."""
+def test_icebreaker_accelerator_build(tmp_path):
+    """The issue's iCEBreaker build: the accelerator (tile 2 x unroll 1, products two per
+    SB_MAC16, the board's defaults) placed and routed on the UP5K."""
     out = tmp_path / "ice"
-    rc = cli(["build", "--board", "icebreaker", "--tile", "2", "--unroll", "1",
-              "--engine", "stand-in", "--out", str(out)])
+    rc = cli(["build", "--board", "icebreaker", "--tile", "2", "--unroll", "1", "--out", str(out)])
     assert rc == 0
     rep = _check_report(out, "icebreaker", "top.bin")
-    assert rep["engine"].startswith("stand-in")
+    assert rep["engine"].startswith("accelerator")
+    assert rep["resources"]["dsp"]["used"] == 8 and rep["dsp_mapping"] == "DSP"
+    assert rep["board_defaults_applied"] == {"max_channels": 16, "max_width": 16, "bias_bits": 16}
+    lut = rep["resources"]["lut"]
+    assert abs(lut["estimate_error"]) < 0.15, lut

@@ -82,3 +82,25 @@ def test_other_bit_widths(tile, bits):
     want = golden.winograd_conv3x3(x, tile=tile, cfg=cfg, **kw)
     r = run_layer(WinogradLayer(cfg, **kw), x, PysimBackend(stall=0.2, seed=tile))
     np.testing.assert_array_equal(r.y, want)
+
+
+def test_skid_buffer_changes_no_word_and_no_cycle():
+    """The line buffer's skid buffer (left out on platforms with ``wino_skid = False``) is
+    invisible at the streams: same outputs and cycles with and without it, under stalls."""
+    from rtl.top import WinogradAccel
+
+    class NoSkid(WinogradAccel):
+        def elaborate(self, platform):
+            return super().elaborate(type("P", (), {"wino_skid": False})())
+
+    cfg = _cfg(2, 2, 1, "layer", "pow2")
+    x, kw = random_winograd(cfg, 3, 3, 7, 6, np.random.default_rng(5))
+    runs = []
+    for top in (WinogradAccel, NoSkid):
+        spec = WinogradLayer(cfg, **kw)
+        spec.top = lambda top=top: top(cfg)
+        for stall in (0.0, 0.3):
+            runs.append(run_layer(spec, x, PysimBackend(stall=stall, seed=4)))
+    assert runs[0].cycles == runs[2].cycles and runs[1].cycles == runs[3].cycles
+    for r in runs:
+        np.testing.assert_array_equal(r.y, runs[0].y)

@@ -319,6 +319,8 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
     target = target_mhz if target_mhz is not None else board.default_target_mhz
     platform = board.make_platform(target)
     synth_opts = board.dsp_synth_opts if use_dsp else board.nodsp_synth_opts
+    if board.family == "ice40":     # 12 MHz: the stall chain's skid buffer only costs cells
+        platform.wino_skid = False
     from . import perf
     if use_dsp and board.family == "ice40" and perf.mac16_pairs(cfg):
         # the PE's products go to SB_MAC16 instances, two per block (rtl.mac16); anything
