@@ -29,6 +29,8 @@ from amaranth.lib.wiring import In, Out
 from wino_gen import golden
 from wino_gen.config import AcceleratorConfig
 
+from .skid import SkidBuffer
+
 # -- the layer --------------------------------------------------------------------------------
 
 
@@ -298,15 +300,19 @@ class SelfTest(Elaboratable):
             ptr = Signal(range(len(words) + 1), name=f"ptr_{port}")
             nxt = Signal.like(ptr, name=f"nxt_{port}")
             if rom.attrs:
-                # a block-RAM ROM's words pass a register slice before the engine: its
-                # clock-to-out (~6 ns on the ECP5) straight into the engine's RAMs was the
-                # design's critical path (a LUT ROM's read port is already a register)
+                # a block-RAM ROM feeds the engine through a skid buffer (its address then
+                # depends on registers only, not on the engine's ready) and a register slice
+                # (the RAM's clock-to-out, ~6 ns on the ECP5, stays out of the engine's
+                # paths); both were the ECP5 critical path in turn. A LUT ROM's read port is
+                # already a register.
+                m.submodules[f"skid_{port}"] = skid = SkidBuffer(unsigned(width))
                 rv = Signal(name=f"romv_{port}")
-                take = rv & (~s.valid | s.ready)
-                m.d.comb += [nxt.eq(ptr + take), rd.addr.eq(nxt)]
+                m.d.comb += [nxt.eq(ptr + (rv & skid.i.ready)), rd.addr.eq(nxt),
+                             skid.i.valid.eq(rv), skid.i.payload.eq(rd.data),
+                             skid.o.ready.eq(~s.valid | s.ready)]
                 m.d.sync += [ptr.eq(nxt), rv.eq(go & (nxt < len(words)))]
                 with m.If(~s.valid | s.ready):
-                    m.d.sync += [s.valid.eq(rv), s.payload.eq(rd.data)]
+                    m.d.sync += [s.valid.eq(skid.o.valid), s.payload.eq(skid.o.payload)]
             else:
                 m.d.comb += [nxt.eq(ptr + (s.valid & s.ready)), rd.addr.eq(nxt)]
                 m.d.sync += [ptr.eq(nxt), s.valid.eq(go & (nxt < len(words)))]
