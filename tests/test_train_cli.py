@@ -19,6 +19,8 @@ HAVE_FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.g
     (["--model", "vgg99"], "unknown model"),
     (["--tile", "3"], "--tile: 3"),
     (["--balance", "even"], "--balance: 'even'"),
+    (["--distill", "1.5"], "--distill: 1.5"),
+    (["--distill", "0.5", "--mode", "fp32"], "for --mode qat only"),
     (["--epochs", "-1"], "--epochs: must be >= 0"),
     (["--mode", "magic"], "--mode"),
     (["--out", "/proc/nope/run"], "not writable"),
@@ -76,3 +78,16 @@ def test_ddp_torchrun_two_cpu_processes(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and len(m["history"]) == 1
+
+
+def test_distill_loss_is_the_weighted_mix():
+    import torch
+
+    from train.cli import distill_loss
+
+    torch.manual_seed(0)
+    out, t_out, y = torch.randn(8, 10), torch.randn(8, 10), torch.randint(0, 10, (8,))
+    ce = torch.nn.functional.cross_entropy(out, y)
+    assert torch.allclose(distill_loss(out, y, t_out, 0.0), ce)
+    assert distill_loss(out, y, out, 1.0).abs() < 1e-6          # no loss against itself
+    assert distill_loss(out, y, t_out, 1.0) > 0

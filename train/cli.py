@@ -14,6 +14,7 @@ Bad input ends with one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -57,6 +58,8 @@ def parse(argv):
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--limit-test", type=int, default=None)
     ap.add_argument("--out", required=True, help="run folder (checkpoints, metrics.json)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="qat: weight in 0..1 of a distillation loss from the FP32 --init network (0: off)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     ap.add_argument("--export", default=None, help="write the integer model dir here")
     ap.add_argument("--export-samples", type=int, default=4)
@@ -72,6 +75,8 @@ def parse(argv):
         raise UsageError(f"--data: unknown data set {a.data!r}; allowed: {', '.join(data_mod.DATASETS)}")
     if a.mode not in MODES:
         raise UsageError(f"--mode: {a.mode!r}; allowed: {', '.join(MODES)}")
+    if not 0.0 <= a.distill <= 1.0 or (a.distill and a.mode != "qat"):
+        raise UsageError(f"--distill: {a.distill}; a weight in 0..1, for --mode qat only")
     if a.tile not in (2, 4, 6):
         raise UsageError(f"--tile: {a.tile} is not supported; allowed: 2, 4, 6")
     if a.granularity not in ("layer", "tap"):
@@ -183,7 +188,17 @@ def evaluate(model, loader, device, quiet=True, desc="eval"):
     return correct / max(total, 1)
 
 
-def train_epoch(model, loader, opt, sched, device, small_aug: bool, quiet: bool, desc: str):
+def distill_loss(out, target, teacher_out, weight: float, T: float = 2.0):
+    """``(1 - weight)`` cross-entropy + ``weight`` KL divergence to the teacher's softened
+    outputs (Hinton et al. 2015; scaled by T² so its gradients match the cross-entropy's)."""
+    ce = F.cross_entropy(out, target)
+    kl = F.kl_div(F.log_softmax(out / T, 1), F.log_softmax(teacher_out / T, 1), reduction="batchmean",
+                  log_target=True)
+    return (1 - weight) * ce + weight * T * T * kl
+
+
+def train_epoch(model, loader, opt, sched, device, small_aug: bool, quiet: bool, desc: str,
+                teacher=None, distill: float = 0.0):
     model.train()
     tot_loss = correct = total = 0
     for x, y in _progress(loader, len(loader), desc, quiet):
@@ -191,7 +206,12 @@ def train_epoch(model, loader, opt, sched, device, small_aug: bool, quiet: bool,
             x = data_mod.augment_small(x)
         x, y = x.to(device), y.to(device)
         out = model(x)
-        loss = F.cross_entropy(out, y)
+        if teacher is not None:
+            with torch.no_grad():
+                t_out = teacher(x)
+            loss = distill_loss(out, y, t_out, distill)
+        else:
+            loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -244,6 +264,7 @@ def run(a) -> int:
     if a.init:
         load_fp32(a.init, fp32)
     model: torch.nn.Module = fp32
+    teacher = copy.deepcopy(fp32).eval().requires_grad_(False) if a.distill else None
     if a.mode != "fp32":
         model = build_net(a, fp32, input_shape)
     ckpt_path = out / "checkpoint.pt"
@@ -272,6 +293,8 @@ def run(a) -> int:
         model.calibrate(batches, a.calib)
         metrics["calib_seconds"] = time.time() - t0
     model.to(device)
+    if teacher is not None:
+        teacher.to(device)
     train_epochs = a.epochs if a.mode in ("fp32", "qat") else 0
     sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=a.seed) if world > 1 else None
     loader = DataLoader(train_ds, batch_size=a.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -291,7 +314,7 @@ def run(a) -> int:
             sampler.set_epoch(epoch)
         t0 = time.time()
         loss, acc = train_epoch(train_model, loader, opt, sched, device, small, quiet,
-                                f"{a.mode} epoch {epoch + 1}/{train_epochs}")
+                                f"{a.mode} epoch {epoch + 1}/{train_epochs}", teacher, a.distill)
         rec = {"epoch": epoch + 1, "train_loss": loss, "train_acc": acc, "train_seconds": time.time() - t0}
         if rank == 0:
             t1 = time.time()
