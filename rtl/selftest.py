@@ -455,9 +455,10 @@ class StatusLine(Elaboratable):
         m.d.comb += [
             sel.eq(table(which, len(sel))[idx]),
             nib.eq(Array([Const(0, 4)] + nibs)[sel]),
-            char.eq(Mux(sel != 0, Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10)),
-                        Mux(st.passed, table(c_pass, 8)[idx], table(c_fail, 8)[idx]))),
         ]
+        # registered: idx moves only when the UART takes a character, ten bit times apart
+        m.d.sync += char.eq(Mux(sel != 0, Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10)),
+                                Mux(st.passed, table(c_pass, 8)[idx], table(c_fail, 8)[idx])))
         m.d.comb += [uart.data.eq(char), uart.valid.eq(sending), self.tx.eq(uart.tx)]
         with m.If(sending):
             with m.If(uart.ready):
