@@ -113,21 +113,13 @@ class WinogradAccel(wiring.Component):
             vrq.params.eq(lay.v), ost.params.eq(lay.out),
             pe.steps.eq(lay.geom.n_cg), pe.clear.eq(self.start),
         ]
-        skid = getattr(platform, "wino_skid", True)
-        if skid:
-            # the controller's counters advance on the line buffer's command ready (RAM
-            # enables, band check): a skid buffer keeps that chain inside the line buffer
-            m.submodules.cmd_skid = cmd_skid = SkidBuffer(ctrl.cmd.payload.shape())
-            wiring.connect(m, ctrl.cmd, cmd_skid.i)
-            wiring.connect(m, cmd_skid.o, tbuf.cmd)
-        else:
-            wiring.connect(m, ctrl.cmd, tbuf.cmd)
+        wiring.connect(m, ctrl.cmd, tbuf.cmd)
         wiring.connect(m, wiring.flipped(self.x), tbuf.x)
-        if skid:
+        if getattr(platform, "wino_skid", True):
             # the skid buffer ends the stall chain (PE ready -> transforms -> line-buffer RAM
             # enables) at the line buffer, whose enables fan out to every bank across the die.
-            # Skid buffers change no word and no cycle, so a platform that does not need the
-            # speed (``wino_skid = False``: the iCE40 at 12 MHz) saves their cells
+            # It changes no word and no cycle, so a platform that does not need the speed
+            # (``wino_skid = False``: the iCE40 at 12 MHz) saves its cells
             m.submodules.skid = skid = SkidBuffer(tbuf.o.payload.shape())
             wiring.connect(m, tbuf.o, skid.i)
             wiring.connect(m, skid.o, itf.i)
