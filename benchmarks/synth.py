@@ -82,13 +82,15 @@ def main(argv=None) -> int:
         out = Path(args.work) / f"{board.name}-t{tile}u{unroll}"
         t0 = time.monotonic()
         try:
-            rep = build.run_build(cfg, board, out, target_mhz=args.target_mhz, engine=args.engine)
+            rep = build.run_build(cfg, board, out, board_defaults=board.defaults,
+                                  target_mhz=args.target_mhz, engine=args.engine)
         except (UsageError, build.BuildFailed) as e:
             print(f"synth: {spec}: {e}", file=sys.stderr)
             new.append({"board": board.name, "tile": tile, "unroll": unroll, "error": str(e),
                         "wall_s": round(time.monotonic() - t0, 1)})
             continue
         rec = record(rep)
+        rec["command"] = "python benchmarks/synth.py " + " ".join(argv or sys.argv[1:])
         new.append(rec)
         print(f"synth: {spec}: LUT {rec['lut_used']} DSP {rec['dsp_used']} Fmax {rec['fmax_mhz']} "
               f"MHz, {rec['wall_s']:.0f} s", file=sys.stderr, flush=True)
