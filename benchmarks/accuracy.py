@@ -249,7 +249,7 @@ def table(res) -> str:
         for t in (2, 4, 6):
             e = E.get(f"ablation/F{t}/{gran}")
             if e:
-                abl.append(f"| F{t} | {GRAN_LABEL[gran].split(', ')[1]} | " + " | ".join(
+                abl.append(f"| F{t} | {GRAN_LABEL[gran].split(' ')[-1]} | " + " | ".join(
                     f"{100 * e[k]:.1f}" for k in ("x", "V", "U", "M", "y", "x+V+U+M+y")) + " |")
     return "\n".join(rows + abl)
 
