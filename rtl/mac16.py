@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Signal, signed
 
-LATENCY = 2   # input registers, product registers
-
 
 def mac16_pair(m, en, a0, b0, a1, b1, name: str):
-    """``(a0 * b0, a1 * b1)`` as 16-bit signed Values, :data:`LATENCY` enabled cycles after
-    the operands (signed, at most 8 bits each)."""
+    """``(a0 * b0, a1 * b1)`` as 16-bit signed Values, two enabled cycles (input registers,
+    product registers) after the operands (signed, at most 8 bits each)."""
     ops = []
     for v in (a0, b0, a1, b1):
         if len(v) > 8:
