@@ -182,25 +182,30 @@ class PEArray(wiring.Component):
         return xs, ws
 
     def _products(self, m, en, x1, w1):
-        """Stage 2: operand registers (the weight RAM's read data and the step's values), so
-        that no block RAM -> multiplier path is left combinational; stage 3: products."""
+        """Stage 2: operand registers (the weight RAM's read data and the step's values, one
+        copy per output channel so that each can sit by its multipliers), so that no block
+        RAM -> multiplier path is left combinational; stage 3: products; stage 4: the
+        products again (the multipliers are spread over the die, their consumers are not)."""
         cfg, S = self.cfg, self.S
-        x2, w2 = Signal(len(x1), name="x2"), Signal(len(w1), name="w2")
+        w2 = Signal(len(w1), name="w2")
+        x2 = [Signal(len(x1), name=f"x2_{k}") for k in range(cfg.unroll)]
         with m.If(en):
-            m.d.sync += [x2.eq(x1), w2.eq(w1)]
-        xs, ws = self._operands(m, x2, w2, "")
+            m.d.sync += [w2.eq(w1)] + [x.eq(x1) for x in x2]
+        xs = [self._operands(m, x2[k], w2, f"k{k}_")[0] for k in range(cfg.unroll)]
+        _, ws = self._operands(m, x2[0], w2, "")
         prods = [[[None] * S for _ in range(cfg.unroll_in)] for _ in range(cfg.unroll)]
         with m.If(en):
             for k in range(cfg.unroll):
                 for c in range(cfg.unroll_in):
                     for s in range(S):
                         p = Signal(signed(cfg.widths.product), name=f"prod{k}_{c}_{s}")
-                        m.d.sync += p.eq(ws[k][c][s] * xs[c][s])
-                        prods[k][c][s] = p
+                        q = Signal(signed(cfg.widths.product), name=f"prodq{k}_{c}_{s}")
+                        m.d.sync += [p.eq(ws[k][c][s] * xs[k][c][s]), q.eq(p)]
+                        prods[k][c][s] = q
         return prods
 
     def _mac16_products(self, m, en, x1, w1):
-        """Stages 2 and 3 inside iCE40 SB_MAC16 blocks, two products per block
+        """Stages 2 to 4 inside iCE40 SB_MAC16 blocks, two products per block
         (:mod:`rtl.mac16`)."""
         cfg, S = self.cfg, self.S
         xs, ws = self._operands(m, x1, w1, "op_")
@@ -256,7 +261,7 @@ class PEArray(wiring.Component):
                 m.d.sync += r.eq(sig)
             return r
 
-        for st in (2, 3):   # operand and product registers
+        for st in (2, 3, 4):   # operand and two product registers
             valid, first, last, bias = (delay(valid, f"v{st}"), delay(first, f"first{st}"),
                                         delay(last, f"last{st}"), delay(bias, f"bias{st}"))
         # adder trees
@@ -277,10 +282,10 @@ class PEArray(wiring.Component):
         for d in range(lat):
             valid, first, last, bias = (delay(valid, f"vt{d}"), delay(first, f"ft{d}"),
                                         delay(last, f"lt{d}"), delay(bias, f"bt{d}"))
-        # step register, operand registers, products, adder tree levels; the accumulators'
+        # step register, operand registers, two product stages, adder tree levels; the accumulators'
         # sums leave on the last step straight from the adders (the consumer registers them:
         # a copy here cost a flip-flop per accumulator bit and a cycle)
-        self.latency = 3 + lat
+        self.latency = 4 + lat
         outs = []   # one signal per lane, joined once (slice assignments into one wide
         #            signal cost Amaranth a pass over all its bits per statement)
         for k in range(cfg.unroll):

@@ -59,10 +59,12 @@ class _Miter(Elaboratable):
         p0, p1 = mac16_pair(m, self.en, a0, b0, a1, b1, "mac")
         regs = [Signal(signed(8), name=f"r{i}") for i in range(4)]
         prods = [Signal(signed(16), name=f"p{i}") for i in range(2)]
+        outs = [Signal(signed(16), name=f"q{i}") for i in range(2)]
         with m.If(self.en):
             m.d.sync += [r.eq(v) for r, v in zip(regs, self.ops, strict=True)]
             m.d.sync += [prods[0].eq(regs[0] * regs[1]), prods[1].eq(regs[2] * regs[3])]
-        m.d.comb += [Assert(p0 == prods[0]), Assert(p1 == prods[1])]
+            m.d.sync += [q.eq(p) for q, p in zip(outs, prods, strict=True)]
+        m.d.comb += [Assert(p0 == outs[0]), Assert(p1 == outs[1])]
         return m
 
 

@@ -39,8 +39,8 @@ def _ceil(a, b):
 
 def _pe_latency(cfg: AcceleratorConfig) -> int:
     reduce = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * cfg.n * cfg.n
-    # step, operand (RAM -> multiplier) and product registers + adder tree levels
-    return 3 + math.ceil(math.log2(reduce)) if reduce > 1 else 3
+    # step, operand (RAM -> multiplier) and two product registers + adder tree levels
+    return 4 + math.ceil(math.log2(reduce)) if reduce > 1 else 4
 
 
 def winograd_latency(cfg: AcceleratorConfig) -> int:
@@ -243,7 +243,7 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
     levels = math.ceil(math.log2(red)) if red > 1 else 0
     ff = ui * S * xb + 3 + tag
     if not pairs:
-        ff += ui * S * xb + un * ui * S * cfg.weight_bits + mults * w.product
+        ff += un * ui * S * xb + un * ui * S * cfg.weight_bits + 2 * mults * w.product
     ff += lanes * (red - 1) * w.accumulator + lanes * w.accumulator
     ff += un * cfg.bias_bits * (5 + levels) + 2 * tag
     lut = lanes * red * w.accumulator + un * cfg.bias_bits + 100
