@@ -107,3 +107,18 @@ def test_tiles_backward_is_the_adjoint(n, m):
 
     xp = torch.randn(2, 3, 3 * m + 2, 2 * m + 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: _Tiles.apply(t, n, m), (xp,))
+
+
+@pytest.mark.parametrize("learn_ratio", [True, False])
+def test_fq_straight_through_gradients(learn_ratio):
+    """d/dv = r and d/dr = v where the value is not saturated, 0 where it is (the mask is kept
+    or recomputed in the backward depending on what learns)."""
+    v = torch.tensor([-300.0, -129.0, -128.4, -3.3, 0.2, 126.9, 127.4, 127.6, 900.0], dtype=torch.float64,
+                     requires_grad=True)
+    r = torch.tensor(1.0, dtype=torch.float64, requires_grad=learn_ratio)
+    g = torch.arange(1.0, 10.0, dtype=torch.float64)
+    fq(v, r).backward(g)
+    inside = torch.tensor([0, 0, 1, 1, 1, 1, 1, 0, 0], dtype=torch.float64)
+    assert torch.equal(v.grad, g * inside)
+    if learn_ratio:
+        assert torch.isclose(r.grad, (g * inside * v.detach()).sum())

@@ -30,24 +30,27 @@ from wino_gen.config import int_range
 
 
 class _FQ(torch.autograd.Function):
-    """Forward ``golden.round_sat(v * r)``; backward saves a bool mask of the unsaturated
-    values (not a recomputation) and reduces d/dr with one batched dot product."""
+    """Forward ``golden.round_sat(v * r)``. The backward needs the unsaturated positions, and
+    ``v`` itself when the ratio learns: it then keeps only ``v`` and recomputes the mask (the
+    same ops on the same values, so the same mask), else only a bool mask; d/dr is one batched
+    dot product."""
 
     @staticmethod
     def forward(ctx, v, r, bits):
-        lo, hi = int_range(bits)
         t = v * r
-        need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        if need:
-            mask = (t >= lo - 0.5) & (t < hi + 0.5)
         out = golden.round_sat(t, bits)
-        if need:
-            ctx.save_for_backward(v if ctx.needs_input_grad[1] else None, r, mask)
+        ctx.bits = bits
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(v, r, None)
+        elif ctx.needs_input_grad[0]:
+            ctx.save_for_backward(None, r, _unsaturated(t, bits))
         return out
 
     @staticmethod
     def backward(ctx, g):
         v, r, mask = ctx.saved_tensors
+        if mask is None:
+            mask = _unsaturated(v * r, ctx.bits)
         gi = torch.where(mask, g, torch.zeros((), dtype=g.dtype))
         gv = gi * r if ctx.needs_input_grad[0] else None
         gr = None
@@ -60,6 +63,12 @@ class _FQ(torch.autograd.Function):
             else:
                 gr = _reduce_to(gi * v, r.shape)
         return gv, gr, None
+
+
+def _unsaturated(t: torch.Tensor, bits: int) -> torch.Tensor:
+    """Where ``round_sat(t, bits)`` does not saturate (the straight-through estimator's support)."""
+    lo, hi = int_range(bits)
+    return (t >= lo - 0.5) & (t < hi + 0.5)
 
 
 def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:
