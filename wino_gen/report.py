@@ -93,8 +93,9 @@ def format_report(rep: dict) -> str:
                    f"{u['utilization']:.1%} (steady state {u['steady_utilization']:.1%})")
     out.append("")
     r = rep["resources"]
-    out.append(f"resource estimate ({rep['board']}, first-order, uncalibrated): LUT {r['lut']}, "
-               f"FF {r['ff']}, DSP {r['dsp']}, BRAM {r['bram']} ({r['memory_bits'] / 1e6:.2f} Mbit)")
+    out.append(f"resource estimate ({rep['board']}, accelerator only, calibrated on the synthesis "
+               f"benchmarks): LUT {r['lut']}, FF {r['ff']}, DSP {r['dsp']}, BRAM {r['bram']} "
+               f"({r['memory_bits'] / 1e6:.2f} Mbit)")
     for mm in rep["memories"]:
         out.append(f"  {mm['name']}: {mm['count']} x {mm['depth']} x {mm['width']} bit")
     return "\n".join(out)
