@@ -1,6 +1,8 @@
 """Cost of a Winograd-aware (full-int8 fake-quant) training step vs the plain-conv training step
 of the same ResNet-20 and batch: time (median of steps after a warm-up) and memory (growth of
-the process's peak RSS over its RSS before the first step), each variant in a fresh process.
+the process's peak RSS over its RSS before the first step, and the bytes of the tensors autograd
+keeps for the backward pass, which do not depend on the allocator), each variant in a fresh
+process.
 
     python benchmarks/train_step.py            -> benchmarks/results/train_step.json
 """
@@ -58,6 +60,14 @@ def child(variant: str, batch: int, steps: int, threads: int) -> dict:
         loss.backward()
         opt.step()
 
+    kept: dict = {}
+
+    def pack(t):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        F.cross_entropy(model(x), y)
     base = _rss_mb()
     step()                                  # warm-up (allocator, optimizer state)
     times = []
@@ -67,7 +77,8 @@ def child(variant: str, batch: int, steps: int, threads: int) -> dict:
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"variant": variant, "step_s": statistics.median(times), "steps": steps,
-            "peak_rss_growth_mb": round(peak - base, 1), "rss_before_mb": round(base, 1)}
+            "peak_rss_growth_mb": round(peak - base, 1), "rss_before_mb": round(base, 1),
+            "saved_for_backward_mb": round(sum(kept.values()) / 2**20, 1)}
 
 
 def main():
@@ -96,14 +107,16 @@ def main():
         if plain:
             r["time_ratio"] = round(r["step_s"] / plain["step_s"], 2)
             r["mem_ratio"] = round(r["peak_rss_growth_mb"] / max(plain["peak_rss_growth_mb"], 1e-9), 2)
+            r["saved_ratio"] = round(r["saved_for_backward_mb"] / plain["saved_for_backward_mb"], 2)
     res = {"model": "resnet20", "input": [1, 28, 28], "batch": a.batch, "threads": a.threads,
            "load_avg_1m": os.getloadavg()[0], "command": "python " + " ".join(sys.argv), "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-    print("| variant | step (s) | x plain | peak RSS growth (MB) | x plain |\n|---|---|---|---|---|")
+    print("| variant | step (s) | x plain | peak RSS growth (MB) | x plain | kept for backward (MB) | x plain |\n"
+          "|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['step_s']:.3f} | {r.get('time_ratio', '')} | "
-              f"{r['peak_rss_growth_mb']} | {r.get('mem_ratio', '')} |")
+        print(f"| {r['variant']} | {r['step_s']:.3f} | {r.get('time_ratio', '')} | {r['peak_rss_growth_mb']} | "
+              f"{r.get('mem_ratio', '')} | {r['saved_for_backward_mb']} | {r.get('saved_ratio', '')} |")
 
 
 if __name__ == "__main__":
