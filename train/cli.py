@@ -47,7 +47,8 @@ def parse(argv):
                     help="integer Winograd forms: smooth (rows balanced for one scale per layer) | none")
     ap.add_argument("--requant", default="pow2", help="pow2 | fixed")
     ap.add_argument("--max-tap-shift", type=int, default=12,
-                    help="tap mode: largest m_align (F6 needs ~12; the format allows 0..16)")
+                    help="tap mode: largest m_align (F6 with --balance none needs ~12, smooth forms <= 4; "
+                         "the format allows 0..16)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=None, help="default 0.1 (fp32, SGD) / 1e-4 (qat, Adam)")
