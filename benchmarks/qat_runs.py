@@ -96,7 +96,7 @@ class Pool:
 
 
 def table(paths) -> str:
-    runs, fp32 = {}, None
+    runs = {}
     for p in paths:
         s = json.loads(Path(p).read_text())
         runs.update({k: dict(v, device=s.get("device", "?")) for k, v in s["runs"].items()})

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
 from wino_gen.errors import ArgumentParser, UsageError
+from wino_gen.winograd import BALANCES
 
 from . import data as data_mod
 from . import models
@@ -82,8 +83,8 @@ def parse(argv):
         raise UsageError(f"--tile: {a.tile} is not supported; allowed: 2, 4, 6")
     if a.granularity not in ("layer", "tap"):
         raise UsageError(f"--granularity: {a.granularity!r}; allowed: layer, tap")
-    if a.balance not in ("none", "smooth"):
-        raise UsageError(f"--balance: {a.balance!r}; allowed: none, smooth")
+    if a.balance not in BALANCES:
+        raise UsageError(f"--balance: {a.balance!r}; allowed: {', '.join(BALANCES)}")
     if a.requant not in ("pow2", "fixed"):
         raise UsageError(f"--requant: {a.requant!r}; allowed: pow2, fixed")
     if a.calib not in ("omse", "mse", "max"):

@@ -88,8 +88,6 @@ class WinogradConv2d(QLayer):
             raise ValueError(f"tile {tile}: allowed {sorted(winograd.POINTS)}")
         if granularity not in ("layer", "tap"):
             raise ValueError(f"granularity {granularity!r}: allowed layer, tap")
-        if balance not in winograd.BALANCES:
-            raise ValueError(f"balance {balance!r}: allowed {', '.join(winograd.BALANCES)}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.tile, self.n, self.padding, self.relu = tile, tile + 2, padding, relu
         self.kernel_size, self.stride = (3, 3), (1, 1)
