@@ -93,8 +93,8 @@ def fq_real(v: torch.Tensor, scale, bits: int = 8) -> torch.Tensor:
 
 
 def round_ste(t: torch.Tensor) -> torch.Tensor:
-    """Round half up (``floor(t + 1/2)``), identity gradient."""
-    return t + (torch.floor(t + 0.5) - t).detach()
+    """Round half up (``golden.round_sat``, saturating only at 64 bits), identity gradient."""
+    return t + (golden.round_sat(t, 64) - t).detach()
 
 
 def exact_ratio(r: torch.Tensor, mode: str, mult_bits: int = 16):
