@@ -109,6 +109,14 @@ def test_tiles_backward_is_the_adjoint(n, m):
     assert torch.autograd.gradcheck(lambda t: _Tiles.apply(t, n, m), (xp,))
 
 
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_output_tiles_backward_is_the_adjoint(m):
+    from train.winograd_conv import _OutputTiles
+
+    Y = torch.randn(m * m, 3 * 2 * 2 * 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _OutputTiles.apply(t, m, 3, 2, 2, 3), (Y,))
+
+
 @pytest.mark.parametrize("learn_ratio", [True, False])
 def test_fq_straight_through_gradients(learn_ratio):
     """d/dv = r and d/dr = v where the value is not saturated, 0 where it is (the mask is kept
@@ -122,3 +130,67 @@ def test_fq_straight_through_gradients(learn_ratio):
     assert torch.equal(v.grad, g * inside)
     if learn_ratio:
         assert torch.isclose(r.grad, (g * inside * v.detach()).sum())
+
+
+@pytest.mark.parametrize("tile,gran,padding", [(2, "layer", 1), (4, "tap", 1), (6, "tap", 0)])
+def test_fused_core_gradients_equal_plain_autograd(tile, gran, padding):
+    """The fused input-quantizer + channel-sum node (V recomputed in the backward) gives the same
+    value and gradients (x, U, the V ratio) as autograd through the separate ops."""
+    from train.winograd_conv import _WinogradCore
+
+    torch.manual_seed(tile)
+    w = WinogradConv2d(5, 4, tile=tile, granularity=gran, padding=padding)
+    xi = torch.randint(-128, 128, (2, 5, 9, 11), dtype=torch.float64).requires_grad_(True)
+    U = (torch.randn(w.n * w.n, 4, 5, dtype=torch.float64) * 30).round().requires_grad_(True)
+    r = (0.05 * torch.rand((w.n, w.n) if gran == "tap" else (), dtype=torch.float64) + 0.02).requires_grad_(True)
+    g = torch.randn(w.n * w.n, 4, 2 * (-(-(9 + 2 * padding - 2) // tile)) * (-(-(11 + 2 * padding - 2) // tile)),
+                    dtype=torch.float64)
+
+    fused = _WinogradCore.apply(xi, r, U, w, 8)
+    fused.backward(g)
+    got = [fused.detach(), xi.grad.clone(), U.grad.clone(), r.grad.clone()]
+    for t in (xi, U, r):
+        t.grad = None
+    plain = torch.bmm(U, fq(w.input_transform(xi), w._tapshape(r)))
+    plain.backward(g)
+    want = [plain.detach(), xi.grad, U.grad, r.grad]
+    assert torch.equal(got[0], want[0])
+    for a, b in zip(got[1:], want[1:], strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10)
+    assert (got[1] != 0).any() and (got[3] != 0).all()
+
+
+def test_fq_float32_keeps_half_precision_and_matches_float64_gradients():
+    """Float32 training keeps ``v * r`` in float16 for the backward: the values (rounded in place)
+    are the same as golden's, the gradients match the exact float64 ones to float16 precision."""
+    torch.manual_seed(0)
+    v64 = (torch.randn(4, 3, 500, dtype=torch.float64) * 300).requires_grad_(True)
+    r64 = torch.full((4, 1, 1), 0.37, dtype=torch.float64, requires_grad=True)
+    v32 = v64.detach().float().requires_grad_(True)
+    r32 = r64.detach().float().requires_grad_(True)
+    g = torch.randn(4, 3, 500, dtype=torch.float64)
+    out64, out32 = fq(v64, r64), fq(v32, r32)
+    assert torch.equal(out32.double(), golden.round_sat(v32.detach().double() * r32.detach().double()))
+    out64.backward(g)
+    out32.backward(g.float())
+    edge = ((v64.detach() * 0.37).abs() - 127.5).abs() < 0.25     # near saturation float16 may differ
+    assert torch.allclose(v32.grad.double()[~edge], v64.grad[~edge], rtol=1e-6)
+    gv = g.abs() * v64.detach().abs()
+    bound = 2.0**-10 * gv.sum((1, 2), keepdim=True) + (gv * edge).sum((1, 2), keepdim=True)
+    assert ((r32.grad.double() - r64.grad).abs() <= bound).all()
+
+
+def test_fq_float32_gradients_stay_finite_beyond_float16_range():
+    v = torch.tensor([1e6, -1e7, 3.0, 100.0], requires_grad=True)
+    r = torch.tensor(0.5, requires_grad=True)
+    fq(v, r).backward(torch.ones(4))
+    assert torch.equal(v.grad, torch.tensor([0.0, 0.0, 0.5, 0.5]))
+    assert r.grad.item() == 103.0
+
+
+def test_round_sat_in_place_equals_the_definition():
+    t = np.array([-200.0, -128.5, -128.49, -0.5, 0.49, 0.5, 127.49, 127.5, 1e9])
+    want = golden.round_sat(t)
+    assert np.array_equal(golden.round_sat(t.copy(), inplace=True), want)
+    tt = torch.tensor(t)
+    assert golden.round_sat(tt, inplace=True) is tt and np.array_equal(tt.numpy(), want)

@@ -29,46 +29,59 @@ from wino_gen import golden
 from wino_gen.config import int_range
 
 
+def keep_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the quantizers keep the scaled values ``t = v * r`` in for the backward: float16
+    for float32 training (half the bytes; it only decides the straight-through mask and feeds
+    the scale gradient, so a value within 2**-11 of a saturation edge may count as saturated),
+    exact otherwise (float64 evaluation and gradient checks)."""
+    return torch.float16 if dtype == torch.float32 else dtype
+
+
+def ste_grads(g: torch.Tensor, t: torch.Tensor, r: torch.Tensor, bits: int, need_v: bool, need_r: bool,
+              overwrite: bool = False):
+    """The straight-through backward of ``round_sat(v * r, bits)`` from ``t = v * r``: d/dv = r
+    and d/dr = v = t / r where ``lo - 1/2 <= t < hi + 1/2`` (not saturated), 0 elsewhere.
+    Returns (grad v, grad r); d/dr is summed to ``r``'s shape (a scalar or one per tap).
+    ``overwrite``: ``g`` and ``t`` are the caller's temporaries, reused as buffers."""
+    lo, hi = int_range(bits)
+    t_own = overwrite or t.dtype != g.dtype
+    t = t.to(g.dtype)
+    if t_own:              # saturated values (inf in float16) need only stay saturated; no inf * 0
+        t.clamp_(lo - 1, hi + 1)
+    # hardtanh's backward passes the gradient where min < t < max, in one fused pass
+    below = float(torch.nextafter(torch.tensor(lo - 0.5, dtype=t.dtype), torch.tensor(-np.inf, dtype=t.dtype)))
+    hardtanh_bw = torch.ops.aten.hardtanh_backward
+    gi = hardtanh_bw.grad_input(g, t, below, hi + 0.5, grad_input=g) if overwrite else \
+        hardtanh_bw(g, t, below, hi + 0.5)
+    gr = None
+    if need_r:
+        gt = t.mul_(gi) if t_own else gi * t
+        if r.numel() == 1:
+            gr = gt.sum().reshape(r.shape) / r
+        elif r.dim() == 3 and r.shape[1:] == (1, 1) and gt.dim() == 3 and gt.shape[0] == r.shape[0]:
+            gr = gt.reshape(r.shape[0], -1).sum(1).reshape(r.shape) / r
+        else:
+            gr = _reduce_to(gt, r.shape) / r
+    return (gi.mul_(r) if need_v else None), gr
+
+
 class _FQ(torch.autograd.Function):
-    """Forward ``golden.round_sat(v * r)``. The backward needs the unsaturated positions, and
-    ``v`` itself when the ratio learns: it then keeps only ``v`` and recomputes the mask (the
-    same ops on the same values, so the same mask), else only a bool mask; d/dr is one batched
-    dot product."""
+    """Forward ``golden.round_sat(v * r)`` (rounded in place). The backward keeps only
+    ``t = v * r``, in :func:`keep_dtype` (half of ``v``'s bytes in float32 training)."""
 
     @staticmethod
     def forward(ctx, v, r, bits):
         t = v * r
-        out = golden.round_sat(t, bits)
         ctx.bits = bits
-        if ctx.needs_input_grad[1]:
-            ctx.save_for_backward(v, r, None)
-        elif ctx.needs_input_grad[0]:
-            ctx.save_for_backward(None, r, _unsaturated(t, bits))
-        return out
+        if any(ctx.needs_input_grad[:2]):
+            ctx.save_for_backward(t.to(keep_dtype(t.dtype), copy=True), r)
+        return golden.round_sat(t, bits, inplace=True)
 
     @staticmethod
     def backward(ctx, g):
-        v, r, mask = ctx.saved_tensors
-        if mask is None:
-            mask = _unsaturated(v * r, ctx.bits)
-        gi = torch.where(mask, g, torch.zeros((), dtype=g.dtype))
-        gv = gi * r if ctx.needs_input_grad[0] else None
-        gr = None
-        if ctx.needs_input_grad[1]:
-            if r.numel() == 1:
-                gr = torch.dot(gi.reshape(-1), v.reshape(-1)).reshape(r.shape)
-            elif r.dim() == 3 and r.shape[1:] == (1, 1) and gi.dim() == 3 and gi.shape[0] == r.shape[0]:
-                S = r.shape[0]
-                gr = torch.bmm(gi.reshape(S, 1, -1), v.reshape(S, -1, 1)).reshape(r.shape)
-            else:
-                gr = _reduce_to(gi * v, r.shape)
+        t, r = ctx.saved_tensors
+        gv, gr = ste_grads(g, t, r, ctx.bits, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return gv, gr, None
-
-
-def _unsaturated(t: torch.Tensor, bits: int) -> torch.Tensor:
-    """Where ``round_sat(t, bits)`` does not saturate (the straight-through estimator's support)."""
-    lo, hi = int_range(bits)
-    return (t >= lo - 0.5) & (t < hi + 0.5)
 
 
 def _reduce_to(t: torch.Tensor, shape) -> torch.Tensor:

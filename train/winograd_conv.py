@@ -27,29 +27,103 @@ from torch import nn
 
 from wino_gen import golden, winograd
 
-from .quant import Observer, Scale, exact_ratio, fq, fq_real, round_ste
+from .quant import Observer, Scale, exact_ratio, fq, fq_real, round_ste, ste_grads
 
 STEPS = ("x", "V", "U", "M", "y")
 INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
 class _Tiles(torch.autograd.Function):
-    """Overlapping n x n tiles with stride m, taps first: ``[S, C*N*th*tw]``. The backward adds
-    the tile gradients back with one ``F.fold`` (autograd's unfold backward is slow on CPU)."""
+    """Overlapping n x n tiles with stride m, taps first: ``[S, C*N*th*tw]``, gathered with one
+    strided copy per tile row and column (a 6-d permute copy is several times slower on CPU).
+    The backward adds the tile gradients back with one ``F.fold`` (autograd's unfold backward
+    is slow on CPU)."""
 
     @staticmethod
     def forward(ctx, xp, n, m):
         N, C, Hp, Wp = xp.shape
-        d = xp.unfold(2, n, m).unfold(3, n, m)                       # [N, C, th, tw, n, n] view
-        th, tw = d.shape[2:4]
+        th, tw = (Hp - n) // m + 1, (Wp - n) // m + 1
         ctx.geom = (N, C, Hp, Wp, th, tw, n, m)
-        return d.permute(4, 5, 1, 0, 2, 3).reshape(n * n, C * N * th * tw)
+        rows = xp.new_empty((n, C, N, th, Wp))                        # tile rows, then columns
+        for i in range(n):
+            rows[i].copy_(xp.transpose(0, 1)[:, :, i:i + (th - 1) * m + 1:m])
+        d = xp.new_empty((n, n, C, N, th, tw))
+        for j in range(n):
+            d[:, j].copy_(rows[..., j:j + (tw - 1) * m + 1:m])
+        return d.view(n * n, C * N * th * tw)
 
     @staticmethod
     def backward(ctx, g):
-        N, C, Hp, Wp, th, tw, n, m = ctx.geom
-        cols = g.view(n * n, C, N, th * tw).permute(2, 1, 0, 3).reshape(N, C * n * n, th * tw)
-        return F.fold(cols, (Hp, Wp), n, stride=m), None, None
+        return _untile(g, ctx.geom), None, None
+
+
+class _OutputTiles(torch.autograd.Function):
+    """The inverse layout of the output transform: ``[m*m, K*N*th*tw]`` m x m tiles to
+    ``[N, K, th*m, tw*m]`` with one strided copy per tile position; the backward gathers back."""
+
+    @staticmethod
+    def forward(ctx, Y, m, K, N, th, tw):
+        ctx.geom = (m, K, N, th, tw)
+        Yv = Y.view(m, m, K, N, th, tw)
+        out = Y.new_empty((K, N, th * m, tw * m))
+        for i in range(m):
+            for j in range(m):
+                out[:, :, i::m, j::m].copy_(Yv[i, j])
+        return out.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, g):
+        m, K, N, th, tw = ctx.geom
+        gY = g.reshape(N, K, th, m, tw, m).permute(3, 5, 1, 0, 2, 4).reshape(m * m, K * N * th * tw)
+        return gY, None, None, None, None, None
+
+
+def _untile(g: torch.Tensor, geom) -> torch.Tensor:
+    """The adjoint of the tiling: tile gradients ``[S, C*N*th*tw]`` summed back into the padded
+    input with one ``F.fold``."""
+    N, C, Hp, Wp, th, tw, n, m = geom
+    cols = g.reshape(n * n, C, N, th * tw).permute(2, 1, 0, 3).reshape(N, C * n * n, th * tw)
+    return F.fold(cols, (Hp, Wp), n, stride=m)
+
+
+class _WinogradCore(torch.autograd.Function):
+    """``P = U @ round_sat(V * r_V)`` with ``V`` the input transform of ``x``: the layer's input
+    quantizer and channel sum in one autograd node. It keeps only ``x`` (in a network usually
+    kept by the layer before it already), ``U`` and ``r_V``, and recomputes ``V`` in the
+    backward: the largest tensors of the layer, ``(n/m)²`` times its input, are never kept
+    (the price: one more tile gather and transform per step)."""
+
+    @staticmethod
+    def forward(ctx, x, r_V, U, layer, bits):
+        t = layer.input_transform(x).mul_(layer._tapshape(r_V))
+        ctx.layer, ctx.bits = layer, bits
+        ctx.save_for_backward(x, r_V, U)
+        return torch.bmm(U, golden.round_sat(t, bits, inplace=True))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, r_V, U = ctx.saved_tensors
+        layer, bits = ctx.layer, ctx.bits
+        r = layer._tapshape(r_V)
+        t = layer.input_transform(x).mul_(r)                          # the forward's t, recomputed
+        gU = torch.bmm(g, golden.round_sat(t.clone(), bits, inplace=True).transpose(1, 2)) \
+            if ctx.needs_input_grad[2] else None
+        gV, gr = ste_grads(torch.bmm(U.transpose(1, 2), g), t, r, bits,
+                           ctx.needs_input_grad[0], ctx.needs_input_grad[1], overwrite=True)
+        del t
+        gx = layer.input_transform_adjoint(gV, x.shape) if gV is not None else None
+        return gx, (gr.reshape(r_V.shape) if gr is not None else None), gU, None, None
+
+
+def _kron_apply(mat: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``(mat ⊗ mat) @ t`` for ``t = [k*k, X]``: the 2-d transform of every tile. From 6 x 6
+    tiles on as two thin GEMMs (a third of the multiplies of the Kronecker GEMM at n = 6)."""
+    o, k = mat.shape
+    X = t.shape[-1]
+    if k <= 4:
+        return torch.kron(mat, mat) @ t
+    t1 = (mat @ t.reshape(k, k * X)).view(o, k, X)
+    return torch.matmul(mat, t1).view(o * o, X)
 
 
 class QLayer(nn.Module):
@@ -100,8 +174,8 @@ class WinogradConv2d(QLayer):
         forms = winograd.integer_forms(tile, balance)
         AT = forms.AT.astype(np.float64)
         BT = forms.BT.astype(np.float64)
-        self.register_buffer("KB", torch.tensor(np.kron(BT, BT), dtype=torch.float32), persistent=False)
-        self.register_buffer("KA", torch.tensor(np.kron(AT, AT), dtype=torch.float32), persistent=False)
+        self.register_buffer("BT", torch.tensor(BT, dtype=torch.float32), persistent=False)
+        self.register_buffer("AT", torch.tensor(AT, dtype=torch.float32), persistent=False)
         self.register_buffer("G", torch.tensor(winograd.to_float(forms.G), dtype=torch.float32),
                              persistent=False)
         tap = (self.n, self.n) if granularity == "tap" else ()
@@ -138,15 +212,22 @@ class WinogradConv2d(QLayer):
         p, m, n = self.padding, self.tile, self.n
         xp = F.pad(x, (p, tw * m + 2 - W - p, p, th * m + 2 - H - p))
         d = _Tiles.apply(xp, n, m)                                    # [S, C*N*L]
-        V = self.KB.to(x.dtype) @ d                                  # one GEMM: (Bᵀ ⊗ Bᵀ) d
-        return V.view(n * n, C, N * th * tw)
+        return _kron_apply(self.BT.to(x.dtype), d).view(n * n, C, N * th * tw)
+
+    def input_transform_adjoint(self, gV: torch.Tensor, shape) -> torch.Tensor:
+        """The gradient of :meth:`input_transform` (``[S, C, N*L]`` back to ``shape``)."""
+        N, C, H, W = shape
+        Ho, Wo, th, tw = self._geometry(H, W)
+        p, m, n = self.padding, self.tile, self.n
+        gd = _kron_apply(self.BT.to(gV.dtype).T, gV.reshape(n * n, -1))
+        gxp = _untile(gd, (N, C, th * m + 2, tw * m + 2, th, tw, n, m))
+        return gxp[:, :, p:p + H, p:p + W]
 
     def output_transform(self, M: torch.Tensor, N: int, H: int, W: int) -> torch.Tensor:
         """``Aᵀ M A`` of ``M[S, K, N*L]``, untiled: ``[N, K, Ho, Wo]``."""
         Ho, Wo, th, tw = self._geometry(H, W)
         m, K = self.tile, M.shape[1]
-        Y = (self.KA.to(M.dtype) @ M.reshape(M.shape[0], -1)).view(m, m, K, N, th, tw)
-        Y = Y.permute(3, 2, 4, 0, 5, 1).reshape(N, K, th * m, tw * m)
+        Y = _OutputTiles.apply(_kron_apply(self.AT.to(M.dtype), M.reshape(M.shape[0], -1)), m, K, N, th, tw)
         return Y[:, :, :Ho, :Wo]
 
     def weight_transform(self, dtype=None) -> torch.Tensor:
@@ -228,12 +309,10 @@ class WinogradConv2d(QLayer):
         dt = x.dtype
         N, _, H, W = x.shape
         mode = self.requant
-        Vraw = self.input_transform(x)
         s_V = self.s_V()
         r_V, req_V = exact_ratio(s_x.to(dt) / s_V.to(dt), mode)
-        V = fq(Vraw, self._tapshape(r_V), self.transform_bits)
         U, s_U = self.quantized_weights(exact)
-        P = torch.bmm(U.to(dt), V)
+        P = _WinogradCore.apply(x, r_V, U.to(dt), self, self.transform_bits)
         s_M0, s_Mt, align = self.m_scales()
         r_M, req_M = exact_ratio(s_U.to(dt) * s_V.to(dt) / s_Mt.to(dt), mode)
         M = fq(P, self._tapshape(r_M), self.transform_bits)

@@ -49,14 +49,21 @@ def rq(v, mult, shift, bits: int = 8) -> np.ndarray:
     return np.clip(out, lo, hi)
 
 
-def round_sat(t, bits: int = 8):
+def round_sat(t, bits: int = 8, inplace: bool = False):
     """``clamp(floor(t + 1/2))`` to ``bits`` signed, for numpy arrays or torch tensors: the
-    rounding of :func:`rq` on a value that is already scaled."""
+    rounding of :func:`rq` on a value that is already scaled. ``inplace`` overwrites a float
+    ``t`` (the training path rounds large tensors without temporaries)."""
     lo, hi = int_range(bits)
-    t = t + 0.5
-    if hasattr(t, "clamp"):
-        return t.floor().clamp(lo, hi)
-    return np.clip(np.floor(t), lo, hi)
+    if not inplace:
+        t = t + 0.5
+        if hasattr(t, "clamp"):
+            return t.floor().clamp(lo, hi)
+        return np.clip(np.floor(t), lo, hi)
+    if hasattr(t, "clamp_"):
+        return t.add_(0.5).floor_().clamp_(lo, hi)
+    np.add(t, 0.5, out=t)
+    np.floor(t, out=t)
+    return np.clip(t, lo, hi, out=t)
 
 
 def fake_rq(v, ratio, bits: int = 8):
