@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from train import data, models  # noqa: E402
-from train.cli import load_fp32  # noqa: E402
+from train.cli import load_init  # noqa: E402
 from train.convert import convert  # noqa: E402
 from train.export import export, quantize_input  # noqa: E402
 from wino_gen import format as wformat  # noqa: E402
@@ -152,7 +152,7 @@ def main():
     Xtr, Ytr = tr.tensors[0][sel], tr.tensors[1][sel]
     calib_x = [tr.tensors[0][i * 128:(i + 1) * 128] for i in range(a.calib_batches)]
     fp32 = models.resnet20(10, 1)
-    load_fp32(a.init, fp32)
+    load_init(a.init, fp32)
     fp32.eval()
     E = res["entries"]
 

@@ -26,6 +26,7 @@ HAVE_FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.g
     (["--out", "/proc/nope/run"], "not writable"),
     (["--data-dir", "/nonexistent"], "apt-get install dataset-fashion-mnist"),
     (["--mode", "qat"], "needs --init"),
+    (["--mode", "qat", "--init", str(ROOT / "README.md")], "not a torch checkpoint"),
     (["--bogus-flag"], "unrecognized"),
 ])
 def test_bad_input_one_line_exit_2(args, needle, tmp_path, capsys):
@@ -64,6 +65,19 @@ def test_tiny_run_fp32_then_qat_export_eval_int_resume(tmp_path, capsys):
     assert main(argv) == 0
     m = json.loads((q / "metrics.json").read_text())
     assert [h["epoch"] for h in m["history"]] == [1, 2]
+    # --init a quantized run: fine-tune further with a new schedule, its scales, no calibration
+    q2 = tmp_path / "qat2"
+    argv = ["--mode", "qat", "--tile", "4", "--granularity", "tap", "--epochs", "0", "--init",
+            str(q / "model.pt"), "--out", str(q2)] + common
+    assert main(argv) == 0
+    m2 = json.loads((q2 / "metrics.json").read_text())
+    assert m2["test_acc"] == m["test_acc"] and "calib_seconds" not in m2
+    capsys.readouterr()
+    bad = ["--mode", "qat", "--tile", "6", "--granularity", "tap", "--init", str(q / "model.pt"), "--out", str(q2)]
+    assert main(bad + common) == 2
+    assert "trained with --tile 4, not 6" in capsys.readouterr().err
+    assert main(["--mode", "ptq-winograd", "--init", str(q / "model.pt"), "--out", str(q2)] + common) == 2
+    assert "an FP32 one is needed" in capsys.readouterr().err
 
 
 @pytest.mark.slow

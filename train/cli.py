@@ -54,7 +54,8 @@ def parse(argv):
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=None, help="default 0.1 (fp32, SGD) / 1e-4 (qat, Adam)")
     ap.add_argument("--scale-lr", type=float, default=1e-3, help="Adam lr of the log2 scales (qat)")
-    ap.add_argument("--init", default=None, help="FP32 checkpoint to start ptq/qat from")
+    ap.add_argument("--init", default=None, help="FP32 checkpoint to start ptq/qat from, or a ptq-winograd/qat "
+                    "model.pt of the same model, tile and scales to fine-tune further (qat)")
     ap.add_argument("--calib-batches", type=int, default=4)
     ap.add_argument("--calib", default="omse", help="scale calibration: omse (output-weighted MSE) | mse | max")
     ap.add_argument("--limit-train", type=int, default=None)
@@ -145,17 +146,36 @@ def _barrier(world):
 
 # -- model construction -------------------------------------------------------------------
 
-def load_fp32(path: str, model: torch.nn.Module) -> None:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+QUANT_KEYS = ("model", "tile", "granularity", "balance", "requant", "max_tap_shift")
+
+
+def load_init(path: str, model: torch.nn.Module, a=None) -> dict | None:
+    """Load ``--init``: an FP32 checkpoint into ``model`` (returns None), or, for ``--mode qat``
+    (``a``: the parsed arguments), the state of a quantized run to continue from (returned;
+    the converted network must match it)."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:       # noqa: BLE001 - any unreadable file is the same user error
+        raise UsageError(f"--init {path}: not a torch checkpoint ({type(e).__name__})") from None
     state = ck.get("model", ck) if isinstance(ck, dict) else ck
     if not isinstance(state, dict):
         raise UsageError(f"--init {path}: not a state dict or checkpoint")
-    if ck.get("mode", "fp32") != "fp32" if isinstance(ck, dict) else False:
-        raise UsageError(f"--init {path}: a {ck['mode']} checkpoint; --init wants an FP32 one")
+    mode = ck.get("mode", "fp32")
+    if mode != "fp32":
+        if mode not in ("ptq-winograd", "qat") or a is None or a.mode != "qat" or a.distill:
+            raise UsageError(f"--init {path}: a {mode} checkpoint; an FP32 one is needed here "
+                             "(a ptq-winograd/qat one continues only --mode qat, without --distill)")
+        was = ck.get("args", {})
+        for k in QUANT_KEYS:
+            if k in was and was[k] != getattr(a, k):
+                raise UsageError(f"--init {path}: trained with --{k.replace('_', '-')} {was[k]}, "
+                                 f"not {getattr(a, k)}")
+        return state
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise UsageError(f"--init {path}: does not fit the model ({str(e).splitlines()[0]})") from None
+    return None
 
 
 def build_net(a, fp32: torch.nn.Module, input_shape) -> QuantNet:
@@ -263,8 +283,7 @@ def run(a) -> int:
     input_shape = (in_ch, *hw)
     small = a.data == "fashion-mnist"
     fp32 = models.build(a.model, num_classes, in_ch)
-    if a.init:
-        load_fp32(a.init, fp32)
+    init_state = load_init(a.init, fp32, a) if a.init else None
     model: torch.nn.Module = fp32
     teacher = copy.deepcopy(fp32).eval().requires_grad_(False) if a.distill else None
     if a.mode != "fp32":
@@ -286,6 +305,11 @@ def run(a) -> int:
         model.load_state_dict(resumed["model"])
         start_epoch = resumed["epoch"]
         metrics = resumed["metrics"]
+    elif init_state is not None:                 # a quantized run: its scales, no calibration
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as e:
+            raise UsageError(f"--init {a.init}: does not fit the model ({str(e).splitlines()[0]})") from None
     elif a.mode != "fp32":
         calib = DataLoader(train_ds, batch_size=a.batch_size, shuffle=False)
         batches = [x for _, (x, _) in zip(range(a.calib_batches), calib, strict=False)]

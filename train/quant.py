@@ -45,9 +45,8 @@ def ste_grads(g: torch.Tensor, t: torch.Tensor, r: torch.Tensor, bits: int, need
     ``overwrite``: ``g`` and ``t`` are the caller's temporaries, reused as buffers."""
     lo, hi = int_range(bits)
     t_own = overwrite or t.dtype != g.dtype
-    t = t.to(g.dtype)
-    if t_own:              # saturated values (inf in float16) need only stay saturated; no inf * 0
-        t.clamp_(lo - 1, hi + 1)
+    if t.dtype != g.dtype:         # kept in float16: saturated values (inf there) need only stay saturated
+        t = t.to(g.dtype).clamp_(lo - 1, hi + 1)
     # hardtanh's backward passes the gradient where min < t < max, in one fused pass
     below = float(torch.nextafter(torch.tensor(lo - 0.5, dtype=t.dtype), torch.tensor(-np.inf, dtype=t.dtype)))
     hardtanh_bw = torch.ops.aten.hardtanh_backward
@@ -55,13 +54,14 @@ def ste_grads(g: torch.Tensor, t: torch.Tensor, r: torch.Tensor, bits: int, need
         hardtanh_bw(g, t, below, hi + 0.5)
     gr = None
     if need_r:
-        gt = t.mul_(gi) if t_own else gi * t
         if r.numel() == 1:
-            gr = gt.sum().reshape(r.shape) / r
-        elif r.dim() == 3 and r.shape[1:] == (1, 1) and gt.dim() == 3 and gt.shape[0] == r.shape[0]:
-            gr = gt.reshape(r.shape[0], -1).sum(1).reshape(r.shape) / r
+            gr = torch.dot(gi.reshape(-1), t.reshape(-1)).reshape(r.shape) / r
         else:
-            gr = _reduce_to(gt, r.shape) / r
+            gt = t.mul_(gi) if t_own else gi * t
+            if r.dim() == 3 and r.shape[1:] == (1, 1) and gt.dim() == 3 and gt.shape[0] == r.shape[0]:
+                gr = gt.reshape(r.shape[0], -1).sum(1).reshape(r.shape) / r
+            else:
+                gr = _reduce_to(gt, r.shape) / r
     return (gi.mul_(r) if need_v else None), gr
 
 
