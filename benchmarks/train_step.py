@@ -1,8 +1,9 @@
 """Cost of a Winograd-aware (full-int8 fake-quant) training step vs the plain-conv training step
-of the same ResNet-20 and batch: time (median of steps after a warm-up) and memory (growth of
-the process's peak RSS over its RSS before the first step, and the bytes of the tensors autograd
-keeps for the backward pass, which do not depend on the allocator), each variant in a fresh
-process.
+of the same ResNet-20 and batch: time (median and best of steps after a warm-up) and memory,
+each variant in a fresh process. Memory three ways: the growth of the process's peak RSS over
+its RSS before the first step; the same in a second run with glibc told to ``mmap`` every block
+over 64 KiB (``MALLOC_MMAP_THRESHOLD_``), so freed tensors leave the RSS and its peak is the live
+peak, not the allocator's cache; and the bytes of the tensors autograd keeps for the backward.
 
     python benchmarks/train_step.py            -> benchmarks/results/train_step.json
 """
@@ -76,7 +77,7 @@ def child(variant: str, batch: int, steps: int, threads: int) -> dict:
         step()
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"variant": variant, "step_s": statistics.median(times), "steps": steps,
+    return {"variant": variant, "step_s": statistics.median(times), "step_min_s": min(times), "steps": steps,
             "peak_rss_growth_mb": round(peak - base, 1), "rss_before_mb": round(base, 1),
             "saved_for_backward_mb": round(sum(kept.values()) / 2**20, 1)}
 
@@ -95,28 +96,36 @@ def main():
         print(json.dumps(child(a.child, a.batch, a.steps, a.threads)))
         return
     rows = []
-    for v in a.variants:
+    def run(v, steps, env=None):
         r = subprocess.run([sys.executable, __file__, "--child", v, "--batch", str(a.batch), "--steps",
-                            str(a.steps), "--threads", str(a.threads)], capture_output=True, text=True)
+                            str(steps), "--threads", str(a.threads)], capture_output=True, text=True,
+                           env={**os.environ, **(env or {})})
         if r.returncode:
             sys.exit(r.stderr)
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    for v in a.variants:
+        rows.append(run(v, a.steps))
+        live = run(v, 2, {"MALLOC_MMAP_THRESHOLD_": str(64 << 10)})
+        rows[-1]["peak_live_growth_mb"] = live["peak_rss_growth_mb"]
         print(rows[-1], flush=True)
     plain = rows[0] if rows[0]["variant"] == "plain" else None
     for r in rows:
         if plain:
             r["time_ratio"] = round(r["step_s"] / plain["step_s"], 2)
             r["mem_ratio"] = round(r["peak_rss_growth_mb"] / max(plain["peak_rss_growth_mb"], 1e-9), 2)
+            r["live_ratio"] = round(r["peak_live_growth_mb"] / max(plain["peak_live_growth_mb"], 1e-9), 2)
             r["saved_ratio"] = round(r["saved_for_backward_mb"] / plain["saved_for_backward_mb"], 2)
     res = {"model": "resnet20", "input": [1, 28, 28], "batch": a.batch, "threads": a.threads,
            "load_avg_1m": os.getloadavg()[0], "command": "python " + " ".join(sys.argv), "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-    print("| variant | step (s) | x plain | peak RSS growth (MB) | x plain | kept for backward (MB) | x plain |\n"
-          "|---|---|---|---|---|---|---|")
+    print("| variant | step (s) | x plain | peak RSS growth (MB) | x plain | live peak growth (MB) | x plain "
+          "| kept for backward (MB) | x plain |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['step_s']:.3f} | {r.get('time_ratio', '')} | {r['peak_rss_growth_mb']} | "
-              f"{r.get('mem_ratio', '')} | {r['saved_for_backward_mb']} | {r.get('saved_ratio', '')} |")
+              f"{r.get('mem_ratio', '')} | {r['peak_live_growth_mb']} | {r.get('live_ratio', '')} | "
+              f"{r['saved_for_backward_mb']} | {r.get('saved_ratio', '')} |")
 
 
 if __name__ == "__main__":
