@@ -200,9 +200,9 @@ def main():
                 e.update(quant_entry(net, X, Y, a.limit_int, calib_x[0]))
                 return e
             run(f"qat/F{tile}/{gran}", q)
-    # ablation: quantize one Winograd step at a time (everything else FP32), layer scales
+    # ablation: quantize one Winograd step at a time (everything else FP32)
     Xa, Ya = X[:a.ablation_test], Y[:a.ablation_test]
-    for tile, gran in ((t, g) for t in a.tiles for g in ("layer", "layer-unbalanced")):
+    for tile, gran in ((t, g) for t in a.tiles for g in ("layer", "layer-unbalanced", "tap")):
         def abl(tile=tile, gran=gran):
             net, e = ptq(tile, gran, "winograd")
             net.mode = "real"
@@ -243,13 +243,13 @@ def table(res) -> str:
         for gran in GRANS:
             cells = [cell(E.get(f"{mode}/F{t}/{gran}")) for t in (2, 4, 6)]
             rows.append(f"| {label} | {GRAN_LABEL[gran]} | " + " | ".join(cells) + " |")
-    abl = ["", "Ablation (layer scales, one Winograd step quantized, the rest FP32):", "",
-           "| tile | forms | x | V | U | M | y | all |", "|---|---|---|---|---|---|---|---|"]
-    for gran in ("layer-unbalanced", "layer"):
+    abl = ["", "Ablation (one Winograd step quantized, the rest FP32):", "",
+           "| tile | scales, forms | x | V | U | M | y | all |", "|---|---|---|---|---|---|---|---|"]
+    for gran in ("layer-unbalanced", "layer", "tap"):
         for t in (2, 4, 6):
             e = E.get(f"ablation/F{t}/{gran}")
             if e:
-                abl.append(f"| F{t} | {GRAN_LABEL[gran].split(' ')[-1]} | " + " | ".join(
+                abl.append(f"| F{t} | {GRAN_LABEL[gran]} | " + " | ".join(
                     f"{100 * e[k]:.1f}" for k in ("x", "V", "U", "M", "y", "x+V+U+M+y")) + " |")
     return "\n".join(rows + abl)
 
