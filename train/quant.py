@@ -21,6 +21,8 @@ Conventions
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ def ste_grads(g: torch.Tensor, t: torch.Tensor, r: torch.Tensor, bits: int, need
     if t.dtype != g.dtype:         # kept in float16: saturated values (inf there) need only stay saturated
         t = t.to(g.dtype).clamp_(lo - 1, hi + 1)
     # hardtanh's backward passes the gradient where min < t < max, in one fused pass
-    below = float(torch.nextafter(torch.tensor(lo - 0.5, dtype=t.dtype), torch.tensor(-np.inf, dtype=t.dtype)))
+    below = _below(lo - 0.5, t.dtype)
     hardtanh_bw = torch.ops.aten.hardtanh_backward
     gi = hardtanh_bw.grad_input(g, t, below, hi + 0.5, grad_input=g) if overwrite else \
         hardtanh_bw(g, t, below, hi + 0.5)
@@ -63,6 +65,12 @@ def ste_grads(g: torch.Tensor, t: torch.Tensor, r: torch.Tensor, bits: int, need
             else:
                 gr = _reduce_to(gt, r.shape) / r
     return (gi.mul_(r) if need_v else None), gr
+
+
+@functools.cache
+def _below(x: float, dtype: torch.dtype) -> float:
+    """The largest ``dtype`` value under ``x``: ``t > _below(x)`` is ``t >= x`` in ``dtype``."""
+    return float(torch.nextafter(torch.tensor(x, dtype=dtype), torch.tensor(-np.inf, dtype=dtype)))
 
 
 class _FQ(torch.autograd.Function):
