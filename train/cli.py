@@ -171,11 +171,16 @@ def load_init(path: str, model: torch.nn.Module, a=None) -> dict | None:
                 raise UsageError(f"--init {path}: trained with --{k.replace('_', '-')} {was[k]}, "
                                  f"not {getattr(a, k)}")
         return state
+    load_state(model, state, f"--init {path}")
+    return None
+
+
+def load_state(model: torch.nn.Module, state: dict, what: str) -> None:
+    """``model.load_state_dict`` with a one-line error naming ``what`` did not fit."""
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise UsageError(f"--init {path}: does not fit the model ({str(e).splitlines()[0]})") from None
-    return None
+        raise UsageError(f"{what}: does not fit the model ({str(e).splitlines()[0]})") from None
 
 
 def build_net(a, fp32: torch.nn.Module, input_shape) -> QuantNet:
@@ -306,10 +311,7 @@ def run(a) -> int:
         start_epoch = resumed["epoch"]
         metrics = resumed["metrics"]
     elif init_state is not None:                 # a quantized run: its scales, no calibration
-        try:
-            model.load_state_dict(init_state)
-        except RuntimeError as e:
-            raise UsageError(f"--init {a.init}: does not fit the model ({str(e).splitlines()[0]})") from None
+        load_state(model, init_state, f"--init {a.init}")
     elif a.mode != "fp32":
         calib = DataLoader(train_ds, batch_size=a.batch_size, shuffle=False)
         batches = [x for _, (x, _) in zip(range(a.calib_batches), calib, strict=False)]

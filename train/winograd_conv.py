@@ -94,8 +94,14 @@ class _WinogradCore(torch.autograd.Function):
     (the price: one more tile gather and transform per step)."""
 
     @staticmethod
+    def _scaled(layer, x, r):
+        """``t = V * r_V``, the quantizer's input: computed in the forward, recomputed (the same
+        ops on the same values) in the backward."""
+        return layer.input_transform(x).mul_(r)
+
+    @staticmethod
     def forward(ctx, x, r_V, U, layer, bits):
-        t = layer.input_transform(x).mul_(layer._tapshape(r_V))
+        t = _WinogradCore._scaled(layer, x, layer._tapshape(r_V))
         ctx.layer, ctx.bits = layer, bits
         ctx.save_for_backward(x, r_V, U)
         return torch.bmm(U, golden.round_sat(t, bits, inplace=True))
@@ -105,7 +111,7 @@ class _WinogradCore(torch.autograd.Function):
         x, r_V, U = ctx.saved_tensors
         layer, bits = ctx.layer, ctx.bits
         r = layer._tapshape(r_V)
-        t = layer.input_transform(x).mul_(r)                          # the forward's t, recomputed
+        t = _WinogradCore._scaled(layer, x, r)
         gU = torch.bmm(g, golden.round_sat(t.clone(), bits, inplace=True).transpose(1, 2)) \
             if ctx.needs_input_grad[2] else None
         gV, gr = ste_grads(torch.bmm(U.transpose(1, 2), g), t, r, bits,
