@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wino_gen.config import AcceleratorConfig
-from wino_gen.errors import ArgumentParser, UsageError
+from wino_gen.errors import ArgumentParser, UsageError, run_cli
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "examples" / "tiny"
 
@@ -41,29 +40,6 @@ def parser():
     return p
 
 
-def model_config(model, unroll: int, unroll_in: int, algo: str) -> AcceleratorConfig:
-    """The smallest accelerator config that takes every conv layer of ``model``."""
-    width, chans, align = 4, unroll_in, 0
-    for layer in model.layers:
-        if layer.op in ("winograd_conv3x3", "direct_conv"):
-            c, h, w = layer.in_shape
-            width = max(width, h, w, *layer.out_shape[1:])
-            chans = max(chans, c)
-            if "m_align" in layer.arrays:
-                align = max(align, int(np.max(layer.arrays["m_align"])))
-    chans = -(-chans // unroll_in) * unroll_in
-    if algo == "direct":   # patches of up to 7x7: room for C * k * k elements per block
-        k = max((layer.arrays["W"].shape[-1] for layer in model.layers if layer.op == "direct_conv"),
-                default=3)
-        chans = max(chans, -(-chans * k * k // 9 // unroll_in) * unroll_in)
-    m = model.manifest
-    return AcceleratorConfig(
-        tile=model.tile, unroll=unroll, unroll_in=unroll_in, act_bits=model.act_bits,
-        weight_bits=m.get("weight_bits", 8), transform_bits=m.get("transform_bits", 8),
-        granularity=model.granularity, balance=model.balance, requant=model.requant, algo=algo,
-        max_width=width, max_channels=chans, max_tap_shift=max(align, 1 if model.granularity == "tap" else 0) or 8)
-
-
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from wino_gen import network, perf
@@ -75,8 +51,8 @@ def main(argv=None) -> int:
     if args.unroll < 1 or args.unroll_in < 1:
         raise UsageError("--unroll and --unroll-in must be >= 1")
     model = load_model(args.model)
-    wcfg = model_config(model, args.unroll, args.unroll_in, "winograd")
-    dcfg = model_config(model, args.unroll, args.unroll_in, "direct")
+    wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in)
+    dcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct")
     if args.config_out:
         try:
             wcfg.save(args.config_out)
@@ -165,11 +141,7 @@ def main(argv=None) -> int:
 
 
 def entry() -> int:
-    try:
-        return main()
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(main)
 
 
 if __name__ == "__main__":

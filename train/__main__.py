@@ -2,7 +2,9 @@
 
 import sys
 
+from wino_gen.errors import run_cli
+
 from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

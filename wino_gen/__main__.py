@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import UsageError
+from .errors import run_cli
 
 USAGE = __doc__
 
@@ -38,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         module = GENERATE
         if argv[:1] == ["--help-generate"]:
             argv = ["--help"]
-    try:
-        return importlib.import_module(module).main(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(importlib.import_module(module).main, argv)
 
 
 if __name__ == "__main__":

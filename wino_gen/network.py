@@ -42,6 +42,39 @@ def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
     raise ValueError(f"unknown op {layer.op!r}")
 
 
+def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str = "winograd",
+               **overrides) -> AcceleratorConfig:
+    """The smallest accelerator config that runs every conv layer of ``model`` bit for bit: its
+    tile, granularity, balance, requant mode and bit widths, and buffers, channel count, tap
+    shift and multiplier width sized to its layers. ``overrides`` set other fields (or widen)."""
+    width, chans, align, mult = 4, unroll_in, 0, 2
+    for layer in model.layers:
+        if layer.op not in ("winograd_conv3x3", "direct_conv"):
+            continue
+        c, h, w = layer.in_shape
+        width = max(width, h, w, *layer.out_shape[1:])
+        chans = max(chans, c, layer.out_shape[0])
+        if "m_align" in layer.arrays:
+            align = max(align, int(np.max(layer.arrays["m_align"], initial=0)))
+        for key in ("v_mult", "m_mult", "y_mult"):
+            if key in layer.arrays and layer.arrays[key].size:
+                mult = max(mult, int(np.max(layer.arrays[key])).bit_length())
+    if algo == "direct":   # patches of up to 7x7: room for C * k * k elements per block
+        k = max((layer.arrays["W"].shape[-1] for layer in model.layers if layer.op == "direct_conv"),
+                default=3)
+        chans = max(chans, -(-chans * k * k // 9))
+    chans = -(-chans // unroll_in) * unroll_in
+    m = model.manifest
+    fields = dict(
+        tile=model.tile, unroll=unroll, unroll_in=unroll_in, act_bits=model.act_bits,
+        weight_bits=m.get("weight_bits", 8), transform_bits=m.get("transform_bits", 8),
+        granularity=model.granularity, balance=model.balance, requant=model.requant, algo=algo,
+        max_width=width, max_channels=chans, mult_bits=max(16, mult),
+        max_tap_shift=max(align, 1 if model.granularity == "tap" else 0) or 8)
+    fields.update(overrides)
+    return AcceleratorConfig(**fields)
+
+
 def stored_inputs(layer: Layer) -> list[np.ndarray]:
     """The reference inputs a layer's npz holds (``x``, and ``x2`` for ``add``)."""
     return [layer.arrays["x"]] + ([layer.arrays["x2"]] if layer.op == "add" else [])
