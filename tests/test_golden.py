@@ -181,3 +181,12 @@ def test_golden_speed_smoke():
     y = golden.winograd_conv3x3(x, U, np.zeros(64), tile=4, v=golden.Requant(1, 7), m=golden.Requant(1, 14),
                                 y=golden.Requant(1, 6), cfg=AcceleratorConfig(tile=4))
     assert y.shape == (1, 64, 56, 56)
+
+
+@pytest.mark.parametrize("ratio", [1e12, 2.0 ** 40, 65535.0 * 2 ** 16, 1e-30])
+def test_quantize_ratio_fixed_stays_in_the_format(ratio):
+    """Huge and tiny ratios give a (mult, shift) the format allows, the closest it can hold."""
+    q = golden.quantize_ratio(ratio, "fixed", 16)
+    assert -16 <= int(q.shift) <= 62 and 0 <= int(q.mult) < 1 << 16
+    if ratio > 1:
+        assert golden.ratio_of(q) == min(ratio, 65535.0 * 2 ** 16)

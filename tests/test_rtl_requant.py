@@ -68,3 +68,20 @@ def test_requant_exhaustive_small():
     for shift in (-3, 0, 1, 2, 5, 12):
         got = run_rq(8, 4, 4, 1, None, vals, [1], [shift], seed=shift + 10)
         np.testing.assert_array_equal(got, golden.rq(vals, 1, shift, 4))
+
+
+@pytest.mark.parametrize("out_bits", [4, 8])
+def test_requant_extremes_of_the_format(out_bits):
+    """The format's whole range: 24-bit mults up to 2**24-1, shifts -16..62, a 40-bit input
+    (wider than any bias sum), extreme values: the RTL's widths hold every case exactly."""
+    in_bits, lanes, n_params, mult_bits = 40, 4, 4, 24
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    rng = np.random.default_rng(out_bits)
+    vals = np.array([[lo, hi, -1, 1], [hi, lo, 0, -(1 << 31)], [(1 << 31) - 1, 1 << 20, lo + 1, hi - 1],
+                     *rng.integers(lo, hi + 1, size=(5, lanes))])
+    for shift in ([-16, 62, 1, 0], [61, -1, 40, 24], [2, 63, -16, 30]):
+        mult = np.array([(1 << 24) - 1, (1 << 24) - 1, 1, (1 << 23) + 1])
+        shift = np.array(shift)
+        got = run_rq(in_bits, out_bits, lanes, n_params, mult_bits, vals, mult, shift, seed=2)
+        want = golden.rq(vals, mult[None, :], shift[None, :], out_bits)
+        np.testing.assert_array_equal(got, want)

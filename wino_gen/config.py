@@ -11,13 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import winograd
+from . import safeio, winograd
 from .errors import UsageError
 
 
 class ConfigError(UsageError):
     """An invalid configuration value; the message names the field and the allowed range."""
 
+
+#: The version of the config JSON (its ``wino_config`` field); other versions are refused.
+CONFIG_VERSION = 1
 
 TILES = (2, 4, 6)
 GRANULARITIES = ("layer", "tap")
@@ -174,12 +177,14 @@ class AcceleratorConfig:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps({"wino_config": 1, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
+        return json.dumps({"wino_config": CONFIG_VERSION, **self.to_dict()}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, d: dict) -> AcceleratorConfig:
         d = dict(d)
-        d.pop("wino_config", None)
+        version = d.pop("wino_config", CONFIG_VERSION)
+        if type(version) is not int or version != CONFIG_VERSION:
+            raise ConfigError(f"wino_config: version {version!r} is not supported; this reader takes {CONFIG_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -188,21 +193,29 @@ class AcceleratorConfig:
 
     @classmethod
     def from_json(cls, text: str) -> AcceleratorConfig:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise ConfigError("config JSON: expected an object")
-        return cls.from_dict(d)
+        return cls._from_value(_as_config_error(safeio.parse_json, text, "config JSON"), "config JSON")
 
     @classmethod
     def load(cls, path: str | Path) -> AcceleratorConfig:
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"config file {path}: {getattr(e, 'strerror', None) or e}") from None
-        return cls.from_json(text)
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path}: No such file or directory")
+        return cls._from_value(_as_config_error(safeio.read_json, path, "config file"), f"config file {path}")
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+    @classmethod
+    def _from_value(cls, d, what: str) -> AcceleratorConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"{what}: expected an object")
+        return cls.from_dict(d)
+
+    def save(self, path: str | Path, flag: str | None = None) -> None:
+        """Write the JSON atomically (a failed write leaves the old file); errors name ``flag``."""
+        safeio.atomic_write(path, self.to_json(), flag)
+
+
+def _as_config_error(read, source, what: str):
+    """``read(source, what)`` (a :mod:`safeio` JSON reader) with its errors as :class:`ConfigError`."""
+    try:
+        return read(source, what)
+    except UsageError as e:
+        raise ConfigError(str(e)) from None

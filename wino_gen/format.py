@@ -1,24 +1,27 @@
 """The wino-int8 model dir: ``manifest.json`` plus one ``.npz`` per layer (spec: docs/format.md).
 
 One reader, :func:`load_model`, validates everything (version, keys, dtypes, shapes, value
-ranges, finite scales) and raises :class:`FormatError` naming the file and the field. One
-writer, :func:`write_model`, builds the dir in a temporary folder, validates it with the same
-reader and only then moves it into place, so a failed export leaves nothing half-written.
+ranges, finite scales) and raises :class:`FormatError` naming the file and the field. It reads
+each npz's array headers first and checks keys, dtypes and shapes against the manifest before
+any data is decompressed, so a hostile file cannot exhaust memory. One writer,
+:func:`write_model`, builds the dir in a temporary folder, validates it with the same reader and
+only then moves it into place (replacing only a model dir), so a failed export leaves nothing
+half-written.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from . import safeio
 from .config import GRANULARITIES, REQUANT_MODES, TILES, int_range
 from .errors import UsageError
 from .winograd import BALANCES
@@ -27,12 +30,19 @@ FORMAT = "wino-int8/1"
 MANIFEST = "manifest.json"
 INPUT = "input"
 SHIFT_RANGE = (-16, 62)
+MULT_MAX = (1 << 24) - 1     # fixed-requant mults lie in 0..MULT_MAX
 MAX_ALIGN = 16
+MAX_KERNEL = 16              # direct_conv kernels are at most 16 x 16, strides at most 16
+MAX_ARRAY_BYTES = 1 << 30    # no npz array may declare more than 1 GiB
 
 OPS = ("winograd_conv3x3", "direct_conv", "add", "maxpool", "avgpool", "linear")
 HARDWARE_OPS = ("winograd_conv3x3", "direct_conv")
 
-# op -> manifest keys (besides name/op/inputs/file/in_shape/out_shape) with their types
+_TOP_KEYS = ("format", "model", "tile", "granularity", "balance", "requant", "act_bits", "weight_bits",
+             "transform_bits", "input", "layers")
+_INPUT_KEYS = ("shape", "scale")
+_LAYER_KEYS = ("name", "op", "inputs", "file", "in_shape", "out_shape", "scale_in", "scale_out")
+# op -> manifest keys (besides _LAYER_KEYS) with their types
 _SPEC_KEYS = {
     "winograd_conv3x3": {"padding": int, "relu": bool},
     "direct_conv": {"stride": int, "padding": int, "relu": bool},
@@ -41,7 +51,8 @@ _SPEC_KEYS = {
     "avgpool": {"kernel": int, "stride": int},
     "linear": {"relu": bool},
 }
-# op -> npz keys besides x and y: name -> (dtype kind, shape rule)
+_OPTIONAL_SPEC = {("maxpool", "padding")}
+# op -> npz keys besides x and y
 _PARAM_KEYS = {
     "winograd_conv3x3": ("U", "bias", "v_mult", "v_shift", "m_mult", "m_shift", "m_align", "y_mult", "y_shift"),
     "direct_conv": ("W", "bias", "y_mult", "y_shift"),
@@ -50,7 +61,6 @@ _PARAM_KEYS = {
     "avgpool": ("mult", "shift"),
     "linear": ("W", "bias", "y_mult", "y_shift"),
 }
-_INT8 = ("x", "x2", "y", "U", "W")
 
 
 class FormatError(UsageError):
@@ -107,6 +117,15 @@ class Model:
         return self.manifest.get("act_bits", 8)
 
     @property
+    def weight_bits(self) -> int:
+        return self.manifest.get("weight_bits", 8)
+
+    @property
+    def transform_bits(self) -> int:
+        """Saturation width of the Winograd-domain values V and M."""
+        return self.manifest.get("transform_bits", 8)
+
+    @property
     def samples(self) -> int:
         return len(self.layers[0].arrays["x"])
 
@@ -114,7 +133,7 @@ class Model:
         return next(layer for layer in self.layers if layer.name == name)
 
 
-# -- reading ----------------------------------------------------------------------------------
+# -- reading: the manifest ----------------------------------------------------------------------
 
 def _err(where: str, fld: str, problem: str) -> FormatError:
     return FormatError(f"{where}: {fld}: {problem}")
@@ -126,11 +145,16 @@ def _want(where, d, key, typ, fld=None):
         raise _err(where, fld, "missing")
     v = d[key]
     ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
-    if typ is float:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
     if not ok:
         raise _err(where, fld, f"expected {typ.__name__}, got {v!r}")
     return v
+
+
+def _known_keys(where: str, prefix: str, d: dict, known) -> None:
+    """Refuse a misspelled or foreign key instead of silently using a default for it."""
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise _err(where, prefix + unknown[0], f"unknown key; known: {', '.join(sorted(known))}")
 
 
 def _scale(where, fld, v):
@@ -145,131 +169,9 @@ def _shape(where, fld, v, rank):
     return tuple(v)
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise _err(path.name, "file", "missing") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise _err(path.name, "file", f"not a readable npz ({type(e).__name__}: {e})") from None
-
-
-def _check_array(file, key, a, shape, kind, lo=None, hi=None):
-    fld = key
-    if kind == "int8" and a.dtype != np.int8:
-        raise _err(file, fld, f"dtype must be int8, got {a.dtype}")
-    if kind == "int32" and a.dtype != np.int32:
-        raise _err(file, fld, f"dtype must be int32, got {a.dtype}")
-    if shape is not None and tuple(a.shape) not in (shape if isinstance(shape, list) else [shape]):
-        raise _err(file, fld, f"shape must be {shape}, got {tuple(a.shape)}")
-    if a.size and lo is not None and (int(a.min()) < lo or int(a.max()) > hi):
-        raise _err(file, fld, f"values must lie in [{lo}, {hi}], got [{a.min()}, {a.max()}]")
-
-
-def _conv_out(h, k, s, p):
-    return (h + 2 * p - k) // s + 1
-
-
-def _validate_layer(m: dict, lay: Layer, shapes: dict[str, tuple], n_samples: int | None) -> int:
-    """Check one layer's manifest entry against its arrays; returns the sample count."""
-    f, a, spec = lay.file, lay.arrays, lay.spec
-    act = int_range(m.get("act_bits", 8))
-    w8 = int_range(m.get("weight_bits", 8))
-    for key in ("x", "y", *_PARAM_KEYS[lay.op]):
-        if key not in a:
-            raise _err(f, key, "missing")
-    n_in = 2 if lay.op == "add" else 1
-    if len(lay.inputs) != n_in:
-        raise _err(MANIFEST, f"layers.{lay.name}.inputs", f"{lay.op} takes {n_in} input(s), got {lay.inputs}")
-    for src in lay.inputs:
-        if src not in shapes:
-            raise _err(MANIFEST, f"layers.{lay.name}.inputs", f"unknown or later layer {src!r}")
-    raw_in = spec.get("in_shape")
-    rank_in = len(raw_in) if lay.op == "linear" and isinstance(raw_in, list) and raw_in else 3
-    in_shape = _shape(MANIFEST, f"layers.{lay.name}.in_shape", raw_in, rank_in)
-    out_shape = _shape(MANIFEST, f"layers.{lay.name}.out_shape", spec.get("out_shape"),
-                       1 if lay.op == "linear" else 3)
-    for src in lay.inputs:
-        if math.prod(shapes[src]) != math.prod(in_shape) or (lay.op != "linear" and shapes[src] != in_shape):
-            raise _err(MANIFEST, f"layers.{lay.name}.in_shape",
-                       f"{in_shape} does not match the output {shapes[src]} of {src!r}")
-    x = a["x"]
-    N = x.shape[0] if x.ndim else 0
-    if n_samples is not None and N != n_samples:
-        raise _err(f, "x", f"holds {N} samples, other layers hold {n_samples}")
-    if N < 1:
-        raise _err(f, "x", "needs at least one sample")
-    _check_array(f, "x", x, (N, *in_shape), "int8", *act)
-    _check_array(f, "y", a["y"], (N, *out_shape), "int8", *act)
-    scalar = [()]
-    shift_lo, shift_hi = SHIFT_RANGE
-    mult_hi = 1 if m["requant"] == "pow2" else (1 << 24) - 1
-    mult_lo = 1 if m["requant"] == "pow2" else 0
-    C = in_shape[0]
-    K = out_shape[0]
-    if lay.op == "winograd_conv3x3":
-        n = m["tile"] + 2
-        p = spec["padding"]
-        if p not in (0, 1):
-            raise _err(MANIFEST, f"layers.{lay.name}.padding", f"must be 0 or 1, got {p}")
-        want = (K, in_shape[1] + 2 * p - 2, in_shape[2] + 2 * p - 2)
-        if out_shape != want:
-            raise _err(MANIFEST, f"layers.{lay.name}.out_shape", f"must be {want}, got {out_shape}")
-        _check_array(f, "U", a["U"], (K, C, n, n), "int8", *w8)
-        taps = [(), (n, n)]
-        for key in ("v_mult", "m_mult"):
-            _check_array(f, key, a[key], taps, "int32", mult_lo, mult_hi)
-        for key in ("v_shift", "m_shift"):
-            _check_array(f, key, a[key], taps, "int32", shift_lo, shift_hi)
-        _check_array(f, "m_align", a["m_align"], taps, "int32", 0, MAX_ALIGN)
-        if m["granularity"] == "layer":
-            for key in ("v_mult", "v_shift", "m_mult", "m_shift", "m_align"):
-                if a[key].size and np.any(a[key] != a[key].flat[0]):
-                    raise _err(f, key, "granularity 'layer' needs one value for every tap")
-            if np.any(a["m_align"] != 0):
-                raise _err(f, "m_align", "granularity 'layer' needs m_align = 0")
-    elif lay.op in ("direct_conv", "linear"):
-        if lay.op == "direct_conv":
-            s, p = spec["stride"], spec["padding"]
-            if s < 1 or p < 0:
-                raise _err(MANIFEST, f"layers.{lay.name}.stride", f"stride >= 1 and padding >= 0, got {s}, {p}")
-            W = a["W"]
-            if W.ndim != 4:
-                raise _err(f, "W", f"must be [K, C, kh, kw], got shape {W.shape}")
-            _check_array(f, "W", W, (K, C, W.shape[2], W.shape[3]), "int8", *w8)
-            want = (K, _conv_out(in_shape[1], W.shape[2], s, p), _conv_out(in_shape[2], W.shape[3], s, p))
-            if out_shape != want:
-                raise _err(MANIFEST, f"layers.{lay.name}.out_shape", f"must be {want}, got {out_shape}")
-        else:
-            _check_array(f, "W", a["W"], (K, math.prod(in_shape)), "int8", *w8)
-        _check_array(f, "y_mult", a["y_mult"], scalar, "int32", mult_lo, mult_hi)
-        _check_array(f, "y_shift", a["y_shift"], scalar, "int32", shift_lo, shift_hi)
-    if lay.op in ("winograd_conv3x3", "direct_conv", "linear"):
-        _check_array(f, "bias", a["bias"], (K,), "int32")
-    if lay.op == "winograd_conv3x3":
-        _check_array(f, "y_mult", a["y_mult"], scalar, "int32", mult_lo, mult_hi)
-        _check_array(f, "y_shift", a["y_shift"], scalar, "int32", shift_lo, shift_hi)
-    if lay.op == "add":
-        if out_shape != in_shape:
-            raise _err(MANIFEST, f"layers.{lay.name}.out_shape", f"must equal in_shape {in_shape}")
-        _check_array(f, "x2", a["x2"], (N, *in_shape), "int8", *act)
-        for key in ("a_mult", "b_mult"):
-            _check_array(f, key, a[key], scalar, "int32", 0, (1 << 16) - 1)
-        _check_array(f, "shift", a["shift"], scalar, "int32", 0, 31)
-    if lay.op in ("maxpool", "avgpool"):
-        k, s = spec["kernel"], spec["stride"]
-        p = spec.get("padding", 0)
-        if k < 1 or s < 1 or p < 0:
-            raise _err(MANIFEST, f"layers.{lay.name}.kernel", f"kernel, stride >= 1, padding >= 0; got {k}, {s}, {p}")
-        want = (C, _conv_out(in_shape[1], k, s, p), _conv_out(in_shape[2], k, s, p))
-        if out_shape != want:
-            raise _err(MANIFEST, f"layers.{lay.name}.out_shape", f"must be {want}, got {out_shape}")
-        if lay.op == "avgpool":
-            _check_array(f, "mult", a["mult"], scalar, "int32", 0, (1 << 16) - 1)
-            _check_array(f, "shift", a["shift"], scalar, "int32", 0, 31)
-    shapes[lay.name] = out_shape
-    return N
+def _name(fld: str, name: str, names: set) -> None:
+    if not name or name == INPUT or name in names or "/" in name or not name.isprintable():
+        raise _err(MANIFEST, fld, f"{name!r} must be unique, non-empty, printable, without '/', not {INPUT!r}")
 
 
 def _validate_manifest(m) -> None:
@@ -277,7 +179,9 @@ def _validate_manifest(m) -> None:
         raise _err(MANIFEST, "(top)", "expected a JSON object")
     if m.get("format") != FORMAT:
         raise _err(MANIFEST, "format", f"unsupported version {m.get('format')!r}; this reader takes {FORMAT!r}")
-    _want(MANIFEST, m, "model", str)
+    _known_keys(MANIFEST, "", m, _TOP_KEYS)
+    if not _want(MANIFEST, m, "model", str).isprintable():
+        raise _err(MANIFEST, "model", f"{m['model']!r} must be printable")
     tile = _want(MANIFEST, m, "tile", int)
     if tile not in TILES:
         raise _err(MANIFEST, "tile", f"{tile} not in {TILES}")
@@ -288,39 +192,252 @@ def _validate_manifest(m) -> None:
     if _want(MANIFEST, m, "requant", str) not in REQUANT_MODES:
         raise _err(MANIFEST, "requant", f"{m['requant']!r} not in {REQUANT_MODES}")
     for key in ("act_bits", "weight_bits", "transform_bits"):
-        if key in m and (not isinstance(m[key], int) or not 4 <= m[key] <= 8):
+        if key in m and (type(m[key]) is not int or not 4 <= m[key] <= 8):
             raise _err(MANIFEST, key, f"must be an integer in 4..8 (stored as int8), got {m[key]!r}")
     inp = _want(MANIFEST, m, "input", dict)
+    _known_keys(MANIFEST, "input.", inp, _INPUT_KEYS)
     _shape(MANIFEST, "input.shape", inp.get("shape"), 3)
     if "scale" in inp:
         _scale(MANIFEST, "input.scale", inp["scale"])
     layers = _want(MANIFEST, m, "layers", list)
     if not layers:
         raise _err(MANIFEST, "layers", "empty")
-    names = set()
+    names, files = set(), set()
     for i, lay in enumerate(layers):
-        if not isinstance(lay, dict):
-            raise _err(MANIFEST, f"layers[{i}]", "expected an object")
-        name = _want(MANIFEST, lay, "name", str, f"layers[{i}].name")
-        if not name or name == INPUT or name in names or "/" in name:
-            raise _err(MANIFEST, f"layers[{i}].name", f"{name!r} must be unique, non-empty, not {INPUT!r}")
-        names.add(name)
-        op = _want(MANIFEST, lay, "op", str, f"layers.{name}.op")
-        if op not in OPS:
-            raise _err(MANIFEST, f"layers.{name}.op", f"{op!r} not in {OPS}")
-        fname = _want(MANIFEST, lay, "file", str, f"layers.{name}.file")
-        if Path(fname).name != fname or not fname.endswith(".npz"):
-            raise _err(MANIFEST, f"layers.{name}.file", f"{fname!r} must be a plain .npz file name")
-        inputs = _want(MANIFEST, lay, "inputs", list, f"layers.{name}.inputs")
-        if not all(isinstance(s, str) for s in inputs):
-            raise _err(MANIFEST, f"layers.{name}.inputs", "expected a list of layer names")
-        for key, typ in _SPEC_KEYS[op].items():
-            if key == "padding" and op == "maxpool" and key not in lay:
-                continue
+        _validate_entry(i, lay, names, files)
+
+
+def _validate_entry(i: int, lay, names: set, files: set) -> None:
+    """One entry of ``layers``: its name, op, file, inputs and op keys (not yet its shapes)."""
+    if not isinstance(lay, dict):
+        raise _err(MANIFEST, f"layers[{i}]", "expected an object")
+    name = _want(MANIFEST, lay, "name", str, f"layers[{i}].name")
+    _name(f"layers[{i}].name", name, names)
+    names.add(name)
+    op = _want(MANIFEST, lay, "op", str, f"layers.{name}.op")
+    if op not in OPS:
+        raise _err(MANIFEST, f"layers.{name}.op", f"{op!r} not in {OPS}")
+    _known_keys(MANIFEST, f"layers.{name}.", lay, (*_LAYER_KEYS, *_SPEC_KEYS[op]))
+    fname = _want(MANIFEST, lay, "file", str, f"layers.{name}.file")
+    if (Path(fname).name != fname or not fname.endswith(".npz") or fname.startswith(".")
+            or not fname.isprintable() or fname in files):
+        raise _err(MANIFEST, f"layers.{name}.file", f"{fname!r} must be a plain .npz file name, one per layer")
+    files.add(fname)
+    inputs = _want(MANIFEST, lay, "inputs", list, f"layers.{name}.inputs")
+    if not all(isinstance(s, str) for s in inputs):
+        raise _err(MANIFEST, f"layers.{name}.inputs", "expected a list of layer names")
+    for key, typ in _SPEC_KEYS[op].items():
+        if key in lay or (op, key) not in _OPTIONAL_SPEC:
             _want(MANIFEST, lay, key, typ, f"layers.{name}.{key}")
-        for key in ("scale_in", "scale_out"):
-            if key in lay:
-                _scale(MANIFEST, f"layers.{name}.{key}", lay[key])
+    for key in ("scale_in", "scale_out"):
+        if key in lay:
+            _scale(MANIFEST, f"layers.{name}.{key}", lay[key])
+
+
+# -- reading: what each layer's npz must hold ---------------------------------------------------
+
+class _Want(NamedTuple):
+    """An npz array's allowed shapes, dtype (``int8`` or ``int32``) and value range."""
+
+    shapes: list[tuple[int, ...]]
+    dtype: str
+    lo: int | None = None
+    hi: int | None = None
+
+
+class _Header(NamedTuple):
+    """An npy member's declared shape and dtype, read without its data."""
+
+    member: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _conv_out(h, k, s, p):
+    return (h + 2 * p - k) // s + 1
+
+
+def _layer_wants(m: dict, lay: Layer, hdr: dict[str, _Header], shapes: dict[str, tuple],
+                 n_samples: int | None) -> dict[str, _Want]:
+    """Check one layer's manifest entry (inputs, shapes, op keys) and derive what its npz must
+    hold, from the manifest and the declared shapes of ``x`` and ``W`` only."""
+    f, spec, name = lay.file, lay.spec, lay.name
+    act, w8 = int_range(m.get("act_bits", 8)), int_range(m.get("weight_bits", 8))
+    n_in = 2 if lay.op == "add" else 1
+    if len(lay.inputs) != n_in:
+        raise _err(MANIFEST, f"layers.{name}.inputs", f"{lay.op} takes {n_in} input(s), got {lay.inputs}")
+    for src in lay.inputs:
+        if src not in shapes:
+            raise _err(MANIFEST, f"layers.{name}.inputs", f"unknown or later layer {src!r}")
+    raw_in = spec.get("in_shape")
+    rank_in = len(raw_in) if lay.op == "linear" and isinstance(raw_in, list) and raw_in else 3
+    in_shape = _shape(MANIFEST, f"layers.{name}.in_shape", raw_in, rank_in)
+    out_shape = _shape(MANIFEST, f"layers.{name}.out_shape", spec.get("out_shape"), 1 if lay.op == "linear" else 3)
+    for src in lay.inputs:
+        if math.prod(shapes[src]) != math.prod(in_shape) or (lay.op != "linear" and shapes[src] != in_shape):
+            raise _err(MANIFEST, f"layers.{name}.in_shape",
+                       f"{in_shape} does not match the output {shapes[src]} of {src!r}")
+    xs = hdr["x"].shape
+    N = xs[0] if xs else 0
+    if n_samples is not None and N != n_samples:
+        raise _err(f, "x", f"holds {N} samples, other layers hold {n_samples}")
+    if N < 1:
+        raise _err(f, "x", "needs at least one sample")
+    want = {"x": _Want([(N, *in_shape)], "int8", *act), "y": _Want([(N, *out_shape)], "int8", *act)}
+    if lay.op == "add":
+        if out_shape != in_shape:
+            raise _err(MANIFEST, f"layers.{name}.out_shape", f"must equal in_shape {in_shape}")
+        want["x2"] = _Want([(N, *in_shape)], "int8", *act)
+        want.update(a_mult=_Want([()], "int32", 0, (1 << 16) - 1), b_mult=_Want([()], "int32", 0, (1 << 16) - 1),
+                    shift=_Want([()], "int32", 0, 31))
+    elif lay.op in ("maxpool", "avgpool"):
+        _pool_shape(lay, in_shape, out_shape)
+        if lay.op == "avgpool":
+            want.update(mult=_Want([()], "int32", 0, (1 << 16) - 1), shift=_Want([()], "int32", 0, 31))
+    else:
+        want.update(_weight_wants(m, lay, hdr, in_shape, out_shape, w8))
+    shapes[name] = out_shape
+    return want
+
+
+def _weight_wants(m, lay: Layer, hdr, in_shape, out_shape, w8) -> dict[str, _Want]:
+    """Weights, bias and requant parameters of a winograd_conv3x3, direct_conv or linear layer."""
+    name, spec = lay.name, lay.spec
+    C, K = in_shape[0], out_shape[0]
+    shift = _Want([()], "int32", *SHIFT_RANGE)
+    mult = _Want([()], "int32", 1, 1) if m["requant"] == "pow2" else _Want([()], "int32", 0, MULT_MAX)
+    want = {"bias": _Want([(K,)], "int32"), "y_mult": mult, "y_shift": shift}
+    if lay.op == "winograd_conv3x3":
+        n, p = m["tile"] + 2, spec["padding"]
+        if p not in (0, 1):
+            raise _err(MANIFEST, f"layers.{name}.padding", f"must be 0 or 1, got {p}")
+        _out_shape(name, out_shape, (K, in_shape[1] + 2 * p - 2, in_shape[2] + 2 * p - 2))
+        taps = [(), (n, n)]
+        want["U"] = _Want([(K, C, n, n)], "int8", *w8)
+        for key in ("v", "m"):
+            want[f"{key}_mult"] = mult._replace(shapes=taps)
+            want[f"{key}_shift"] = shift._replace(shapes=taps)
+        want["m_align"] = _Want(taps, "int32", 0, MAX_ALIGN)
+    elif lay.op == "direct_conv":
+        s, p = spec["stride"], spec["padding"]
+        ws = hdr["W"].shape if "W" in hdr else ()
+        if len(ws) != 4 or not all(1 <= k <= MAX_KERNEL for k in ws[2:]):
+            raise _err(lay.file, "W", f"must be [K, C, kh, kw] with kernel sides 1..{MAX_KERNEL}, got shape {ws}")
+        kh, kw = ws[2:]
+        if not 1 <= s <= MAX_KERNEL or not 0 <= p < min(kh, kw):
+            raise _err(MANIFEST, f"layers.{name}.stride",
+                       f"stride 1..{MAX_KERNEL} and padding 0..kernel-1 ({min(kh, kw) - 1}), got {s}, {p}")
+        _out_shape(name, out_shape, (K, _conv_out(in_shape[1], kh, s, p), _conv_out(in_shape[2], kw, s, p)))
+        want["W"] = _Want([(K, C, kh, kw)], "int8", *w8)
+    else:
+        want["W"] = _Want([(K, math.prod(in_shape))], "int8", *w8)
+    return want
+
+
+def _pool_shape(lay: Layer, in_shape, out_shape) -> None:
+    k, s, p = lay.spec["kernel"], lay.spec["stride"], lay.spec.get("padding", 0)
+    if k < 1 or s < 1 or not 0 <= p <= k // 2:
+        raise _err(MANIFEST, f"layers.{lay.name}.kernel",
+                   f"kernel, stride >= 1 and padding 0..kernel/2; got {k}, {s}, {p}")
+    _out_shape(lay.name, out_shape, (in_shape[0], _conv_out(in_shape[1], k, s, p), _conv_out(in_shape[2], k, s, p)))
+
+
+def _out_shape(name: str, got, want) -> None:
+    if tuple(got) != tuple(want):
+        raise _err(MANIFEST, f"layers.{name}.out_shape", f"must be {tuple(want)}, got {tuple(got)}")
+
+
+# -- reading: the npz files ---------------------------------------------------------------------
+
+def _npz_headers(root: Path, lay: Layer) -> dict[str, _Header]:
+    """The npy headers of a layer's npz, read without decompressing any data; refuses a file
+    that is a symlink or lies outside the model dir, and keys the layer does not take."""
+    path, f = root / lay.file, lay.file
+    if path.is_symlink() or (path.exists() and path.resolve().parent != root.resolve()):
+        raise _err(f, "file", "must be a regular file in the model dir, not a symlink")
+    known = ("x", "y", *_PARAM_KEYS[lay.op])
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                key = info.filename.removesuffix(".npy")
+                if key not in known or not info.filename.endswith(".npy") or key in out:
+                    raise _err(f, info.filename, f"unknown or repeated key; a {lay.op} layer takes {', '.join(known)}")
+                out[key] = _read_header(z, info, f, key)
+    except FormatError:
+        raise
+    except FileNotFoundError:
+        raise _err(f, "file", "missing") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, zlib.error) as e:
+        raise _err(f, "file", f"not a readable npz ({type(e).__name__}: {e})") from None
+    for key in known:
+        if key not in out:
+            raise _err(f, key, "missing")
+    return out
+
+
+def _read_header(z: zipfile.ZipFile, info: zipfile.ZipInfo, f: str, key: str) -> _Header:
+    with z.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version not in ((1, 0), (2, 0)):
+            raise _err(f, key, f"npy version {version} is not supported (1.0 or 2.0)")
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fp)
+        offset = fp.tell()
+    if dtype.hasobject or any(s < 0 for s in shape):
+        raise _err(f, key, f"dtype {dtype} / shape {shape} cannot be stored")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise _err(f, key, f"declares {nbytes} bytes, more than the format's {MAX_ARRAY_BYTES} per array")
+    if info.file_size != offset + nbytes:
+        raise _err(f, key, f"holds {info.file_size - offset} data bytes, its header declares {nbytes}")
+    return _Header(info, tuple(shape), dtype)
+
+
+def _check_header(f: str, key: str, h: _Header, want: _Want) -> None:
+    if h.dtype != np.dtype(want.dtype):
+        raise _err(f, key, f"dtype must be {want.dtype}, got {h.dtype}")
+    if h.shape not in want.shapes:
+        shown = want.shapes if len(want.shapes) > 1 else want.shapes[0]
+        raise _err(f, key, f"shape must be {shown}, got {h.shape}")
+
+
+def _read_arrays(root: Path, f: str, hdr: dict[str, _Header]) -> dict[str, np.ndarray]:
+    try:
+        with zipfile.ZipFile(root / f) as z:
+            out = {}
+            for key, h in hdr.items():
+                with z.open(h.member) as fp:
+                    out[key] = np.lib.format.read_array(fp, allow_pickle=False)
+            return out
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as e:
+        raise _err(f, "file", f"not a readable npz ({type(e).__name__}: {e})") from None
+
+
+def _check_values(m: dict, f: str, arrays: dict[str, np.ndarray], wants: dict[str, _Want]) -> None:
+    for key, w in wants.items():
+        a = arrays[key]
+        if a.size and w.lo is not None and (int(a.min()) < w.lo or int(a.max()) > w.hi):
+            raise _err(f, key, f"values must lie in [{w.lo}, {w.hi}], got [{a.min()}, {a.max()}]")
+    if "m_align" in arrays and m["granularity"] == "layer":
+        for key in ("v_mult", "v_shift", "m_mult", "m_shift", "m_align"):
+            a = arrays[key]
+            if a.size and np.any(a != a.flat[0]):
+                raise _err(f, key, "granularity 'layer' needs one value for every tap")
+        if np.any(arrays["m_align"] != 0):
+            raise _err(f, "m_align", "granularity 'layer' needs m_align = 0")
+
+
+def _load_layer(root: Path, m: dict, lay: Layer, shapes: dict[str, tuple], n_samples: int | None) -> int:
+    """Validate one layer from its npz headers, then load its arrays into ``lay`` and check
+    their values; returns the sample count."""
+    hdr = _npz_headers(root, lay)
+    wants = _layer_wants(m, lay, hdr, shapes, n_samples)
+    for key, w in wants.items():
+        _check_header(lay.file, key, hdr[key], w)
+    lay.arrays = _read_arrays(root, lay.file, hdr)
+    _check_values(m, lay.file, lay.arrays, wants)
+    return lay.arrays["x"].shape[0]
 
 
 def load_model(path: str | Path) -> Model:
@@ -328,46 +445,60 @@ def load_model(path: str | Path) -> Model:
     path = Path(path)
     if not path.is_dir():
         raise FormatError(f"{path}: not a model dir (no such directory)")
+    if (path / MANIFEST).is_symlink():
+        raise _err(MANIFEST, "file", "must be a regular file in the model dir, not a symlink")
+    if not (path / MANIFEST).exists():
+        raise _err(MANIFEST, "file", f"missing in {path}")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise _err(MANIFEST, "file", f"missing in {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _err(MANIFEST, "file", f"not valid JSON ({e})") from None
+        manifest = safeio.read_json(path / MANIFEST, f"{MANIFEST}: file")
+    except UsageError as e:
+        raise FormatError(str(e)) from None
     _validate_manifest(manifest)
     shapes = {INPUT: tuple(manifest["input"]["shape"])}
     layers, n_samples = [], None
     for lay in manifest["layers"]:
-        arrays = _load_npz(path / lay["file"])
-        layer = Layer(lay["name"], lay["op"], list(lay["inputs"]), lay, lay["file"], arrays)
-        n_samples = _validate_layer(manifest, layer, shapes, n_samples)
+        layer = Layer(lay["name"], lay["op"], list(lay["inputs"]), lay, lay["file"], {})
+        n_samples = _load_layer(path, manifest, layer, shapes, n_samples)
         layers.append(layer)
     return Model(path, manifest, layers)
 
 
+def is_model_dir(path: str | Path) -> bool:
+    """True for a folder that holds a wino-int8 ``manifest.json`` and nothing but regular
+    ``.npz`` files beside it: the only kind of folder :func:`write_model` may replace."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        m = safeio.read_json(path / MANIFEST, MANIFEST)
+    except UsageError:
+        return False
+    if not isinstance(m, dict) or not str(m.get("format", "")).startswith("wino-int8/"):
+        return False
+    return all(p.name == MANIFEST or (p.suffix == ".npz" and p.is_file() and not p.is_symlink())
+               for p in path.iterdir())
+
+
 # -- writing ----------------------------------------------------------------------------------
 
-def write_model(path: str | Path, manifest: dict, arrays: dict[str, dict[str, np.ndarray]]) -> Model:
+def write_model(path: str | Path, manifest: dict, arrays: dict[str, dict[str, np.ndarray]],
+                flag: str = "model dir") -> Model:
     """Write a model dir atomically: build it next to ``path``, validate, then move it in.
 
-    ``manifest`` may omit ``format`` and each layer's ``file`` (defaults: this version and
-    ``<name>.npz``); ``arrays`` maps layer names to their npz contents.
+    ``path`` must be absent, empty or a model dir (:func:`is_model_dir`); anything else is
+    refused with a :class:`~wino_gen.errors.UsageError` naming ``flag``. ``manifest`` may omit
+    ``format`` and each layer's ``file`` (defaults: this version and ``<name>.npz``);
+    ``arrays`` maps layer names to their npz contents.
     """
     path = Path(path)
     manifest = {"format": FORMAT, **manifest}
     manifest["layers"] = [{"file": f"{lay['name']}.npz", **lay} for lay in manifest["layers"]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    text = json.dumps(manifest, indent=2) + "\n"
+    _validate_manifest(json.loads(text))      # file names are safe before anything is written
+    with safeio.staged_dir(path, flag, is_kind=is_model_dir, kind="model dir") as tmp:
+        (tmp / MANIFEST).write_text(text)
         for lay in manifest["layers"]:
             np.savez(tmp / lay["file"], **arrays[lay["name"]])
         model = load_model(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     model.path = path
     return model

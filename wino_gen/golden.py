@@ -1,8 +1,8 @@
 """The bit-exact integer model of the wino-int8 data path: the one definition of its arithmetic.
 
-Every step of DESIGN.md's table is a function here. ``train`` quantizes against :func:`rq` /
-:func:`fake_rq`, ``rtl`` implements these functions, and ``sim`` compares the hardware with
-them. Integer arrays are int64 inside; layer outputs are int8 (or the configured width) as int64
+Every step of the arithmetic in docs/format.md is a function here. ``train`` quantizes against
+:func:`rq` / :func:`fake_rq`, ``rtl`` implements these functions, and ``sim`` compares the
+hardware with them. Integer arrays are int64 inside; layer outputs are int8 (or the configured width) as int64
 values. Channel sums run as float64 BLAS products, exact because every partial sum is an integer
 below 2**53 (checked).
 """
@@ -35,18 +35,57 @@ class OverflowInPath(ArithmeticError):
 
 def rq(v, mult, shift, bits: int = 8) -> np.ndarray:
     """Requantize: ``sat((v * mult + 2**(shift-1)) >> shift)``, round half up, saturate to
-    ``bits`` signed. ``shift <= 0`` is an exact left shift by ``-shift``."""
-    v = np.asarray(v, dtype=np.int64)
-    mult = np.asarray(mult, dtype=np.int64)
-    shift = np.asarray(shift, dtype=np.int64)
-    if v.size and mult.size and int(np.abs(v).max()) * int(np.abs(mult).max()) >= 1 << 62:
-        raise OverflowInPath("rq: v * mult exceeds 62 bits")
-    p = v * mult
-    right = np.maximum(shift, 0)
-    rnd = np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
-    out = np.where(shift > 0, (p + rnd) >> right, p << np.maximum(-shift, 0))
+    ``bits`` signed (2..62). ``shift <= 0`` is an exact left shift by ``-shift``.
+
+    Exact for every integer ``v``, ``mult`` and ``shift``: a product is shifted left only
+    after it is clamped to the values that still saturate the same way (so the shift cannot
+    overflow), and the product and rounding run in Python integers whenever their int64 bound
+    could be exceeded (|v| * mult >= 2**62, or a right shift above 62)."""
+    if not 2 <= bits <= 62:
+        raise ValueError(f"rq: bits must be 2..62, got {bits}")
+    v, mult, shift = (_int_array(a) for a in (v, mult, shift))
+    wide = object in (v.dtype, mult.dtype, shift.dtype) or (
+        v.size and mult.size and (_absmax(v) * _absmax(mult) >= 1 << 62 or int(shift.max(initial=0)) > 62))
+    dt = object if wide else np.int64
+    p = np.asarray(v.astype(dt, copy=False) * mult.astype(dt, copy=False))
+    if shift.ndim == 0:
+        out = _down(p, int(shift)) if shift > 0 else _up(p, -int(shift), bits)
+    else:
+        right, left = np.maximum(shift, 0), np.maximum(-shift, 0)
+        out = np.where(shift > 0, _down(p.copy(), right.astype(dt)), _up(p, left.astype(dt), bits))
     lo, hi = int_range(bits)
-    return np.clip(out, lo, hi)
+    return np.clip(out, lo, hi, out=out).astype(np.int64, copy=False)
+
+
+def _down(p: np.ndarray, right) -> np.ndarray:
+    """``(p + 2**(right-1)) >> right`` (``p`` unchanged where ``right`` is 0), in place."""
+    half = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0).astype(p.dtype) \
+        if np.ndim(right) else p.dtype.type(1 << (right - 1))
+    p += half
+    p >>= right
+    return p
+
+
+def _up(p: np.ndarray, left, bits: int) -> np.ndarray:
+    """``p << left`` saturated to ``bits``, in place: ``p`` is first clamped to just outside
+    the values that stay in range, which saturates the same way and cannot overflow."""
+    lo, hi = int_range(bits)
+    left = np.minimum(left, bits)
+    np.clip(p, (lo >> left) - 1, (hi >> left) + 1, out=p)
+    p <<= left
+    return p
+
+
+def _int_array(a) -> np.ndarray:
+    """``a`` as an int64 array, or an object array of Python ints where int64 cannot hold it."""
+    try:
+        return np.asarray(a, dtype=np.int64)
+    except OverflowError:
+        return np.asarray(a, dtype=object)
+
+
+def _absmax(a: np.ndarray) -> int:
+    return max(abs(int(a.max())), abs(int(a.min())))
 
 
 def round_sat(t, bits: int = 8, inplace: bool = False):
@@ -85,12 +124,12 @@ def quantize_ratio(ratio, mode: str, mult_bits: int = 16) -> Requant:
     if mode != "fixed":
         raise ValueError(f"requant mode {mode!r}: allowed pow2, fixed")
     top = (1 << mult_bits) - 1
-    shift = np.floor(np.log2(top / r)).astype(np.int64)
-    shift = np.clip(shift, -16, 62)
+    lo, hi = -16, 62
+    shift = np.clip(np.floor(np.log2(top / r)).astype(np.int64), lo, hi)
     mult = np.rint(r * np.exp2(shift.astype(np.float64))).astype(np.int64)
-    over = mult > top
-    shift = np.where(over, shift - 1, shift)
-    mult = np.where(over, np.rint(r * np.exp2(shift.astype(np.float64))).astype(np.int64), mult)
+    shift = np.where((mult > top) & (shift > lo), shift - 1, shift)
+    # a ratio beyond top * 2**16 saturates at the largest representable one
+    mult = np.minimum(np.rint(r * np.exp2(shift.astype(np.float64))).astype(np.int64), top)
     return Requant(mult, shift)
 
 
@@ -163,7 +202,7 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
                      cfg: AcceleratorConfig | None = None, trace: dict | None = None,
                      act_bits: int | None = None, transform_bits: int | None = None,
                      balance: str | None = None) -> np.ndarray:
-    """Full-int8 Winograd 3x3 stride-1 convolution, DESIGN.md's table step by step.
+    """Full-int8 Winograd 3x3 stride-1 convolution, docs/format.md's steps 1-7 one by one.
 
     ``x[N, C, H, W]`` int8, ``U[K, C, n, n]`` int8 Winograd-domain weights, ``bias[K]`` in the
     scale of ``AT M A``; ``v``/``m`` requant ratios are scalars or ``[n, n]`` per tap and

@@ -18,17 +18,19 @@ def requant(layer: Layer, prefix: str) -> golden.Requant:
 def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
               cfg: AcceleratorConfig | None = None) -> np.ndarray:
     """One layer of ``model`` on int8 ``inputs`` (one array, two for ``add``), in the golden
-    model; with ``cfg`` the hardware ops are checked against its derived widths."""
+    model, saturating at the model's ``act_bits`` and ``transform_bits``; with ``cfg`` the
+    hardware ops are checked against its derived widths."""
     a, s, bits = layer.arrays, layer.spec, model.act_bits
     x = inputs[0]
     if layer.op == "winograd_conv3x3":
         return golden.winograd_conv3x3(
             x, a["U"], a["bias"], tile=model.tile, v=requant(layer, "v"), m=requant(layer, "m"),
             y=requant(layer, "y"), m_align=a["m_align"].astype(np.int64), padding=s["padding"],
-            relu=s["relu"], cfg=cfg, balance=model.balance)
+            relu=s["relu"], cfg=cfg, balance=model.balance, act_bits=bits,
+            transform_bits=model.transform_bits)
     if layer.op == "direct_conv":
         return golden.direct_conv(x, a["W"], a["bias"], y=requant(layer, "y"), stride=s["stride"],
-                                  padding=s["padding"], relu=s["relu"], cfg=cfg)
+                                  padding=s["padding"], relu=s["relu"], cfg=cfg, act_bits=bits)
     if layer.op == "add":
         return golden.add(x, inputs[1], a_mult=int(a["a_mult"]), b_mult=int(a["b_mult"]),
                           shift=int(a["shift"]), relu=s["relu"], bits=bits)

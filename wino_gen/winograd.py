@@ -34,7 +34,8 @@ from functools import cache, reduce
 
 import numpy as np
 
-#: Interpolation points (finite ones; infinity is always appended), as in DESIGN.md.
+#: Interpolation points (finite ones; infinity is always appended); docs/format.md prints the
+#: integer matrices they give.
 POINTS: dict[int, tuple[Fraction, ...]] = {
     2: (Fraction(0), Fraction(1), Fraction(-1)),
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2)),
