@@ -9,17 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import main
+from train import cli
+from wino_gen.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
+
+
+def main(argv):
+    """The CLI as ``python -m train`` runs it: bad input is exit 2 with one line."""
+    return run_cli(cli.main, argv)
 
 
 @pytest.mark.parametrize("args, needle", [
     (["--model", "vgg99"], "unknown model"),
     (["--tile", "3"], "--tile: 3"),
     (["--balance", "even"], "--balance: 'even'"),
-    (["--distill", "1.5"], "--distill: 1.5"),
+    (["--distill", "1.5"], "--distill: must be <= 1"),
     (["--distill", "0.5", "--mode", "fp32"], "for --mode qat only"),
     (["--epochs", "-1"], "--epochs: must be >= 0"),
     (["--mode", "magic"], "--mode"),
@@ -59,12 +65,12 @@ def test_tiny_run_fp32_then_qat_export_eval_int_resume(tmp_path, capsys):
     assert m["int_test_acc"] == m["test_acc"]
     from wino_gen import check
     assert check.main([str(q / "model")]) == 0
-    # resume: a 2-epoch run picks up after epoch 1 from the checkpoint
+    # resume continues an interrupted run; a finished one is extended with --init, not --resume
+    capsys.readouterr()
     argv = ["--mode", "qat", "--tile", "4", "--granularity", "tap", "--epochs", "2", "--resume",
             "--out", str(q)] + common
-    assert main(argv) == 0
-    m = json.loads((q / "metrics.json").read_text())
-    assert [h["epoch"] for h in m["history"]] == [1, 2]
+    assert main(argv) == 2
+    assert "its schedule ends at epoch 1" in capsys.readouterr().err
     # --init a quantized run: fine-tune further with a new schedule, its scales, no calibration
     q2 = tmp_path / "qat2"
     argv = ["--mode", "qat", "--tile", "4", "--granularity", "tap", "--epochs", "0", "--init",

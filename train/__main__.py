@@ -4,7 +4,14 @@ import sys
 
 from wino_gen.errors import run_cli
 
-from .cli import main
+
+def main(argv=None) -> int:
+    """Imports torch inside :func:`run_cli`, so a Ctrl-C during the seconds of that import is
+    ``interrupted`` too, not a traceback."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
+
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +21,37 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _APT = "sudo apt-get install dataset-fashion-mnist"
+MAX_IDX_BYTES = 1 << 30
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+    """An unsigned-byte IDX array; a truncated, corrupt or oversized file is one line naming it."""
+    try:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            return _parse_idx(f, path)
+    except (OSError, EOFError, zlib.error) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise UsageError(f"{path}: cannot be read ({reason}); reinstall it with `{_APT}` "
+                         "or pass --data-dir DIR holding intact IDX files") from None
+
+
+def _parse_idx(f, path: Path) -> np.ndarray:
+    """Reads the header first, so a header declaring a huge array never allocates it."""
+    head = f.read(4)
+    if len(head) < 4 or head[:3] != b"\0\0\x08":
         raise UsageError(f"{path}: not an unsigned-byte IDX file")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(dims)):
-        raise UsageError(f"{path}: IDX header says {dims}, file holds {arr.size} bytes")
-    return arr.reshape(dims)
+    raw = f.read(4 * head[3])
+    if len(raw) < 4 * head[3]:
+        raise UsageError(f"{path}: IDX header is truncated")
+    dims = [int.from_bytes(raw[i:i + 4], "big") for i in range(0, len(raw), 4)]
+    n = math.prod(dims)
+    if n > MAX_IDX_BYTES:
+        raise UsageError(f"{path}: IDX header says {dims}, more than {MAX_IDX_BYTES >> 30} GiB")
+    data = f.read(n + 1)
+    if len(data) != n:
+        held = f"{len(data)} bytes" if len(data) < n else "more"
+        raise UsageError(f"{path}: IDX header says {dims} ({n} bytes), file holds {held}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find(root: Path, stem: str) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from wino_gen import format as wformat
-from wino_gen import golden
+from wino_gen import golden, progress
 from wino_gen.network import run_model
 
 from .convert import QuantNet
@@ -65,6 +65,7 @@ def manifest_and_arrays(net: QuantNet, rec: dict[str, np.ndarray]):
     manifest = {
         "format": wformat.FORMAT, "model": net.model_name, "tile": net.tile,
         "granularity": net.granularity, "balance": net.balance, "requant": net.requant,
+        "act_bits": net.act_bits,
         "input": {"shape": list(net.input_shape), "scale": float(net.s_in().detach())},
         "layers": layers,
     }
@@ -76,7 +77,7 @@ def export(net: QuantNet, path, x: torch.Tensor) -> dict:
     (real-valued network inputs). Returns ``{"fake_vs_golden_mismatches": n}``."""
     rec = integer_pass(net, x)
     manifest, arrays = manifest_and_arrays(net, rec)
-    wformat.write_model(path, manifest, arrays)
+    wformat.write_model(path, manifest, arrays, "--export")
     model = wformat.load_model(path)
     acts = run_model(model, rec["input"])
     bad = sum(int(np.count_nonzero(acts[s["name"]] != rec[s["name"]])) for s in net.specs)
@@ -87,7 +88,7 @@ def export(net: QuantNet, path, x: torch.Tensor) -> dict:
             if s["op"] == "add":
                 a["x2"] = acts[s["inputs"][1]].astype(np.int8)
             a["y"] = acts[s["name"]].astype(np.int8)
-        wformat.write_model(path, manifest, arrays)
+        wformat.write_model(path, manifest, arrays, "--export")
     return {"fake_vs_golden_mismatches": bad}
 
 
@@ -95,20 +96,16 @@ def quantize_input(x: torch.Tensor, scale: float, bits: int = 8) -> np.ndarray:
     return golden.fake_rq(x.double().numpy(), 1.0 / scale, bits).astype(np.int64)
 
 
-def evaluate_int(net: QuantNet, path, loader, quiet: bool = True, compare: bool = False) -> dict:
-    """Top-1 accuracy of the exported model dir run by ``wino_gen.golden`` on ``loader``; with
-    ``compare`` also the fake-quant network's accuracy and the count of differing logits."""
+def evaluate_int(net: QuantNet, path, loader, show: bool = False, compare: bool = False) -> dict:
+    """Top-1 accuracy of the exported model dir run by ``wino_gen.golden`` on ``loader`` (a
+    progress bar when ``show``: it takes minutes); with ``compare`` also the fake-quant
+    network's accuracy and the count of differing logits."""
     model = wformat.load_model(path)
     scale = float(model.manifest["input"]["scale"]) if hasattr(model, "manifest") else \
         float(net.s_in().detach())
     last = model.layers[-1].name
     correct = total = fq_correct = diff = 0
-    it = loader
-    if not quiet:
-        from tqdm import tqdm
-
-        it = tqdm(loader, desc="eval-int", leave=False)
-    for x, y in it:
+    for x, y in progress.bar(loader, "eval-int", show, len(loader)):
         xi = quantize_input(x, scale, net.act_bits)
         out = run_model(model, xi)[last]
         correct += int((out.reshape(len(y), -1).argmax(1) == y.numpy()).sum())

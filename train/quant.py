@@ -4,7 +4,8 @@ estimators, and the learnable scales.
 Conventions
 -----------
 * The quantized network carries integer-valued tensors (float dtype) plus a scalar scale tensor
-  (``real = int * scale``), so every step is the integer data path of DESIGN.md's table. In
+  (``real = int * scale``), so every step is a step of the integer data path (x, V, U, M, y;
+  docs/format.md, "Arithmetic", defines each one as ``wino_gen.golden`` computes it). In
   evaluation the tensors are float64 and every value is an exactly representable integer, which
   makes the fake-quant network bit-exact with ``wino_gen.golden``.
 * :func:`fq` is ``clamp(floor(v * r + 1/2))`` (= ``golden.fake_rq``) with a straight-through

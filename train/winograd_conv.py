@@ -1,6 +1,7 @@
 """``WinogradConv2d``: a drop-in for a 3x3 stride-1 ``nn.Conv2d`` that computes F(m x m, 3 x 3)
 with the integer hardware matrices of ``wino_gen.winograd.integer_forms`` and fake-quantizes
-every step of DESIGN.md's table (x, V, U, M, y).
+every step of the integer data path: x, ``V = rq(Bᵀ d B)``, U, ``M = rq(Σ_c U ⊙ V)``,
+``y = rq(Aᵀ M A + bias)`` (docs/format.md, "Arithmetic").
 
 Two forward paths:
 

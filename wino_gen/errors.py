@@ -13,6 +13,7 @@ import errno
 import math
 import os
 import sys
+import warnings
 
 
 class UsageError(ValueError):
@@ -25,8 +26,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
-                or not action.option_strings):
+        if ("default" in text or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -110,7 +111,9 @@ def run_cli(main, argv=None) -> int:
 
 
 def _quiet_stdout(stream) -> None:
-    """After a failure, pending output must not raise again at interpreter exit."""
+    """After a failure, nothing more may reach the user at interpreter exit: not pending
+    output, nor amaranth's note on a design that the stop left unelaborated."""
+    warnings.filterwarnings("ignore", message=r".* created but never used")
     try:
         stream.flush()
     except OSError as e:
