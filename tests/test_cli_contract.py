@@ -155,3 +155,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
+    """SIGTERM runs the same clean-up as Ctrl-C: a staged folder is removed, exit 143."""
+    script = (
+        "import sys, time\n"
+        "from wino_gen import safeio\n"
+        "from wino_gen.errors import run_cli\n"
+        "def main(argv):\n"
+        f"    with safeio.staged_dir({str(tmp_path / 'out')!r}, '--out', lambda p: True, 'dir') as tmp:\n"
+        "        (tmp / 'half').write_text('x')\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "sys.exit(run_cli(main))\n")
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "ready\n"
+    p.terminate()
+    _, err = p.communicate(timeout=30)
+    assert (p.returncode, err) == (143, "terminated\n")
+    assert list(tmp_path.iterdir()) == []

@@ -2,10 +2,12 @@
 
     python -m wino_gen [generator flags] > top.v     Verilog of the accelerator (wino_gen.generate)
     python -m wino_gen check MODEL_DIR               replay a model dir through the golden model
-    python -m wino_gen report [generator flags]      multipliers, widths, cycles, resources
+    python -m wino_gen report [generator flags]      multipliers, widths, cycles, resources, fit
     python -m wino_gen build --board B ... --out DIR bitstream + report via YoWASP
 
-Bad input ends with one line on stderr and exit status 2, never a traceback.
+Generator flags include ``--model MODEL_DIR``: the config that runs that model dir.
+Bad input ends with one line on stderr and exit status 2, never a traceback; Ctrl-C with
+``interrupted`` and exit status 130, leaving no partial output.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import run_cli
+from .errors import UsageError, run_cli
+from .safeio import printable
 
 USAGE = __doc__
 
@@ -34,11 +37,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv and argv[0] in SUBCOMMANDS:
         module, argv = SUBCOMMANDS[argv[0]], argv[1:]
+    elif argv and not argv[0].startswith("-"):
+        return run_cli(_unknown_subcommand, argv)
     else:
         module = GENERATE
         if argv[:1] == ["--help-generate"]:
             argv = ["--help"]
     return run_cli(importlib.import_module(module).main, argv)
+
+
+def _unknown_subcommand(argv: list[str]) -> int:
+    """The generator takes no positional argument, so a leading word is a mistyped subcommand
+    (``chek``), not a stray generator flag."""
+    raise UsageError(f"unknown subcommand '{printable(argv[0])}'; subcommands: {', '.join(SUBCOMMANDS)}")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,18 @@ BOARDS = {
 }
 
 
+def misfit(est: dict, board: Board) -> list[str]:
+    """The resources of ``est`` (an estimate: lut/ff/dsp/bram) that exceed ``board``, named with
+    the numbers, worst first; empty when it fits."""
+    avail = board.available()
+    over = []
+    for key in ("dsp", "lut", "bram", "ff"):
+        need = int(est.get(key, 0))
+        if need > avail[key]:
+            over.append((need / avail[key], f"{key.upper()}: needs ~{need}, the {board.device} has {avail[key]}"))
+    return [s for _, s in sorted(over, reverse=True)]
+
+
 def get_board(name: str) -> Board:
     try:
         return BOARDS[name]

@@ -15,22 +15,27 @@ PATH are the fallback), and writes into ``--out``:
 
 A config that cannot fit the board is refused before any tool runs (exit 2, naming the
 resource and suggesting the largest config that fits). ``--check-only`` stops there.
+
+``--out`` is built in a folder beside it and takes its place only when the tools have run, so
+a Ctrl-C or an error leaves it as it was; it must be absent, empty or an earlier build folder.
+The tools run in a process group of their own that ends with the build, however it ends.
 """
 
-import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from .boards import BOARDS, Board, get_board
+from . import progress, safeio
+from .boards import BOARDS, Board, get_board, misfit
 from .config import AcceleratorConfig
-from .errors import ArgumentParser, UsageError
-from .generate import add_config_flags
+from .errors import ArgumentParser, UsageError, number
+from .generate import add_config_flags, given_settings, make_config
 
 # ResNet-18 layer used for the throughput figure: conv2_x (56x56, 64 -> 64, 3x3, stride 1)
 RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K": 64}
@@ -110,17 +115,6 @@ def dsp_mode(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
         return False
     est, _ = estimate(cfg, board, True)
     return int(est.get("dsp", cfg.multipliers)) <= board.dsp
-
-
-def misfit(est: dict, board: Board) -> list[str]:
-    """The resources of ``est`` that exceed ``board`` (names with numbers), worst first."""
-    avail = board.available()
-    over = []
-    for key in ("dsp", "lut", "bram", "ff"):
-        need = int(est.get(key, 0))
-        if need > avail[key]:
-            over.append((need / avail[key], f"{key.upper()}: needs ~{need}, the {board.device} has {avail[key]}"))
-    return [s for _, s in sorted(over, reverse=True)]
 
 
 def largest_fit(cfg: AcceleratorConfig, board: Board, dsp: str) -> AcceleratorConfig | None:
@@ -275,6 +269,73 @@ def throughput(cfg: AcceleratorConfig, fmax_mhz: float | None, dsp_used: int | N
     return out
 
 
+# -- tool processes ---------------------------------------------------------------------------
+
+# Shares the tools' process group and blocks on a pipe only this process writes to: when this
+# process ends in any way (exit, Ctrl-C, an error, SIGKILL) the pipe closes and the watchdog
+# kills the whole group, so no yosys or nextpnr outlives its build.
+_WATCHDOG = "import os, signal, sys\nos.read(int(sys.argv[1]), 1)\nos.killpg(0, signal.SIGKILL)\n"
+
+
+def run_in_group(cmd: list[str], *, cwd, env, stdout) -> int:
+    """Run ``cmd`` (stdout and stderr to ``stdout``) in a process group of its own, out of reach
+    of the terminal's Ctrl-C, and end that whole group, grandchildren included, when ``cmd``
+    ends or this function is left by an exception. Returns ``cmd``'s exit status."""
+    r, w = os.pipe()
+    try:
+        dog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, str(r)], pass_fds=(r,),
+                               process_group=0, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    try:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=subprocess.STDOUT, process_group=dog.pid)
+        return proc.wait()
+    finally:
+        os.close(w)
+        try:
+            os.killpg(dog.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        dog.wait()
+
+
+def script_steps(script: str, family: str) -> list[tuple[str, str]]:
+    """Amaranth's build script as one shell script per tool, (tool name, script): the preamble
+    (``set -e``, the tool variables) and that tool's line, so progress can name the tool that
+    runs. A script of another shape runs whole, as one step."""
+    tools = TOOLS[family]
+    head, steps = [], []
+    for line in script.splitlines():
+        var = next((v for v in tools if line.startswith(f'"${v}"')), None)
+        if var is not None:
+            steps.append((tools[var], line))
+        elif steps and line.strip():
+            return [(" + ".join(tools.values()), script)]
+        else:
+            head.append(line)
+    return [(tool, "\n".join([*head, line, ""])) for tool, line in steps]
+
+
+def run_tools(script: str, board: Board, bdir: Path, env: dict, log_path: Path, shown: Path,
+              show: bool) -> None:
+    """Each tool of the build script in turn, its output appended to ``log_path``, with a
+    progress line per tool; raises :class:`BuildFailed` naming the tool that failed and
+    quoting the log (at ``shown``, where it will be) when one does."""
+    with open(log_path, "w") as f:
+        for tool, text in script_steps(script, board.family):
+            with progress.step(f"build: {tool}", show):
+                f.flush()
+                rc = run_in_group(["sh", "-c", text], cwd=bdir, env=env, stdout=f)
+                if rc != 0:
+                    tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                    raise BuildFailed(f"{board.name}: {tool} failed (exit {rc}); see {shown}:\n  "
+                                      + "\n  ".join(tail))
+
+
 # -- the build --------------------------------------------------------------------------------
 
 def make_adapter(cfg: AcceleratorConfig, engine: str, *, channels: int, size: int, seed: int):
@@ -292,11 +353,25 @@ def make_adapter(cfg: AcceleratorConfig, engine: str, *, channels: int, size: in
     return selftest.StandInAdapter(layer)
 
 
+def is_build_dir(path: Path) -> bool:
+    """A folder this flow wrote (whole, failed or not): the config, the tools' log and the
+    amaranth build tree. Only such a folder is ever replaced by ``--out``."""
+    return ((path / "config.json").is_file() and (path / "build.log").is_file()
+            and (path / "build").is_dir())
+
+
+def check_out(out: Path) -> Path:
+    """``--out`` must be absent, empty or a build folder, in a writable place."""
+    return safeio.check_replaceable_dir(out, "--out", is_build_dir, "build folder")
+
+
 def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults=None, dsp: str = "auto",
               target_mhz: float | None = None, engine: str = "auto", channels: int = 4,
               size: int = 6, seed: int = 1, corrupt: int | None = None, force: bool = False,
-              log=None) -> dict:
-    """Fit-check, elaborate, synthesise, place and route; write the outputs; return the report."""
+              show: bool = False, log=None) -> dict:
+    """Fit-check, elaborate, synthesise, place and route; return the report. Everything is
+    built in a folder beside ``out`` and takes its place when the tools have run: a Ctrl-C or
+    an error leaves ``out`` as it was, a tool failure leaves the logs there."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     if engine == "stand-in":     # the estimate is the accelerator's: no fit check, no estimate
         use_dsp = dsp == "on" or (dsp == "auto" and cfg.multipliers <= board.dsp)
@@ -304,17 +379,36 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
     else:
         est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
     env = tool_env(board)
+    adapter = make_adapter(cfg, engine, channels=channels, size=size, seed=seed)
+    if corrupt is not None and not 0 <= corrupt < len(adapter.expected):
+        raise UsageError(f"--corrupt {corrupt}: out of range; allowed: 0..{len(adapter.expected) - 1} "
+                         f"(the self-test layer's {len(adapter.expected)} expected output words)")
     if board_defaults:
         log(f"build: {board.name} defaults (no flag or --config gave them): "
             + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in board_defaults.items()))
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.json")
-    from amaranth.back import rtlil  # noqa: F401  (fail early if amaranth is broken)
+    failed = None
+    with safeio.staged_dir(out, "--out", is_build_dir, "build folder") as work:
+        try:
+            report = _build(cfg, board, adapter, work, out, board_defaults=board_defaults or {},
+                            use_dsp=use_dsp, est=est, est_source=est_source, env=env,
+                            target_mhz=target_mhz, corrupt=corrupt,
+                            layer={"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
+                            show=show, log=log)
+        except BuildFailed as e:       # the logs are the point of a failed build: keep them
+            failed = e
+    if failed is not None:
+        raise failed
+    return report
 
+
+def _build(cfg: AcceleratorConfig, board: Board, adapter, work: Path, out: Path, *, board_defaults: dict,
+           use_dsp: bool, est: dict, est_source: str, env: dict, target_mhz: float | None,
+           corrupt: int | None, layer: dict, show: bool, log) -> dict:
+    """The build proper, written into ``work`` (``out`` only names where it will be)."""
+    cfg.save(work / "config.json")
     from rtl import selftest
 
     t0 = time.monotonic()
-    adapter = make_adapter(cfg, engine, channels=channels, size=size, seed=seed)
     top = selftest.BoardTop(adapter, board, corrupt=corrupt)
     target = target_mhz if target_mhz is not None else board.default_target_mhz
     platform = board.make_platform(target)
@@ -331,27 +425,29 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
     plan = platform.prepare(top, name="top", synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
                             script_after_read=NO_COLLISION_CHECK)
     t_elab = time.monotonic() - t0
-    bdir = out / "build"
+    bdir = work / "build"
     plan.extract(str(bdir))
     log(f"build: {board.name}: {cfg.multipliers} multipliers ({'DSP' if use_dsp else 'LUT'}), "
-        f"engine: {adapter.name}; running yosys + nextpnr in {bdir} ...")
+        f"engine: {adapter.name}; running {', '.join(TOOLS[board.family].values())} in {work} "
+        f"(becomes {out} when done)")
     t1 = time.monotonic()
-    with open(out / "build.log", "w") as f:
-        proc = subprocess.run(["sh", f"{plan.script}.sh"], cwd=bdir, env=env, stdout=f,
-                              stderr=subprocess.STDOUT)
+    try:
+        run_tools((bdir / f"{plan.script}.sh").read_text(), board, bdir, env, work / "build.log",
+                  out / "build.log", show)
+    finally:
+        for src, dst in (("top.rpt", "yosys.log"), ("top.tim", "nextpnr.log")):
+            if (bdir / src).exists():
+                shutil.copyfile(bdir / src, work / dst)
     t_tools = time.monotonic() - t1
-    for src, dst in (("top.rpt", "yosys.log"), ("top.tim", "nextpnr.log")):
-        if (bdir / src).exists():
-            shutil.copyfile(bdir / src, out / dst)
-    if proc.returncode != 0:
-        tail = (out / "build.log").read_text(errors="replace").strip().splitlines()[-5:]
-        raise BuildFailed(f"{board.name}: the tool run failed (exit {proc.returncode}); see "
-                          f"{out / 'build.log'}:\n  " + "\n  ".join(tail))
     bit = "top.bit" if board.family == "ecp5" else "top.bin"
-    shutil.copyfile(bdir / bit, out / bit)
+    for name in (bit, "nextpnr-report.json"):
+        if not (bdir / name).is_file():
+            raise BuildFailed(f"{board.name}: the tools ran but wrote no {name}; see {out / 'build.log'}")
+    shutil.copyfile(bdir / bit, work / bit)
 
     npr = parse_nextpnr_report(bdir / "nextpnr-report.json", board)
-    cells = parse_yosys_cells((out / "yosys.log").read_text(errors="replace"))
+    cells = parse_yosys_cells((work / "yosys.log").read_text(errors="replace")
+                              if (work / "yosys.log").exists() else "")
     res = npr["resources"]
     if board.family == "ice40":   # LCs hold LUT and FF: count FFs from yosys' cells
         res["ff"] = {"used": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
@@ -366,10 +462,10 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
         "wino_build_report": 1,
         "board": board.name, "device": board.device,
         "config": cfg.to_dict(), "multipliers": cfg.multipliers,
-        "board_defaults_applied": board_defaults or {},
+        "board_defaults_applied": board_defaults,
         "dsp_mapping": "DSP" if use_dsp else "LUT",
         "engine": adapter.name,
-        "selftest": {"layer": {"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
+        "selftest": {"layer": layer,
                      "input_words": {k: len(v) for k, v in adapter.feeds.items()},
                      "expected_outputs": len(adapter.expected), "corrupted": corrupt},
         "resources": res,
@@ -391,7 +487,7 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
         "files": {"bitstream": bit, "config": "config.json", "yosys_log": "yosys.log",
                   "nextpnr_log": "nextpnr.log", "build_log": "build.log"},
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -412,23 +508,12 @@ class BuildFailed(RuntimeError):
 # -- CLI --------------------------------------------------------------------------------------
 
 def config_from_args(args, board: Board) -> tuple[AcceleratorConfig, dict]:
-    """``--config`` (or the defaults, with the board's :attr:`~Board.defaults`), then the
-    flags. Returns the config and the board defaults it took (those no flag overrode)."""
-    over = {}
-    for f in dataclasses.fields(AcceleratorConfig):
-        v = getattr(args, f.name)
-        if v is not None:
-            over[f.name] = v
-    if args.config:
-        try:
-            base = AcceleratorConfig.load(args.config)
-        except OSError as e:
-            raise UsageError(f"--config: cannot read {args.config}: {e.strerror}") from None
-        applied = {}
-    else:
-        applied = {k: v for k, v in board.defaults.items() if k not in over}
-        base = replace(AcceleratorConfig(), **applied)
-    return replace(base, **over), applied
+    """``--model`` (sized to the model dir), else ``--config`` or the defaults with the board's
+    :attr:`~Board.defaults`, then the flags. Returns the config and the board defaults it took
+    (those no flag, config file or model gave)."""
+    given = given_settings(args)
+    applied = {} if args.model else {k: v for k, v in board.defaults.items() if k not in given}
+    return make_config(given, args.model, applied), applied
 
 
 def parser():
@@ -436,24 +521,28 @@ def parser():
                        description="Self-test bitstream + report.json for an FPGA board (YoWASP).")
     p.add_argument("--board", required=True, choices=sorted(BOARDS),
                    help="target board")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (required unless --check-only): absent, empty or an earlier "
+                        "build folder, which is replaced")
     add_config_flags(p)          # the generator's flags: one per AcceleratorConfig field
     p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
                    help="map multipliers to DSP blocks (auto: when all of them fit)")
-    p.add_argument("--target-mhz", type=float, default=None,
-                   help="clock constraint for place and route (default: 125 on ECP5, 24 on "
-                        "iCE40); the board still runs at its oscillator")
+    p.add_argument("--target-mhz", type=number(float, lo=0, lo_open=True, hi=1000), default=None,
+                   help="clock constraint for place and route, 0 < MHZ <= 1000 (default: 125 on "
+                        "ECP5, 24 on iCE40); the board still runs at its oscillator")
     p.add_argument("--engine", choices=("auto", "accelerator", "stand-in"), default="auto",
                    help=argparse_help_engine())
-    p.add_argument("--channels", type=int, default=4, help="self-test layer input channels")
-    p.add_argument("--size", type=int, default=6, help="self-test layer image size")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--corrupt", type=int, default=None, metavar="I",
-                   help="flip expected output byte I (a bitstream that must report FAIL)")
+    p.add_argument("--channels", type=number(int, lo=1), default=4, help="self-test layer input channels")
+    p.add_argument("--size", type=number(int, lo=2), default=6, help="self-test layer image size")
+    p.add_argument("--seed", type=number(int, lo=0), default=1, help="self-test layer data seed")
+    p.add_argument("--corrupt", type=number(int, lo=0), default=None, metavar="I",
+                   help="flip expected output word I, 0 <= I < the self-test layer's output words "
+                        "(a bitstream that must report FAIL)")
     p.add_argument("--force", action="store_true",
                    help="run the tools even when the estimate says the config does not fit")
     p.add_argument("--check-only", action="store_true",
                    help="only the fit check and the estimate; run no tools")
+    p.add_argument("--no-progress", action="store_true", help="no elapsed-time line per tool on stderr")
     return p
 
 
@@ -465,9 +554,10 @@ def argparse_help_engine():
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     board = get_board(args.board)
+    if not args.check_only and not args.out:
+        raise UsageError("python -m wino_gen build: the following arguments are required: --out "
+                         "(unless --check-only)")
     cfg, applied = config_from_args(args, board)
-    if args.channels < 1 or args.size < 2:
-        raise UsageError("--channels must be >= 1 and --size >= 2")
     if args.channels > cfg.max_channels or args.size > cfg.max_width:
         raise UsageError(f"the self-test layer ({args.channels} channels, {args.size}x{args.size}) "
                          f"exceeds max_channels={cfg.max_channels} / max_width={cfg.max_width}")
@@ -477,11 +567,13 @@ def main(argv=None) -> int:
                           "board_defaults_applied": applied, "estimate": est, "estimate_source": source,
                           "available": board.available()}, indent=2))
         return 0
+    out = check_out(Path(args.out))
     try:
-        rep = run_build(cfg, board, Path(args.out), board_defaults=applied, dsp=args.dsp,
+        rep = run_build(cfg, board, out, board_defaults=applied, dsp=args.dsp,
                         target_mhz=args.target_mhz,
                         engine=args.engine, channels=args.channels, size=args.size,
-                        seed=args.seed, corrupt=args.corrupt, force=args.force)
+                        seed=args.seed, corrupt=args.corrupt, force=args.force,
+                        show=progress.wanted(args.no_progress))
     except BuildFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -489,7 +581,7 @@ def main(argv=None) -> int:
     summary = ", ".join(f"{k.upper()} {v['used']}/{v['available']}" for k, v in r.items())
     print(f"build: {board.name}: {summary}; Fmax {rep['fmax_mhz']:.1f} MHz "
           f"(target {rep['target_mhz']:g}, board clock {board.clock_mhz:g}); "
-          f"{rep['wall_s']['total']:.0f} s; {Path(args.out) / 'report.json'}", file=sys.stderr)
+          f"{rep['wall_s']['total']:.0f} s; {out / 'report.json'}", file=sys.stderr)
     if not rep["timing_ok_at_board_clock"]:
         print(f"error: Fmax {rep['fmax_mhz']} MHz is below the board clock "
               f"{board.clock_mhz} MHz: the bitstream would not work", file=sys.stderr)

@@ -12,7 +12,9 @@ import argparse
 import errno
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 
 
@@ -88,12 +90,23 @@ class _GuardedStdout:
         return getattr(self._stream, name)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same ``finally`` blocks clean up."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)`` with the CLI contract: its return code, or 2 with ``error: ...`` for bad
-    input, or 130 with ``interrupted`` on Ctrl-C. Writers clean up in their own ``finally``
-    blocks before this sees the exception, so nothing is left half-written."""
+    input, or 130 with ``interrupted`` on Ctrl-C (143, ``terminated``, on SIGTERM). Writers
+    clean up in their own ``finally`` blocks before this sees the exception, so nothing is left
+    half-written."""
     real = sys.stdout
     sys.stdout = _GuardedStdout(real)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = main(argv)
         sys.stdout.flush()
@@ -102,10 +115,11 @@ def run_cli(main, argv=None) -> int:
         _quiet_stdout(real)
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         _quiet_stdout(real)
-        print("interrupted", file=sys.stderr)
-        return 130
+        term = isinstance(e, Terminated)
+        print("terminated" if term else "interrupted", file=sys.stderr)
+        return 143 if term else 130
     finally:
         sys.stdout = real
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import golden
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, signed_bits
 from .format import INPUT, Layer, Model
 
 
@@ -48,11 +48,14 @@ def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str =
                **overrides) -> AcceleratorConfig:
     """The smallest accelerator config that runs every conv layer of ``model`` bit for bit: its
     tile, granularity, balance, requant mode and bit widths, and buffers, channel count, tap
-    shift and multiplier width sized to its layers. ``overrides`` set other fields (or widen)."""
+    shift, multiplier and bias widths sized to its layers (narrower bias registers would wrap). ``overrides`` set other fields (or widen)."""
     width, chans, align, mult = 4, unroll_in, 0, 2
+    bias_lo = bias_hi = 0
     for layer in model.layers:
         if layer.op not in ("winograd_conv3x3", "direct_conv"):
             continue
+        bias_lo = min(bias_lo, int(layer.arrays["bias"].min(initial=0)))
+        bias_hi = max(bias_hi, int(layer.arrays["bias"].max(initial=0)))
         c, h, w = layer.in_shape
         width = max(width, h, w, *layer.out_shape[1:])
         chans = max(chans, c, layer.out_shape[0])
@@ -72,6 +75,7 @@ def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str =
         weight_bits=m.get("weight_bits", 8), transform_bits=m.get("transform_bits", 8),
         granularity=model.granularity, balance=model.balance, requant=model.requant, algo=algo,
         max_width=width, max_channels=chans, mult_bits=max(16, mult),
+        bias_bits=max(8, signed_bits(bias_lo, bias_hi)),
         max_tap_shift=max(align, 1 if model.granularity == "tap" else 0) or 8)
     fields.update(overrides)
     return AcceleratorConfig(**fields)

@@ -1,33 +1,43 @@
 """``python -m wino_gen report [generator flags]``: what the generated accelerator is and what
-it should do: multipliers, derived bit widths, estimated cycles of every ResNet-18 (ImageNet)
-convolution and end to end (``wino_gen.perf``; Winograd vs the direct engine with the same
-multipliers), and the LUT/FF/DSP/BRAM estimate."""
+it should do.
+
+Multipliers, derived bit widths, estimated cycles of every ResNet-18 (ImageNet) convolution
+and end to end (``wino_gen.perf``; Winograd vs the direct engine with the same multipliers),
+the LUT/FF/DSP/BRAM estimate, and whether that estimate fits the board.
+"""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
 from . import perf
+from .boards import BOARDS, get_board, misfit
 from .config import AcceleratorConfig
-from .errors import UsageError
+from .errors import ArgumentParser, number
 from .generate import add_config_flags, config_from_args
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def parser():
-    p = _Parser(prog="python -m wino_gen report", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m wino_gen report", description=__doc__)
     add_config_flags(p)
-    p.add_argument("--board", default="ulx3s-85f", choices=["ulx3s-85f", "icebreaker"],
-                   help="FPGA family for the BRAM estimate (default ulx3s-85f)")
-    p.add_argument("--mhz", type=float, default=50.0, help="clock for the time column (default 50)")
+    p.add_argument("--board", default="ulx3s-85f", choices=sorted(BOARDS),
+                   help="board for the BRAM estimate and the fit check")
+    p.add_argument("--mhz", type=number(float, lo=0, lo_open=True, hi=10_000), default=50.0,
+                   help="clock for the time column, in MHz (0 < MHZ <= 10000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     return p
+
+
+def board_fit(cfg: AcceleratorConfig, board_name: str) -> dict:
+    """Whether the accelerator's estimate fits the board, mapped as ``build --dsp auto`` maps
+    it: multipliers on DSP blocks when they all fit, else in LUTs. ``over`` names each
+    resource that does not fit; ``dsp_needed`` is the DSP blocks all multipliers would take."""
+    board = get_board(board_name)
+    dsp = perf.estimate_resources(cfg, board=board.name, use_dsp=True)["dsp"]
+    over = misfit(perf.estimate_resources(cfg, board=board.name, use_dsp=dsp <= board.dsp), board)
+    return {"fits": not over, "dsp_mapping": "DSP" if dsp <= board.dsp else "LUT", "dsp_needed": dsp,
+            "over": over}
 
 
 def build_report(cfg: AcceleratorConfig, board: str = "ulx3s-85f", mhz: float = 50.0) -> dict:
@@ -61,6 +71,7 @@ def build_report(cfg: AcceleratorConfig, board: str = "ulx3s-85f", mhz: float = 
         "resources": perf.estimate_resources(cfg, board=board),
         "memories": [dict(zip(("name", "count", "depth", "width"), m, strict=True)) for m in perf.memories(cfg)],
         "board": board,
+        "fit": board_fit(cfg, board),
     }
 
 
@@ -98,13 +109,23 @@ def format_report(rep: dict) -> str:
                f"({r['memory_bits'] / 1e6:.2f} Mbit)")
     for mm in rep["memories"]:
         out.append(f"  {mm['name']}: {mm['count']} x {mm['depth']} x {mm['width']} bit")
+    out.append(format_fit(rep))
     return "\n".join(out)
+
+
+def format_fit(rep: dict) -> str:
+    fit, board = rep["fit"], get_board(rep["board"])
+    where = ("on DSP blocks" if fit["dsp_mapping"] == "DSP"
+             else f"in LUTs, as they need {fit['dsp_needed']} DSP blocks and it has {board.dsp}")
+    if fit["fits"]:
+        return f"fits the {board.name} ({board.device}) by the estimate, multipliers {where}"
+    return (f"DOES NOT FIT the {board.name} by the estimate (multipliers {where}): "
+            f"{'; '.join(fit['over'])}; `python -m wino_gen build --board {board.name} "
+            f"--check-only` with these flags names the largest config that fits")
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.mhz <= 0:
-        raise UsageError("--mhz must be positive")
     cfg = config_from_args(args)
     rep = build_report(cfg, args.board, args.mhz)
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
