@@ -48,7 +48,8 @@ def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str =
                **overrides) -> AcceleratorConfig:
     """The smallest accelerator config that runs every conv layer of ``model`` bit for bit: its
     tile, granularity, balance, requant mode and bit widths, and buffers, channel count, tap
-    shift, multiplier and bias widths sized to its layers (narrower bias registers would wrap). ``overrides`` set other fields (or widen)."""
+    shift, multiplier and bias widths sized to its layers (narrower bias registers would wrap).
+    ``overrides`` set other fields (or widen)."""
     width, chans, align, mult = 4, unroll_in, 0, 2
     bias_lo = bias_hi = 0
     for layer in model.layers:
