@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wino_gen import build  # noqa: E402
 from wino_gen.boards import BOARDS, get_board  # noqa: E402
 from wino_gen.config import AcceleratorConfig  # noqa: E402
 from wino_gen.errors import UsageError  # noqa: E402
+from wino_gen.flow import build  # noqa: E402
 
 DEFAULT = "2x1,2x4,2x8,4x1,4x2,4x4,6x1,6x2"
 RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"

@@ -6,6 +6,11 @@ large buffers), to an instance of the behavioural Verilog module :data:`VERILOG`
 generator appends to its output. Amaranth writes every bit of a memory's initial contents into
 RTLIL/Verilog; the default buffer limits need ~18 Mbit of buffers, which would take minutes to
 emit, while the instance costs nothing.
+
+A wide RAM is built from several memories of at most :data:`SLICE_BITS` bits side by side
+(same address, same enables), because Amaranth's Python simulator compiles a memory's write
+enable into one expression with a term per data bit, which Python cannot compile beyond ~2000
+bits (a weight buffer at ``unroll_in`` 3 is 3456 bits wide).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 MODULE = "wino_sdp_ram"
+
+# A multiple of every block-RAM width (iCE40 16, ECP5 9/18/36): slicing never costs a block RAM.
+SLICE_BITS = 576
 
 VERILOG = f"""
 // Simple dual-port RAM used by the wino accelerator (write first-port, registered read with
@@ -58,11 +66,14 @@ class SDPRam(wiring.Component):
                 i_clk=ClockSignal(), i_we=self.we, i_waddr=self.waddr, i_wdata=self.wdata,
                 i_re=self.re, i_raddr=self.raddr, o_rdata=self.rdata)
             return m
-        m.submodules.mem = mem = Memory(shape=self.width, depth=self.depth, init=[])
-        wr = mem.write_port()
-        rd = mem.read_port(transparent_for=())
-        m.d.comb += [wr.en.eq(self.we), wr.addr.eq(self.waddr), wr.data.eq(self.wdata),
-                     rd.en.eq(self.re), rd.addr.eq(self.raddr), self.rdata.eq(rd.data)]
+        for i, lo in enumerate(range(0, self.width, SLICE_BITS)):
+            hi = min(self.width, lo + SLICE_BITS)
+            mem = Memory(shape=hi - lo, depth=self.depth, init=[])
+            m.submodules[f"mem{i}" if i else "mem"] = mem
+            wr = mem.write_port()
+            rd = mem.read_port(transparent_for=())
+            m.d.comb += [wr.en.eq(self.we), wr.addr.eq(self.waddr), wr.data.eq(self.wdata[lo:hi]),
+                         rd.en.eq(self.re), rd.addr.eq(self.raddr), self.rdata[lo:hi].eq(rd.data)]
         return m
 
 

@@ -4,21 +4,26 @@ Winograd layers run on the Winograd engine, direct convolutions on the direct en
 multipliers), host ops (add, pools, linear) in the golden model (``wino_gen.network``). Each
 layer gets its stored reference input and every output byte is compared with the stored
 reference output. The last line is ``sim: <L> layers, <N> outputs, <X> mismatches, <C> cycles``;
-the exit status is 1 on any mismatch, 2 on bad input.
+the exit status is 1 on any mismatch. Bad input (a flag, the model dir, an output path, no
+Verilator, an unwritable Verilator cache) is one line on stderr and exit 2, found before any
+layer runs; Ctrl-C is exit 130. ``--vcd`` and ``--config-out`` files appear whole or not at
+all, ``--config-out`` only after a run with no mismatch.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from wino_gen.errors import ArgumentParser, UsageError, run_cli
+from wino_gen import progress, safeio
+from wino_gen.errors import ArgumentParser, UsageError, number, run_cli
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "examples" / "tiny"
-
+ENGINE_OPS = ("winograd_conv3x3", "direct_conv")
 
 
 def parser():
@@ -26,117 +31,143 @@ def parser():
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
                    help="model dir (default examples/tiny)")
     p.add_argument("--backend", default="pysim", choices=["pysim", "verilator"],
-                   help="simulation backend: pysim (Amaranth, default) or verilator (builds the "
-                        "exported Verilog once per engine; much faster for big layers)")
-    p.add_argument("--unroll", type=int, default=4, help="output channels in parallel (default 4)")
-    p.add_argument("--unroll-in", type=int, default=1, help="input channels in parallel (default 1)")
-    p.add_argument("--samples", type=int, default=None, help="samples per layer (default all)")
+                   help="simulation backend: pysim (Amaranth) or verilator (builds the exported "
+                        "Verilog once per engine, cached; much faster for big layers)")
+    p.add_argument("--unroll", type=number(int, lo=1), default=4, help="output channels in parallel")
+    p.add_argument("--unroll-in", type=number(int, lo=1), default=1, help="input channels in parallel")
+    p.add_argument("--samples", type=number(int, lo=1), default=None,
+                   help="samples per layer (default all)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
                    help="only this layer (repeatable)")
     p.add_argument("--vcd", metavar="FILE",
                    help="write the waveform of the first accelerator run (first sample of the "
-                        "first hardware layer selected) to FILE")
-    p.add_argument("--config-out", metavar="FILE", help="write the Winograd engine's config JSON")
+                        "first hardware layer selected) to FILE; pysim only")
+    p.add_argument("--config-out", metavar="FILE",
+                   help="write the Winograd engine's config JSON, once every output matched")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress line while Verilator builds (shown only on a terminal)")
     return p
+
+
+def check_args(args) -> None:
+    """Everything about the flags that can be refused before the model is read or a layer runs:
+    the output paths (a missing or read-only folder) and flag combinations."""
+    if args.vcd:
+        if args.backend != "pysim":
+            raise UsageError("--vcd needs --backend pysim")
+        safeio.check_output_file(args.vcd, "--vcd")
+    if args.config_out:
+        safeio.check_output_file(args.config_out, "--config-out")
+
+
+def selected_layers(model, names):
+    known = {layer.name for layer in model.layers}
+    for n in names or []:
+        if n not in known:
+            raise UsageError(f"--layer {safeio.printable(n)}: no such layer; layers: "
+                             f"{', '.join(safeio.printable(k) for k in sorted(known))}")
+    return [layer for layer in model.layers if not names or layer.name in names]
+
+
+@dataclass
+class Result:
+    y: np.ndarray
+    engine: str          # winograd, direct or host
+    cycles: int = 0      # simulated, all samples
+    perf: int = 0        # wino_gen.perf's estimate, all samples
+
+
+def engine_spec(layer, network, wcfg, dcfg):
+    """(engine, the layer's streams, perf's cycle estimate per sample) for a hardware layer."""
+    from wino_gen import perf
+
+    from .driver import DirectLayer, WinogradLayer
+
+    a, s = layer.arrays, layer.spec
+    C, H, W = layer.in_shape
+    if layer.op == "winograd_conv3x3":
+        spec = WinogradLayer(wcfg, a["U"], a["bias"], v=network.requant(layer, "v"),
+                             m=network.requant(layer, "m"), y=network.requant(layer, "y"),
+                             m_align=a["m_align"], padding=s["padding"], relu=s["relu"])
+        return "winograd", spec, perf.winograd_layer(wcfg, C, a["U"].shape[0], H, W, s["padding"])["cycles"]
+    Wt = a["W"]
+    spec = DirectLayer(dcfg, Wt, a["bias"], y=network.requant(layer, "y"), stride=s["stride"],
+                       padding=s["padding"], relu=s["relu"])
+    return "direct", spec, perf.direct_layer(dcfg, C, Wt.shape[0], H, W, Wt.shape[-1], s["stride"],
+                                             s["padding"])["cycles"]
+
+
+def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None) -> Result:
+    """One layer on its engine (or the golden model for host ops); with ``vcd`` the first
+    sample's waveform is written there, whole or not at all."""
+    from wino_gen import network
+
+    from .backend import PysimBackend
+    from .driver import run_layer
+
+    if layer.op not in ENGINE_OPS:
+        return Result(network.run_layer(model, layer, xs), "host")
+    engine, spec, pc = engine_spec(layer, network, wcfg, dcfg)
+    x = xs[0].astype(np.int64)
+    runs = []
+    if vcd:
+        with safeio.atomic_file(vcd, "--vcd") as tmp:
+            runs.append(run_layer(spec, x[:1], PysimBackend(vcd=str(tmp))))
+        x = x[1:]
+    if len(x):
+        runs.append(run_layer(spec, x, backend))
+    y = np.concatenate([r.y for r in runs])
+    return Result(y, engine, sum(r.cycles for r in runs), pc * len(y))
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from wino_gen import network, perf
+    check_args(args)
+    from wino_gen import network
     from wino_gen.format import load_model
 
-    from .backend import BACKENDS
-    from .driver import DirectLayer, WinogradLayer, run_layer
+    from .backend import make_backend
 
-    if args.unroll < 1 or args.unroll_in < 1:
-        raise UsageError("--unroll and --unroll-in must be >= 1")
     model = load_model(args.model)
     wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in)
     dcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct")
-    if args.config_out:
-        try:
-            wcfg.save(args.config_out)
-        except OSError as e:
-            raise UsageError(f"--config-out: {e.strerror}: {args.config_out}") from None
-    names = {layer.name for layer in model.layers}
-    for n in args.layer or []:
-        if n not in names:
-            raise UsageError(f"--layer {n}: no such layer; layers: {', '.join(sorted(names))}")
-    print(f"sim: model {model.name} ({args.model}), backend {args.backend}, Winograd engine "
-          f"F({wcfg.tile}x{wcfg.tile},3x3) unroll {wcfg.unroll}x{wcfg.unroll_in} "
-          f"({wcfg.multipliers} multipliers), direct engine same multipliers", flush=True)
-    vcd = args.vcd
-    if vcd and args.backend != "pysim":
-        raise UsageError("--vcd needs --backend pysim")
-    backends = {}
-
-    def backend(**kw):
-        if kw:
-            return BACKENDS[args.backend](**kw)
-        if args.backend not in backends:      # one instance: the Verilator build is reused
-            backends[args.backend] = BACKENDS[args.backend]()
-        return backends[args.backend]
-
-    total_out = total_bad = total_cyc = n_layers = 0
+    layers = selected_layers(model, args.layer)
+    backend = make_backend(args.backend, show=progress.wanted(args.no_progress))
+    print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}), "
+          f"backend {args.backend}, Winograd engine F({wcfg.tile}x{wcfg.tile},3x3) unroll "
+          f"{wcfg.unroll}x{wcfg.unroll_in} ({wcfg.multipliers} multipliers), direct engine same "
+          f"multipliers", flush=True)
+    col = max([12] + [len(safeio.printable(layer.name)) for layer in layers])
+    total_out = total_bad = total_cyc = 0
     bad_layers = []
+    vcd = args.vcd
     t0 = time.perf_counter()
-    for layer in model.layers:
-        if args.layer and layer.name not in args.layer:
-            continue
-        a = layer.arrays
-        xs = network.stored_inputs(layer)
-        if args.samples:
-            xs = [x[:args.samples] for x in xs]
-        ref = a["y"][:len(xs[0])].astype(np.int64)
-        s = layer.spec
-        cyc, pc, engine = 0, None, "host"
-        if layer.op in ("winograd_conv3x3", "direct_conv"):
-            if layer.op == "winograd_conv3x3":
-                spec = WinogradLayer(wcfg, a["U"], a["bias"], v=network.requant(layer, "v"),
-                                     m=network.requant(layer, "m"), y=network.requant(layer, "y"),
-                                     m_align=a["m_align"], padding=s["padding"], relu=s["relu"])
-                engine = "winograd"
-                C, H, W = layer.in_shape
-                pc = perf.winograd_layer(wcfg, C, a["U"].shape[0], H, W, s["padding"])["cycles"]
-            else:
-                Wt = a["W"]
-                spec = DirectLayer(dcfg, Wt, a["bias"], y=network.requant(layer, "y"),
-                                   stride=s["stride"], padding=s["padding"], relu=s["relu"])
-                engine = "direct"
-                C, H, W = layer.in_shape
-                pc = perf.direct_layer(dcfg, C, Wt.shape[0], H, W, Wt.shape[-1], s["stride"],
-                                       s["padding"])["cycles"]
-            x = xs[0].astype(np.int64)
-            if vcd:
-                r0 = run_layer(spec, x[:1], backend(vcd=vcd))
-                rest = run_layer(spec, x[1:], backend()) if len(x) > 1 else None
-                y = np.concatenate([r0.y] + ([rest.y] if rest else []))
-                cyc = r0.cycles + (rest.cycles if rest else 0)
-                vcd = None
-            else:
-                r = run_layer(spec, x, backend())
-                y, cyc = r.y, r.cycles
-            pc *= len(x)
-        else:
-            y = network.run_layer(model, layer, xs)
-        y = np.asarray(y, dtype=np.int64).reshape(ref.shape)
+    for layer in layers:
+        xs = [x[:args.samples] for x in network.stored_inputs(layer)]
+        ref = layer.arrays["y"][:len(xs[0])].astype(np.int64)
+        r = run_one(model, layer, xs, wcfg, dcfg, backend, vcd)
+        if r.engine != "host":
+            vcd = None
+        y = np.asarray(r.y, dtype=np.int64).reshape(ref.shape)
         bad = int(np.count_nonzero(y != ref))
-        n_layers += 1
         total_out += ref.size
         total_bad += bad
-        total_cyc += cyc
-        extra = f", {cyc} cycles (perf {pc})" if engine != "host" else ""
-        print(f"  {layer.name:<12} {layer.op:<17} on {engine:<8} {ref.size} outputs, "
+        total_cyc += r.cycles
+        name = safeio.printable(layer.name)
+        extra = f", {r.cycles} cycles (perf {r.perf})" if r.engine != "host" else ""
+        print(f"  {name:<{col}} {layer.op:<17} on {r.engine:<8} {ref.size} outputs, "
               f"{bad} mismatches{extra}", flush=True)
         if bad:
-            bad_layers.append(layer.name)
+            bad_layers.append(name)
             idx = tuple(int(i) for i in np.argwhere(y != ref)[0])
-            print(f"sim: layer {layer.name}: {bad} mismatches, first at {idx}: "
+            print(f"sim: layer {name}: {bad} mismatches, first at {idx}: "
                   f"got {int(y[idx])}, reference {int(ref[idx])}", file=sys.stderr)
     print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     if bad_layers:
         print(f"sim: mismatches in layer(s) {', '.join(bad_layers)}", file=sys.stderr)
-    print(f"sim: {n_layers} layers, {total_out} outputs, {total_bad} mismatches, {total_cyc} cycles")
+    elif args.config_out:
+        wcfg.save(args.config_out, "--config-out")
+    print(f"sim: {len(layers)} layers, {total_out} outputs, {total_bad} mismatches, {total_cyc} cycles")
     return 1 if total_bad else 0
 
 

@@ -74,9 +74,11 @@ class PysimBackend:
         return state["out"], state["cycles"]
 
 
-def _verilator(*args, **kw):
-    from .verilator import VerilatorBackend
-    return VerilatorBackend(*args, **kw)
-
-
-BACKENDS = {"pysim": PysimBackend, "verilator": _verilator}
+def make_backend(name: str, *, show: bool = False):
+    """Backend ``name``. A Verilator backend checks its tool and build cache here, so that a
+    missing tool or an unwritable cache is reported before any layer runs; ``show`` gives its
+    build a progress line."""
+    if name == "verilator":
+        from .verilator import VerilatorBackend
+        return VerilatorBackend(show=show)
+    return PysimBackend()

@@ -56,14 +56,17 @@ def random_winograd(cfg: AcceleratorConfig, C, K, H, W, rng, *, padding=1, relu=
 
 def random_direct(cfg: AcceleratorConfig, C, K, H, W, rng, *, kernel=3, stride=1, padding=1,
                   relu=False, extremes=False):
+    """(x[1,C,H,W], kwargs for golden.direct_conv / sim.driver.DirectLayer); ``kernel`` is a
+    size or (kh, kw)."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     lo, hi = int_range(cfg.act_bits)
     wlo, whi = int_range(cfg.weight_bits)
     x = rng.integers(lo, hi + 1, size=(1, C, H, W))
-    Wt = rng.integers(wlo, whi + 1, size=(K, C, kernel, kernel))
+    Wt = rng.integers(wlo, whi + 1, size=(K, C, kh, kw))
     if extremes:
         x[0, 0] = lo
         Wt[0] = wlo
-    peak = C * kernel * kernel * hi * whi / 8
+    peak = C * kh * kw * hi * whi / 8
     bias = rng.integers(-int(peak) // 8, int(peak) // 8 + 1, size=K)
     y = golden.quantize_ratio(float(_ratio(peak, cfg.act_bits)), cfg.requant, cfg.mult_bits)
     y = golden.Requant(int(np.asarray(y.mult).item()), int(np.asarray(y.shift).item()))

@@ -1,10 +1,15 @@
 """Verilator backend: the same :meth:`run` as :class:`sim.backend.PysimBackend`, on a
 Verilator build of the exported Verilog (``python -m wino_gen``'s output) with a small C++
-harness that streams the beats from a file. Builds are cached by a hash of the Verilog.
+harness that streams the beats from a file.
 
-Verilator is 250-650x faster than pysim (TOOLCHAIN.md), which makes ResNet-size layers
-practical; the cycle count is defined exactly as in pysim (cycles from ``start`` up to and
-including the one in which the last output beat is taken).
+Once built, a layer runs 250-650x faster than on pysim, which makes ResNet-size layers
+practical; the build itself takes 35-130 s per engine, so builds are cached by a hash of the
+Verilog in ``$WINO_VERILATOR_CACHE`` (default ``<tmp>/wino-verilator``). A build is made in a
+temporary folder of the cache and renamed into place when complete, so an interrupted build
+never leaves a half-built model that a later run would use. The harness keeps ``o.ready`` high
+and feeds a beat every cycle the core takes one; the cycle count is defined exactly as in
+pysim (cycles from ``start`` up to and including the one in which the last output beat is
+taken).
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from amaranth.back import verilog
 
 from rtl.ram import VERILOG as RAM_VERILOG
 from rtl.ram import ExportPlatform
+from wino_gen import progress
+from wino_gen.errors import UsageError
+from wino_gen.procs import run_in_group
+
+CACHE_ENV = "WINO_VERILATOR_CACHE"
 
 _HARNESS = r"""
 #include "Vwino_top.h"
@@ -117,44 +127,82 @@ int main(int argc, char **argv) {
 """
 
 
-def _cache_dir() -> Path:
-    d = Path(os.environ.get("WINO_VERILATOR_CACHE", Path(tempfile.gettempdir()) / "wino-verilator"))
-    d.mkdir(parents=True, exist_ok=True)
+def _cache_error(d: Path, reason: str) -> UsageError:
+    return UsageError(f"Verilator cache {d}: {reason}; set {CACHE_ENV} to a writable folder")
+
+
+def cache_dir() -> Path:
+    """The build cache, created if needed; a folder that cannot be written is one line naming it
+    and the variable that moves it, before any build."""
+    d = Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "wino-verilator")
+    if d.exists() and not d.is_dir():
+        raise _cache_error(d, "not a folder")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cache_error(d, e.strerror or str(e)) from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise _cache_error(d, "not writable")
     return d
 
 
 class VerilatorBackend:
     name = "verilator"
 
-    def __init__(self, vcd: str | None = None, *, jobs: int = 2):
+    def __init__(self, vcd: str | None = None, *, jobs: int = 2, show: bool = False):
+        """``show``: a progress line while Verilator builds (see :func:`wino_gen.progress.step`)."""
         if shutil.which("verilator") is None:
-            raise RuntimeError("verilator not found on PATH")
+            raise UsageError("--backend verilator: verilator is not on PATH; install Verilator 5 "
+                             "or use --backend pysim")
         if vcd:
-            raise NotImplementedError("--vcd needs the pysim backend for now")
+            raise UsageError("--vcd needs --backend pysim")
         self.jobs = jobs
+        self.show = show
+        self.cache = cache_dir()
         self._built: dict[str, Path] = {}
 
     def build(self, dut) -> Path:
         text = verilog.convert(dut, name="wino_top", platform=ExportPlatform(), emit_src=False)
         text += RAM_VERILOG
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
-        if key in self._built:
-            return self._built[key]
-        d = _cache_dir() / key
-        exe = d / "obj" / "Vwino_top"
-        if not exe.exists():
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "top.v").write_text(text)
-            (d / "harness.cpp").write_text(_HARNESS)
+        if key not in self._built:
+            d = self.cache / key
+            if not (d / "obj" / "Vwino_top").exists():
+                with progress.step(f"building Verilator model of {type(dut).__name__}", self.show):
+                    self._build_into(d, text)
+            self._built[key] = d / "obj" / "Vwino_top"
+        return self._built[key]
+
+    def _build_into(self, d: Path, text: str) -> None:
+        """Build in a temporary sibling of ``d`` and rename it to ``d`` when complete; a failed
+        build leaves its output in ``d.log`` and nothing else. Called only when ``d`` holds no
+        complete build."""
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
+        except OSError as e:
+            raise _cache_error(d.parent, e.strerror or str(e)) from None
+        try:
+            (tmp / "top.v").write_text(text)
+            (tmp / "harness.cpp").write_text(_HARNESS)
             cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
                    "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                    "--top-module", "wino_top", "-Mdir", "obj", "-j", str(self.jobs),
                    "top.v", "harness.cpp"]
-            r = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
-            if r.returncode != 0 or not exe.exists():
-                raise RuntimeError(f"verilator build failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-        self._built[key] = exe
-        return exe
+            with open(tmp / "build.log", "w") as f:
+                rc = run_in_group(cmd, cwd=tmp, env=None, stdout=f)
+            log = d.with_suffix(".log")
+            if rc != 0 or not (tmp / "obj" / "Vwino_top").exists():
+                shutil.copyfile(tmp / "build.log", log)
+                raise UsageError(f"Verilator build failed (status {rc}); its output is in {log}")
+            log.unlink(missing_ok=True)
+            if d.exists():      # a build left incomplete by an earlier version of this code
+                shutil.rmtree(d)
+            os.replace(tmp, d)
+        except OSError as e:
+            if not (d / "obj" / "Vwino_top").exists():   # else another process built it first
+                raise _cache_error(d.parent, e.strerror or str(e)) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def run(self, dut, layer_word: int, streams: dict[str, list[int]], n_out: int):
         exe = self.build(dut)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wino_gen import boards, build
+from wino_gen import boards
 from wino_gen.__main__ import main as cli
 from wino_gen.config import AcceleratorConfig
+from wino_gen.flow import build
 
 DATA = Path(__file__).parent / "data"
 

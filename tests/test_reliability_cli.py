@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wino_gen import boards, build
+from wino_gen import boards, procs
 from wino_gen.__main__ import main as cli
 from wino_gen.config import AcceleratorConfig
 from wino_gen.example import make_tiny
+from wino_gen.flow import build
 from wino_gen.format import load_model
 from wino_gen.network import run_layer, stored_inputs
 
@@ -56,7 +57,7 @@ def test_failed_stdout_write_leaves_no_config(tmp_path):
 
 @pytest.mark.parametrize("target", ["missing/c.json", "."])
 def test_config_out_checked_before_elaboration(tmp_path, target, monkeypatch, capsys):
-    from wino_gen import generate
+    from wino_gen.flow import generate
     monkeypatch.setattr(generate, "generate", lambda *a, **k: pytest.fail("elaborated first"))
     assert cli([*SMALL, "--config-out", str(tmp_path / target)]) == 2
     assert "--config-out" in one_error_line(capsys.readouterr().err)
@@ -355,6 +356,6 @@ def test_run_in_group_ends_grandchildren_on_interrupt(tmp_path, monkeypatch):
     real_wait = subprocess.Popen.wait
     monkeypatch.setattr(subprocess.Popen, "wait", interrupt)
     with open(tmp_path / "log", "w") as log, pytest.raises(KeyboardInterrupt):
-        build.run_in_group(["sh", "-c", f"sleep 120 & echo $! > {pidfile}; wait"], cwd=tmp_path,
+        procs.run_in_group(["sh", "-c", f"sleep 120 & echo $! > {pidfile}; wait"], cwd=tmp_path,
                            env=dict(os.environ), stdout=log)
     assert wait_for(lambda: not alive(int(pidfile.read_text())), 10)

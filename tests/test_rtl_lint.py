@@ -23,7 +23,7 @@ import sys
 import pytest
 
 from wino_gen.config import AcceleratorConfig
-from wino_gen.generate import generate
+from wino_gen.flow.generate import generate
 
 VERILATOR_WNO = ["-Wno-UNUSEDSIGNAL", "-Wno-WIDTH", "-Wno-DECLFILENAME"]
 

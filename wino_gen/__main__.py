@@ -1,6 +1,6 @@
 """The wino command line.
 
-    python -m wino_gen [generator flags] > top.v     Verilog of the accelerator (wino_gen.generate)
+    python -m wino_gen [generator flags] > top.v     Verilog of the accelerator (wino_gen.flow.generate)
     python -m wino_gen check MODEL_DIR               replay a model dir through the golden model
     python -m wino_gen report [generator flags]      multipliers, widths, cycles, resources, fit
     python -m wino_gen build --board B ... --out DIR bitstream + report via YoWASP
@@ -12,21 +12,17 @@ Bad input ends with one line on stderr and exit status 2, never a traceback; Ctr
 
 from __future__ import annotations
 
-import importlib
 import sys
 
+from . import check
 from .errors import UsageError, run_cli
+from .flow import build, generate, report
 from .safeio import printable
 
 USAGE = __doc__
 
-# subcommand -> module whose ``main(argv) -> int`` runs it
-SUBCOMMANDS = {
-    "check": "wino_gen.check",
-    "report": "wino_gen.report",
-    "build": "wino_gen.build",
-}
-GENERATE = "wino_gen.generate"
+# subcommand -> its ``main(argv) -> int``
+SUBCOMMANDS = {"check": check.main, "report": report.main, "build": build.main}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,14 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\nRun `python -m wino_gen SUBCOMMAND --help` or `python -m wino_gen --help-generate`.")
         return 0
     if argv and argv[0] in SUBCOMMANDS:
-        module, argv = SUBCOMMANDS[argv[0]], argv[1:]
-    elif argv and not argv[0].startswith("-"):
+        return run_cli(SUBCOMMANDS[argv[0]], argv[1:])
+    if argv and not argv[0].startswith("-"):
         return run_cli(_unknown_subcommand, argv)
-    else:
-        module = GENERATE
-        if argv[:1] == ["--help-generate"]:
-            argv = ["--help"]
-    return run_cli(importlib.import_module(module).main, argv)
+    if argv[:1] == ["--help-generate"]:
+        argv = ["--help"]
+    return run_cli(generate.main, argv)
 
 
 def _unknown_subcommand(argv: list[str]) -> int:

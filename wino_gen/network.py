@@ -3,6 +3,8 @@ function with the layer's stored parameters."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import golden
@@ -66,9 +68,9 @@ def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str =
             if key in layer.arrays and layer.arrays[key].size:
                 mult = max(mult, int(np.max(layer.arrays[key])).bit_length())
     if algo == "direct":   # patches of up to 7x7: room for C * k * k elements per block
-        k = max((layer.arrays["W"].shape[-1] for layer in model.layers if layer.op == "direct_conv"),
-                default=3)
-        chans = max(chans, -(-chans * k * k // 9))
+        taps = max((math.prod(layer.arrays["W"].shape[-2:]) for layer in model.layers
+                    if layer.op == "direct_conv"), default=9)
+        chans = max(chans, -(-chans * taps // 9))
     chans = -(-chans // unroll_in) * unroll_in
     m = model.manifest
     fields = dict(

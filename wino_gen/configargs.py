@@ -1,22 +1,13 @@
-"""``python -m wino_gen [flags] > top.v``: generate the accelerator's Verilog (or RTLIL).
-
-Only the design goes to stdout; logs go to stderr. Every ``AcceleratorConfig`` field has a
-flag; ``--config FILE`` starts from a saved config, flags override it; ``--model MODEL_DIR``
-sizes the config to run that model dir (flags may widen it, never contradict it);
-``--config-out FILE`` writes the JSON config that produced the output, once the design is
-written whole.
-"""
+"""Command-line flags for an :class:`AcceleratorConfig`: one flag per field, ``--config FILE``
+and ``--model MODEL_DIR``, shared by every CLI that takes a config (generate, report, build)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
-import time
 
-from . import progress, safeio
-from .config import AcceleratorConfig, ConfigError
-from .errors import ArgumentParser, UsageError
+from .config import AcceleratorConfig
+from .errors import UsageError
 
 # With --model, these fields are the model's arithmetic: a flag may only repeat them.
 MODEL_FIXED = ("tile", "granularity", "balance", "requant", "act_bits", "transform_bits")
@@ -95,56 +86,3 @@ def model_config(path: str, given: dict[str, tuple[object, str]]) -> Accelerator
             raise UsageError(f"{src} is below what the model {path} needs: {k} {want} or more")
         widened[k] = v
     return dataclasses.replace(need, **widened)
-
-
-def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m wino_gen", description=__doc__)
-    add_config_flags(p)
-    p.add_argument("--rtlil", action="store_true",
-                   help="write RTLIL (self-contained, for yosys synthesis) instead of Verilog")
-    p.add_argument("--config-out", metavar="FILE", help="write the JSON config used")
-    p.add_argument("--name", default="wino_top", help="top module name")
-    p.add_argument("--no-progress", action="store_true", help="no elapsed-time line on stderr")
-    return p
-
-
-def generate(cfg: AcceleratorConfig, *, rtlil: bool = False, name: str = "wino_top") -> str:
-    """The design text. Verilog instantiates :data:`rtl.ram.MODULE` for every buffer and
-    contains its definition; RTLIL uses Amaranth memories (self-contained)."""
-    from amaranth.back import rtlil as rtlil_back
-    from amaranth.back import verilog
-
-    from rtl.ram import VERILOG, ExportPlatform
-    from rtl.top import build_top
-
-    if rtlil:
-        return rtlil_back.convert(build_top(cfg), name=name, emit_src=False)
-    text = verilog.convert(build_top(cfg), name=name, platform=ExportPlatform(), emit_src=False)
-    return text + VERILOG
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The design goes to stdout first; ``--config-out`` is written (atomically) only once the
-    design is out whole, so a failed write (a full disk) leaves no config of a missing design."""
-    args = parser().parse_args(argv)
-    if args.name and not args.name.isidentifier():
-        raise UsageError(f"--name: {args.name!r} is not a valid module name")
-    if args.config_out:
-        safeio.check_output_file(args.config_out, "--config-out")
-    cfg = config_from_args(args)
-    kind = "RTLIL" if args.rtlil else "Verilog"
-    t0 = time.perf_counter()
-    with progress.step(f"wino_gen: elaborating {kind}", progress.wanted(args.no_progress)):
-        text = generate(cfg, rtlil=args.rtlil, name=args.name)
-    dt = time.perf_counter() - t0
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    if args.config_out:
-        safeio.atomic_write(args.config_out, cfg.to_json(), "--config-out")
-    print(f"wino_gen: {cfg.algo} F({cfg.tile}x{cfg.tile},3x3) unroll {cfg.unroll}x{cfg.unroll_in}, "
-          f"{cfg.multipliers} multipliers, {kind} {len(text) / 1e6:.1f} MB in {dt:.1f} s", file=sys.stderr)
-    return 0
-
-
-__all__ = ["main", "generate", "config_from_args", "make_config", "given_settings", "add_config_flags",
-           "ConfigError"]

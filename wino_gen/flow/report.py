@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from . import perf
-from .boards import BOARDS, get_board, misfit
-from .config import AcceleratorConfig
-from .errors import ArgumentParser, number
-from .generate import add_config_flags, config_from_args
+from .. import perf
+from ..boards import BOARDS, get_board, misfit
+from ..config import AcceleratorConfig
+from ..configargs import add_config_flags, config_from_args
+from ..errors import ArgumentParser, number
 
 
 def parser():

@@ -24,18 +24,18 @@ The tools run in a process group of their own that ends with the build, however 
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import progress, safeio
-from .boards import BOARDS, Board, get_board, misfit
-from .config import AcceleratorConfig
-from .errors import ArgumentParser, UsageError, number
-from .generate import add_config_flags, given_settings, make_config
+from .. import progress, safeio
+from ..boards import BOARDS, Board, get_board, misfit
+from ..config import AcceleratorConfig
+from ..configargs import add_config_flags, given_settings, make_config
+from ..errors import ArgumentParser, UsageError, number
+from ..procs import run_in_group
 
 # ResNet-18 layer used for the throughput figure: conv2_x (56x56, 64 -> 64, 3x3, stride 1)
 RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K": 64}
@@ -99,7 +99,7 @@ SELFTEST_OVERHEAD = {"ecp5": {"lut": 500, "ff": 300, "bram": 1},
 def estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool) -> tuple[dict, str]:
     """Resource estimate for ``cfg`` on ``board``: ``wino_gen.perf.estimate_resources`` (the
     accelerator) plus :data:`SELFTEST_OVERHEAD`. Returns (dict with lut/ff/dsp/bram, source)."""
-    from . import perf
+    from .. import perf
     est = dict(perf.estimate_resources(cfg, board=board.name, use_dsp=use_dsp))
     for k, v in SELFTEST_OVERHEAD[board.family].items():
         est[k] += v
@@ -242,7 +242,7 @@ def throughput(cfg: AcceleratorConfig, fmax_mhz: float | None, dsp_used: int | N
     ops = 2 * L["H"] * L["W"] * L["C"] * L["K"] * 9
     cycles, source = None, None
     try:
-        from . import perf
+        from .. import perf
         for name in ("layer_cycles", "conv_cycles", "cycles"):
             fn = getattr(perf, name, None)
             if fn is None:
@@ -267,40 +267,6 @@ def throughput(cfg: AcceleratorConfig, fmax_mhz: float | None, dsp_used: int | N
         out["gops_at_fmax"] = round(gops, 3)
         out["gops_per_dsp"] = round(gops / dsp_used, 4) if dsp_used else None
     return out
-
-
-# -- tool processes ---------------------------------------------------------------------------
-
-# Shares the tools' process group and blocks on a pipe only this process writes to: when this
-# process ends in any way (exit, Ctrl-C, an error, SIGKILL) the pipe closes and the watchdog
-# kills the whole group, so no yosys or nextpnr outlives its build.
-_WATCHDOG = "import os, signal, sys\nos.read(int(sys.argv[1]), 1)\nos.killpg(0, signal.SIGKILL)\n"
-
-
-def run_in_group(cmd: list[str], *, cwd, env, stdout) -> int:
-    """Run ``cmd`` (stdout and stderr to ``stdout``) in a process group of its own, out of reach
-    of the terminal's Ctrl-C, and end that whole group, grandchildren included, when ``cmd``
-    ends or this function is left by an exception. Returns ``cmd``'s exit status."""
-    r, w = os.pipe()
-    try:
-        dog = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHDOG, str(r)], pass_fds=(r,),
-                               process_group=0, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    except BaseException:
-        os.close(w)
-        raise
-    finally:
-        os.close(r)
-    try:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=subprocess.STDOUT, process_group=dog.pid)
-        return proc.wait()
-    finally:
-        os.close(w)
-        try:
-            os.killpg(dog.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        dog.wait()
 
 
 def script_steps(script: str, family: str) -> list[tuple[str, str]]:
@@ -415,7 +381,7 @@ def _build(cfg: AcceleratorConfig, board: Board, adapter, work: Path, out: Path,
     synth_opts = board.dsp_synth_opts if use_dsp else board.nodsp_synth_opts
     if board.family == "ice40":     # 12 MHz: the stall chain's skid buffer only costs cells
         platform.wino_skid = False
-    from . import perf
+    from .. import perf
     if use_dsp and board.family == "ice40" and perf.mac16_pairs(cfg):
         # the PE's products go to SB_MAC16 instances, two per block (rtl.mac16); anything
         # else yosys would map to the DSPs too, so it does not get -dsp

@@ -1,0 +1,456 @@
+"""The accelerator's schedule, defined once: tile and buffer geometry, per-block latencies and
+the loop nests and beat orders of both engines (pure Python, no amaranth).
+
+It states what ``rtl/`` builds today (``rtl.tilebuf``, ``rtl.pe``, ``rtl.transform``,
+``rtl.arith``, ``rtl.top``) and what the host side streams (``rtl.host``), so that the RTL can
+take its depths and latencies from here, ``wino_gen.perf`` can sum it, and the host encoder,
+the self-test and the simulator can iterate it instead of re-deriving it.
+
+Winograd engine, one layer: for tile row ``ty``, output-channel block ``kb``, tile column
+``tx``, channel group ``cg`` one PE-array step (``rtl.tilebuf.LayerController``). The host
+streams ``x`` row by row (image row, channel group, n-column beat), ``w`` one block of
+``n_cg`` words per (tile row, block), and takes ``o`` one m x m beat per (tile row, block,
+tile column, channel of the block). Direct engine: for block ``kb``, output pixel ``pix``,
+patch chunk ``chunk`` one step, one ``x`` beat per step, ``o`` one beat per (block, pixel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+from .limits import MAX_PAD
+
+if TYPE_CHECKING:
+    from .config import AcceleratorConfig
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def ceil_log2(n: int) -> int:
+    """``amaranth.utils.ceil_log2`` (bits to count ``n`` values), here without amaranth."""
+    if n < 0:
+        raise ValueError(f"{n} is negative")
+    return (n - 1).bit_length() if n else 0
+
+
+def tree_levels(count: int) -> int:
+    """Register levels of ``rtl.arith.adder_tree`` over ``count`` values (pairwise, one level
+    per halving): ``ceil(log2(count))``, 0 for one value."""
+    return ceil_log2(count)
+
+
+def rq_latency(fixed: bool) -> int:
+    """Register stages of ``rtl.arith.rq_pipeline``: (multiply,) shift + clamp, round +
+    saturate."""
+    return 3 if fixed else 2
+
+
+# -- buffers ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PEGeometry:
+    """The PE array and its double-buffered weight buffer (``rtl.pe``)."""
+
+    taps: int          # S = n²: multipliers per (output, input) channel pair
+    lanes: int         # L = unroll_in * S: input values per step
+    depth: int         # weight words per bank: channel groups (Winograd) or patch chunks (direct)
+    acc_lanes: int     # accumulators per output channel: S (Winograd, one per tap) or 1
+    tree_inputs: int   # products an adder tree sums: unroll_in (Winograd) or unroll_in * S
+    addr_bits: int     # step tag's weight-word field
+    word_bits: int     # one weight word: unroll x L weights
+
+    @property
+    def banks(self) -> int:
+        """Two banks: the next output-channel block loads while the current one is read."""
+        return 2
+
+
+def pe_geometry(cfg: AcceleratorConfig) -> PEGeometry:
+    """``rtl.pe.pe_geometry`` and the widths ``rtl.pe`` derives from it. Direct: one step is a
+    chunk of L patch elements of a 3x3 window, so the bank holds ``max_channels * 9 / L``."""
+    S = cfg.n * cfg.n
+    L = cfg.unroll_in * S
+    wino = cfg.algo == "winograd"
+    depth = cfg.max_channels // cfg.unroll_in if wino else _ceil(cfg.max_channels * 9, L)
+    return PEGeometry(taps=S, lanes=L, depth=depth, acc_lanes=S if wino else 1,
+                      tree_inputs=cfg.unroll_in if wino else L, addr_bits=max(1, ceil_log2(depth)),
+                      word_bits=cfg.unroll * L * cfg.weight_bits)
+
+
+@dataclass(frozen=True)
+class LineBuffer:
+    """The Winograd engine's banked line buffer (``rtl.tilebuf.geometry``): n x n banks, padded
+    row ``ys`` in row bank ``ys mod n``, slot ``(ys // n) mod 2``; a word is addressed by the
+    fields ``{xd (column word), sub (slot), cg (channel group)}``."""
+
+    banks: int         # n * n block RAMs
+    cg_max: int        # channel groups (the PE array's weight-bank depth)
+    xb_max: int        # column words: the widest padded row, MAX_PAD on each side, n spare
+    coord_bits: int    # image coordinates and tile counts
+    cg_field: int      # address bits of ``cg`` (a power of two: no multiplier in the address)
+    cg_bits: int       # counts up to cg_max
+    xb_bits: int       # counts up to xb_max
+    depth: int         # words per bank: xb_max * 2 * 2**cg_field
+    word_bits: int     # unroll_in activations
+    n_kb_bits: int     # the config port's output-channel block count
+
+
+def line_buffer(cfg: AcceleratorConfig) -> LineBuffer:
+    """The line buffer a Winograd config builds (``rtl.tilebuf.geometry``/``shape_layout``)."""
+    if cfg.algo != "winograd":
+        raise ValueError("only the Winograd engine has a line buffer")
+    n = cfg.n
+    cg_max = pe_geometry(cfg).depth
+    xb_max = _ceil(cfg.max_width + 2 * MAX_PAD + n, n)
+    cg_field = ceil_log2(cg_max)
+    cg_bits = max(1, ceil_log2(cg_max + 1))
+    return LineBuffer(banks=n * n, cg_max=cg_max, xb_max=xb_max,
+                      coord_bits=ceil_log2(cfg.max_width + 2 * MAX_PAD + 2 * n + 1), cg_field=cg_field,
+                      cg_bits=cg_bits, xb_bits=max(1, ceil_log2(xb_max + 1)),
+                      depth=xb_max * 2 * (1 << cg_field), word_bits=cfg.unroll_in * cfg.act_bits,
+                      n_kb_bits=cg_bits + ceil_log2(cfg.unroll_in) + 1)
+
+
+class Memory(NamedTuple):
+    """One kind of RAM: ``count`` instances of ``depth`` words of ``width`` bits."""
+
+    name: str
+    count: int
+    depth: int
+    width: int
+
+
+def memories(cfg: AcceleratorConfig) -> tuple[Memory, ...]:
+    """Every memory of the generated design (``wino_gen.perf.memories``): the weight buffer's
+    two banks in one RAM, and (Winograd) the line buffer's n² banks."""
+    pe = pe_geometry(cfg)
+    mems = [Memory("weights", 1, pe.banks * pe.depth, pe.word_bits)]
+    if cfg.algo == "winograd":
+        lb = line_buffer(cfg)
+        mems.append(Memory("line buffer", lb.banks, lb.depth, lb.word_bits))
+    return tuple(mems)
+
+
+# -- latencies --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Latencies:
+    """Register stages of each block as ``rtl/`` builds them, and the pipeline totals."""
+
+    start: int            # the first beat is taken the cycle after ``start``
+    tile_buffer: int      # RAM read, two read-data registers, rotated + masked tile
+    skid: int             # the skid buffer behind the tile buffer passes words straight through
+    input_transform: int  # Bᵀ d, then · B
+    rq: int               # a requantizer (V; also each of the output stage's two)
+    pe_tree: int          # adder tree levels
+    pe: int               # step, operand and two product registers, then the tree
+    serializer: int       # its buffer is a register
+    serializer_period: int  # cycles per PE output: unroll beats and the registered ready
+    output_stage: int     # M requant, Aᵀ M, · A, bias add, y requant
+    direct_output: int    # bias add, y requant
+
+    @property
+    def winograd(self) -> int:
+        """Cycles from a step command to its output beat (the last step of a tile)."""
+        return (self.tile_buffer + self.skid + self.input_transform + self.rq + self.pe
+                + self.serializer + self.output_stage)
+
+    @property
+    def direct(self) -> int:
+        """Cycles from a direct step into the PE array to its output beat."""
+        return self.pe + self.direct_output
+
+
+def latencies(cfg: AcceleratorConfig) -> Latencies:
+    """The latencies a config builds: ``TileBuffer.LATENCY``, ``InputTransform.LATENCY``,
+    ``rq_latency``, ``PEArray.latency``, ``OutputStage.latency``, ``DirectAccel``'s output
+    delay (``1 + rq_latency``)."""
+    rq = rq_latency(cfg.requant == "fixed")
+    levels = tree_levels(pe_geometry(cfg).tree_inputs)
+    return Latencies(start=1, tile_buffer=4, skid=0, input_transform=2, rq=rq, pe_tree=levels,
+                     pe=4 + levels, serializer=1, serializer_period=cfg.unroll + 1,
+                     output_stage=rq + 3 + rq, direct_output=1 + rq)
+
+
+# -- Winograd engine --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WinogradGeometry:
+    """One 3x3 stride-1 layer on the Winograd engine. Padded coordinates: padded row ``ys``
+    holds image row ``ys - pad``; tile (ty, tx) covers padded rows ``ty*m .. ty*m + n - 1``
+    and the same columns; everything outside the image is zero."""
+
+    C: int
+    K: int
+    H: int
+    W: int
+    pad: int
+    m: int
+    n: int
+    unroll: int
+    unroll_in: int
+    Ho: int
+    Wo: int
+    th: int            # tile rows
+    tw: int            # tile columns
+    n_cg: int          # channel groups: steps per tile
+    n_kb: int          # output-channel blocks
+    nxb: int           # x beats per image row and channel group (n padded columns each)
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        """Padded image the tiles cover (``golden.tile_input``): ``th*m + 2`` x ``tw*m + 2``."""
+        return self.th * self.m + 2, self.tw * self.m + 2
+
+    @property
+    def row_beats(self) -> int:
+        """x beats of one image row (all channel groups)."""
+        return self.n_cg * self.nxb
+
+    @property
+    def x_beats(self) -> int:
+        return self.H * self.row_beats
+
+    @property
+    def w_beats(self) -> int:
+        """The layer's weights are streamed once per tile row."""
+        return self.th * self.n_kb * self.n_cg
+
+    @property
+    def steps(self) -> int:
+        return self.th * self.n_kb * self.tw * self.n_cg
+
+    @property
+    def n_out(self) -> int:
+        return self.th * self.n_kb * self.tw * self.unroll
+
+    def rows_needed(self, ty: int) -> int:
+        """Padded rows loaded before tile row ``ty`` may be read (``TileBuffer``'s ``band_ok``):
+        its n rows, or all rows of the image (``ys`` runs ``pad .. H + pad - 1``)."""
+        return min(ty * self.m + self.n, self.H + self.pad)
+
+    def row_gate(self, ys: int) -> int:
+        """The tile row whose first step frees the slot for padded row ``ys``: n row banks of two
+        slots hold 2n rows from the tile row being read, ``ys < y0 + 2n`` (``TileBuffer``'s
+        ``x.ready``)."""
+        return max(0, _ceil(ys - 2 * self.n + 1, self.m))
+
+
+def tile_grid(H: int, W: int, tile: int, padding: int = 1) -> tuple[int, int, int, int]:
+    """``(Ho, Wo, th, tw)`` of a 3x3 stride-1 convolution cut into m x m output tiles: what
+    needs no accelerator config (``golden.tile_input``, ``train.winograd_conv``)."""
+    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"image {H}x{W} with padding {padding} gives no 3x3 output")
+    return Ho, Wo, _ceil(Ho, tile), _ceil(Wo, tile)
+
+
+def winograd_geometry(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
+                      padding: int = 1) -> WinogradGeometry:
+    """Tile geometry of a layer (``golden.tile_input``, ``rtl.host.WinogradLayer.geometry``,
+    ``perf.winograd_layer``). Checks only that a 3x3 output exists; whether the layer fits a
+    build is the caller's question (:func:`line_buffer`, ``cfg.max_width``/``max_channels``)."""
+    m, n = cfg.tile, cfg.n
+    Ho, Wo, th, tw = tile_grid(H, W, m, padding)
+    return WinogradGeometry(C=C, K=K, H=H, W=W, pad=padding, m=m, n=n, unroll=cfg.unroll,
+                            unroll_in=cfg.unroll_in, Ho=Ho, Wo=Wo, th=th, tw=tw,
+                            n_cg=_ceil(C, cfg.unroll_in), n_kb=_ceil(K, cfg.unroll),
+                            nxb=_ceil(tw * m + 2, n))
+
+
+class WinogradStep(NamedTuple):
+    """One step command of ``LayerController`` (``rtl.tilebuf.cmd_layout``). The weight word is
+    ``cg``; the bank alternates per (tile row, block); ``first``/``last`` open and close a
+    tile's channel sum; ``eob`` is the bank's last use."""
+
+    ty: int
+    kb: int
+    tx: int
+    cg: int
+    y0: int
+    y0mod: int
+    y0div: int
+    x0: int
+    x0mod: int
+    x0div: int
+    bank: int
+    first: bool
+    last: bool
+    eob: bool
+
+
+def winograd_steps(g: WinogradGeometry) -> Iterator[WinogradStep]:
+    """The step commands in ``LayerController``'s order: ty -> kb -> tx -> cg."""
+    for ty in range(g.th):
+        y0 = ty * g.m
+        for kb in range(g.n_kb):
+            bank = (ty * g.n_kb + kb) & 1
+            for tx in range(g.tw):
+                x0 = tx * g.m
+                for cg in range(g.n_cg):
+                    last = cg == g.n_cg - 1
+                    yield WinogradStep(ty, kb, tx, cg, y0, y0 % g.n, y0 // g.n, x0, x0 % g.n, x0 // g.n,
+                                       bank, cg == 0, last, last and tx == g.tw - 1)
+
+
+class XBeat(NamedTuple):
+    """n padded columns ``xb*n .. xb*n + n - 1`` of image row ``y`` (padded column ``xs`` holds
+    image column ``xs - pad``), ``unroll_in`` channels of group ``cg`` each."""
+
+    y: int
+    cg: int
+    xb: int
+
+
+def winograd_x_order(g: WinogradGeometry) -> Iterator[XBeat]:
+    """The ``x`` stream (``rtl.host.WinogradLayer.x_beats``): image row -> channel group ->
+    column word; only image rows are sent, padding rows never."""
+    for y in range(g.H):
+        for cg in range(g.n_cg):
+            for xb in range(g.nxb):
+                yield XBeat(y, cg, xb)
+
+
+class WBeat(NamedTuple):
+    """Weights of block ``kb`` for channel group ``cg`` (``unroll`` x ``unroll_in`` x S); the
+    block's biases ride on every word and are taken from the first (``cg == 0``)."""
+
+    ty: int
+    kb: int
+    cg: int
+
+
+def winograd_w_order(g: WinogradGeometry) -> Iterator[WBeat]:
+    """The ``w`` stream (``rtl.host.WinogradLayer.w_beats``): every tile row re-streams the
+    layer's blocks, in the order the steps use them."""
+    for ty in range(g.th):
+        for kb in range(g.n_kb):
+            for cg in range(g.n_cg):
+                yield WBeat(ty, kb, cg)
+
+
+class OutBeat(NamedTuple):
+    """The m x m outputs of tile (ty, tx) for channel ``kb * unroll + k`` (channels >= K are
+    padding the host drops; partial tiles at the bottom/right are full tiles)."""
+
+    ty: int
+    kb: int
+    tx: int
+    k: int
+
+
+def winograd_output_order(g: WinogradGeometry) -> Iterator[OutBeat]:
+    """The ``o`` stream (``rtl.host.WinogradLayer.collect``, ``rtl.selftest.AcceleratorAdapter``):
+    a tile's channels leave one per beat after its last step."""
+    for ty in range(g.th):
+        for kb in range(g.n_kb):
+            for tx in range(g.tw):
+                for k in range(g.unroll):
+                    yield OutBeat(ty, kb, tx, k)
+
+
+# -- direct engine ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DirectGeometry:
+    """One convolution on the direct engine: each step reduces a chunk of L = unroll_in * S
+    patch elements (im2col order ``(c, ky, kx)``, zero-filled to whole chunks) for ``unroll``
+    output channels."""
+
+    C: int
+    K: int
+    H: int
+    W: int
+    kh: int
+    kw: int
+    stride: int
+    pad: int
+    unroll: int
+    lanes: int         # L
+    Ho: int
+    Wo: int
+    n_step: int        # chunks per output pixel
+    n_kb: int          # output-channel blocks
+
+    @property
+    def patch(self) -> int:
+        """Elements of one patch: E = C * kh * kw."""
+        return self.C * self.kh * self.kw
+
+    @property
+    def n_pix(self) -> int:
+        return self.Ho * self.Wo
+
+    @property
+    def steps(self) -> int:
+        return self.n_kb * self.n_pix * self.n_step
+
+    @property
+    def x_beats(self) -> int:
+        """One beat per step: the host re-sends the im2col chunks for every block."""
+        return self.steps
+
+    @property
+    def w_beats(self) -> int:
+        return self.n_kb * self.n_step
+
+    @property
+    def n_out(self) -> int:
+        return self.n_kb * self.n_pix
+
+
+def direct_geometry(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
+                    kernel: int | tuple[int, int], stride: int, padding: int) -> DirectGeometry:
+    """Geometry of a direct convolution (``rtl.host.DirectLayer``, ``perf.direct_layer``);
+    ``kernel`` is a side or ``(kh, kw)``. Stride and padding have no default: the host's (0)
+    and perf's (1) differ."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    L = pe_geometry(cfg).lanes
+    Ho = (H + 2 * padding - kh) // stride + 1
+    Wo = (W + 2 * padding - kw) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"image {H}x{W} is smaller than the {kh}x{kw} kernel")
+    return DirectGeometry(C=C, K=K, H=H, W=W, kh=kh, kw=kw, stride=stride, pad=padding,
+                          unroll=cfg.unroll, lanes=L, Ho=Ho, Wo=Wo, n_step=_ceil(C * kh * kw, L),
+                          n_kb=_ceil(K, cfg.unroll))
+
+
+class DirectStep(NamedTuple):
+    """One step of ``DirectAccel``'s controller: weight word ``chunk``, bank alternating per
+    block, ``first``/``last`` around a pixel's sum, ``eob`` the bank's last use."""
+
+    kb: int
+    pix: int
+    chunk: int
+    bank: int
+    first: bool
+    last: bool
+    eob: bool
+
+
+def direct_steps(g: DirectGeometry) -> Iterator[DirectStep]:
+    """The direct engine's steps, kb -> pix -> chunk; the ``x`` stream has one beat per step in
+    this order (``rtl.host.DirectLayer.x_beats``)."""
+    for kb in range(g.n_kb):
+        for pix in range(g.n_pix):
+            for chunk in range(g.n_step):
+                last = chunk == g.n_step - 1
+                yield DirectStep(kb, pix, chunk, kb & 1, chunk == 0, last, last and pix == g.n_pix - 1)
+
+
+def direct_w_order(g: DirectGeometry) -> Iterator[tuple[int, int]]:
+    """``(kb, chunk)`` of each ``w`` beat (``rtl.host.DirectLayer.w_beats``): once per layer."""
+    for kb in range(g.n_kb):
+        for chunk in range(g.n_step):
+            yield kb, chunk
+
+
+def direct_output_order(g: DirectGeometry) -> Iterator[tuple[int, int]]:
+    """``(kb, pix)`` of each ``o`` beat, ``unroll`` channels each (``rtl.host.DirectLayer.collect``)."""
+    for kb in range(g.n_kb):
+        for pix in range(g.n_pix):
+            yield kb, pix
