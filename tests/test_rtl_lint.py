@@ -8,7 +8,8 @@ Verilog output raises by construction:
   truncations in its output are intended;
 - ``DECLFILENAME``: the module names do not match the file name.
 
-Synthesis reads the RTLIL (``python -m wino_gen --rtlil``), as TOOLCHAIN.md advises, and runs
+Synthesis reads the RTLIL (``python -m wino_gen --rtlil``): yosys 0.70 crashed in abc9 on a
+64-lane MAC array read back from the exported Verilog, the same design as RTLIL did not. It runs
 yosys' generic ``synth`` (then ``check -assert``). Generic synth turns memories into flip-flops
 and multipliers into gates, so the quick test uses tiny buffers; the sweep (m x unroll x bits,
 ``slow``) runs the coarse part of ``synth`` (``-run :fine``: proc, opt, wreduce, alumacc,
