@@ -1,0 +1,541 @@
+"""On-chip window generator for direct convolutions: a line buffer that turns activations read
+once per output-channel block into the im2col chunks :class:`rtl.top.DirectAccel` consumes,
+so that it sits in front of that engine unchanged (:class:`WindowedDirectAccel`).
+
+Input ``x`` (:func:`window_x_order`): for each output-channel block (pass), each image row,
+each channel group, ``nxb = ceil(w / n)`` beats of n image columns (column ``xb*n + j``;
+columns >= w are ignored), ``unroll_in`` channels each (channels >= C are ignored): the
+Winograd tile buffer's beat (:func:`rtl.tilebuf.input_beat_layout`) and loop order, without
+the padding columns. Output ``o``: the chunks of :func:`wino_gen.schedule.direct_steps`, beat
+for beat those of ``wino_gen.flow.host.DirectLayer.x_beats``.
+
+Structure (all sizes from the constructor: ``max_width``, ``max_channels``, ``max_kernel``)::
+
+    x ─► line buffer: R x Q banks ─► window k x k ─► group: unroll_in channels ─► FIFO ─► gearbox ─► o
+         (padded row ys: bank        rotated,         x k² patch elements, the     (credits)  L = unroll_in*n²
+          ys mod R, slot ys//R mod 2; masked          next ones of the (c,ky,kx)              elements a chunk
+          column xs: bank xs mod Q)                   im2col order
+
+One read of all R x Q banks yields a whole k x k window (``k <= R, Q``) of one channel group:
+``G = unroll_in * k²`` consecutive patch elements (channels ``cg*unroll_in ..`` are adjacent in
+the ``(c, ky, kx)`` order). The gearbox packs groups into chunks of L, zero-fills a pixel's
+last chunk and drops what lies past its ``n_step`` chunks (only zero channels). Zero padding
+is masking on read: nothing outside the image is stored. The read pipeline runs free (no
+stall enable): a credit counter keeps at most :data:`FIFO_DEPTH` groups issued and not yet
+taken, which is exactly enough that the gearbox never waits on a group that could be read.
+
+A row is overwritten only once the gearbox has started a window row that no longer needs it,
+and the next pass's rows load once the gearbox has taken the pass's last group. The timing
+is the pure recurrence :func:`window_cycles` (it belongs in ``wino_gen.schedule``, as do
+:func:`window_geometry` and :func:`window_x_order`; they import no amaranth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from wino_gen.config import AcceleratorConfig
+from wino_gen.schedule import DirectGeometry, ceil_log2, direct_geometry, pe_geometry
+
+from .ram import SDPRam
+from .tilebuf import input_beat_layout
+from .top import DirectAccel, direct_layer_layout, direct_x_layout
+
+#: Groups issued and not yet taken by the gearbox: the read pipeline's latency (issue, RAM
+#: data, group register) plus the FIFO's write-to-read cycle.
+FIFO_DEPTH = 4
+
+#: Cycles from the last input beat of a window row's rows to the gearbox taking the row's
+#: first group: the band seen (and the read issued), RAM data, group register, FIFO.
+READ_LATENCY = 4
+
+STRIDES = (1, 2)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# -- geometry (pure) --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WindowBuffer:
+    """What a generator is built for: ``R`` row banks of two slots (2R rows, so that a window
+    of k <= R rows and the s rows of the next one fit), ``Q`` column banks (Q >= n: a beat's n
+    columns hit n banks; Q >= max_kernel: a window's columns hit k banks); a bank word is
+    ``unroll_in`` activations at ``{xd, slot, cg}``."""
+
+    n: int
+    unroll_in: int
+    act_bits: int
+    lanes: int         # L: patch elements of a chunk
+    max_width: int
+    max_channels: int
+    max_kernel: int
+    rows: int          # R
+    cols: int          # Q
+    cg_max: int
+    cg_field: int
+    xd_max: int        # words per row slot and channel group: the widest padded row / Q
+    depth: int         # words per bank
+    group_max: int     # unroll_in * max_kernel²
+    coord_bits: int
+
+    @property
+    def gear(self) -> int:
+        """Gearbox elements: a chunk short of one element, plus a group."""
+        return self.lanes - 1 + self.group_max
+
+
+def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max_kernel: int) -> WindowBuffer:
+    """The generator's buffers for a direct config; ValueError names a bad parameter."""
+    if cfg.algo != "direct":
+        raise ValueError("cfg: the window generator feeds the direct engine (algo='direct')")
+    if not 1 <= max_kernel <= 15:
+        raise ValueError(f"max_kernel: {max_kernel} is out of range 1..15")
+    if not max_kernel <= max_width <= cfg.max_width:
+        raise ValueError(f"max_width: {max_width} must be in {max_kernel}..{cfg.max_width} (cfg.max_width)")
+    if max_channels < 1 or max_channels % cfg.unroll_in:
+        raise ValueError(f"max_channels: {max_channels} must be a positive multiple of unroll_in ({cfg.unroll_in})")
+    n, ui = cfg.n, cfg.unroll_in
+    R, Q = max(max_kernel, max(STRIDES)), max(max_kernel, n)
+    cg_max = max_channels // ui
+    cg_field = ceil_log2(cg_max)
+    xd_max = _ceil(max_width + 2 * (max_kernel - 1), Q) + 1
+    return WindowBuffer(n=n, unroll_in=ui, act_bits=cfg.act_bits, lanes=pe_geometry(cfg).lanes, max_width=max_width,
+                        max_channels=max_channels, max_kernel=max_kernel, rows=R, cols=Q, cg_max=cg_max,
+                        cg_field=cg_field, xd_max=xd_max, depth=xd_max * 2 * (1 << cg_field),
+                        group_max=ui * max_kernel ** 2,
+                        coord_bits=ceil_log2(max_width + 2 * max_kernel + 2 * R + 2))
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """One direct layer through the generator: the engine's geometry plus the generator's."""
+
+    d: DirectGeometry
+    n_cg: int          # channel groups: reads per output pixel
+    c_last: int        # channels of the last group
+    nxb: int           # input beats per image row and channel group
+    group: int         # G = unroll_in * k²: patch elements per read
+
+    @property
+    def row_beats(self) -> int:
+        return self.n_cg * self.nxb
+
+    @property
+    def x_beats(self) -> int:
+        """Input beats: the image once per output-channel block."""
+        return self.d.n_kb * self.d.H * self.row_beats
+
+    @property
+    def period(self) -> int:
+        """Cycles per output pixel in steady state: the gearbox emits ``n_step`` chunks, and
+        where groups are shorter than a chunk it also waits for the pixel's ``n_cg`` groups
+        and flushes the last chunk."""
+        d = self.d
+        return d.n_step + max(0, self.n_cg - 1 - (self.n_cg - 1) * self.group // d.lanes)
+
+    @property
+    def last_take(self) -> int:
+        """Cycle, from a pixel's first group, in which the gearbox takes its last group."""
+        return max(self.n_cg - 1, (self.n_cg - 1) * self.group // self.d.lanes)
+
+
+def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
+                    kernel: int, stride: int, padding: int) -> WindowGeometry:
+    """The layer's geometry, refused (ValueError) where it does not fit the generator."""
+    if not 1 <= kernel <= buf.max_kernel:
+        raise ValueError(f"kernel {kernel}: the generator takes 1..{buf.max_kernel}")
+    if stride not in STRIDES:
+        raise ValueError(f"stride {stride}: the generator takes {STRIDES}")
+    if not 0 <= padding < kernel:
+        raise ValueError(f"padding {padding}: the generator takes 0..{kernel - 1}")
+    if max(H, W) > buf.max_width:
+        raise ValueError(f"image {H}x{W} exceeds max_width={buf.max_width}")
+    if C > buf.max_channels:
+        raise ValueError(f"C={C} exceeds max_channels={buf.max_channels}")
+    d = direct_geometry(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding)
+    if d.n_step > pe_geometry(cfg).depth:
+        raise ValueError(f"a {C}x{kernel}x{kernel} patch needs {d.n_step} chunks, the engine holds "
+                         f"{pe_geometry(cfg).depth}")
+    ui = buf.unroll_in
+    n_cg = _ceil(C, ui)
+    return WindowGeometry(d=d, n_cg=n_cg, c_last=C - (n_cg - 1) * ui, nxb=_ceil(W, buf.n),
+                          group=ui * kernel * kernel)
+
+
+def window_fields(g: WindowGeometry) -> dict:
+    """The config port's fields (:func:`window_layer_layout`) of a layer."""
+    d = g.d
+    return {"h": d.H, "w": d.W, "pad": d.pad, "k": d.kh, "stride": d.stride, "n_cg": g.n_cg,
+            "c_last": g.c_last, "nxb": g.nxb, "ho": d.Ho, "wo": d.Wo, "n_step": d.n_step,
+            "n_kb": d.n_kb, "group": g.group}
+
+
+def window_x_order(g: WindowGeometry) -> Iterator[tuple[int, int, int, int]]:
+    """``(kb, y, cg, xb)`` of each input beat: pass -> image row -> channel group -> column word."""
+    for kb in range(g.d.n_kb):
+        for y in range(g.d.H):
+            for cg in range(g.n_cg):
+                for xb in range(g.nxb):
+                    yield kb, y, cg, xb
+
+
+def window_x_beats(g: WindowGeometry, buf: WindowBuffer, x) -> list:
+    """``x[C, H, W]`` as input beats in :func:`window_x_order` (nested lists ``[column][channel]``;
+    zeros past the image and past C, which the generator ignores anyway)."""
+    n, ui = buf.n, buf.unroll_in
+    C, H, W = x.shape
+    xp = np.zeros((g.n_cg * ui, H, g.nxb * n), dtype=np.int64)
+    xp[:C, :, :W] = x
+    return [xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n].T.tolist()
+            for _, y, cg, xb in window_x_order(g)]
+
+
+def window_cycles(g: WindowGeometry, buf: WindowBuffer) -> int:
+    """Cycles from ``start`` (cycle 0) up to and including the one in which the last chunk is
+    taken, with an input that never stalls and an output that is always ready.
+
+    Fill: a window row's first group is taken ``READ_LATENCY`` cycles after the last beat
+    of its rows (or once the previous pixel is out); steady state: one pixel per
+    :attr:`WindowGeometry.period`. An image row of ``row_beats`` beats starts when the
+    previous one is in and the gearbox has started the window row that frees its slot; the
+    next pass starts the cycle after the write side has its rows in and has seen the pass's
+    last group taken."""
+    t, pix_end, restart = 0, 0, 0
+    for _ in range(g.d.n_kb):
+        t, pix_end = _pass_timing(g, buf.rows, max(t, restart) + 1, pix_end)
+        restart = pix_end - g.period + g.last_take + 1
+    return pix_end + 1
+
+
+def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, int]:
+    """One pass from its first beat in cycle ``t``: the cycle after its last beat and the cycle
+    in which its last chunk leaves."""
+    d = g.d
+    k, s, p = d.kh, d.stride, d.pad
+    row_end: list[int] = []      # per image row: the cycle after its last beat
+    first_take: list[int] = []   # per window row: the cycle its first group is taken
+
+    def load_until(r):
+        nonlocal t
+        while len(row_end) <= r:
+            ys = len(row_end) + p
+            if ys >= 2 * R:       # the slot frees once window row oy (top > ys - 2R) has begun
+                t = max(t, first_take[(ys - 2 * R) // s + 1] + 1)
+            t += g.row_beats
+            row_end.append(t)
+
+    for oy in range(d.Ho):
+        last = min(oy * s + k, d.H + p) - 1 - p
+        load_until(last)
+        take = max(row_end[last] + READ_LATENCY - 1, pix_end)
+        first_take.append(take)
+        pix_end = take + d.Wo * g.period
+    load_until(d.H - 1)
+    return t, pix_end
+
+
+# -- hardware ---------------------------------------------------------------------------------
+
+def window_layer_layout(buf: WindowBuffer, cfg: AcceleratorConfig) -> data.StructLayout:
+    """The generator's config port: one layer's shape (``window_fields``)."""
+    c = unsigned(buf.coord_bits)
+    return data.StructLayout({
+        "h": c, "w": c, "pad": unsigned(ceil_log2(buf.max_kernel)), "k": unsigned(ceil_log2(buf.max_kernel + 1)),
+        "stride": unsigned(2), "n_cg": unsigned(ceil_log2(buf.cg_max + 1)),
+        "c_last": unsigned(ceil_log2(buf.unroll_in + 1)), "nxb": c, "ho": c, "wo": c,
+        "n_step": unsigned(ceil_log2(pe_geometry(cfg).depth + 1)),
+        "n_kb": unsigned(ceil_log2(cfg.max_channels + 1)),
+        "group": unsigned(ceil_log2(buf.group_max + 1)),
+    })
+
+
+def group_layout(buf: WindowBuffer) -> data.StructLayout:
+    """A read of the line buffer: G patch elements (zero beyond G), the pixel's and the pass's
+    last group, a window row's first group with its top row ``y0`` (which frees row slots)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(buf.act_bits), buf.group_max),
+        "last_pix": unsigned(1), "first_row": unsigned(1), "last_pass": unsigned(1),
+        "y0": unsigned(buf.coord_bits),
+    })
+
+
+class WindowGenerator(wiring.Component):
+    """The window generator (module doc). Set ``layer`` (:func:`window_fields`), pulse
+    ``start``, stream ``x`` (:func:`window_x_order`); ``o`` carries the direct engine's chunks
+    in :func:`wino_gen.schedule.direct_steps` order. ``max_width``/``max_channels``/
+    ``max_kernel`` size the buffers (:func:`window_buffer`); ``blackbox_ram`` as in
+    :class:`rtl.ram.SDPRam`."""
+
+    def __init__(self, cfg: AcceleratorConfig, *, max_width: int, max_channels: int, max_kernel: int,
+                 blackbox_ram: bool = False):
+        self.buf = window_buffer(cfg, max_width, max_channels, max_kernel)
+        self.cfg, self.blackbox_ram = cfg, blackbox_ram
+        super().__init__({
+            "layer": In(window_layer_layout(self.buf, cfg)),
+            "start": In(1),
+            "x": In(stream.Signature(input_beat_layout(cfg))),
+            "o": Out(stream.Signature(direct_x_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        buf = self.buf
+        word = data.ArrayLayout(signed(buf.act_bits), buf.unroll_in)
+        mems = [[SDPRam(word.size, buf.depth, blackbox=self.blackbox_ram) for _ in range(buf.cols)]
+                for _ in range(buf.rows)]
+        for r, row in enumerate(mems):
+            for q, mem in enumerate(row):
+                m.submodules[f"bank{r}_{q}"] = mem
+        gkb = Signal.like(self.layer.n_kb)          # passes whose last group the gearbox took
+        y0_gb = Signal(buf.coord_bits)              # the gearbox's window row (its top row)
+        ys, wkb = self._write_side(m, mems, word, gkb, y0_gb)
+        take = Signal()
+        fields = self._issue(m, mems, ys, wkb, take)
+        group = self._group(m, mems, word, fields)
+        fifo = m.submodules.fifo = SyncFIFO(width=group.shape().size, depth=FIFO_DEPTH)
+        m.d.comb += [fifo.w_en.eq(fields["v"]), fifo.w_data.eq(group.as_value())]
+        g = Signal(group_layout(buf))
+        m.d.comb += g.as_value().eq(fifo.r_data)
+        self._gearbox(m, fifo, g, take, gkb, y0_gb)
+        return m
+
+    def _addr(self, xd, slot, cg):
+        """Bank word ``{xd, slot, cg}``, ``cg`` in the low bits: no multiplier in the address."""
+        buf = self.buf
+        return Cat(cg[:buf.cg_field], slot, xd[:ceil_log2(buf.xd_max)])
+
+    def _write_side(self, m, mems, word, gkb, y0_gb):
+        """Writes ``x`` beats: padded row ``ys`` into row bank ``ys mod R``, slot ``ys//R mod 2``,
+        column ``xs`` into column bank ``xs mod Q`` (a beat's n columns rotated onto the banks).
+        A row is taken once its slot is free (``ys < y0_gb + 2R``); rows of a pass whose reads
+        are done are taken and dropped; the next pass starts once the gearbox took this one's
+        last group. Returns ``ys`` (rows ``pad .. ys-1`` loaded) and the pass ``wkb``."""
+        buf, lay, x = self.buf, self.layer, self.x
+        R, Q, n = buf.rows, buf.cols, buf.n
+        ys, wx, fdiv = Signal(buf.coord_bits), Signal(buf.coord_bits), Signal(buf.coord_bits)
+        wk, fmod, wsub = Signal(range(R)), Signal(range(Q)), Signal()
+        wcg, wxb, wkb = Signal.like(lay.n_cg), Signal.like(lay.nxb), Signal.like(lay.n_kb)
+        mine = Signal()
+        m.d.comb += [mine.eq(wkb == gkb),
+                     x.ready.eq((ys < lay.h + lay.pad) & (~mine | (ys < y0_gb + 2 * R)))]
+        wen = x.valid & x.ready & mine
+        for q in range(Q):
+            j = Signal(range(Q), name=f"wcol{q}")     # the beat column that lands in bank q
+            with m.Switch(fmod):
+                for r in range(Q):
+                    with m.Case(r):
+                        m.d.comb += j.eq((q - r) % Q)
+            wdata = Signal(word, name=f"wdata{q}")
+            with m.Switch(j):
+                for c in range(n):
+                    with m.Case(c):
+                        m.d.comb += wdata.eq(x.payload[c])
+            ok = (j < n) & (wx + j < lay.w)
+            addr = self._addr(fdiv + (q < fmod), wsub, wcg)
+            for r in range(R):
+                mem = mems[r][q]
+                m.d.comb += [mem.waddr.eq(addr), mem.wdata.eq(wdata), mem.we.eq(wen & ok & (wk == r))]
+        with m.If(x.valid & x.ready):
+            m.d.sync += [wxb.eq(wxb + 1), wx.eq(wx + n)]
+            with m.If(fmod + n >= Q):
+                m.d.sync += [fmod.eq(fmod + n - Q), fdiv.eq(fdiv + 1)]
+            with m.Else():
+                m.d.sync += fmod.eq(fmod + n)
+            with m.If(wxb + 1 == lay.nxb):
+                m.d.sync += [wxb.eq(0), wx.eq(0), fmod.eq(lay.pad), fdiv.eq(0), wcg.eq(wcg + 1)]
+                with m.If(wcg + 1 == lay.n_cg):
+                    m.d.sync += [wcg.eq(0), ys.eq(ys + 1)]
+                    with m.If(wk == R - 1):
+                        m.d.sync += [wk.eq(0), wsub.eq(~wsub)]
+                    with m.Else():
+                        m.d.sync += wk.eq(wk + 1)
+        restart = [ys.eq(lay.pad), wk.eq(lay.pad), wsub.eq(0), wcg.eq(0), wxb.eq(0), wx.eq(0),
+                   fmod.eq(lay.pad), fdiv.eq(0)]
+        with m.If((ys == lay.h + lay.pad) & ~mine & (gkb != lay.n_kb)):
+            m.d.sync += restart + [wkb.eq(gkb)]
+        with m.If(self.start):
+            m.d.sync += restart + [wkb.eq(0)]
+        return ys, wkb
+
+    def _issue(self, m, mems, ys, wkb, take):
+        """Stage 1: for pass, window row, column, channel group one read of every bank, once
+        the window's rows are loaded and a credit is free; registers what the later stages
+        need (rotations, row/column/channel masks, tags). Returns those registers."""
+        buf, lay = self.buf, self.layer
+        R, Q, ui = buf.rows, buf.cols, buf.unroll_in
+        ikb, oy, ox, cg = (Signal.like(lay.n_kb), Signal.like(lay.ho), Signal.like(lay.wo),
+                           Signal.like(lay.n_cg))
+        y0, y0div, x0, x0div = (Signal(buf.coord_bits) for _ in range(4))
+        y0mod, x0mod = Signal(range(R)), Signal(range(Q))
+        busy, issue = Signal(), Signal()
+        inflight = Signal(range(FIFO_DEPTH + 1))
+        band_ok = (wkb == ikb) & ((ys >= y0 + lay.k) | (ys >= lay.h + lay.pad))
+        m.d.comb += issue.eq(busy & band_ok & (inflight < FIFO_DEPTH))
+        m.d.sync += inflight.eq(inflight + issue - take)
+        for r in range(R):
+            slot = y0div[0] ^ (y0mod > r)           # row bank r wrapped past R: the next slot
+            for q in range(Q):
+                m.d.comb += [mems[r][q].raddr.eq(self._addr(x0div + (x0mod > q), slot, cg)),
+                             mems[r][q].re.eq(issue)]
+        last_cg, last_ox, last_oy = cg + 1 == lay.n_cg, ox + 1 == lay.wo, oy + 1 == lay.ho
+        f = {"v": Signal(name="v1"), "ymod": Signal.like(y0mod, name="ymod1"),
+             "xmod": Signal.like(x0mod, name="xmod1"), "rowv": Signal(R, name="rowv1"),
+             "colv": Signal(Q, name="colv1"), "chv": Signal(ui, name="chv1"),
+             "last_pix": Signal(name="last_pix1"), "first_row": Signal(name="first_row1"),
+             "last_pass": Signal(name="last_pass1"), "y0": Signal.like(y0, name="y01")}
+        n_ch = Signal(range(ui + 1))
+        m.d.comb += n_ch.eq(Mux(last_cg, lay.c_last, ui))
+        m.d.sync += [f["v"].eq(issue), f["ymod"].eq(y0mod), f["xmod"].eq(x0mod), f["y0"].eq(y0),
+                     f["last_pix"].eq(last_cg), f["first_row"].eq((ox == 0) & (cg == 0)),
+                     f["last_pass"].eq(last_cg & last_ox & last_oy)]
+        for i in range(R):
+            m.d.sync += f["rowv"][i].eq((i < lay.k) & (y0 + i >= lay.pad) & (y0 + i < lay.h + lay.pad))
+        for i in range(Q):
+            m.d.sync += f["colv"][i].eq((i < lay.k) & (x0 + i >= lay.pad) & (x0 + i < lay.w + lay.pad))
+        for c in range(ui):
+            m.d.sync += f["chv"][c].eq(c < n_ch)
+
+        def step(pos, mod, div, size):
+            with m.If(mod + lay.stride >= size):
+                m.d.sync += [mod.eq(mod + lay.stride - size), div.eq(div + 1)]
+            with m.Else():
+                m.d.sync += mod.eq(mod + lay.stride)
+            m.d.sync += pos.eq(pos + lay.stride)
+
+        with m.If(issue):
+            m.d.sync += cg.eq(cg + 1)
+            with m.If(last_cg):
+                m.d.sync += [cg.eq(0), ox.eq(ox + 1)]
+                step(x0, x0mod, x0div, Q)
+                with m.If(last_ox):
+                    m.d.sync += [ox.eq(0), x0.eq(0), x0mod.eq(0), x0div.eq(0), oy.eq(oy + 1)]
+                    step(y0, y0mod, y0div, R)
+                    with m.If(last_oy):
+                        m.d.sync += [oy.eq(0), y0.eq(0), y0mod.eq(0), y0div.eq(0), ikb.eq(ikb + 1)]
+                        with m.If(ikb + 1 == lay.n_kb):
+                            m.d.sync += busy.eq(0)
+        with m.If(self.start):
+            m.d.sync += [busy.eq(1), inflight.eq(0), ikb.eq(0), oy.eq(0), ox.eq(0), cg.eq(0),
+                         y0.eq(0), y0mod.eq(0), y0div.eq(0), x0.eq(0), x0mod.eq(0), x0div.eq(0)]
+        return f
+
+    def _group(self, m, mems, word, f):
+        """Stage 2: the banks' words rotated into window order, masked outside the image and
+        past the channels, flattened into the ``(c, ky, kx)`` order of the layer's k and
+        registered with the tags (``f["v"]`` becomes the group's valid)."""
+        buf, lay = self.buf, self.layer
+        R, Q, ui = buf.rows, buf.cols, buf.unroll_in
+        rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(Q)] for i in range(R)]
+        with m.Switch(f["ymod"]):
+            for r in range(R):
+                with m.Case(r):
+                    for i in range(R):
+                        for j in range(Q):
+                            m.d.comb += rows[i][j].eq(mems[(r + i) % R][j].rdata)
+        win = [[Signal(word, name=f"win{i}_{j}") for j in range(Q)] for i in range(R)]
+        with m.Switch(f["xmod"]):
+            for r in range(Q):
+                with m.Case(r):
+                    for i in range(R):
+                        for j in range(Q):
+                            m.d.comb += win[i][j].eq(rows[i][(r + j) % Q])
+        g = Signal(group_layout(buf))
+        with m.Switch(lay.k):
+            for k in range(1, buf.max_kernel + 1):
+                with m.Case(k):
+                    for lane in range(ui * k * k):
+                        c, q = divmod(lane, k * k)
+                        i, j = divmod(q, k)
+                        ok = f["rowv"][i] & f["colv"][j] & f["chv"][c]
+                        m.d.sync += g.data[lane].eq(Mux(ok, win[i][j][c], 0))
+                    for lane in range(ui * k * k, buf.group_max):
+                        m.d.sync += g.data[lane].eq(0)
+        m.d.sync += [g.last_pix.eq(f["last_pix"]), g.first_row.eq(f["first_row"]),
+                     g.last_pass.eq(f["last_pass"]), g.y0.eq(f["y0"])]
+        v2 = Signal(name="v2")
+        m.d.sync += v2.eq(f["v"])
+        f["v"] = v2
+        return g
+
+    def _gearbox(self, m, fifo, g, take, gkb, y0_gb):
+        """Packs groups into chunks of L: appends a group at the fill count while that is below
+        L, emits the first L elements once there are L (or the pixel's groups are all in: the
+        last, zero-filled chunk) and clears after a pixel's ``n_step`` chunks. Elements past
+        the fill count are always zero, so an append is an OR."""
+        buf, lay, o = self.buf, self.layer, self.o
+        L, B, ebits = buf.lanes, buf.gear, buf.act_bits
+        arr = data.ArrayLayout(signed(ebits), B)
+        gb, base, sh = Signal(arr), Signal(arr), Signal(arr)
+        cnt, cnt_e = Signal(range(B + 1)), Signal(range(B + 1))
+        pend, pend_e = Signal(), Signal()
+        chunk = Signal.like(lay.n_step)
+        S = L // buf.unroll_in
+        for i in range(buf.unroll_in):
+            for t in range(S):
+                m.d.comb += o.payload[i][t].eq(gb[i * S + t])
+        emit, last = Signal(), Signal()
+        m.d.comb += [o.valid.eq((cnt >= L) | pend), emit.eq(o.valid & o.ready),
+                     last.eq(emit & (chunk + 1 == lay.n_step)), pend_e.eq(pend & ~last)]
+        with m.If(last):
+            m.d.comb += [base.as_value().eq(0), cnt_e.eq(0)]
+        with m.Elif(emit):
+            m.d.comb += [base.as_value().eq(gb.as_value() >> (L * ebits)), cnt_e.eq(cnt - L)]
+        with m.Else():
+            m.d.comb += [base.eq(gb), cnt_e.eq(cnt)]
+        m.d.comb += [take.eq(fifo.r_rdy & ~pend_e & (cnt_e < L)), fifo.r_en.eq(take)]
+        with m.Switch(cnt_e):
+            for c in range(L):
+                with m.Case(c):
+                    for q in range(buf.group_max):
+                        m.d.comb += sh[c + q].eq(g.data[q])
+        m.d.sync += [gb.as_value().eq(base.as_value() | Mux(take, sh.as_value(), 0)),
+                     cnt.eq(cnt_e + Mux(take, lay.group, 0)), pend.eq(pend_e | (take & g.last_pix)),
+                     chunk.eq(Mux(last, 0, chunk + emit))]
+        with m.If(take & g.first_row):
+            m.d.sync += y0_gb.eq(g.y0)
+        with m.If(take & g.last_pass):
+            m.d.sync += [y0_gb.eq(0), gkb.eq(gkb + 1)]
+        with m.If(self.start):
+            m.d.sync += [gb.as_value().eq(0), cnt.eq(0), pend.eq(0), chunk.eq(0), y0_gb.eq(0), gkb.eq(0)]
+
+
+def windowed_direct_layout(buf: WindowBuffer, cfg: AcceleratorConfig) -> data.StructLayout:
+    return data.StructLayout({"win": window_layer_layout(buf, cfg), "eng": direct_layer_layout(cfg)})
+
+
+class WindowedDirectAccel(wiring.Component):
+    """The window generator in front of the unchanged :class:`rtl.top.DirectAccel`: ``x``
+    carries activations (:func:`window_x_order`) instead of im2col chunks; ``layer`` holds
+    both config words; ``w`` and ``o`` are the engine's."""
+
+    def __init__(self, cfg: AcceleratorConfig, *, max_width: int, max_channels: int, max_kernel: int):
+        self.gen = WindowGenerator(cfg, max_width=max_width, max_channels=max_channels, max_kernel=max_kernel)
+        self.eng = DirectAccel(cfg)
+        super().__init__({
+            "layer": In(windowed_direct_layout(self.gen.buf, cfg)),
+            "start": In(1),
+            "x": In(stream.Signature(input_beat_layout(cfg))),
+            "w": In(self.eng.w.signature.flip()),
+            "o": Out(self.eng.o.signature),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.gen, m.submodules.eng = gen, eng = self.gen, self.eng
+        m.d.comb += [gen.layer.eq(self.layer.win), eng.layer.eq(self.layer.eng),
+                     gen.start.eq(self.start), eng.start.eq(self.start)]
+        wiring.connect(m, wiring.flipped(self.x), gen.x)
+        wiring.connect(m, gen.o, eng.x)
+        wiring.connect(m, wiring.flipped(self.w), eng.w)
+        wiring.connect(m, eng.o, wiring.flipped(self.o))
+        return m
