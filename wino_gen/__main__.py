@@ -4,6 +4,9 @@
     python -m wino_gen check MODEL_DIR               replay a model dir through the golden model
     python -m wino_gen report [generator flags]      multipliers, widths, cycles, resources, fit
     python -m wino_gen build --board B ... --out DIR bitstream + report via YoWASP
+    python -m wino_gen compile MODEL_DIR --config C --board B -o image.bin [--run]
+                                                     model dir -> memory image (docs/image.md),
+                                                     --run interprets it with the golden model
 
 Generator flags include ``--model MODEL_DIR``: the config that runs that model dir.
 Bad input ends with one line on stderr and exit status 2, never a traceback; Ctrl-C with
@@ -15,6 +18,7 @@ from __future__ import annotations
 import sys
 
 from . import check
+from .compile import cli as compile_cli
 from .errors import UsageError, run_cli
 from .flow import build, generate, report
 from .safeio import printable
@@ -22,7 +26,7 @@ from .safeio import printable
 USAGE = __doc__
 
 # subcommand -> its ``main(argv) -> int``
-SUBCOMMANDS = {"check": check.main, "report": report.main, "build": build.main}
+SUBCOMMANDS = {"check": check.main, "report": report.main, "build": build.main, "compile": compile_cli.main}
 
 
 def main(argv: list[str] | None = None) -> int:
