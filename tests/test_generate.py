@@ -55,9 +55,11 @@ def test_report_text_and_json():
     assert r.returncode == 0, r.stderr
     assert "multipliers: 576" in r.stdout
     assert "accumulator 25" in r.stdout
-    assert "end to end:" in r.stdout and "layer4.3x3" in r.stdout and "BRAM" in r.stdout
+    assert "end to end, compute-only:" in r.stdout and "layer4.3x3" in r.stdout and "BRAM" in r.stdout
+    assert "compute-only (ideal host" in r.stdout and "memory-aware plan of resnet18" in r.stdout
     r = wino("report", "--tile", "2", "--unroll", "4", "--json")
     rep = json.loads(r.stdout)
-    assert rep["multipliers"] == 64 and len(rep["resnet18"]) == 11
-    assert rep["utilization_56x56x64"]["steady_utilization"] >= 0.9
+    assert rep["multipliers"] == 64 and len(rep["compute_only"]["layers"]) == 11
+    assert rep["compute_only"]["utilization_56x56x64"]["steady_utilization"] >= 0.9
+    assert rep["plan"] is None and not rep["fit"]["fits"]     # 512 channels: the BRAM does not fit
     assert wino("report", "--mhz", "-1").returncode == 2

@@ -8,7 +8,6 @@ and ``report.json`` takes the ``available`` numbers from nextpnr itself after on
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from .errors import UsageError
@@ -40,24 +39,20 @@ class Board:
     # on the iCEBreaker, 16-bit biases (the bias path and the y requant's shifter are the
     # widest logic after the multipliers); the CLI and report.json name the ones applied
     defaults: dict = field(default_factory=dict)
+    # memory the planner uses (wino_gen.memory holds the parts' timings): the external RAM part
+    # (activations and weights; "" when the board has none), the part weights are read from,
+    # and the single-port RAM on chip besides the block RAMs (the UP5K's 4 x 256 kbit SPRAM)
+    external_ram: str = ""
+    weight_store: str = ""
+    spram_bytes: int = 0
 
-    def make_platform(self, target_mhz: float | None = None):
-        """An instance of the amaranth-boards platform; with ``target_mhz`` the board clock is
-        constrained to that frequency for timing-driven place and route (the board still runs at
-        its own oscillator: this only asks nextpnr to aim higher so that Fmax is measured)."""
-        import importlib
-        module, cls_name = self.platform.split(":")
-        cls = getattr(importlib.import_module(module), cls_name)
-        if target_mhz is not None:
-            from amaranth.build import Clock
-            resources = []
-            for r in cls.resources:
-                if r.name == self.clock and r.number == 0:
-                    r = copy.copy(r)
-                    r.clock = Clock(target_mhz * 1e6)
-                resources.append(r)
-            cls = type(cls.__name__, (cls,), {"resources": resources})
-        return cls()
+    @property
+    def memory(self):
+        """The board's :class:`wino_gen.memory.BoardMemory`: external RAM and weight store by
+        part, on-chip RAM from :attr:`bram`, :attr:`bram_bits` and :attr:`spram_bytes`; a board
+        that declares no weight store has no memory model (one-line UsageError)."""
+        from . import memory
+        return memory.of_board(self)
 
     def available(self) -> dict:
         return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram": self.bram}
@@ -72,6 +67,7 @@ BOARDS = {
         report_keys={"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "dsp": "MULT18X18D", "bram": "DP16KD"},
         dsp_synth_opts="", nodsp_synth_opts="-nodsp", default_target_mhz=125.0,
         defaults={"max_channels": 128, "max_width": 64},
+        external_ram="IS42S16160G-7", weight_store="IS42S16160G-7",
     ),
     "icebreaker": Board(
         name="icebreaker", family="ice40", device="iCE40UP5K-SG48",
@@ -82,6 +78,7 @@ BOARDS = {
                      "bram": "ICESTORM_RAM"},
         dsp_synth_opts="-dsp", nodsp_synth_opts="", default_target_mhz=24.0,
         defaults={"max_channels": 16, "max_width": 16, "bias_bits": 16},
+        weight_store="W25Q128JV", spram_bytes=4 * 32768,
     ),
 }
 

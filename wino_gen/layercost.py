@@ -1,0 +1,420 @@
+"""One layer's cost under a tiling (pure Python): its tiles in execution order with their
+transfers (the steps the compiler and sequencer execute), the scratchpad bytes it needs, and
+its compute, memory and overlapped cycles; :mod:`wino_gen.plan` searches over these.
+
+Execution model, stated once:
+
+- a conv layer is cut into output-row bands x output-channel blocks (``kc``) x input-channel
+  splits (``cc``, accumulated on chip in a partial-sum buffer of 4 bytes per Winograd-domain
+  or output value); loop order ``rows`` (image -> band -> block -> split: an input band is read
+  once, weights are re-read per band unless the layer's weights are held) or ``weights``
+  (block -> image -> band -> split: each weight block is read once per batch, the input is
+  re-read per block); add/pool layers are cut into row bands;
+- each tile's compute is today's exact cycle model (``perf.winograd_layer`` /
+  ``perf.direct_layer``) applied to the tile, fed from the scratchpad at one beat per cycle; a
+  band is modelled as an image of its rows (its halo rows counted as padding, not as fill);
+- transfers are double buffered per tensor: a layer takes ``L_first + max(C, M - L_first -
+  S_last) + S_last`` cycles (C compute, M memory cycles on the one memory port, the first
+  tile's loads and the last tile's stores exposed). That is the least any schedule of these
+  steps on one port can take (compute waits for the first loads, the last stores for the last
+  compute, everything else shares the middle), reached when every transfer can run ahead into
+  its second buffer; a layer whose units are uneven (one large load among small tiles) can take
+  more, which the sequencer's simulation will show (issue 14). A layer done as one tile per
+  image may instead be single buffered (half the scratchpad, no overlap: ``C + M``);
+- activations are stored channel-major (C, H, W), so a band of one channel is one burst; weights
+  in the order the plan reads them, so a weight block is one burst.
+Biases and requant parameters (< 1% of the bytes) are not counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from . import memory, nets, perf, schedule
+from .config import AcceleratorConfig
+from .errors import UsageError
+
+ACC_BYTES = 4          # a partial sum (int32)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+@dataclass(frozen=True)
+class Transfer:
+    """``bytes`` of ``tensor`` in bursts of ``burst`` bytes; ``write`` to external memory."""
+
+    tensor: str
+    bytes: int
+    burst: int
+    write: bool
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One tile in execution order: loads, then compute, then stores; ``image`` of the batch,
+    output rows ``rows``, output channels ``k``, input channels ``c`` (half-open ranges)."""
+
+    image: int
+    rows: tuple[int, int]
+    k: tuple[int, int]
+    c: tuple[int, int]
+    loads: tuple[Transfer, ...]
+    compute: int
+    stores: tuple[Transfer, ...]
+
+
+@dataclass(frozen=True)
+class Tiling:
+    order: str       # "rows" | "weights"
+    band: int        # output rows per band
+    kc: int          # output channels per block
+    cc: int          # input channels per split
+    hold: str        # weights: "resident" (on chip for good), "layer" (whole layer held), "block"
+    double: bool = True   # double-buffered transfers (False: one buffer each, no overlap)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Per batch: compute, memory and overlapped cycles, bytes read/written, scratchpad bytes
+    needed (activations incl. partial sums, weights)."""
+
+    compute: int
+    memory: int
+    total: int
+    read: int
+    written: int
+    need_act: int
+    need_w: int
+
+
+# -- per-layer context ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ctx:
+    """A layer with everything its cost depends on besides the scratchpad sizes."""
+
+    layer: nets.Layer
+    engine: str
+    cfg: AcceleratorConfig          # the engine's config (direct layers: the direct engine's)
+    taps: int                       # weight bytes per (output, input) channel pair
+    cmax: int                       # largest input-channel split the weight bank holds
+    mem: object                     # activations' memory (None: none)
+    wmem: object                    # weights' memory
+    clock: float
+    opts: object                    # plan.Options: batch, weights, eltwise_lanes, transform_rate
+
+    @property
+    def wbytes(self) -> int:
+        C, K = self.layer.in_shape[0], self.layer.out_shape[0]
+        return C * K * self.taps if self.layer.has_weights else 0
+
+
+def _engine(layer: nets.Layer, cfg: AcceleratorConfig) -> str:
+    if not layer.has_weights:
+        return "eltwise"
+    return "winograd" if layer.winograd and cfg.algo == "winograd" else "direct"
+
+
+def make_ctx(layer: nets.Layer, cfg: AcceleratorConfig, bm: memory.BoardMemory, clock: float, opts) -> Ctx:
+    """Engine, weight format and limits of ``layer``; a layer wider than the line buffer is refused."""
+    engine = _engine(layer, cfg)
+    C = layer.in_shape[0]
+    if engine == "winograd":
+        if layer.in_shape[2] > cfg.max_width:
+            raise UsageError(f"{layer.name}: image width {layer.in_shape[2]} exceeds the line buffer's "
+                             f"max_width {cfg.max_width}")
+        taps, ecfg = (cfg.n * cfg.n if opts.weights == "winograd" else 9), cfg
+        cmax = schedule.pe_geometry(cfg).depth * cfg.unroll_in
+    elif engine == "direct":
+        ecfg = dataclasses.replace(cfg, algo="direct")
+        pe = schedule.pe_geometry(ecfg)
+        taps = layer.kernel ** 2
+        cmax = (pe.depth * pe.lanes) // taps
+        cmax -= cmax % cfg.unroll_in
+        if cmax < 1:
+            raise UsageError(f"{layer.name}: one {layer.kernel}x{layer.kernel} kernel exceeds the weight bank "
+                             f"({pe.depth * pe.lanes} elements)")
+    else:
+        ecfg, taps, cmax = cfg, 0, C
+    return Ctx(layer, engine, ecfg, taps, cmax, bm.external, bm.weight_store, clock, opts)
+
+
+@lru_cache(maxsize=1 << 16)
+def tile_cycles(engine: str, cfg: AcceleratorConfig, layer: nets.Layer, ho: int, kc: int, cc: int,
+                 lanes: int, rate: float, spatial: bool) -> int:
+    """Compute cycles of one tile (``ho`` output rows, ``kc`` outputs, ``cc`` inputs): perf's
+    exact model of the engine on the tile's shape; spatial weights are transformed at ``rate``."""
+    C, H, W = layer.in_shape
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    if engine == "winograd":
+        cyc = perf.winograd_layer(cfg, cc, kc, ho if p == 1 else ho + 2, W, p)["cycles"]
+        if spatial:
+            loads = _ceil(ho, cfg.tile) * _ceil(kc, cfg.unroll) * _ceil(cc, cfg.unroll_in)
+            cyc = max(cyc, math.ceil(loads / rate))
+        return cyc
+    if engine == "direct":
+        return perf.direct_layer(cfg, cc, kc, (ho - 1) * s + k - 2 * p, W, k, s, p)["cycles"]
+    K, _, Wo = layer.out_shape
+    elems = ho * Wo * K if layer.op == "add" else _rows_in(layer, ho) * W * C
+    return _ceil(elems, lanes)
+
+
+def _rows_in(layer: nets.Layer, ho: int) -> int:
+    """Input rows a band of ``ho`` output rows reads (its halo included, capped at the image)."""
+    H = layer.in_shape[1]
+    if layer.op == "add":
+        return ho
+    return min(H, (ho - 1) * layer.stride + layer.kernel)
+
+
+def _runs(total: int, size: int) -> list[tuple[int, int]]:
+    """``(length, count)`` of the pieces of ``total`` cut into ``size``: full ones, then the rest."""
+    full, rest = divmod(total, size)
+    return [(size, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
+
+
+def _pieces(total: int, size: int) -> list[tuple[int, int]]:
+    """Half-open ranges of ``total`` cut into ``size``."""
+    return [(a, min(total, a + size)) for a in range(0, total, size)]
+
+
+# -- candidates ---------------------------------------------------------------------------------
+
+def _halvings(total: int, quantum: int) -> list[int]:
+    """``total``, then halves rounded up to a multiple of ``quantum``, down to ``quantum``."""
+    out, v = [], total
+    while True:
+        q = min(total, _ceil(v, quantum) * quantum)
+        if q not in out:
+            out.append(q)
+        if q <= quantum:
+            return out
+        v = _ceil(v, 2)
+
+
+def tilings(ctx: Ctx, resident: bool):
+    """Every tiling the planner considers for a layer."""
+    lay = ctx.layer
+    C, K, Ho = lay.in_shape[0], lay.out_shape[0], lay.out_shape[1]
+    if ctx.engine == "eltwise":
+        for band in _halvings(Ho, 1):
+            yield Tiling("rows", band, K, C, "resident")
+        yield Tiling("rows", Ho, K, C, "resident", double=False)
+        return
+    m = ctx.cfg.tile if ctx.engine == "winograd" else 1
+    bands = sorted({min(Ho, b * m) for b in _halvings(_ceil(Ho, m), 1)}, reverse=True)
+    ccs = _halvings(min(C, ctx.cmax), ctx.cfg.unroll_in)
+    holds = ("resident",) if resident else ("layer", "block")
+    for band in bands:
+        for kc in _halvings(K, ctx.cfg.unroll):
+            for cc in ccs:
+                for hold in holds:
+                    yield Tiling("rows", band, kc, cc, hold)
+                if not resident:
+                    yield Tiling("weights", band, kc, cc, "block")
+    if C <= ctx.cmax:     # one tile per image, single buffered
+        for hold in holds:
+            yield Tiling("rows", Ho, K, C, hold, double=False)
+
+
+def _xfer(ctx: Ctx, tensor: str, nbytes: int, burst: int, write: bool = False, weights: bool = False) -> Transfer:
+    mem = ctx.wmem if weights else ctx.mem
+    if mem is None:
+        raise UsageError(f"{ctx.layer.name}: tensor {tensor} off chip, but the board has no external RAM")
+    return Transfer(tensor, nbytes, burst, write, _mem_cycles(mem, nbytes, burst, ctx.clock, write))
+
+
+@lru_cache(maxsize=1 << 16)
+def _mem_cycles(mem, nbytes: int, burst: int, clock: float, write: bool) -> int:
+    """The memory model's cycles, cached: the search asks for the same transfers many times."""
+    return mem.transfer_cycles(nbytes, burst, clock, write)
+
+
+def layer_steps(ctx: Ctx, t: Tiling, chip: dict):
+    """The tiles of a layer in execution order with their transfers (off-chip tensors only)."""
+    lay = ctx.layer
+    (C, H, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
+    bands, kbs, css = _pieces(Ho, t.band), _pieces(K, t.kc), _pieces(C, t.cc)
+    spatial = ctx.opts.weights == "spatial" and ctx.engine == "winograd"
+
+    def load_in(r, c, first_of_band):
+        if not first_of_band:
+            return ()
+        rin = _rows_in(lay, r[1] - r[0])
+        burst = (c[1] - c[0]) * H * W if rin == H else rin * W
+        return tuple(_xfer(ctx, src, rin * W * (c[1] - c[0]), burst) for src in lay.inputs if not chip[src])
+
+    def load_w(kb, c, first):
+        if t.hold == "resident" or not lay.has_weights or not first:
+            return ()
+        n = ctx.wbytes if t.hold == "layer" else (kb[1] - kb[0]) * (c[1] - c[0]) * ctx.taps
+        return (_xfer(ctx, lay.name + ".w", n, n, weights=True),)
+
+    def store(r, kb):
+        if chip[lay.name]:
+            return ()
+        ho = r[1] - r[0]
+        burst = (kb[1] - kb[0]) * Ho * Wo if ho == Ho else ho * Wo
+        return (_xfer(ctx, lay.name, ho * Wo * (kb[1] - kb[0]), burst, write=True),)
+
+    def tile(b, r, kb, c, loads):
+        cyc = tile_cycles(ctx.engine, ctx.cfg, lay, r[1] - r[0], kb[1] - kb[0], c[1] - c[0],
+                           ctx.opts.eltwise_lanes, ctx.opts.transform_rate, spatial)
+        return Step(b, r, kb, c, loads, cyc, store(r, kb) if c == css[-1] else ())
+
+    B = ctx.opts.batch
+    if t.order == "rows":
+        first = True
+        for b in range(B):
+            for r in bands:
+                for j, kb in enumerate(kbs):
+                    for i, c in enumerate(css):
+                        w_first = first if t.hold == "layer" else True
+                        yield tile(b, r, kb, c, load_in(r, (0, C), j == 0 and i == 0) + load_w(kb, c, w_first))
+                        first = False
+    else:
+        for kb in kbs:
+            for b in range(B):
+                for n, r in enumerate(bands):
+                    for i, c in enumerate(css):
+                        loads = load_w(kb, (0, C), b == 0 and n == 0 and i == 0) + load_in(r, c, True)
+                        yield tile(b, r, kb, c, loads)
+
+
+def needs(ctx: Ctx, t: Tiling, chip: dict) -> tuple[int, int]:
+    """Scratchpad bytes a tiling needs beyond the on-chip tensors: (activations, weights).
+    Buffers of a tensor with more than one unit are doubled (the next unit loads meanwhile)
+    unless the tiling is single buffered."""
+    lay = ctx.layer
+    (C, _, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
+    n_b, n_k, n_c, B = _ceil(Ho, t.band), _ceil(K, t.kc), _ceil(C, t.cc), ctx.opts.batch
+    rin = _rows_in(lay, t.band)
+
+    def buffers(units):
+        return 2 if t.double and units > 1 else 1
+
+    act = 0
+    for src in lay.inputs:
+        if not chip[src]:
+            ch, units = (C, n_b * B) if t.order == "rows" else (t.cc, n_b * n_k * n_c * B)
+            act += rin * W * ch * buffers(units)
+    if not chip[lay.name]:
+        act += t.kc * t.band * Wo * buffers(n_b * n_k * B)
+    if n_c > 1:
+        m = ctx.cfg.tile
+        tiles = _ceil(t.band, m) * _ceil(Wo, m) * ctx.cfg.n ** 2 if ctx.engine == "winograd" else t.band * Wo
+        act += tiles * t.kc * ACC_BYTES
+    if t.hold == "resident" or not lay.has_weights:
+        w = 0
+    elif t.hold == "layer":
+        w = ctx.wbytes
+    elif t.order == "rows":
+        w = t.kc * t.cc * ctx.taps * buffers(n_b * n_k * n_c * B)
+    else:
+        w = t.kc * C * ctx.taps * buffers(n_k)
+    return act, w
+
+
+def _overlap(comp: int, mem: int, first: int, last: int, double: bool) -> int:
+    """Cycles of a layer from its compute and memory cycles (module docstring)."""
+    return first + max(comp, mem - first - last) + last if double else comp + mem
+
+
+def cost_of(steps, need: tuple[int, int], double: bool = True) -> Cost:
+    """Totals of a step list and the overlap of its transfers with compute."""
+    comp = mem = rd = wr = 0
+    for s in steps:
+        comp += s.compute
+        for x in s.loads + s.stores:
+            mem += x.cycles
+            rd, wr = (rd, wr + x.bytes) if x.write else (rd + x.bytes, wr)
+    first = sum(x.cycles for x in steps[0].loads)
+    last = sum(x.cycles for x in steps[-1].stores)
+    return Cost(comp, mem, _overlap(comp, mem, first, last, double), rd, wr, *need)
+
+
+def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
+    """:func:`cost_of` of :func:`layer_steps` in closed form (pieces of equal size counted, not listed):
+    the search evaluates every tiling with it; a test checks it against the step list."""
+    lay = ctx.layer
+    (C, H, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
+    B, spatial = ctx.opts.batch, ctx.opts.weights == "spatial" and ctx.engine == "winograd"
+    bands, kbs, css = _runs(Ho, t.band), _runs(K, t.kc), _runs(C, t.cc)
+    srcs = [src for src in lay.inputs if not chip[src]]
+    acc = {"comp": 0, "mem": 0, "rd": 0, "wr": 0}
+
+    def add(x: Transfer, count: int) -> int:
+        acc["mem"] += x.cycles * count
+        acc["wr" if x.write else "rd"] += x.bytes * count
+        return x.cycles
+
+    def inp(ho, ch):
+        rin = _rows_in(lay, ho)
+        return _xfer(ctx, "x", rin * W * ch, ch * H * W if rin == H else rin * W)
+
+    def out(ho, kc):
+        return _xfer(ctx, "y", ho * Wo * kc, kc * Ho * Wo if ho == Ho else ho * Wo, write=True)
+
+    def wblk(n):
+        return _xfer(ctx, "w", n, n, weights=True)
+
+    for ho, nb in bands:
+        for kc, nk in kbs:
+            for cc, nc in css:
+                acc["comp"] += B * nb * nk * nc * tile_cycles(ctx.engine, ctx.cfg, lay, ho, kc, cc,
+                                                               ctx.opts.eltwise_lanes, ctx.opts.transform_rate,
+                                                               spatial)
+                if t.order == "weights":
+                    for _ in srcs:
+                        add(inp(ho, cc), B * nb * nk * nc)
+                elif t.hold == "block" and lay.has_weights:
+                    add(wblk(kc * cc * ctx.taps), B * nb * nk * nc)
+            if not chip[lay.name]:
+                add(out(ho, kc), B * nb * nk)
+        if t.order == "rows":
+            for _ in srcs:
+                add(inp(ho, C), B * nb)
+    first = 0
+    if lay.has_weights and t.hold != "resident":
+        if t.hold == "layer":
+            first += add(wblk(ctx.wbytes), 1)
+        elif t.order == "weights":
+            for kc, nk in kbs:
+                add(wblk(kc * C * ctx.taps), nk)
+            first += wblk(kbs[0][0] * C * ctx.taps).cycles
+        else:
+            first += wblk(kbs[0][0] * css[0][0] * ctx.taps).cycles
+    if srcs:
+        first += len(srcs) * inp(bands[0][0], C if t.order == "rows" else css[0][0]).cycles
+    last = 0 if chip[lay.name] else out(bands[-1][0], kbs[-1][0]).cycles
+    total = _overlap(acc["comp"], acc["mem"], first, last, t.double)
+    return Cost(acc["comp"], acc["mem"], total, acc["rd"], acc["wr"], *needs(ctx, t, chip))
+
+
+def ranked(ctx: Ctx, chip: dict, resident: bool) -> list[tuple[Cost, Tiling]]:
+    """Every tiling's cost, cheapest first (ties: fewer scratchpad bytes)."""
+    out = [(fast_cost(ctx, t, chip), t) for t in tilings(ctx, resident)]
+    out.sort(key=lambda ct: (ct[0].total, ct[0].need_act + ct[0].need_w))
+    return out
+
+
+def best_fit(options, a_room: int, w_room: int):
+    return next(((c, t) for c, t in options if c.need_act <= a_room and c.need_w <= w_room), None)
+
+
+def compute_bound(ctx: Ctx) -> int:
+    """Cycles at peak: the engine's products over its multipliers (elements over lanes)."""
+    lay, cfg = ctx.layer, ctx.cfg
+    C, (K, Ho, Wo) = lay.in_shape[0], lay.out_shape
+    if ctx.engine == "winograd":
+        prods = _ceil(Ho, cfg.tile) * _ceil(Wo, cfg.tile) * cfg.n ** 2 * C * K
+    elif ctx.engine == "direct":
+        prods = Ho * Wo * C * K * lay.kernel ** 2
+    else:
+        return _ceil(Ho * Wo * K if lay.op == "add" else math.prod(lay.in_shape), ctx.opts.eltwise_lanes)
+    return _ceil(prods * ctx.opts.batch, cfg.multipliers)

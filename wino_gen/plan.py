@@ -1,0 +1,376 @@
+"""The memory-aware planner (pure Python): for every layer of a network on a board, where its
+tensors live (on-chip scratchpad, external memory, resident weights), the tiling that fits the
+scratchpads (:mod:`wino_gen.layercost` prices one), the transfers and compute steps, and the
+overlapped cycle count, with the traffic and compute bounds beside it.
+
+The plan is the contract the compiler and sequencer execute (issue 14) and the simulator
+measures. Layers run one after another (no overlap between layers), over the whole batch of B
+images, or image by image when that is faster. The search is over fixed families (activation
+placements by a size threshold, resident-weight prefixes of two fixed orders, the scratchpad
+splits of :data:`SPLITS`), each one needing more room the more it holds, and each layer takes
+its cheapest tiling that fits: so a bigger scratchpad never gives a slower plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from . import layercost as lc
+from . import memory, nets
+from .config import AcceleratorConfig
+from .errors import UsageError
+from .layercost import Cost, Step, Tiling, Transfer
+
+__all__ = ["Cost", "LayerPlan", "Options", "Plan", "Step", "Tiling", "Transfer", "WEIGHT_FORMATS", "evaluate", "plan"]
+
+WEIGHT_FORMATS = ("winograd", "spatial")
+SPLITS = tuple(i / 8 for i in range(1, 8))   # activation shares of the free on-chip bytes tried by default
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the user chooses. ``act_bytes``/``weight_bytes`` None: the board's free block RAM,
+    split between the two scratchpads as the best of :data:`SPLITS`. ``eltwise_lanes``: elements
+    per cycle of the add/pool unit (issue 13 builds it; assumed). ``transform_rate``: weight
+    words (unroll x unroll_in kernels) the on-chip weight transform makes per cycle (issue 15)."""
+
+    batch: int = 1
+    weights: str = "winograd"
+    act_bytes: int | None = None
+    weight_bytes: int | None = None
+    eltwise_lanes: int = 8
+    transform_rate: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise UsageError(f"--batch: must be an integer >= 1, got {self.batch!r}")
+        if self.weights not in WEIGHT_FORMATS:
+            raise UsageError(f"--weights: {self.weights!r}; allowed: {', '.join(WEIGHT_FORMATS)}")
+        for name in ("act_bytes", "weight_bytes"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise UsageError(f"{name}: must be >= 0, got {v}")
+        if self.eltwise_lanes < 1 or not self.transform_rate > 0:
+            raise UsageError("eltwise_lanes must be >= 1 and transform_rate > 0")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    layer: nets.Layer
+    engine: str                     # winograd | direct | eltwise
+    placement: dict                 # tensor -> "chip" | "external" | "resident" | "flash"
+    tiling: Tiling
+    cost: Cost
+    steps: tuple[Step, ...]
+    bound_compute: int              # cycles per batch at peak
+    bound_bytes: float = 0.0        # bytes per batch, minimum
+    bound_memory: int = 0           # cycles per batch, bound_bytes at peak bandwidth
+    act_used: int = 0               # activation scratchpad bytes in use: on-chip tensors + buffers
+    w_used: int = 0                 # weight scratchpad bytes in use: resident weights + buffers
+
+    @property
+    def bound(self) -> str:
+        """What limits the plan: memory when its transfers exceed its compute."""
+        return "memory" if self.cost.memory > self.cost.compute else "compute"
+
+
+@dataclass(frozen=True)
+class Plan:
+    board: str
+    cfg: AcceleratorConfig
+    options: Options
+    clock_mhz: float
+    act_bytes: int
+    weight_bytes: int
+    layers: tuple[LayerPlan, ...]
+    bound_cycles: int               # per batch: max(peak compute, minimum traffic at peak rate)
+    bound_bytes: float              # per batch
+    repeat: int = 1                 # the layers' steps run this often: B when images go one by one
+
+    @property
+    def cycles(self) -> int:
+        """Per batch."""
+        return self.repeat * sum(lp.cost.total for lp in self.layers)
+
+    @property
+    def cycles_per_image(self) -> float:
+        return self.cycles / self.options.batch
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.cycles_per_image / (self.clock_mhz * 1e3)
+
+    @property
+    def bytes_per_image(self) -> float:
+        return self.repeat * sum(lp.cost.read + lp.cost.written for lp in self.layers) / self.options.batch
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.repeat * sum(lp.cost.compute for lp in self.layers)
+
+    @property
+    def ratio_to_bound(self) -> float:
+        return self.cycles / max(1, self.bound_cycles)
+
+    @property
+    def traffic_ratio(self) -> float:
+        """Plan bytes over the minimum traffic (inf when the bound is 0 and the plan moves bytes)."""
+        moved = self.bytes_per_image * self.options.batch
+        return moved / self.bound_bytes if self.bound_bytes else (1.0 if not moved else math.inf)
+
+
+# -- the network ----------------------------------------------------------------------------------
+
+def _sizes(layers, batch: int = 1) -> dict[str, int]:
+    """Bytes of every activation tensor for ``batch`` images."""
+    sizes = {nets.INPUT: math.prod(next(la.in_shape for la in layers if nets.INPUT in la.inputs))}
+    sizes.update({la.name: math.prod(la.out_shape) for la in layers})
+    return {t: n * batch for t, n in sizes.items()}
+
+
+def _lifetimes(layers) -> dict[str, tuple[int, int]]:
+    """Tensor -> (producing layer, last consuming layer) indices; the input is produced at -1."""
+    born = {nets.INPUT: -1} | {la.name: i for i, la in enumerate(layers)}
+    last = dict(born)
+    for i, la in enumerate(layers):
+        for src in la.inputs:
+            last[src] = i
+    return {t: (born[t], last[t]) for t in born}
+
+
+def _act_candidates(layers, external: bool, batch: int) -> list[dict]:
+    """The activation placements searched: every tensor up to a size threshold on chip (the
+    network input stays in external memory when there is one). A fixed family of placements,
+    each needing more room the larger its threshold: with the per-layer search this keeps a
+    bigger scratchpad from ever giving a slower plan."""
+    sizes = _sizes(layers, batch)
+    if not external:
+        return [dict.fromkeys(sizes, True)]
+    cands = []
+    for t in [0, *sorted(set(sizes.values()))]:
+        cands.append({n: n != nets.INPUT and s <= t for n, s in sizes.items()})
+    return cands
+
+
+def _live(layers, chip: dict, batch: int) -> list[int]:
+    """On-chip activation bytes held while each layer runs (a batch keeps all its images)."""
+    sizes, life = _sizes(layers, batch), _lifetimes(layers)
+    return [sum(sizes[t] for t, (a, b) in life.items() if chip[t] and a <= i <= b) for i in range(len(layers))]
+
+
+def _weight_candidates(ctxs) -> list[frozenset]:
+    """Resident-weight sets searched: prefixes of the layers by ascending weight bytes and by
+    weight bytes per compute cycle (the most memory-bound first)."""
+    w = [i for i, c in enumerate(ctxs) if c.layer.has_weights]
+    whole = {i: lc.tile_cycles(ctxs[i].engine, ctxs[i].cfg, ctxs[i].layer, ctxs[i].layer.out_shape[1],
+                             ctxs[i].layer.out_shape[0], min(ctxs[i].layer.in_shape[0], ctxs[i].cmax), 1, 1.0, False)
+             for i in w}
+    orders = (sorted(w, key=lambda i: ctxs[i].wbytes), sorted(w, key=lambda i: -ctxs[i].wbytes / whole[i]))
+    cands = {frozenset()}
+    for order in orders:
+        cands.update(frozenset(order[:k]) for k in range(1, len(order) + 1))
+    return sorted(cands, key=lambda s: (len(s), sorted(s)))
+
+
+class _Tables:
+    """Each layer's tilings with their costs, per (placement of its tensors, resident weights)."""
+
+    def __init__(self, ctxs):
+        self.ctxs, self.cache = ctxs, {}
+
+    def get(self, i: int, chip: dict, resident: bool):
+        lay = self.ctxs[i].layer
+        key = (i, tuple(chip[s] for s in lay.inputs), chip[lay.name], resident)
+        if key not in self.cache:
+            self.cache[key] = lc.ranked(self.ctxs[i], {t: chip[t] for t in (*lay.inputs, lay.name)}, resident)
+        return self.cache[key]
+
+
+def _search(layers, tables: _Tables, act_pool: int, w_pool: int, external: bool):
+    """The cheapest (placement, resident set, per-layer tilings) that fits the two pools."""
+    best, batch = None, tables.ctxs[0].opts.batch
+    for chip in _act_candidates(layers, external, batch):
+        live = _live(layers, chip, batch)
+        if max(live) > act_pool:
+            continue
+        for res in _weight_candidates(tables.ctxs):
+            w_room = w_pool - sum(tables.ctxs[i].wbytes for i in res)
+            if w_room < 0:
+                continue
+            total, picks = 0, []
+            for i in range(len(layers)):
+                pick = lc.best_fit(tables.get(i, chip, i in res), act_pool - live[i], w_room)
+                if pick is None or (best and total + pick[0].total >= best[0]):
+                    break
+                total += pick[0].total
+                picks.append(pick[1])
+            else:
+                best = (total, chip, res, picks)
+    return best
+
+
+def _diagnose(layers, tables: _Tables, act_pool: int, w_pool: int, external: bool, board: str,
+              free: int) -> UsageError:
+    """One line naming the first layer no tiling can hold and the limit it exceeds."""
+    batch = tables.ctxs[0].opts.batch
+    chip = _act_candidates(layers, external, batch)[0]
+    live = _live(layers, chip, batch)
+    for i, lay in enumerate(layers):
+        if live[i] > act_pool:
+            return UsageError(f"{lay.name}: {live[i]} bytes of activations must stay on chip ({board} has no "
+                              f"external RAM), the activation scratchpad holds {act_pool} (of {free} bytes free "
+                              f"on chip)")
+        opts = tables.get(i, chip, False)
+        if lc.best_fit(opts, act_pool - live[i], w_pool) is None:
+            need_a = min(c.need_act for c, _ in opts)
+            need_w = min(c.need_w for c, _ in opts if c.need_act <= act_pool - live[i]) if any(
+                c.need_act <= act_pool - live[i] for c, _ in opts) else 0
+            what = (f"{need_a} bytes of activation scratchpad, has {act_pool - live[i]}"
+                    if need_a > act_pool - live[i] else f"{need_w} bytes of weight scratchpad, has {w_pool}")
+            return UsageError(f"{layers[i].name}: no tiling fits: needs at least {what}")
+    return UsageError("no plan fits the scratchpads")
+
+
+def _check_capacity(ctxs, layers, bm: memory.BoardMemory, batch: int = 1) -> None:
+    """Weights must fit their store; with the activations of ``batch`` images live at once
+    (an allocator reuses a dead tensor's room: the peak over the layers counts), the external
+    RAM must hold both when it is also the weight store."""
+    w = sum(c.wbytes for c in ctxs)
+    if w > bm.weight_store.capacity:
+        raise UsageError(f"weights: {w / 2**20:.1f} MiB do not fit the {bm.weight_store.capacity / 2**20:.1f} MiB "
+                         f"{bm.weight_store.part}")
+    if bm.external is not None:
+        acts = max(_live(layers, dict.fromkeys(_sizes(layers), True), batch))
+        held = w if bm.external is bm.weight_store else 0
+        if held + acts > bm.external.capacity:
+            raise UsageError(f"weights and activations of {batch} image(s): {(held + acts) / 2**20:.1f} MiB do not "
+                             f"fit the {bm.external.capacity / 2**20:.1f} MiB {bm.external.part}")
+
+
+# -- bounds -----------------------------------------------------------------------------------------
+
+def _bounds(layers, ctxs, free: int, bm: memory.BoardMemory, B: int):
+    """Per layer (activation bytes, weight bytes) per batch that must cross whatever the plan:
+    an activation larger than all of the free on-chip RAM is written once and read once per
+    image (the network input read once), and at least the part of a layer's weights that the
+    free on-chip RAM cannot hold is read once per batch. A lower bound for layer-by-layer
+    execution (a fused schedule could keep a big tensor from ever existing whole)."""
+    sizes, out = _sizes(layers), []
+    first_use = {}
+    for i, la in enumerate(layers):
+        for src in la.inputs:
+            first_use.setdefault(src, i)
+    for i, la in enumerate(layers):
+        a = 0
+        if bm.external is not None:
+            a += sum(sizes[s] for s in la.inputs if first_use[s] == i and (s == nets.INPUT or sizes[s] > free))
+            a += sizes[la.name] if sizes[la.name] > free else 0
+        out.append((a * B, max(0, ctxs[i].wbytes - free)))
+    return out
+
+
+def _peak_cycles(nbytes: float, mem) -> float:
+    return nbytes / mem.peak_bytes_per_cycle if nbytes else 0.0
+
+
+# -- entry point ----------------------------------------------------------------------------------
+
+def _pools(opts: Options, free: int) -> list[tuple[int, int]]:
+    a, w = opts.act_bytes, opts.weight_bytes
+    if a is not None and w is not None:
+        return [(a, w)]
+    if a is not None or w is not None:
+        given = a if a is not None else w
+        if given > free:
+            raise UsageError(f"scratchpad: {given} bytes asked, {free} free on chip")
+        return [(a, free - a)] if a is not None else [(free - w, w)]
+    return [(int(free * f), free - int(free * f)) for f in SPLITS]
+
+
+def plan(layers, cfg: AcceleratorConfig, board: str, clock_mhz: float, options: Options = Options(),
+         memory_spec: str | None = None) -> Plan:
+    """The best plan of ``layers`` (``nets.resnet18()``, ``nets.network(...)``) on ``board``
+    for an engine built from ``cfg`` running at ``clock_mhz``. A batch runs layer by layer over
+    its B images (weights once per batch, on-chip activations for all B), or one image after
+    another (``Plan.repeat == B``) when that is faster or the batch does not fit."""
+    bm = memory.board_memory(board, memory_spec)
+    layers = tuple(layers)
+    ctxs = [lc.make_ctx(la, cfg, bm, clock_mhz, options) for la in layers]
+    _check_capacity(ctxs, layers, bm)
+    free = bm.on_chip.free_bytes(memory.engine_blocks(cfg, board))
+    best, repeat, B = None, 1, options.batch
+    try:
+        best = _plan_pass(layers, ctxs, bm, free, board)
+    except UsageError:
+        if B == 1:
+            raise
+    if B > 1:
+        one = [dataclasses.replace(c, opts=dataclasses.replace(options, batch=1)) for c in ctxs]
+        single = _plan_pass(layers, one, bm, free, board)
+        if best is None or B * _total(single[2]) < _total(best[2]):
+            best, repeat = single, B
+    act_pool, w_pool, lps = best
+    bound_cycles, bound_bytes = _network_bound(layers, ctxs, free, bm)
+    return Plan(board, cfg, options, clock_mhz, act_pool, w_pool, lps, bound_cycles, bound_bytes, repeat)
+
+
+def _total(lps) -> int:
+    return sum(lp.cost.total for lp in lps)
+
+
+def _plan_pass(layers, ctxs, bm, free: int, board: str):
+    """``(act_pool, w_pool, layer plans)``: the best over the scratchpad splits."""
+    opts = ctxs[0].opts
+    _check_capacity(ctxs, layers, bm, opts.batch)
+    tables, external = _Tables(ctxs), bm.external is not None
+    found = []
+    for a, w in _pools(opts, free):
+        r = _search(layers, tables, a, w, external)
+        if r:
+            found.append((r[0], a, w, r))
+    if not found:
+        a, w = _pools(opts, free)[-1]
+        raise _diagnose(layers, tables, a, w, external, board, free)
+    _, act_pool, w_pool, (_, chip, res, tilings) = min(found, key=lambda f: f[0])
+    live, held = _live(layers, chip, opts.batch), sum(ctxs[i].wbytes for i in res)
+    bounds = _bounds(layers, ctxs, free, bm, opts.batch)
+    lps = []
+    for i, t in enumerate(tilings):
+        lp = _layer_plan(ctxs[i], t, chip, i in res)
+        a, w = bounds[i]
+        mcyc = math.ceil(_peak_cycles(a, bm.external) + _peak_cycles(w, bm.weight_store)) if a or w else 0
+        lps.append(dataclasses.replace(lp, act_used=live[i] + lp.cost.need_act, w_used=held + lp.cost.need_w,
+                                       bound_bytes=float(a + w), bound_memory=mcyc))
+    return act_pool, w_pool, tuple(lps)
+
+
+def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool) -> LayerPlan:
+    lay = ctx.layer
+    sub = {s: chip[s] for s in (*lay.inputs, lay.name)}
+    steps = tuple(lc.layer_steps(ctx, t, sub))
+    place = {s: "chip" if chip[s] else "external" for s in sub}
+    if lay.has_weights:
+        place[lay.name + ".w"] = "resident" if resident else ("flash" if not ctx.wmem.writable else "external")
+    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), t.double)
+    return LayerPlan(lay, ctx.engine, place, t, cost, steps, lc.compute_bound(ctx))
+
+
+def evaluate(layer: nets.Layer, cfg: AcceleratorConfig, board: str, clock_mhz: float, tiling: Tiling,
+             on_chip: dict, options: Options = Options(), memory_spec: str | None = None) -> LayerPlan:
+    """One layer under a given tiling, its tensors on chip where ``on_chip`` (tensor -> bool)
+    says: what the compiler asks of a tiling it chose, and the planner's cost in the tests."""
+    ctx = lc.make_ctx(layer, cfg, memory.board_memory(board, memory_spec), clock_mhz, options)
+    return _layer_plan(ctx, tiling, on_chip, tiling.hold == "resident")
+
+
+def _network_bound(layers, ctxs, free: int, bm) -> tuple[int, float]:
+    """Per batch: (max(peak compute, minimum traffic at peak rate) cycles, minimum bytes); the
+    weights that the free on-chip RAM cannot all hold cross at least once per batch."""
+    bounds = _bounds(layers, ctxs, free, bm, ctxs[0].opts.batch)
+    a_bytes = sum(a for a, _ in bounds)
+    w_bytes = max(sum(w for _, w in bounds), sum(c.wbytes for c in ctxs) - free)
+    mem = _peak_cycles(a_bytes, bm.external) + _peak_cycles(w_bytes, bm.weight_store) if a_bytes or w_bytes else 0
+    comp = sum(lc.compute_bound(c) for c in ctxs)
+    return max(comp, math.ceil(mem)), float(a_bytes + w_bytes)
