@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wino_gen import limits
 from wino_gen.example import make_tiny
 from wino_gen.format import FormatError, load_model, write_model
 
@@ -81,7 +82,7 @@ def test_one_flipped_output_byte_is_named(tiny):
     (lambda d: edit_manifest(d, lambda m: m["input"].update(scale=float("nan"))), "input.scale: scale must be"),
     (lambda d: edit_manifest(d, lambda m: m["layers"][1].update(scale_out=float("nan"))),
      "layers.conv2.scale_out: scale must be"),
-    (lambda d: edit_manifest(d, lambda m: m.update(format="wino-int8/2")), "format: unsupported version"),
+    (lambda d: edit_manifest(d, lambda m: m.update(format="wino-int8/9")), "format: unsupported version"),
     (lambda d: edit_manifest(d, lambda m: m.update(tile=3)), "tile: 3 not in"),
     (lambda d: edit_manifest(d, lambda m: m.update(balance="even")), "balance: 'even' not in"),
     (lambda d: edit_manifest(d, lambda m: m["layers"][2].update(inputs=["conv2", "nope"])),
@@ -130,3 +131,29 @@ def test_variants_check_clean(tmp_path, tile, granularity, requant, balance):
     make_tiny(tmp_path / "t", tile=tile, granularity=granularity, requant=requant, seed=tile, balance=balance)
     r = wino("check", tmp_path / "t")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("layer,key,span", [
+    ("res", "a_mult", limits.ADD_MULT_RANGE), ("res", "shift", limits.ADD_SHIFT_RANGE),
+    ("pool", "mult", limits.AVGPOOL_MULT_RANGE), ("pool", "shift", limits.AVGPOOL_SHIFT_RANGE),
+    ("conv1", "y_shift", limits.SHIFT_RANGE), ("fc", "y_mult", limits.mult_range("pow2"))])
+def test_value_ranges_are_the_limits(tiny, layer, key, span):
+    """A scalar parameter loads at both ends of its range in wino_gen.limits, not one beyond."""
+    for v in span:
+        rewrite(tiny, layer, **{key: np.int32(v)})
+        load_model(tiny)
+    for v in (span[0] - 1, span[1] + 1):
+        rewrite(tiny, layer, **{key: np.int32(v)})
+        with pytest.raises(FormatError, match=rf"{layer}.npz: {key}: values must lie in \[{span[0]}, {span[1]}\]"):
+            load_model(tiny)
+
+
+def test_manifest_ranges_are_the_limits(tiny):
+    hi = limits.STORED_BITS[1] + 1
+    edit_manifest(tiny, lambda m: m.update(act_bits=hi))
+    with pytest.raises(FormatError, match=f"act_bits: must be an integer in {limits.STORED_BITS[0]}..{hi - 1} "):
+        load_model(tiny)
+    edit_manifest(tiny, lambda m: m.update(act_bits=8))
+    edit_manifest(tiny, lambda m: m["layers"][0].update(padding=limits.WINOGRAD_PADDING[1] + 1))
+    with pytest.raises(FormatError, match="layers.conv1.padding: must be 0 or 1, got 2"):
+        load_model(tiny)

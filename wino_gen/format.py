@@ -21,18 +21,21 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import safeio
-from .config import GRANULARITIES, REQUANT_MODES, TILES, int_range
+from . import golden, limits, safeio
+from .config import GRANULARITIES, REQUANT_MODES, TILES
 from .errors import UsageError
+from .limits import MAX_ALIGN, MAX_KERNEL, SHIFT_RANGE, STORED_BITS, int_range
 from .winograd import BALANCES
 
 FORMAT = "wino-int8/1"
+#: The version of a model dir whose Winograd layers carry spatial weights (``W`` and the ``u_*``
+#: weight-transform requant); :func:`write_model` writes it only for such a dir, so a /1 reader
+#: refuses it by its version instead of by an unknown key.
+FORMAT_SPATIAL = "wino-int8/2"
+FORMATS = (FORMAT, FORMAT_SPATIAL)
 MANIFEST = "manifest.json"
 INPUT = "input"
-SHIFT_RANGE = (-16, 62)
-MULT_MAX = (1 << 24) - 1     # fixed-requant mults lie in 0..MULT_MAX
-MAX_ALIGN = 16
-MAX_KERNEL = 16              # direct_conv kernels are at most 16 x 16, strides at most 16
+MULT_MAX = limits.mult_range("fixed")[1]    # tests/test_reliability_format.py draws mults up to it
 MAX_ARRAY_BYTES = 1 << 30    # no npz array may declare more than 1 GiB
 
 OPS = ("winograd_conv3x3", "direct_conv", "add", "maxpool", "avgpool", "linear")
@@ -52,15 +55,18 @@ _SPEC_KEYS = {
     "linear": {"relu": bool},
 }
 _OPTIONAL_SPEC = {("maxpool", "padding")}
-# op -> npz keys besides x and y
-_PARAM_KEYS = {
+#: op -> the parameters its npz holds besides the activations (``x``, ``y``, and ``x2`` of an add)
+PARAM_KEYS = {
     "winograd_conv3x3": ("U", "bias", "v_mult", "v_shift", "m_mult", "m_shift", "m_align", "y_mult", "y_shift"),
     "direct_conv": ("W", "bias", "y_mult", "y_shift"),
-    "add": ("x2", "a_mult", "b_mult", "shift"),
+    "add": ("a_mult", "b_mult", "shift"),
     "maxpool": (),
     "avgpool": ("mult", "shift"),
     "linear": ("W", "bias", "y_mult", "y_shift"),
 }
+#: The optional spatial weights of a ``winograd_conv3x3`` (format /2): int8 ``W[K, C, 3, 3]`` and
+#: the weight-transform requant; with them ``U`` may be absent (``golden.transform_weights``).
+SPATIAL_KEYS = ("W", "u_mult", "u_shift")
 
 
 class FormatError(UsageError):
@@ -139,6 +145,16 @@ def _err(where: str, fld: str, problem: str) -> FormatError:
     return FormatError(f"{where}: {fld}: {problem}")
 
 
+def _within(v: int, span: tuple[int, int]) -> bool:
+    return span[0] <= v <= span[1]
+
+
+def _span(span: tuple[int, int]) -> str:
+    """``lo..hi``, or ``lo or hi`` for two values: a range as the messages show it."""
+    lo, hi = span
+    return f"{lo} or {hi}" if hi == lo + 1 else f"{lo}..{hi}"
+
+
 def _want(where, d, key, typ, fld=None):
     fld = fld or key
     if key not in d:
@@ -177,8 +193,9 @@ def _name(fld: str, name: str, names: set) -> None:
 def _validate_manifest(m) -> None:
     if not isinstance(m, dict):
         raise _err(MANIFEST, "(top)", "expected a JSON object")
-    if m.get("format") != FORMAT:
-        raise _err(MANIFEST, "format", f"unsupported version {m.get('format')!r}; this reader takes {FORMAT!r}")
+    if m.get("format") not in FORMATS:
+        raise _err(MANIFEST, "format",
+                   f"unsupported version {m.get('format')!r}; this reader takes {' or '.join(map(repr, FORMATS))}")
     _known_keys(MANIFEST, "", m, _TOP_KEYS)
     if not _want(MANIFEST, m, "model", str).isprintable():
         raise _err(MANIFEST, "model", f"{m['model']!r} must be printable")
@@ -192,8 +209,8 @@ def _validate_manifest(m) -> None:
     if _want(MANIFEST, m, "requant", str) not in REQUANT_MODES:
         raise _err(MANIFEST, "requant", f"{m['requant']!r} not in {REQUANT_MODES}")
     for key in ("act_bits", "weight_bits", "transform_bits"):
-        if key in m and (type(m[key]) is not int or not 4 <= m[key] <= 8):
-            raise _err(MANIFEST, key, f"must be an integer in 4..8 (stored as int8), got {m[key]!r}")
+        if key in m and (type(m[key]) is not int or not _within(m[key], STORED_BITS)):
+            raise _err(MANIFEST, key, f"must be an integer in {_span(STORED_BITS)} (stored as int8), got {m[key]!r}")
     inp = _want(MANIFEST, m, "input", dict)
     _known_keys(MANIFEST, "input.", inp, _INPUT_KEYS)
     _shape(MANIFEST, "input.shape", inp.get("shape"), 3)
@@ -288,12 +305,13 @@ def _layer_wants(m: dict, lay: Layer, hdr: dict[str, _Header], shapes: dict[str,
         if out_shape != in_shape:
             raise _err(MANIFEST, f"layers.{name}.out_shape", f"must equal in_shape {in_shape}")
         want["x2"] = _Want([(N, *in_shape)], "int8", *act)
-        want.update(a_mult=_Want([()], "int32", 0, (1 << 16) - 1), b_mult=_Want([()], "int32", 0, (1 << 16) - 1),
-                    shift=_Want([()], "int32", 0, 31))
+        mult = _Want([()], "int32", *limits.ADD_MULT_RANGE)
+        want.update(a_mult=mult, b_mult=mult, shift=_Want([()], "int32", *limits.ADD_SHIFT_RANGE))
     elif lay.op in ("maxpool", "avgpool"):
         _pool_shape(lay, in_shape, out_shape)
         if lay.op == "avgpool":
-            want.update(mult=_Want([()], "int32", 0, (1 << 16) - 1), shift=_Want([()], "int32", 0, 31))
+            want.update(mult=_Want([()], "int32", *limits.AVGPOOL_MULT_RANGE),
+                        shift=_Want([()], "int32", *limits.AVGPOOL_SHIFT_RANGE))
     else:
         want.update(_weight_wants(m, lay, hdr, in_shape, out_shape, w8))
     shapes[name] = out_shape
@@ -305,15 +323,20 @@ def _weight_wants(m, lay: Layer, hdr, in_shape, out_shape, w8) -> dict[str, _Wan
     name, spec = lay.name, lay.spec
     C, K = in_shape[0], out_shape[0]
     shift = _Want([()], "int32", *SHIFT_RANGE)
-    mult = _Want([()], "int32", 1, 1) if m["requant"] == "pow2" else _Want([()], "int32", 0, MULT_MAX)
+    mult = _Want([()], "int32", *limits.mult_range(m["requant"]))
     want = {"bias": _Want([(K,)], "int32"), "y_mult": mult, "y_shift": shift}
     if lay.op == "winograd_conv3x3":
         n, p = m["tile"] + 2, spec["padding"]
-        if p not in (0, 1):
-            raise _err(MANIFEST, f"layers.{name}.padding", f"must be 0 or 1, got {p}")
+        if not _within(p, limits.WINOGRAD_PADDING):
+            raise _err(MANIFEST, f"layers.{name}.padding", f"must be {_span(limits.WINOGRAD_PADDING)}, got {p}")
         _out_shape(name, out_shape, (K, in_shape[1] + 2 * p - 2, in_shape[2] + 2 * p - 2))
         taps = [(), (n, n)]
-        want["U"] = _Want([(K, C, n, n)], "int8", *w8)
+        if "U" in hdr or "W" not in hdr:
+            want["U"] = _Want([(K, C, n, n)], "int8", *w8)
+        if "W" in hdr:
+            want["W"] = _Want([(K, C, 3, 3)], "int8", *w8)
+            want["u_mult"] = mult._replace(shapes=[(), (n, n)])
+            want["u_shift"] = shift._replace(shapes=[(), (n, n)])
         for key in ("v", "m"):
             want[f"{key}_mult"] = mult._replace(shapes=taps)
             want[f"{key}_shift"] = shift._replace(shapes=taps)
@@ -324,9 +347,10 @@ def _weight_wants(m, lay: Layer, hdr, in_shape, out_shape, w8) -> dict[str, _Wan
         if len(ws) != 4 or not all(1 <= k <= MAX_KERNEL for k in ws[2:]):
             raise _err(lay.file, "W", f"must be [K, C, kh, kw] with kernel sides 1..{MAX_KERNEL}, got shape {ws}")
         kh, kw = ws[2:]
-        if not 1 <= s <= MAX_KERNEL or not 0 <= p < min(kh, kw):
+        pads = limits.direct_padding_range(min(kh, kw))
+        if not 1 <= s <= MAX_KERNEL or not _within(p, pads):
             raise _err(MANIFEST, f"layers.{name}.stride",
-                       f"stride 1..{MAX_KERNEL} and padding 0..kernel-1 ({min(kh, kw) - 1}), got {s}, {p}")
+                       f"stride 1..{MAX_KERNEL} and padding 0..kernel-1 ({pads[1]}), got {s}, {p}")
         _out_shape(name, out_shape, (K, _conv_out(in_shape[1], kh, s, p), _conv_out(in_shape[2], kw, s, p)))
         want["W"] = _Want([(K, C, kh, kw)], "int8", *w8)
     else:
@@ -336,7 +360,7 @@ def _weight_wants(m, lay: Layer, hdr, in_shape, out_shape, w8) -> dict[str, _Wan
 
 def _pool_shape(lay: Layer, in_shape, out_shape) -> None:
     k, s, p = lay.spec["kernel"], lay.spec["stride"], lay.spec.get("padding", 0)
-    if k < 1 or s < 1 or not 0 <= p <= k // 2:
+    if k < 1 or s < 1 or not _within(p, limits.pool_padding_range(k)):
         raise _err(MANIFEST, f"layers.{lay.name}.kernel",
                    f"kernel, stride >= 1 and padding 0..kernel/2; got {k}, {s}, {p}")
     _out_shape(lay.name, out_shape, (in_shape[0], _conv_out(in_shape[1], k, s, p), _conv_out(in_shape[2], k, s, p)))
@@ -349,18 +373,23 @@ def _out_shape(name: str, got, want) -> None:
 
 # -- reading: the npz files ---------------------------------------------------------------------
 
-def _npz_headers(root: Path, lay: Layer) -> dict[str, _Header]:
+def _npz_headers(root: Path, lay: Layer, fmt: str) -> dict[str, _Header]:
     """The npy headers of a layer's npz, read without decompressing any data; refuses a file
-    that is a symlink or lies outside the model dir, and keys the layer does not take."""
+    that is a symlink or lies outside the model dir, and keys the layer does not take (the
+    spatial weights only in a ``fmt`` /2 dir)."""
     path, f = root / lay.file, lay.file
     if path.is_symlink() or (path.exists() and path.resolve().parent != root.resolve()):
         raise _err(f, "file", "must be a regular file in the model dir, not a symlink")
-    known = ("x", "y", *_PARAM_KEYS[lay.op])
+    known = ("x", "y", *(("x2",) if lay.op == "add" else ()), *PARAM_KEYS[lay.op])
+    optional = ("U", *SPATIAL_KEYS) if lay.op == "winograd_conv3x3" and fmt == FORMAT_SPATIAL else ()
+    known = (*known, *(k for k in optional if k not in known))
     out = {}
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
                 key = info.filename.removesuffix(".npy")
+                if lay.op == "winograd_conv3x3" and key in SPATIAL_KEYS and key not in known:
+                    raise _err(f, info.filename, f"spatial weights need \"format\": {FORMAT_SPATIAL!r}")
                 if key not in known or not info.filename.endswith(".npy") or key in out:
                     raise _err(f, info.filename, f"unknown or repeated key; a {lay.op} layer takes {', '.join(known)}")
                 out[key] = _read_header(z, info, f, key)
@@ -371,9 +400,21 @@ def _npz_headers(root: Path, lay: Layer) -> dict[str, _Header]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, zlib.error) as e:
         raise _err(f, "file", f"not a readable npz ({type(e).__name__}: {e})") from None
     for key in known:
-        if key not in out:
+        if key not in out and key not in optional:
             raise _err(f, key, "missing")
+    if optional:
+        _spatial_keys(f, out)
     return out
+
+
+def _spatial_keys(f: str, hdr: dict) -> None:
+    """A /2 Winograd layer holds ``U``, or ``W`` with its ``u_mult``/``u_shift``, or both."""
+    has = [k for k in SPATIAL_KEYS if k in hdr]
+    if has and len(has) < len(SPATIAL_KEYS):
+        missing = next(k for k in SPATIAL_KEYS if k not in hdr)
+        raise _err(f, missing, f"missing ({', '.join(SPATIAL_KEYS)} come together)")
+    if not has and "U" not in hdr:
+        raise _err(f, "U", f"missing (a winograd_conv3x3 holds U, or {', '.join(SPATIAL_KEYS)}, or both)")
 
 
 def _read_header(z: zipfile.ZipFile, info: zipfile.ZipInfo, f: str, key: str) -> _Header:
@@ -426,12 +467,25 @@ def _check_values(m: dict, f: str, arrays: dict[str, np.ndarray], wants: dict[st
                 raise _err(f, key, "granularity 'layer' needs one value for every tap")
         if np.any(arrays["m_align"] != 0):
             raise _err(f, "m_align", "granularity 'layer' needs m_align = 0")
+    if "u_mult" in arrays and "U" in arrays:
+        _check_transform(m, f, arrays)
+
+
+def _check_transform(m: dict, f: str, arrays: dict[str, np.ndarray]) -> None:
+    """A stored ``U`` must be golden's transform of the stored ``W``."""
+    u = golden.Requant(arrays["u_mult"].astype(np.int64), arrays["u_shift"].astype(np.int64))
+    want = golden.transform_weights(arrays["W"], u, m["tile"], m.get("weight_bits", 8))
+    bad = np.argwhere(want != arrays["U"])
+    if len(bad):
+        k, c, i, j = map(int, bad[0])
+        raise _err(f, "U", f"differs from the transform of W in {len(bad)} values, first at [{k}, {c}, {i}, {j}]: "
+                           f"stored {int(arrays['U'][k, c, i, j])}, transform {int(want[k, c, i, j])}")
 
 
 def _load_layer(root: Path, m: dict, lay: Layer, shapes: dict[str, tuple], n_samples: int | None) -> int:
     """Validate one layer from its npz headers, then load its arrays into ``lay`` and check
     their values; returns the sample count."""
-    hdr = _npz_headers(root, lay)
+    hdr = _npz_headers(root, lay, m["format"])
     wants = _layer_wants(m, lay, hdr, shapes, n_samples)
     for key, w in wants.items():
         _check_header(lay.file, key, hdr[key], w)
@@ -487,11 +541,14 @@ def write_model(path: str | Path, manifest: dict, arrays: dict[str, dict[str, np
 
     ``path`` must be absent, empty or a model dir (:func:`is_model_dir`); anything else is
     refused with a :class:`~wino_gen.errors.UsageError` naming ``flag``. ``manifest`` may omit
-    ``format`` and each layer's ``file`` (defaults: this version and ``<name>.npz``);
+    ``format`` and each layer's ``file`` (defaults: :data:`FORMAT`, or :data:`FORMAT_SPATIAL`
+    when a Winograd layer's arrays hold ``W``, and ``<name>.npz``);
     ``arrays`` maps layer names to their npz contents.
     """
     path = Path(path)
-    manifest = {"format": FORMAT, **manifest}
+    spatial = any(lay.get("op") == "winograd_conv3x3" and "W" in arrays.get(lay.get("name"), {})
+                  for lay in manifest.get("layers", []) if isinstance(lay, dict))
+    manifest = {"format": FORMAT_SPATIAL if spatial else FORMAT, **manifest}
     manifest["layers"] = [{"file": f"{lay['name']}.npz", **lay} for lay in manifest["layers"]]
     text = json.dumps(manifest, indent=2) + "\n"
     _validate_manifest(json.loads(text))      # file names are safe before anything is written

@@ -9,15 +9,15 @@ below 2**53 (checked).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import winograd
-from .config import AcceleratorConfig, int_range
-
-_EXACT = 1 << 53
+from . import schedule, winograd
+from .config import AcceleratorConfig, Widths, signed_bits
+from .limits import FLOAT_EXACT, SHIFT_RANGE, int_range
 
 
 class Requant(NamedTuple):
@@ -120,11 +120,11 @@ def quantize_ratio(ratio, mode: str, mult_bits: int = 16) -> Requant:
         raise ValueError(f"requant ratio must be finite and positive, got {ratio!r}")
     if mode == "pow2":
         shift = np.rint(-np.log2(r)).astype(np.int64)
-        return Requant(np.ones_like(shift), np.clip(shift, -16, 62))
+        return Requant(np.ones_like(shift), np.clip(shift, *SHIFT_RANGE))
     if mode != "fixed":
         raise ValueError(f"requant mode {mode!r}: allowed pow2, fixed")
     top = (1 << mult_bits) - 1
-    lo, hi = -16, 62
+    lo, hi = SHIFT_RANGE
     shift = np.clip(np.floor(np.log2(top / r)).astype(np.int64), lo, hi)
     mult = np.rint(r * np.exp2(shift.astype(np.float64))).astype(np.int64)
     shift = np.where((mult > top) & (shift > lo), shift - 1, shift)
@@ -144,10 +144,7 @@ def tile_input(x: np.ndarray, tile: int, padding: int = 1) -> np.ndarray:
     """Overlapping n x n input tiles with stride ``tile``: ``[N, C, Th, Tw, n, n]``, zeros
     outside the image (``padding`` on top/left, and as much as needed on bottom/right)."""
     N, C, H, W = x.shape
-    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"image {H}x{W} with padding {padding} gives no 3x3 output")
-    th, tw = -(-Ho // tile), -(-Wo // tile)
+    _, _, th, tw = schedule.tile_grid(H, W, tile, padding)
     n = tile + 2
     xp = np.pad(np.asarray(x, dtype=np.int64),
                 ((0, 0), (0, 0), (padding, th * tile + 2 - H - padding),
@@ -180,7 +177,7 @@ def channel_sum(U: np.ndarray, V: np.ndarray) -> np.ndarray:
     U = np.asarray(U, dtype=np.int64)
     V = np.asarray(V, dtype=np.int64)
     bound = U.shape[1] * (int(np.abs(U).max(initial=0)) * int(np.abs(V).max(initial=0)))
-    if bound >= _EXACT:
+    if bound >= FLOAT_EXACT:
         raise OverflowInPath("channel sum exceeds 2**53")
     N, C, T, S = V.shape
     Ut = U.transpose(2, 0, 1).astype(np.float64)                      # [S, K, C]
@@ -195,6 +192,52 @@ def _check(name: str, v: np.ndarray, bits: int | None) -> None:
     lo, hi = int_range(bits)
     if v.min() < lo or v.max() > hi:
         raise OverflowInPath(f"{name}: value range [{v.min()}, {v.max()}] exceeds {bits} bits")
+
+
+def winograd_channel_sum(x, U, *, tile: int, v: Requant, padding: int = 1, balance: str = "none",
+                         transform_bits: int = 8, widths: Widths | None = None,
+                         trace: dict | None = None) -> np.ndarray:
+    """docs/format.md's steps 1-4: tiles ``d``, ``V = rq(Bᵀ d B)``, ``P = Σ_c U ⊙ V``, as
+    ``P[N, K, Th, Tw, n, n]``. The quantity an M requant scales: calibrators read its range
+    here instead of running a whole layer. ``widths`` checks the intermediates; ``trace``
+    receives ``d``, ``V_raw``, ``V`` and ``P``."""
+    x = np.asarray(x, dtype=np.int64)
+    U = np.asarray(U, dtype=np.int64)
+    N, C, H, W = x.shape
+    K, Cu, n, n2 = U.shape
+    if (Cu, n, n2) != (C, tile + 2, tile + 2):
+        raise ValueError(f"U shape {U.shape} does not match C={C}, tile {tile}")
+    d = tile_input(x, tile, padding)                       # [N, C, Th, Tw, n, n]
+    th, tw = d.shape[2:4]
+    s1, Vraw = input_transform(d, tile, balance)
+    _check("input transform stage 1", s1, widths and widths.in_stage1)
+    _check("input transform", Vraw, widths and widths.in_full)
+    Vq = rq(Vraw, v.mult, v.shift, transform_bits)
+    P = channel_sum(U.reshape(K, C, n * n), Vq.reshape(N, C, th * tw, n * n))
+    _check("channel accumulator", P, widths and widths.accumulator)
+    P = P.reshape(N, K, th, tw, n, n)
+    if trace is not None:
+        trace.update(d=d, V_raw=Vraw, V=Vq, P=P)
+    return P
+
+
+def winograd_output_sum(P, bias, *, tile: int, m: Requant, m_align=0, balance: str = "none",
+                        transform_bits: int = 8, widths: Widths | None = None,
+                        trace: dict | None = None) -> np.ndarray:
+    """docs/format.md's steps 5-6 on ``P`` from :func:`winograd_channel_sum`: ``M = rq(P)``
+    aligned by ``m_align``, ``Aᵀ M A + bias`` as ``[N, K, Th, Tw, m, m]``, the quantity the y
+    requant scales (what a calibrator reads). ``trace`` receives ``M`` and ``Y`` (before the
+    bias)."""
+    Mq = rq(P, m.mult, m.shift, transform_bits)
+    Ma = Mq << np.asarray(m_align, dtype=np.int64)
+    o1, Y = output_transform(Ma, tile, balance)
+    _check("output transform stage 1", o1, widths and widths.out_stage1)
+    _check("output transform", Y, widths and widths.out_full)
+    Yb = Y + np.asarray(bias, dtype=np.int64)[None, :, None, None, None, None]
+    _check("bias add", Yb, widths and widths.out_sum)
+    if trace is not None:
+        trace.update(M=Mq, Y=Y)
+    return Yb
 
 
 def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requant,
@@ -218,45 +261,25 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
     act_bits = act_bits or (cfg.act_bits if cfg else 8)
     t_bits = transform_bits or (cfg.transform_bits if cfg else 8)
     w = cfg.widths if cfg else None
-    x = np.asarray(x, dtype=np.int64)
-    U = np.asarray(U, dtype=np.int64)
-    N, C, H, W = x.shape
-    K, Cu, n, n2 = U.shape
-    if (Cu, n, n2) != (C, tile + 2, tile + 2):
-        raise ValueError(f"U shape {U.shape} does not match C={C}, tile {tile}")
-    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
-    d = tile_input(x, tile, padding)                       # [N, C, Th, Tw, n, n]
-    th, tw = d.shape[2:4]
-    s1, Vraw = input_transform(d, tile, balance)
-    _check("input transform stage 1", s1, w and w.in_stage1)
-    _check("input transform", Vraw, w and w.in_full)
-    Vq = rq(Vraw, v.mult, v.shift, t_bits)
-    P = channel_sum(U.reshape(K, C, n * n), Vq.reshape(N, C, th * tw, n * n))
-    _check("channel accumulator", P, w and w.accumulator)
-    P = P.reshape(N, K, th, tw, n, n)
-    Mq = rq(P, m.mult, m.shift, t_bits)
-    Ma = Mq << np.asarray(m_align, dtype=np.int64)
-    o1, Y = output_transform(Ma, tile, balance)
-    _check("output transform stage 1", o1, w and w.out_stage1)
-    _check("output transform", Y, w and w.out_full)
-    Yb = Y + np.asarray(bias, dtype=np.int64)[None, :, None, None, None, None]
-    _check("bias add", Yb, w and w.out_sum)
+    P = winograd_channel_sum(x, U, tile=tile, v=v, padding=padding, balance=balance, transform_bits=t_bits,
+                             widths=w, trace=trace)
+    Yb = winograd_output_sum(P, bias, tile=tile, m=m, m_align=m_align, balance=balance, transform_bits=t_bits,
+                             widths=w, trace=trace)
     out = rq(Yb, y.mult, y.shift, act_bits)
     if relu:
         out = np.maximum(out, 0)
     if trace is not None:
-        trace.update(d=d, V_raw=Vraw, V=Vq, P=P, M=Mq, Y=Y, y_tiles=out)
+        trace["y_tiles"] = out
+    H, W = np.shape(x)[2:]
+    Ho, Wo, _, _ = schedule.tile_grid(H, W, tile, padding)
     return untile_output(out, Ho, Wo)
 
 
 # -- direct convolution and host ops ---------------------------------------------------------
 
-def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, relu: bool = False,
-                cfg: AcceleratorConfig | None = None, trace: dict | None = None,
-                act_bits: int | None = None) -> np.ndarray:
-    """int8 direct convolution, any kernel, stride and padding: exact int accumulation,
-    ``+ bias``, then :func:`rq` to the activation width. ``trace`` receives ``acc``."""
-    act_bits = act_bits or (cfg.act_bits if cfg else 8)
+def direct_accumulate(x, W, *, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """The exact accumulation ``acc[N, K, Ho, Wo]`` of a direct convolution, before the bias:
+    what its y requant scales (calibrators read it here)."""
     x = np.asarray(x, dtype=np.int64)
     W = np.asarray(W, dtype=np.int64)
     N, C, H, Wd = x.shape
@@ -266,11 +289,20 @@ def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, re
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
     Ho, Wo = win.shape[2:4]
-    if C * kh * kw * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= _EXACT:
+    if C * kh * kw * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= FLOAT_EXACT:
         raise OverflowInPath("direct accumulation exceeds 2**53")
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, C * kh * kw).astype(np.float64)
     acc = np.rint(cols @ W.reshape(K, -1).T.astype(np.float64)).astype(np.int64)
-    acc = acc.reshape(N, Ho, Wo, K).transpose(0, 3, 1, 2)
+    return acc.reshape(N, Ho, Wo, K).transpose(0, 3, 1, 2)
+
+
+def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, relu: bool = False,
+                cfg: AcceleratorConfig | None = None, trace: dict | None = None,
+                act_bits: int | None = None) -> np.ndarray:
+    """int8 direct convolution, any kernel, stride and padding: exact int accumulation,
+    ``+ bias``, then :func:`rq` to the activation width. ``trace`` receives ``acc``."""
+    act_bits = act_bits or (cfg.act_bits if cfg else 8)
+    acc = direct_accumulate(x, W, stride=stride, padding=padding)
     if cfg:
         _check("accumulator", acc, cfg.widths.accumulator)
     if trace is not None:
@@ -305,15 +337,21 @@ def avgpool(x, *, kernel: int, stride: int, mult: int, shift: int, bits: int = 8
     return rq(s, mult, shift, bits)
 
 
+def linear_accumulate(x, W) -> np.ndarray:
+    """The exact accumulation ``acc[N, K]`` of a fully connected layer on flattened input,
+    before the bias: what its y requant scales (calibrators read it here)."""
+    x = np.asarray(x, dtype=np.int64).reshape(len(x), -1)
+    W = np.asarray(W, dtype=np.int64)
+    if x.shape[1] * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= FLOAT_EXACT:
+        raise OverflowInPath("linear accumulation exceeds 2**53")
+    return np.rint(x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.int64)
+
+
 def linear(x, W, bias, *, y: Requant, relu: bool = False, bits: int = 8,
            trace: dict | None = None) -> np.ndarray:
     """Fully connected layer on flattened int8 input: int accumulation, bias, :func:`rq`.
     ``trace`` receives ``acc``."""
-    x = np.asarray(x, dtype=np.int64).reshape(len(x), -1)
-    W = np.asarray(W, dtype=np.int64)
-    if x.shape[1] * int(np.abs(W).max(initial=0)) * int(np.abs(x).max(initial=0)) >= _EXACT:
-        raise OverflowInPath("linear accumulation exceeds 2**53")
-    acc = np.rint(x.astype(np.float64) @ W.T.astype(np.float64)).astype(np.int64)
+    acc = linear_accumulate(x, W)
     if trace is not None:
         trace["acc"] = acc
     out = rq(acc + np.asarray(bias, dtype=np.int64), y.mult, y.shift, bits)
@@ -327,3 +365,67 @@ def quantize_weights_winograd(g: np.ndarray, tile: int, scale, bits: int = 8,
     return fake_rq(winograd.weight_transform(g, tile, balance), 1.0 / np.asarray(scale, dtype=np.float64),
                    bits).astype(np.int64)
 
+
+
+# -- spatial weights, transformed on chip ----------------------------------------------------
+#
+# U = sat(round(G_int g G_intᵀ / s_U)) has fractions in G_int (1/4, 1/6, 1/24 at F4). Scaling
+# row i of G_int by the smallest positive integer d[i] that makes it integer gives G' = diag(d)
+# G_int, so G_int W G_intᵀ = (G' W G'ᵀ) / (d dᵀ): the integer transform is exact and the factor
+# 1 / (d[i] d[j]) goes into the per-tap U requant, U = rq(G' W G'ᵀ, u_mult, u_shift). G' is the
+# same for both balances (they differ in G_int by powers of two, absorbed by d).
+
+
+def spatial_forms(tile: int, balance: str = "none") -> tuple[np.ndarray, np.ndarray]:
+    """``(G', d)``: the integer weight-transform matrix ``G' = diag(d) G_int`` (int64 ``[n, 3]``)
+    and its row factors ``d`` (int64 ``[n]``, each the smallest positive integer that makes row
+    ``i`` of ``winograd.integer_forms(tile, balance).G`` integer)."""
+    G = winograd.integer_forms(tile, balance).G
+    d = []
+    for row in G:
+        den = math.lcm(*(x.denominator for x in row))
+        d.append(den // math.gcd(*(int(x * den) for x in row)))
+    Gp = np.array([[int(x * k) for x in row] for row, k in zip(G, d, strict=True)], dtype=np.int64)
+    return Gp, np.array(d, dtype=np.int64)
+
+
+def spatial_widths(tile: int, weight_bits: int = 8) -> tuple[int, int]:
+    """Signed widths ``(stage1, full)`` of ``G' W`` and ``G' W G'ᵀ`` for any ``weight_bits``
+    spatial ``W``: worst case ``|G'| |W|`` row by row, the extreme ``-2**(weight_bits-1)`` on
+    every weight of the sign that maximizes each output."""
+    Gp, _ = spatial_forms(tile)
+    lo, hi = int_range(weight_bits)
+    row = np.abs(Gp).sum(1)
+    s1 = int(row.max()) * max(-lo, hi)
+    full = int(np.outer(row, row).max()) * max(-lo, hi)
+    return signed_bits(-s1, s1), signed_bits(-full, full)
+
+
+def spatial_transform(W, tile: int) -> np.ndarray:
+    """``T = G' W G'ᵀ`` on int ``W[..., 3, 3]``: exact integers ``[..., n, n]``."""
+    Gp, _ = spatial_forms(tile)
+    return np.einsum("ik,...kl,jl->...ij", Gp, np.asarray(W, dtype=np.int64), Gp)
+
+
+def transform_weights(W, u: Requant, tile: int, bits: int = 8) -> np.ndarray:
+    """Winograd-domain weights of spatial int ``W[K, C, 3, 3]``:
+    ``U[k, c, i, j] = rq(T[k, c, i, j], u.mult[i, j], u.shift[i, j], bits)`` with ``T`` from
+    :func:`spatial_transform` (``u`` scalars or ``[n, n]``): the weight-transform unit's
+    arithmetic and the U a model dir may store beside ``W``."""
+    return rq(spatial_transform(W, tile), u.mult, u.shift, bits)
+
+
+def weight_ratio(s_w, s_u, tile: int, balance: str = "none") -> np.ndarray:
+    """The exact per-tap U requant ratio ``s_w / (s_u[i, j] d[i] d[j])`` (``[n, n]``) that
+    makes :func:`transform_weights` equal ``quantize_weights_winograd(s_w * W, s_u)`` up to
+    the rounding of the ratio: ``s_w`` the spatial scale, ``s_u`` scalar or ``[n, n]``."""
+    _, d = spatial_forms(tile, balance)
+    return float(s_w) / (np.asarray(s_u, dtype=np.float64) * np.outer(d, d).astype(np.float64))
+
+
+def pow2_tap_scales(s_w, s_u, tile: int, balance: str = "none") -> np.ndarray:
+    """Per-tap U scales ``s_w / (d[i] d[j]) * 2**-k[i, j]`` nearest to ``s_u`` (scalar or
+    ``[n, n]``): the ones whose U requant is an exact shift (:func:`weight_ratio` a power of
+    two). The odd part of ``d[i] d[j]`` then lives in the M requant's ``fixed`` multiplier."""
+    r = weight_ratio(s_w, s_u, tile, balance)
+    return np.asarray(s_u, dtype=np.float64) * r / np.exp2(np.rint(np.log2(r)))

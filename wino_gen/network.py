@@ -17,6 +17,15 @@ def requant(layer: Layer, prefix: str) -> golden.Requant:
     return golden.Requant(a[f"{prefix}_mult"].astype(np.int64), a[f"{prefix}_shift"].astype(np.int64))
 
 
+def winograd_weights(model: Model, layer: Layer) -> np.ndarray:
+    """The Winograd-domain weights ``U`` of a ``winograd_conv3x3`` layer: stored, or (a layer
+    with spatial weights only) golden's transform of ``W`` by its ``u_mult``/``u_shift``."""
+    a = layer.arrays
+    if "U" in a:
+        return a["U"]
+    return golden.transform_weights(a["W"], requant(layer, "u"), model.tile, model.weight_bits)
+
+
 def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
               cfg: AcceleratorConfig | None = None) -> np.ndarray:
     """One layer of ``model`` on int8 ``inputs`` (one array, two for ``add``), in the golden
@@ -26,7 +35,7 @@ def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
     x = inputs[0]
     if layer.op == "winograd_conv3x3":
         return golden.winograd_conv3x3(
-            x, a["U"], a["bias"], tile=model.tile, v=requant(layer, "v"), m=requant(layer, "m"),
+            x, winograd_weights(model, layer), a["bias"], tile=model.tile, v=requant(layer, "v"), m=requant(layer, "m"),
             y=requant(layer, "y"), m_align=a["m_align"].astype(np.int64), padding=s["padding"],
             relu=s["relu"], cfg=cfg, balance=model.balance, act_bits=bits,
             transform_bits=model.transform_bits)

@@ -1,0 +1,224 @@
+"""The weight-transform unit: int8 spatial 3x3 kernels in, the PE array's Winograd weight words
+out, exactly ``golden.transform_weights``: ``T = G' W G'ᵀ`` as a constant shift-add network
+(``golden.spatial_forms``; the same CSD trees as the input transform's ``Bᵀ d B``), then the
+per-tap U requant ``rq(T, u_mult, u_shift)`` of :func:`rtl.arith.rq_pipeline`.
+
+:class:`WeightTransform` takes ``lanes`` kernels per beat; :class:`WeightPacker` collects the
+``unroll * unroll_in`` kernels of one weight word (``rtl.pe.weight_stream_layout``, kernel
+``(k, c)`` at ``data[k][c]``, arriving k-major) and its biases; :class:`SpatialWeights` is the
+two in a row, the block that sits in front of ``PEArray.w``.
+
+Rate: a word takes ``unroll * unroll_in / lanes`` beats. The PE array reads a word once per tile
+of a tile row, so the next block's ``n_cg`` words load without a stall while ``tw * n_cg``
+steps run when ``lanes >= unroll * unroll_in / tw`` (:func:`steady_lanes`): one kernel per cycle
+keeps up with ``unroll`` 16 only from ``tw >= 16`` (a 64-wide image at F4); a 7x7 layer at F4
+(``tw`` 2) needs 8 lanes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from wino_gen.config import AcceleratorConfig
+from wino_gen.golden import spatial_forms, spatial_widths
+from wino_gen.schedule import rq_latency
+
+from .arith import csd, lin_comb
+from .pe import weight_stream_layout
+from .pipeline import beat_layout, delay, stage_enable
+from .requant import lane_rq, requant_params_layout
+
+TAPS_IN = 9     # a 3x3 kernel, row-major: W[a, b] at a*3 + b
+
+
+def _mult_bits(cfg: AcceleratorConfig) -> int | None:
+    return cfg.mult_bits if cfg.requant == "fixed" else None
+
+
+def wt_params_layout(cfg: AcceleratorConfig) -> data.StructLayout:
+    """The U requant: ``u_mult`` (``fixed`` only) and ``u_shift`` per tap, in every
+    granularity (the factors ``d[i] d[j]`` are per tap)."""
+    return requant_params_layout(cfg.n * cfg.n, _mult_bits(cfg))
+
+
+def kernel_layout(cfg: AcceleratorConfig, lanes: int) -> data.StructLayout:
+    """An input beat: ``lanes`` kernels ``data[lane][a*3 + b]`` and, as its tag, each kernel's
+    output-channel bias (the packer keeps it for the weight word)."""
+    return beat_layout(cfg.weight_bits, lanes, TAPS_IN, data.ArrayLayout(signed(cfg.bias_bits), lanes))
+
+
+def _check(cfg: AcceleratorConfig, lanes: int) -> None:
+    if cfg.algo != "winograd":
+        raise ValueError("cfg: the weight transform needs algo='winograd'")
+    if lanes < 1 or (cfg.unroll * cfg.unroll_in) % lanes:
+        raise ValueError(f"lanes ({lanes}) must divide unroll * unroll_in ({cfg.unroll * cfg.unroll_in})")
+
+
+class WeightTransform(wiring.Component):
+    """``lanes`` kernels per beat in (:func:`kernel_layout`), their U (``weight_bits``, n² taps
+    each, ``beat_layout``) out with the tag unchanged. Stages: ``G' W`` (width
+    ``golden.spatial_widths()[0]``), ``· G'ᵀ`` (``[1]``), then :func:`wtransform_latency`."""
+
+    def __init__(self, cfg: AcceleratorConfig, lanes: int = 1):
+        _check(cfg, lanes)
+        self.cfg, self.lanes = cfg, lanes
+        tag = data.ArrayLayout(signed(cfg.bias_bits), lanes)
+        super().__init__({
+            "params": In(wt_params_layout(cfg)),
+            "i": In(stream.Signature(kernel_layout(cfg, lanes))),
+            "o": Out(stream.Signature(beat_layout(cfg.weight_bits, lanes, cfg.n * cfg.n, tag))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, n = self.cfg, self.cfg.n
+        Gp, _ = spatial_forms(cfg.tile, cfg.balance)
+        w1, w2 = spatial_widths(cfg.tile, cfg.weight_bits)
+        en = stage_enable(m, self.o, self.i)
+        for c in range(self.lanes):
+            k = self.i.payload.data[c]
+            s1 = [[Signal(signed(w1), name=f"gw{c}_{i}_{b}") for b in range(3)] for i in range(n)]
+            T = [Signal(signed(w2), name=f"t{c}_{i}_{j}") for i in range(n) for j in range(n)]
+            with m.If(en):
+                for i in range(n):
+                    for b in range(3):
+                        m.d.sync += s1[i][b].eq(lin_comb([k[a * 3 + b] for a in range(3)], Gp[i]))
+                for i in range(n):
+                    for j in range(n):
+                        m.d.sync += T[i * n + j].eq(lin_comb(s1[i], Gp[j]))
+            U = lane_rq(m, en, T, w2, self.params, n * n, _mult_bits(cfg), cfg.weight_bits, name=f"urq{c}_")
+            for s, u in enumerate(U):
+                m.d.comb += self.o.payload.data[c][s].eq(u)
+        stages = wtransform_latency(cfg)
+        m.d.comb += self.o.valid.eq(delay(m, en, self.i.valid, stages, "valid_d"))
+        m.d.comb += self.o.payload.tag.eq(delay(m, en, self.i.payload.tag, stages, "tag_d"))
+        return m
+
+
+def wtransform_latency(cfg: AcceleratorConfig) -> int:
+    """Register stages of :class:`WeightTransform`: ``G' W``, ``· G'ᵀ``, the U requant. (It
+    belongs in ``wino_gen.schedule.latencies`` once the engine uses the unit.)"""
+    return 2 + rq_latency(cfg.requant == "fixed")
+
+
+class WeightPacker(wiring.Component):
+    """Collects ``unroll * unroll_in / lanes`` U beats into one weight word
+    (``rtl.pe.weight_stream_layout``): beat order is kernel order ``(k, c)`` k-major, bias
+    ``k`` from the kernels of channel ``k`` (the host sends it with each). A shift register
+    (no index mux); it accepts the next word's first beat while the full one is taken, so
+    a word leaves every ``unroll * unroll_in / lanes`` cycles."""
+
+    def __init__(self, cfg: AcceleratorConfig, lanes: int = 1):
+        _check(cfg, lanes)
+        self.cfg, self.lanes = cfg, lanes
+        S = cfg.n * cfg.n
+        super().__init__({
+            "i": In(stream.Signature(beat_layout(cfg.weight_bits, lanes, S,
+                                                 data.ArrayLayout(signed(cfg.bias_bits), lanes)))),
+            "o": Out(stream.Signature(weight_stream_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, L = self.cfg, self.lanes
+        ui, kernels = cfg.unroll_in, cfg.unroll * cfg.unroll_in
+        beats = kernels // L
+        slots = [Signal.like(self.i.payload.data[0], name=f"slot{j}") for j in range(kernels)]
+        biases = [Signal(signed(cfg.bias_bits), name=f"bslot{j}") for j in range(kernels)]
+        count = Signal(range(max(beats, 2)))
+        full = Signal()
+        take = Signal()
+        m.d.comb += [
+            self.o.valid.eq(full),
+            self.i.ready.eq(~full | self.o.ready),
+            take.eq(self.i.valid & self.i.ready),
+        ]
+        for k in range(cfg.unroll):
+            m.d.comb += self.o.payload.bias[k].eq(biases[k * ui])
+            for c in range(ui):
+                m.d.comb += self.o.payload.data[k][c].eq(slots[k * ui + c])
+        with m.If(take):
+            for j in range(kernels - L):
+                m.d.sync += [slots[j].eq(slots[j + L]), biases[j].eq(biases[j + L])]
+            for c in range(L):
+                m.d.sync += [slots[kernels - L + c].eq(self.i.payload.data[c]),
+                             biases[kernels - L + c].eq(self.i.payload.tag[c])]
+            m.d.sync += count.eq(0 if beats == 1 else count + 1)
+            with m.If(count == beats - 1):
+                m.d.sync += [count.eq(0), full.eq(1)]
+            with m.Elif(self.o.ready):
+                m.d.sync += full.eq(0)
+        with m.Elif(self.o.ready):
+            m.d.sync += full.eq(0)
+        return m
+
+
+class SpatialWeights(wiring.Component):
+    """Spatial kernels (:func:`kernel_layout`) in, weight words for ``PEArray.w`` out:
+    :class:`WeightTransform` then :class:`WeightPacker`."""
+
+    def __init__(self, cfg: AcceleratorConfig, lanes: int = 1):
+        _check(cfg, lanes)
+        self.cfg, self.lanes = cfg, lanes
+        super().__init__({
+            "params": In(wt_params_layout(cfg)),
+            "i": In(stream.Signature(kernel_layout(cfg, lanes))),
+            "o": Out(stream.Signature(weight_stream_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.xf = xf = WeightTransform(self.cfg, self.lanes)
+        m.submodules.pack = pk = WeightPacker(self.cfg, self.lanes)
+        m.d.comb += xf.params.eq(self.params)
+        wiring.connect(m, wiring.flipped(self.i), xf.i)
+        wiring.connect(m, xf.o, pk.i)
+        wiring.connect(m, pk.o, wiring.flipped(self.o))
+        return m
+
+
+def steady_lanes(cfg: AcceleratorConfig, tw: int) -> int:
+    """Kernels per cycle for no weight stall on a layer with ``tw`` tile columns: a bank of
+    ``n_cg`` words must load while the other serves ``tw * n_cg`` steps."""
+    return -(-cfg.unroll * cfg.unroll_in // max(1, tw))
+
+
+def _lin_comb_adders(coeffs) -> int:
+    """Adders and negators of :func:`rtl.arith.lin_comb` over constant ``coeffs``: one per
+    pair of its balanced tree, one more where the tree's sum comes out negated."""
+    signs = [sign for c in coeffs for sign, _ in csd(int(c))]
+    count = 0
+    while len(signs) > 1:
+        nxt = []
+        for i in range(0, len(signs) - 1, 2):
+            a, b = signs[i], signs[i + 1]
+            nxt.append(-1 if a < 0 and b < 0 else 1)
+            count += 1
+        if len(signs) % 2:
+            nxt.append(signs[-1])
+        signs = nxt
+    return count + (1 if signs and signs[0] < 0 else 0)
+
+
+def wtransform_resources(cfg: AcceleratorConfig, lanes: int = 1) -> dict[str, int]:
+    """Estimate of :class:`SpatialWeights` for ``perf.estimate_resources``: ``adders`` (the CSD
+    terms of ``G'`` less one per output, both passes, per lane), ``multipliers`` (``fixed``:
+    one ``T`` x ``mult_bits`` per tap and lane), ``registers`` (flip-flop bits: the two
+    transform stages, the requant pipeline of :func:`rtl.arith.rq_pipeline`, tags and valid
+    bits, the packer's word, biases and counter)."""
+    _check(cfg, lanes)
+    Gp, _ = spatial_forms(cfg.tile)
+    n, wb, S = cfg.n, cfg.weight_bits, cfg.n * cfg.n
+    w1, w2 = spatial_widths(cfg.tile, wb)
+    per_row = sum(_lin_comb_adders(row) for row in Gp)
+    adders = lanes * (3 + n) * per_row
+    mb = _mult_bits(cfg)
+    rq_bits = (wb + 2) + wb + (w2 + mb + 1 if mb else 0)
+    stages = wtransform_latency(cfg)
+    kernels = cfg.unroll * cfg.unroll_in
+    regs = lanes * (n * 3 * w1 + S * w2 + S * rq_bits + stages * cfg.bias_bits) + stages
+    regs += kernels * (S * wb + cfg.bias_bits) + (kernels // lanes).bit_length() + 1
+    return {"adders": adders, "multipliers": lanes * S if mb else 0, "registers": regs}
+
