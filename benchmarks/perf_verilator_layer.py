@@ -18,6 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rtl.top import build_top  # noqa: E402
 from sim.driver import WinogradLayer, run_layer  # noqa: E402
 from sim.layers import random_winograd  # noqa: E402
 from sim.verilator import VerilatorBackend  # noqa: E402
@@ -41,7 +42,7 @@ def main(argv=None):
     be = VerilatorBackend()
     spec = WinogradLayer(cfg, **kw)
     t = time.perf_counter()
-    be.build(spec.top())
+    be.build(build_top(cfg))
     build_s = time.perf_counter() - t
     t = time.perf_counter()
     r = run_layer(spec, x, be)

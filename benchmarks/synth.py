@@ -67,7 +67,6 @@ def main(argv=None) -> int:
     p.add_argument("--board", default="ulx3s-85f", choices=sorted(BOARDS))
     p.add_argument("--configs", default=DEFAULT, help=f"TILExUNROLL list (default {DEFAULT})")
     p.add_argument("--target-mhz", type=float, default=None)
-    p.add_argument("--engine", default="auto", choices=("auto", "accelerator", "stand-in"))
     p.add_argument("--work", default="build/synth", help="build directories go here")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         try:
             rep = build.run_build(cfg, board, out, board_defaults=board.defaults,
-                                  target_mhz=args.target_mhz, engine=args.engine)
+                                  target_mhz=args.target_mhz)
         except (UsageError, build.BuildFailed) as e:
             print(f"synth: {spec}: {e}", file=sys.stderr)
             new.append({"board": board.name, "tile": tile, "unroll": unroll, "error": str(e),

@@ -1,8 +1,8 @@
 """Arithmetic building blocks shared by the rtl components.
 
 Everything here is a helper that adds logic to a module inside a *stall-as-a-whole* pipeline:
-each registered stage only updates while ``en`` is high, so a component that owns the pipeline
-drives ``en = ~o.valid | o.ready`` and every stage (data and valid bits) freezes on a stall.
+each registered stage only updates while ``en`` (:func:`rtl.pipeline.stage_enable`) is high,
+so every stage (data and valid bits) freezes on a stall.
 
 The arithmetic is the one of :mod:`wino_gen.golden`: :func:`rq_pipeline` implements
 ``golden.rq`` (round half up, saturate) exactly, :func:`const_mul` a constant multiplication as
@@ -11,18 +11,10 @@ a canonical-signed-digit shift-add network.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 
-from wino_gen.config import int_range
-
-
-def rq_latency(fixed: bool) -> int:
-    """Register stages of :func:`rq_pipeline`: (multiply,) shift + clamp, round + saturate."""
-    return 3 if fixed else 2
-
-
-#: Width of a requant shift field (signed): right shift > 0, exact left shift <= 0.
-SHIFT_BITS = 8
+from wino_gen.limits import SHIFT_BITS, int_range
+from wino_gen.schedule import rq_latency, tree_levels
 
 
 def csd(c: int) -> list[tuple[int, int]]:
@@ -83,10 +75,11 @@ def saturate(v, bits: int):
 
 def adder_tree(m: Module, en, values, width: int, name: str):
     """Pipelined pairwise adder tree: one register level per tree level; returns
-    ``(sum_signal, latency)``. ``width`` is the (derived) width of the final sum; partial
-    sums use it too (they are bounded by it)."""
+    ``(sum_signal, latency)``, the latency checked against ``wino_gen.schedule.tree_levels``.
+    ``width`` is the (derived) width of the final sum; partial sums use it too (they are
+    bounded by it)."""
     level = list(values)
-    lat = 0
+    count, lat = len(level), 0
     while len(level) > 1:
         nxt = []
         for i in range(0, len(level), 2):
@@ -99,12 +92,14 @@ def adder_tree(m: Module, en, values, width: int, name: str):
             nxt.append(s)
         level = nxt
         lat += 1
+    assert lat == tree_levels(count), (lat, count)
     return level[0], lat
 
 
 def rq_pipeline(m: Module, en, v, in_bits: int, mult, shift, out_bits: int, *,
                 relu=None, name: str = "rq"):
-    """``golden.rq(v, mult, shift, out_bits)`` in :func:`rq_latency` register stages.
+    """``golden.rq(v, mult, shift, out_bits)`` in ``wino_gen.schedule.rq_latency`` register
+    stages (asserted).
 
     ``mult`` is an unsigned Value (``fixed`` mode) or ``None`` (``pow2``: mult = 1, no
     multiplier); ``shift`` a signed :data:`SHIFT_BITS` Value. Right shifts round half up via
@@ -142,14 +137,11 @@ def rq_pipeline(m: Module, en, v, in_bits: int, mult, shift, out_bits: int, *,
         return s if relu is None else Mux(relu & (s < 0), 0, s)
 
     if mult is None:
-        with m.If(en):
-            m.d.sync += [t.eq(saturate(v >> right, cw)), o.eq(relu_of(rounded(t)))]
+        stages = [t.eq(saturate(v >> right, cw)), o.eq(relu_of(rounded(t)))]
     else:
         p = Signal(signed(pw), name=f"{name}_p")
-        with m.If(en):
-            m.d.sync += [p.eq(v * mult), t.eq(saturate(p >> right, cw)), o.eq(relu_of(rounded(t)))]
+        stages = [p.eq(v * mult), t.eq(saturate(p >> right, cw)), o.eq(relu_of(rounded(t)))]
+    assert len(stages) == rq_latency(mult is not None)
+    with m.If(en):
+        m.d.sync += stages
     return o
-
-
-def shape_bits(shape) -> int:
-    return Shape.cast(shape).width

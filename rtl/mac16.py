@@ -5,9 +5,9 @@ PE array (tile 2) would otherwise need 8 LUT multipliers of ~175 LCs each. In 8 
 block computes ``A[15:8] * B[15:8]`` and ``A[7:0] * B[7:0]`` side by side; its input registers
 (A, B), product registers and output registers (each half's adder adding 0 to its product)
 take the place of the PE's operand and two product stages, so the pair has the same
-three-cycle latency and clock enable as :class:`rtl.pe.PEArray`'s own registers. Used when
-the platform asks for it (``platform.wino_ice40_mac16``, set by the build flow for iCE40
-boards); the behaviour is yosys' ``SB_MAC16`` model (``cells_sim.v``),
+three-cycle latency and clock enable as :class:`rtl.pe.PEArray`'s own registers. Used by a
+PE array built with ``mac16=True`` (``BuildOptions.ice40_mac16``, which the build flow sets
+for iCE40 boards); the behaviour is yosys' ``SB_MAC16`` model (``cells_sim.v``),
 checked against ``*`` in ``tests/test_rtl_mac16.py``.
 """
 

@@ -9,21 +9,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
+from wino_gen.schedule import latencies, pe_geometry
 
 from .arith import adder_tree
 from .mac16 import mac16_pair
+from .pipeline import beat_layout, delay, stage_enable
 from .ram import SDPRam
-
-
-def pe_geometry(cfg: AcceleratorConfig) -> tuple[int, int, int]:
-    """(taps S, input lanes per step L = unroll_in * S, words per bank)."""
-    S = cfg.n * cfg.n
-    L = cfg.unroll_in * S
-    if cfg.algo == "winograd":
-        depth = cfg.max_channels // cfg.unroll_in
-    else:  # direct: one step is a chunk of L patch elements (c, ky, kx) of a 3x3 window
-        depth = -(-cfg.max_channels * 9 // L)
-    return S, L, depth
 
 
 def in_value_bits(cfg: AcceleratorConfig) -> int:
@@ -31,7 +22,7 @@ def in_value_bits(cfg: AcceleratorConfig) -> int:
 
 
 def weight_word_layout(cfg):
-    S, _, _ = pe_geometry(cfg)
+    S = pe_geometry(cfg).taps
     return data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), S),
                                              cfg.unroll_in), cfg.unroll)
 
@@ -42,9 +33,8 @@ def weight_stream_layout(cfg):
 
 
 def step_tag_layout(cfg):
-    _, _, depth = pe_geometry(cfg)
     return data.StructLayout({
-        "addr": unsigned(max(1, ceil_log2(depth))),  # weight word of this step (channel group)
+        "addr": unsigned(pe_geometry(cfg).addr_bits),  # weight word of this step (channel group)
         "bank": unsigned(1),    # weight bank of this output-channel block
         "first": unsigned(1),   # first step of an accumulation
         "last": unsigned(1),    # last step: the accumulators are complete
@@ -64,13 +54,15 @@ class WeightBuffer(wiring.Component):
     """Two banks of ``steps`` weight words (``unroll`` x ``unroll_in`` x S weights each) plus
     ``unroll`` biases. The ``w`` stream fills the free bank (``steps`` beats, bias taken from
     the first); the PE array reads the full one and releases it after its last step.
+    ``blackbox_ram``: the RAM as an instance of ``rtl.ram.MODULE`` (:class:`rtl.ram.SDPRam`).
     """
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, *, blackbox_ram: bool = False):
         self.cfg = cfg
-        S, L, depth = pe_geometry(cfg)
-        self.depth = depth
-        abits = max(1, ceil_log2(depth))
+        self.blackbox_ram = blackbox_ram
+        g = pe_geometry(cfg)
+        self.depth, self.banks = g.depth, g.banks
+        abits = g.addr_bits
         super().__init__({
             "steps": In(abits + 1),             # beats per bank (layer config)
             "w": In(stream.Signature(weight_stream_layout(cfg))),
@@ -89,7 +81,7 @@ class WeightBuffer(wiring.Component):
         m = Module()
         cfg = self.cfg
         wl = weight_word_layout(cfg)
-        m.submodules.mem = mem = SDPRam(wl.size, 2 * self.depth)
+        m.submodules.mem = mem = SDPRam(wl.size, self.banks * self.depth, blackbox=self.blackbox_ram)
         abits = len(self.rd_addr)
         bias = [Signal(data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll), name=f"bias{b}")
                 for b in range(2)]
@@ -132,9 +124,14 @@ class WeightBuffer(wiring.Component):
         return m
 
 
+def step_layout(cfg) -> data.StructLayout:
+    """The PE array's input beat: ``unroll_in`` x S values and the step's tag
+    (:func:`rtl.pipeline.beat_layout`, the layout of every Winograd-domain stream before it)."""
+    return beat_layout(in_value_bits(cfg), cfg.unroll_in, pe_geometry(cfg).taps, step_tag_layout(cfg))
+
+
 def pe_out_layout(cfg):
-    S, _, _ = pe_geometry(cfg)
-    lanes = S if cfg.algo == "winograd" else 1
+    lanes = pe_geometry(cfg).acc_lanes
     return data.StructLayout({
         "acc": data.ArrayLayout(data.ArrayLayout(signed(cfg.widths.accumulator), lanes), cfg.unroll),
         "bias": data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll),
@@ -150,21 +147,22 @@ class PEArray(wiring.Component):
     of the 3x3 patch). One step per cycle; a step waits until its weight bank is full. After
     a ``last`` step the complete accumulators (and the block's biases) leave on ``o``.
     Weights arrive on ``w``, ``steps`` words per output-channel block.
+
+    ``mac16``: the products in iCE40 SB_MAC16 pairs (:mod:`rtl.mac16`) instead of LUT or
+    DSP multipliers yosys infers; ``blackbox_ram``: the weight buffer's RAM as an instance
+    (:class:`rtl.ram.SDPRam`). Latency ``schedule.latencies(cfg).pe`` (asserted).
     """
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, *, mac16: bool = False, blackbox_ram: bool = False):
         self.cfg = cfg
-        S, L, depth = pe_geometry(cfg)
-        self.S = S
-        self.lanes = S if cfg.algo == "winograd" else 1
+        self.mac16, self.blackbox_ram = mac16, blackbox_ram
+        g = pe_geometry(cfg)
+        self.S, self.lanes = g.taps, g.acc_lanes
         super().__init__({
-            "steps": In(max(1, ceil_log2(depth)) + 1),
+            "steps": In(g.addr_bits + 1),
             "clear": In(1),
             "w": In(stream.Signature(weight_stream_layout(cfg))),
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(data.ArrayLayout(signed(in_value_bits(cfg)), S),
-                                         cfg.unroll_in),
-                "tag": step_tag_layout(cfg)}))),
+            "i": In(stream.Signature(step_layout(cfg))),
             "o": Out(stream.Signature(pe_out_layout(cfg))),
         })
 
@@ -222,14 +220,12 @@ class PEArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, S = self.cfg, self.S
-        w = cfg.widths
-        m.submodules.wbuf = wb = WeightBuffer(cfg)
+        cfg = self.cfg
+        m.submodules.wbuf = wb = WeightBuffer(cfg, blackbox_ram=self.blackbox_ram)
         wiring.connect(m, wiring.flipped(self.w), wb.w)
         m.d.comb += [wb.steps.eq(self.steps), wb.clear.eq(self.clear)]
 
-        en = Signal()
-        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        en = stage_enable(m, self.o)
         tag = self.i.payload.tag
         bank_ok = wb.full.bit_select(tag.bank, 1)
         accept = Signal()
@@ -249,49 +245,27 @@ class PEArray(wiring.Component):
         with m.If(en):
             m.d.sync += [v1.eq(accept), x1.eq(self.i.payload.data), f1.eq(tag.first),
                          l1.eq(tag.last)]
-        if getattr(platform, "wino_ice40_mac16", False):
-            prods = self._mac16_products(m, en, x1.as_value(), wb.rd_data.as_value())
-        else:
-            prods = self._products(m, en, x1.as_value(), wb.rd_data.as_value())
-        valid, first, last, bias = v1, f1, l1, wb.rd_bias
-
-        def delay(sig, name):
-            r = Signal.like(sig, name=name)
-            with m.If(en):
-                m.d.sync += r.eq(sig)
-            return r
-
-        for st in (2, 3, 4):   # operand and two product registers
-            valid, first, last, bias = (delay(valid, f"v{st}"), delay(first, f"first{st}"),
-                                        delay(last, f"last{st}"), delay(bias, f"bias{st}"))
-        # adder trees
-        sums = []
-        lat = 0
-        for k in range(cfg.unroll):
-            if cfg.algo == "winograd":
-                row = []
-                for s in range(S):
-                    t, lat = adder_tree(m, en, [prods[k][c][s] for c in range(cfg.unroll_in)],
-                                        w.accumulator, f"tree{k}_{s}")
-                    row.append(t)
-            else:
-                t, lat = adder_tree(m, en, [p for c in range(cfg.unroll_in) for p in prods[k][c]],
-                                    w.accumulator, f"tree{k}")
-                row = [t]
-            sums.append(row)
-        for d in range(lat):
-            valid, first, last, bias = (delay(valid, f"vt{d}"), delay(first, f"ft{d}"),
-                                        delay(last, f"lt{d}"), delay(bias, f"bt{d}"))
+        products = self._mac16_products if self.mac16 else self._products
+        prods = products(m, en, x1.as_value(), wb.rd_data.as_value())
+        # the step's fields (name in the product stages, in the tree) travel beside the operand
+        # and two product registers, then beside the adder trees
+        ctl = [(v1, "v", "vt"), (f1, "first", "ft"), (l1, "last", "lt"), (wb.rd_bias, "bias", "bt")]
+        for st in (2, 3, 4):
+            ctl = [(delay(m, en, sig, 1, name, first=st), name, tree) for sig, name, tree in ctl]
+        sums, levels = self._trees(m, en, prods)
+        for d in range(levels):
+            ctl = [(delay(m, en, sig, 1, tree, first=d), name, tree) for sig, name, tree in ctl]
+        valid, first, last, bias = (sig for sig, _, _ in ctl)
         # step register, operand registers, two product stages, adder tree levels; the accumulators'
         # sums leave on the last step straight from the adders (the consumer registers them:
         # a copy here cost a flip-flop per accumulator bit and a cycle)
-        self.latency = 4 + lat
+        assert 1 + 3 + levels == latencies(cfg).pe
         outs = []   # one signal per lane, joined once (slice assignments into one wide
         #            signal cost Amaranth a pass over all its bits per statement)
         for k in range(cfg.unroll):
             for s in range(self.lanes):
-                acc = Signal(signed(w.accumulator), name=f"acc{k}_{s}")
-                nxt = Signal(signed(w.accumulator), name=f"accn{k}_{s}")
+                acc = Signal(signed(cfg.widths.accumulator), name=f"acc{k}_{s}")
+                nxt = Signal(signed(cfg.widths.accumulator), name=f"accn{k}_{s}")
                 m.d.comb += nxt.eq(sums[k][s] + Mux(first, 0, acc))
                 with m.If(en & valid):
                     m.d.sync += acc.eq(nxt)
@@ -299,6 +273,26 @@ class PEArray(wiring.Component):
         m.d.comb += [self.o.payload.acc.as_value().eq(Cat(*outs)), self.o.payload.bias.eq(bias),
                      self.o.valid.eq(valid & last)]
         return m
+
+    def _trees(self, m, en, prods):
+        """The adder trees: per output channel one per tap over the input channels (Winograd)
+        or one over the whole chunk (direct). Returns ``sums[k][lane]`` and the tree depth."""
+        cfg, S = self.cfg, self.S
+        sums, lat = [], 0
+        for k in range(cfg.unroll):
+            if cfg.algo == "winograd":
+                row = []
+                for s in range(S):
+                    t, lat = adder_tree(m, en, [prods[k][c][s] for c in range(cfg.unroll_in)],
+                                        cfg.widths.accumulator, f"tree{k}_{s}")
+                    row.append(t)
+            else:
+                t, lat = adder_tree(m, en, [p for c in range(cfg.unroll_in) for p in prods[k][c]],
+                                    cfg.widths.accumulator, f"tree{k}")
+                row = [t]
+            sums.append(row)
+        assert lat == latencies(cfg).pe_tree
+        return sums, lat
 
 
 class Serializer(wiring.Component):
@@ -309,11 +303,10 @@ class Serializer(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig):
         self.cfg = cfg
-        lanes = cfg.n * cfg.n if cfg.algo == "winograd" else 1
         super().__init__({
             "i": In(stream.Signature(pe_out_layout(cfg))),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(cfg.widths.accumulator), lanes),
+                "data": data.ArrayLayout(signed(cfg.widths.accumulator), pe_geometry(cfg).acc_lanes),
                 "bias": signed(cfg.bias_bits),
                 "k": unsigned(max(1, ceil_log2(cfg.unroll)))}))),
         })

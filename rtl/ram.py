@@ -1,11 +1,11 @@
 """Simple dual-port RAM (one synchronous write port, one synchronous read port with enable).
 
-Elaborates to an ``amaranth.lib.memory.Memory`` (simulation, RTLIL for synthesis), or, when
-the platform asks for it (``platform.wino_blackbox_ram``, set by ``wino_gen.generate`` for
-large buffers), to an instance of the behavioural Verilog module :data:`VERILOG`, which the
-generator appends to its output. Amaranth writes every bit of a memory's initial contents into
-RTLIL/Verilog; the default buffer limits need ~18 Mbit of buffers, which would take minutes to
-emit, while the instance costs nothing.
+Elaborates to an ``amaranth.lib.memory.Memory`` (simulation, RTLIL for synthesis), or, built
+with ``blackbox=True`` (``BuildOptions.blackbox_ram``: the Verilog export), to an instance of
+the behavioural Verilog module :data:`VERILOG`, which the generator appends to its output.
+Amaranth writes every bit of a memory's initial contents into RTLIL/Verilog; the default
+buffer limits need ~18 Mbit of buffers, which would take minutes to emit, while the instance
+costs nothing.
 
 A wide RAM is built from several memories of at most :data:`SLICE_BITS` bits side by side
 (same address, same enables), because Amaranth's Python simulator compiles a memory's write
@@ -48,10 +48,10 @@ endmodule
 
 
 class SDPRam(wiring.Component):
-    def __init__(self, width: int, depth: int):
+    def __init__(self, width: int, depth: int, *, blackbox: bool = False):
         if width < 1 or depth < 1:
             raise ValueError("width and depth must be positive")
-        self.width, self.depth = width, depth
+        self.width, self.depth, self.blackbox = width, depth, blackbox
         abits = max(1, ceil_log2(depth))
         super().__init__({
             "we": In(1), "waddr": In(abits), "wdata": In(width),
@@ -60,7 +60,7 @@ class SDPRam(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if getattr(platform, "wino_blackbox_ram", False):
+        if self.blackbox:
             m.submodules.ram = Instance(
                 MODULE, p_WIDTH=self.width, p_DEPTH=self.depth, p_ABITS=len(self.waddr),
                 i_clk=ClockSignal(), i_we=self.we, i_waddr=self.waddr, i_wdata=self.wdata,
@@ -76,9 +76,3 @@ class SDPRam(wiring.Component):
                          rd.en.eq(self.re), rd.addr.eq(self.raddr), self.rdata[lo:hi].eq(rd.data)]
         return m
 
-
-class ExportPlatform:
-    """A stand-in platform for :func:`amaranth.back.verilog.convert` that turns every
-    :class:`SDPRam` into an instance of :data:`MODULE`."""
-
-    wino_blackbox_ram = True

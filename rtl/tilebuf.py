@@ -17,60 +17,40 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
+from wino_gen.limits import PAD_FIELD_BITS
+from wino_gen.schedule import LineBuffer, latencies, line_buffer
 
-from .pe import pe_geometry, step_tag_layout
+from .pe import step_tag_layout
+from .pipeline import beat_layout, delay, stage_enable
 from .ram import SDPRam
 
-MAX_PAD = 3
 
-
-def geometry(cfg: AcceleratorConfig) -> dict:
-    """Line-buffer geometry. A bank word is addressed by the bit fields
-    ``{xd (column word), sub (slot), cg (channel group)}`` (``cg`` in the low ``cg_field``
-    bits): no multiplier in the address paths. Only the fields below the top one are rounded
-    up to a power of two, so the depth is ``xb_max * 2 * 2**cg_field`` (exactly
-    ``2 * cg_max * xb_max`` when ``cg_max`` is a power of two)."""
-    n = cfg.n
-    _, _, cg_max = pe_geometry(cfg)
-    xb_max = -(-(cfg.max_width + 2 * MAX_PAD + n) // n)
-    coord = ceil_log2(cfg.max_width + 2 * MAX_PAD + 2 * n + 1)
-    cg_field = ceil_log2(cg_max)
-    return {"cg_max": cg_max, "xb_max": xb_max, "coord": coord, "cg_field": cg_field,
-            "cg_bits": max(1, ceil_log2(cg_max + 1)), "xb_bits": max(1, ceil_log2(xb_max + 1)),
-            "depth": xb_max * 2 * (1 << cg_field)}
-
-
-def _lb_addr(g: dict, sub, cg, xd):
-    """Line-buffer word address ``{xd, sub, cg}`` as a concatenation (see :func:`geometry`)."""
-    f = g["cg_field"]
-    return Cat(cg[:f], sub, xd)
+def _lb_addr(lb: LineBuffer, sub, cg, xd):
+    """Line-buffer word address ``{xd, sub, cg}`` as a concatenation, ``cg`` in the low
+    ``cg_field`` bits (``wino_gen.schedule.LineBuffer``): no multiplier in the address paths."""
+    return Cat(cg[:lb.cg_field], sub, xd)
 
 
 def shape_layout(cfg: AcceleratorConfig) -> data.StructLayout:
-    """Layer shape fields of the config port (computed by the host, see ``sim.driver``)."""
-    g = geometry(cfg)
+    """Layer shape fields of the config port (computed by the host, ``wino_gen.flow.host``)."""
+    lb = line_buffer(cfg)
     return data.StructLayout({
-        "h": unsigned(g["coord"]), "w": unsigned(g["coord"]), "pad": unsigned(2),
-        "n_cg": unsigned(g["cg_bits"]),   # channel groups (C / unroll_in) = steps per tile
-        "n_kb": unsigned(g["cg_bits"] + ceil_log2(cfg.unroll_in) + 1),   # output channel blocks
-        "th": unsigned(g["coord"]), "tw": unsigned(g["coord"]),      # tile rows / columns
-        "nxb": unsigned(g["xb_bits"]),   # input beats per row and channel group
+        "h": unsigned(lb.coord_bits), "w": unsigned(lb.coord_bits), "pad": unsigned(PAD_FIELD_BITS),
+        "n_cg": unsigned(lb.cg_bits),   # channel groups (C / unroll_in) = steps per tile
+        "n_kb": unsigned(lb.n_kb_bits),   # output channel blocks
+        "th": unsigned(lb.coord_bits), "tw": unsigned(lb.coord_bits),      # tile rows / columns
+        "nxb": unsigned(lb.xb_bits),   # input beats per row and channel group
     })
 
 
 def cmd_layout(cfg: AcceleratorConfig) -> data.StructLayout:
-    g = geometry(cfg)
-    c = unsigned(g["coord"])
+    lb = line_buffer(cfg)
+    c = unsigned(lb.coord_bits)
     return data.StructLayout({
         "y0": c, "y0mod": unsigned(ceil_log2(cfg.n)), "y0div": c,
         "x0": c, "x0mod": unsigned(ceil_log2(cfg.n)), "x0div": c,
-        "cg": unsigned(g["cg_bits"]), "tag": step_tag_layout(cfg),
+        "cg": unsigned(lb.cg_bits), "tag": step_tag_layout(cfg),
     })
-
-
-def tile_layout(cfg, bits=None):
-    n = cfg.n
-    return data.ArrayLayout(data.ArrayLayout(signed(bits or cfg.act_bits), n * n), cfg.unroll_in)
 
 
 def input_beat_layout(cfg):
@@ -140,42 +120,73 @@ class LayerController(wiring.Component):
 class TileBuffer(wiring.Component):
     """Banked line buffer: ``x`` beats (row by row: for each padded row ``ys`` from ``pad``
     to ``h + pad - 1``, each channel group, ``nxb`` beats of n columns) in; one n x n tile of
-    ``unroll_in`` channels per ``cmd`` out, zero outside the image, with the command's tag."""
+    ``unroll_in`` channels per ``cmd`` out, zero outside the image, with the command's tag.
+    ``blackbox_ram``: the banks as instances (:class:`rtl.ram.SDPRam`). Latency
+    ``schedule.latencies(cfg).tile_buffer`` (asserted): RAM read, two read-data registers,
+    the rotated and masked tile."""
 
-    LATENCY = 4   # RAM read, two read-data registers, rotated + masked tile
-
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, *, blackbox_ram: bool = False):
         self.cfg = cfg
-        self.g = geometry(cfg)
+        self.lb = line_buffer(cfg)
+        self.blackbox_ram = blackbox_ram
+        n = cfg.n
         super().__init__({
             "geom": In(shape_layout(cfg)),
             "start": In(1),
             "x": In(stream.Signature(input_beat_layout(cfg))),
             "cmd": In(stream.Signature(cmd_layout(cfg))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": tile_layout(cfg), "tag": step_tag_layout(cfg)}))),
+            "o": Out(stream.Signature(beat_layout(cfg.act_bits, cfg.unroll_in, n * n, step_tag_layout(cfg)))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cfg, n, g = self.cfg, self.cfg.n, self.g
-        ui, sh = cfg.unroll_in, self.geom
-        word = data.ArrayLayout(signed(cfg.act_bits), ui)
-        mems = [[SDPRam(word.size, g["depth"]) for j in range(n)] for k in range(n)]
+        word = data.ArrayLayout(signed(self.cfg.act_bits), self.cfg.unroll_in)
+        mems = self._banks(m, word)
+        ys, y0_cur, restart = self._write_side(m, mems)
+        en = stage_enable(m, self.o)
+        fields1 = self._read_command(m, mems, en, ys, y0_cur)
+        # stages 2a, 2b: the block RAMs' read data registered twice: their clock-to-out is
+        # slow (~6 ns on the ECP5) and the banks are spread over the die, so the first
+        # register has one load and can sit next to its RAM; the command's fields alongside
+        n = self.cfg.n
+        rd0 = [[Signal(word, name=f"rd0_{k}_{j}") for j in range(n)] for k in range(n)]
+        rd = [[Signal(word, name=f"rd{k}_{j}") for j in range(n)] for k in range(n)]
+        fields2 = delay(m, en, fields1, 2, "fields")
+        with m.If(en):
+            for k in range(n):
+                for j in range(n):
+                    m.d.sync += [rd0[k][j].eq(mems[k][j].rdata), rd[k][j].eq(rd0[k][j])]
+        self._output(m, en, rd, fields2, word)
+        assert 1 + 2 + 1 == latencies(self.cfg).tile_buffer
+        with m.If(self.start):
+            m.d.sync += restart
+        return m
+
+    def _banks(self, m, word):
+        """The n x n bank RAMs: ``mems[row bank][column bank]``."""
+        n = self.cfg.n
+        mems = [[SDPRam(word.size, self.lb.depth, blackbox=self.blackbox_ram) for j in range(n)]
+                for k in range(n)]
         for k in range(n):
             for j in range(n):
                 m.submodules[f"bank{k}_{j}"] = mems[k][j]
-        # -- write side
-        ys = Signal(g["coord"])
+        return mems
+
+    def _write_side(self, m, mems):
+        """Writes ``x`` beats row by row into row bank ``ys mod n``, slot ``(ys // n) mod 2``;
+        takes a row only while its slot is free (``ys < y0 + 2n``, ``y0`` the tile row being
+        read). Returns ``ys``, ``y0_cur`` and the statements that restart a layer."""
+        n, lb, sh = self.cfg.n, self.lb, self.geom
+        ys = Signal(lb.coord_bits)
         wk = Signal(ceil_log2(n))
         wsub = Signal()
         wcg = Signal.like(sh.n_cg)
         wxb = Signal.like(sh.nxb)
-        y0_cur = Signal(g["coord"])
-        waddr = Signal(range(g["depth"]))
+        y0_cur = Signal(lb.coord_bits)
+        waddr = Signal(range(lb.depth))
         m.d.comb += [
             self.x.ready.eq((ys < y0_cur + 2 * n) & (ys < sh.h + sh.pad)),
-            waddr.eq(_lb_addr(g, wsub, wcg, wxb)),
+            waddr.eq(_lb_addr(lb, wsub, wcg, wxb)),
         ]
         wen = self.x.valid & self.x.ready
         for k in range(n):
@@ -192,19 +203,22 @@ class TileBuffer(wiring.Component):
                         m.d.sync += [wk.eq(0), wsub.eq(~wsub)]
                     with m.Else():
                         m.d.sync += wk.eq(wk + 1)
-        # -- read side
-        en = Signal()
-        c = self.cmd.payload
+        restart = [ys.eq(sh.pad), wk.eq(sh.pad), wsub.eq(0), wcg.eq(0), wxb.eq(0), y0_cur.eq(0)]
+        return ys, y0_cur, restart
+
+    def _read_command(self, m, mems, en, ys, y0_cur):
+        """Stage 1: takes a command once its rows are loaded (``ys >= y0 + n``, or the image's
+        last row), reads bank (k, j) at word ``{col[j], sub[k], cg}`` (n row slots, n column
+        words) and registers the fields the later stages need. Returns them as one value."""
+        n, lb, sh, c = self.cfg.n, self.lb, self.geom, self.cmd.payload
         band_ok = Signal()
         m.d.comb += [
-            en.eq(~self.o.valid | self.o.ready),
             band_ok.eq((ys >= c.y0 + n) | (ys >= sh.h + sh.pad)),
             self.cmd.ready.eq(en & band_ok),
         ]
         accept = self.cmd.valid & self.cmd.ready
         with m.If(accept):
             m.d.sync += y0_cur.eq(c.y0)
-        # bank (k, j) reads word {col[j], sub[k], cg}: n row slots and n column words
         row_sub, col = [], []
         for k in range(n):
             # row bank k holds the tile row whose index wrapped past n iff k < y0mod
@@ -214,12 +228,12 @@ class TileBuffer(wiring.Component):
             row_sub.append(rs)
         for j in range(n):
             xw = (c.x0mod > j) if j < (1 << len(c.x0mod)) - 1 else 0
-            xd = Signal(g["coord"], name=f"rxdiv{j}")
+            xd = Signal(lb.coord_bits, name=f"rxdiv{j}")
             m.d.comb += xd.eq(c.x0div + xw)
             col.append(xd)
         for k in range(n):
             for j in range(n):
-                m.d.comb += [mems[k][j].raddr.eq(_lb_addr(g, row_sub[k], c.cg, col[j])),
+                m.d.comb += [mems[k][j].raddr.eq(_lb_addr(lb, row_sub[k], c.cg, col[j])),
                              mems[k][j].re.eq(en)]
         v1 = Signal()
         tag1 = Signal.like(c.tag)
@@ -233,24 +247,17 @@ class TileBuffer(wiring.Component):
                     rowv[i].eq((c.y0 + i >= sh.pad) & (c.y0 + i < sh.h + sh.pad)),
                     colv[i].eq((c.x0 + i >= sh.pad) & (c.x0 + i < sh.w + sh.pad)),
                 ]
-        # stages 2a, 2b: the block RAMs' read data registered twice: their clock-to-out is
-        # slow (~6 ns on the ECP5) and the banks are spread over the die, so the first
-        # register has one load and can sit next to its RAM; the command's fields alongside
-        rd0 = [[Signal(word, name=f"rd0_{k}_{j}") for j in range(n)] for k in range(n)]
-        rd = [[Signal(word, name=f"rd{k}_{j}") for j in range(n)] for k in range(n)]
-        fields1 = Cat(v1, tag1, ymod1, xmod1, rowv, colv)
-        fields = [Signal(len(fields1), name=f"fields{s}") for s in range(2)]
-        with m.If(en):
-            m.d.sync += [fields[0].eq(fields1), fields[1].eq(fields[0])]
-            for k in range(n):
-                for j in range(n):
-                    m.d.sync += [rd0[k][j].eq(mems[k][j].rdata), rd[k][j].eq(rd0[k][j])]
+        return Cat(v1, tag1, ymod1, xmod1, rowv, colv)
+
+    def _output(self, m, en, rd, fields, word):
+        """Stage 3: rotates the banks' rows, then columns, into tile order, zeroes what lies
+        outside the image and registers the tile with the command's tag."""
+        n, ui, c = self.cfg.n, self.cfg.unroll_in, self.cmd.payload
         v2 = Signal()
         tag2 = Signal.like(c.tag)
         ymod2, xmod2 = Signal.like(c.y0mod), Signal.like(c.x0mod)
         rowv2, colv2 = Signal(n), Signal(n)
-        m.d.comb += Cat(v2, tag2, ymod2, xmod2, rowv2, colv2).eq(fields[1])
-        # stage 3: rotate rows, then columns, then mask
+        m.d.comb += Cat(v2, tag2, ymod2, xmod2, rowv2, colv2).eq(fields)
         rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(n)] for i in range(n)]
         with m.Switch(ymod2):
             for r in range(n):
@@ -276,7 +283,3 @@ class TileBuffer(wiring.Component):
                         for ch in range(ui):
                             m.d.sync += self.o.payload.data[ch][i * n + j].eq(0)
         m.d.comb += self.o.valid.eq(v3)
-        with m.If(self.start):
-            m.d.sync += [ys.eq(sh.pad), wk.eq(sh.pad), wsub.eq(0), wcg.eq(0), wxb.eq(0),
-                         y0_cur.eq(0)]
-        return m

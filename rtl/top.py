@@ -9,7 +9,12 @@ Winograd engine data path::
                                                                ▼
                                      Serializer ─► OutputStage ─► o: y[m x m] per channel
 
-Interface (``sim.driver`` is the reference host; all streams are valid/ready, any stall is
+The blocks from the line buffer to the PE array pass one PE-array step per beat in one
+payload shape (:func:`rtl.pipeline.beat_layout`), so they connect with ``wiring.connect``.
+Structural choices (skid buffer, SB_MAC16 products, black-box RAMs) are a
+``wino_gen.options.BuildOptions`` passed to the top and on to the blocks.
+
+Interface (``wino_gen.flow.host`` encodes it; all streams are valid/ready, any stall is
 allowed):
 
 - ``layer`` (config port, :func:`winograd_layer_layout`): image ``h``, ``w``, ``pad``; ``n_cg``
@@ -37,13 +42,19 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
+from wino_gen.options import BuildOptions
+from wino_gen.schedule import latencies, pe_geometry
 
-from .arith import rq_latency, rq_pipeline
-from .pe import PEArray, Serializer, pe_geometry, step_tag_layout, weight_stream_layout
+from .arith import rq_pipeline
+from .pe import PEArray, Serializer, step_tag_layout, weight_stream_layout
+from .pipeline import delay, stage_enable
 from .requant import Requantizer, requant_params_layout
 from .skid import SkidBuffer
 from .tilebuf import LayerController, TileBuffer, input_beat_layout, shape_layout
 from .transform import InputTransform, OutputStage, output_params_layout
+
+#: The structure of a top built without options: skid buffer, inferred multipliers, memories.
+DEFAULT_OPTIONS = BuildOptions()
 
 
 def _mult_bits(cfg):
@@ -65,7 +76,7 @@ def winograd_out_layout(cfg):
 
 
 def direct_x_layout(cfg):
-    S, _, _ = pe_geometry(cfg)
+    S = pe_geometry(cfg).taps
     return data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), S), cfg.unroll_in)
 
 
@@ -75,12 +86,14 @@ def direct_out_layout(cfg):
 
 class WinogradAccel(wiring.Component):
     """The Winograd F(m x m, 3 x 3) engine. Set ``layer``, pulse ``start``, stream ``x`` and
-    ``w``; ``o`` carries m x m outputs per (tile, output channel)."""
+    ``w``; ``o`` carries m x m outputs per (tile, output channel). ``options`` chooses the
+    structure (:class:`~wino_gen.options.BuildOptions`); no choice changes a word or a
+    cycle."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, options: BuildOptions = DEFAULT_OPTIONS):
         if cfg.algo != "winograd":
             raise ValueError("WinogradAccel needs algo='winograd'")
-        self.cfg = cfg
+        self.cfg, self.options = cfg, options
         super().__init__({
             "layer": In(winograd_layer_layout(cfg)),
             "start": In(1),
@@ -92,18 +105,17 @@ class WinogradAccel(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
+        cfg, opt = self.cfg, self.options
         S = cfg.n * cfg.n
         n_p = S if cfg.granularity == "tap" else 1
         tag = step_tag_layout(cfg)
         m.submodules.ctrl = ctrl = LayerController(cfg)
-        self._ctrl = ctrl   # for cycle instrumentation in tests
-        m.submodules.tbuf = tbuf = TileBuffer(cfg)
+        m.submodules.tbuf = tbuf = TileBuffer(cfg, blackbox_ram=opt.blackbox_ram)
         m.submodules.itf = itf = InputTransform(cfg, tag)
-        m.submodules.vrq = vrq = Requantizer(lanes=cfg.unroll_in * S, in_bits=cfg.widths.in_full,
+        m.submodules.vrq = vrq = Requantizer(groups=cfg.unroll_in, lanes=S, in_bits=cfg.widths.in_full,
                                              out_bits=cfg.transform_bits, n_params=n_p,
                                              mult_bits=_mult_bits(cfg), tag_shape=tag)
-        m.submodules.pe = pe = PEArray(cfg)
+        m.submodules.pe = pe = PEArray(cfg, mac16=opt.ice40_mac16, blackbox_ram=opt.blackbox_ram)
         m.submodules.ser = ser = Serializer(cfg)
         m.submodules.ost = ost = OutputStage(cfg)
         lay = self.layer
@@ -115,25 +127,18 @@ class WinogradAccel(wiring.Component):
         ]
         wiring.connect(m, ctrl.cmd, tbuf.cmd)
         wiring.connect(m, wiring.flipped(self.x), tbuf.x)
-        if getattr(platform, "wino_skid", True):
+        if opt.skid:
             # the skid buffer ends the stall chain (PE ready -> transforms -> line-buffer RAM
             # enables) at the line buffer, whose enables fan out to every bank across the die.
-            # It changes no word and no cycle, so a platform that does not need the speed
-            # (``wino_skid = False``: the iCE40 at 12 MHz) saves its cells
+            # It changes no word and no cycle, so a build that does not need the speed (the
+            # iCE40 at 12 MHz) saves its cells
             m.submodules.skid = skid = SkidBuffer(tbuf.o.payload.shape())
             wiring.connect(m, tbuf.o, skid.i)
             wiring.connect(m, skid.o, itf.i)
         else:
             wiring.connect(m, tbuf.o, itf.i)
-        # itf -> vrq: same bits, flat lanes
-        m.d.comb += [
-            vrq.i.valid.eq(itf.o.valid), itf.o.ready.eq(vrq.i.ready),
-            vrq.i.payload.data.as_value().eq(itf.o.payload.data.as_value()),
-            vrq.i.payload.tag.eq(itf.o.payload.tag),
-            pe.i.valid.eq(vrq.o.valid), vrq.o.ready.eq(pe.i.ready),
-            pe.i.payload.data.as_value().eq(vrq.o.payload.data.as_value()),
-            pe.i.payload.tag.eq(vrq.o.payload.tag),
-        ]
+        wiring.connect(m, itf.o, vrq.i)
+        wiring.connect(m, vrq.o, pe.i)
         wiring.connect(m, wiring.flipped(self.w), pe.w)
         wiring.connect(m, pe.o, ser.i)
         m.d.comb += [
@@ -146,9 +151,8 @@ class WinogradAccel(wiring.Component):
 
 
 def direct_layer_layout(cfg: AcceleratorConfig) -> data.StructLayout:
-    _, _, depth = pe_geometry(cfg)
     return data.StructLayout({
-        "n_step": unsigned(ceil_log2(depth + 1)),   # chunks per output pixel
+        "n_step": unsigned(ceil_log2(pe_geometry(cfg).depth + 1)),   # chunks per output pixel
         "n_pix": unsigned(ceil_log2(cfg.max_width ** 2 + 1)),  # output pixels
         "n_kb": unsigned(ceil_log2(cfg.max_channels // 1 + 1)),  # output-channel blocks
         "y": requant_params_layout(1, _mult_bits(cfg)),
@@ -160,13 +164,13 @@ class DirectAccel(wiring.Component):
     """Direct convolution on the same ``unroll`` x ``unroll_in`` x n² multipliers: each step
     reduces a chunk of ``unroll_in * n²`` patch elements (im2col order, zero-filled to whole
     chunks) for ``unroll`` output channels. ``x`` carries the chunks (for each block, each
-    pixel, each chunk); ``o`` one beat of ``unroll`` outputs per (block, pixel)."""
+    pixel, each chunk); ``o`` one beat of ``unroll`` outputs per (block, pixel). ``options``:
+    the PE array's (``ice40_mac16``, ``blackbox_ram``); ``skid`` concerns no block here."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, options: BuildOptions = DEFAULT_OPTIONS):
         if cfg.algo != "direct":
             raise ValueError("DirectAccel needs algo='direct'")
-        self.cfg = cfg
-        S, L, _ = pe_geometry(cfg)
+        self.cfg, self.options = cfg, options
         super().__init__({
             "layer": In(direct_layer_layout(cfg)),
             "start": In(1),
@@ -179,7 +183,8 @@ class DirectAccel(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, lay = self.cfg, self.layer
-        m.submodules.pe = pe = PEArray(cfg)
+        opt = self.options
+        m.submodules.pe = pe = PEArray(cfg, mac16=opt.ice40_mac16, blackbox_ram=opt.blackbox_ram)
         m.d.comb += [pe.steps.eq(lay.n_step), pe.clear.eq(self.start)]
         wiring.connect(m, wiring.flipped(self.w), pe.w)
         # controller: tags for (block, pixel, chunk)
@@ -204,8 +209,7 @@ class DirectAccel(wiring.Component):
         with m.If(self.start):
             m.d.sync += [step.eq(0), pix.eq(0), kb.eq(0), bank.eq(0), self.busy.eq(1)]
         # output: bias add + y requant + ReLU on all unroll lanes
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), pe.o.ready.eq(en)]
+        en = stage_enable(m, self.o, pe.o)
         w = cfg.widths
         ymult = lay.y.mult[0] if _mult_bits(cfg) is not None else None
         for k in range(cfg.unroll):
@@ -215,15 +219,12 @@ class DirectAccel(wiring.Component):
             o = rq_pipeline(m, en, s, w.out_sum, ymult, lay.y.shift[0], cfg.act_bits,
                             relu=lay.relu, name=f"yrq{k}")
             m.d.comb += self.o.payload[k].eq(o)
-        valid = pe.o.valid
-        for d in range(1 + rq_latency(cfg.requant == "fixed")):
-            r = Signal(name=f"ov{d}")
-            with m.If(en):
-                m.d.sync += r.eq(valid)
-            valid = r
-        m.d.comb += self.o.valid.eq(valid)
+        stages = latencies(cfg).direct_output     # the sum register, then rq_pipeline's
+        m.d.comb += self.o.valid.eq(delay(m, en, pe.o.valid, stages, "ov"))
         return m
 
 
-def build_top(cfg: AcceleratorConfig) -> wiring.Component:
-    return WinogradAccel(cfg) if cfg.algo == "winograd" else DirectAccel(cfg)
+def build_top(cfg: AcceleratorConfig, options: BuildOptions = DEFAULT_OPTIONS) -> wiring.Component:
+    """The engine ``cfg.algo`` names, built with ``options``."""
+    cls = WinogradAccel if cfg.algo == "winograd" else DirectAccel
+    return cls(cfg, options)

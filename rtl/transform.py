@@ -9,49 +9,31 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from wino_gen.config import AcceleratorConfig
+from wino_gen.schedule import latencies
 from wino_gen.winograd import integer_forms
 
-from .arith import lin_comb, rq_latency, rq_pipeline
+from .arith import lin_comb, rq_pipeline
+from .pipeline import beat_layout, delay, payload_layout, stage_enable
 from .requant import lane_rq, requant_params_layout
-
-
-def _delay(m, en, sig, stages, name):
-    for s in range(stages):
-        r = Signal.like(sig, name=f"{name}_d{s}")
-        with m.If(en):
-            m.d.sync += r.eq(sig)
-        sig = r
-    return sig
-
-
-def _payload(fields: dict, tag_shape) -> data.StructLayout:
-    if tag_shape is not None:
-        fields["tag"] = tag_shape
-    return data.StructLayout(fields)
 
 
 class InputTransform(wiring.Component):
     """``V_raw = Bᵀ d B`` on ``unroll_in`` tiles of n x n activations per beat.
 
     Two register stages (``Bᵀ d`` at ``widths.in_stage1``, then ``· B`` at
-    ``widths.in_full``); payload ``data[c][i*n + j]``; ``tag`` travels alongside.
+    ``widths.in_full``: ``schedule.latencies(cfg).input_transform``); payload
+    ``data[c][i*n + j]`` (:func:`rtl.pipeline.beat_layout`); ``tag`` travels alongside.
     """
-
-    LATENCY = 2
 
     def __init__(self, cfg: AcceleratorConfig, tag_shape=None):
         if cfg.algo != "winograd":
             raise ValueError("InputTransform needs algo='winograd'")
         self.cfg = cfg
         self.tag_shape = tag_shape
-        n, ui, w = cfg.n, cfg.unroll_in, cfg.widths
+        S, ui = cfg.n * cfg.n, cfg.unroll_in
         super().__init__({
-            "i": In(stream.Signature(_payload({
-                "data": data.ArrayLayout(data.ArrayLayout(signed(cfg.act_bits), n * n), ui)},
-                tag_shape))),
-            "o": Out(stream.Signature(_payload({
-                "data": data.ArrayLayout(data.ArrayLayout(signed(w.in_full), n * n), ui)},
-                tag_shape))),
+            "i": In(stream.Signature(beat_layout(cfg.act_bits, ui, S, tag_shape))),
+            "o": Out(stream.Signature(beat_layout(cfg.widths.in_full, ui, S, tag_shape))),
         })
 
     def elaborate(self, platform):
@@ -59,8 +41,7 @@ class InputTransform(wiring.Component):
         cfg, n = self.cfg, self.cfg.n
         BT = integer_forms(cfg.tile, cfg.balance).BT
         w = cfg.widths
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = stage_enable(m, self.o, self.i)
         for c in range(cfg.unroll_in):
             d = self.i.payload.data[c]
             s1 = [[Signal(signed(w.in_stage1), name=f"bd{c}_{i}_{j}") for j in range(n)]
@@ -74,9 +55,11 @@ class InputTransform(wiring.Component):
                     for j in range(n):
                         m.d.sync += self.o.payload.data[c][i * n + j].eq(
                             lin_comb([s1[i][l] for l in range(n)], BT[j]))
-        m.d.comb += self.o.valid.eq(_delay(m, en, self.i.valid, self.LATENCY, "valid"))
+        stages = 2      # Bᵀ d, then · B
+        assert stages == latencies(cfg).input_transform
+        m.d.comb += self.o.valid.eq(delay(m, en, self.i.valid, stages, "valid_d"))
         if self.tag_shape is not None:
-            m.d.comb += self.o.payload.tag.eq(_delay(m, en, self.i.payload.tag, self.LATENCY, "tag"))
+            m.d.comb += self.o.payload.tag.eq(delay(m, en, self.i.payload.tag, stages, "tag_d"))
         return m
 
 
@@ -99,7 +82,8 @@ def output_params_layout(cfg: AcceleratorConfig) -> data.StructLayout:
 class OutputStage(wiring.Component):
     """One output channel of one tile per beat: ``P[n*n]`` (accumulator width) and its bias
     in; ``y[m*m]`` (activation width) out, exactly ``golden.winograd_conv3x3``'s tail:
-    ``M = rq(P, m)``, ``Ma = M << align``, ``Y = Aᵀ Ma A``, ``y = rq(Y + bias, y)``, ReLU.
+    ``M = rq(P, m)``, ``Ma = M << align``, ``Y = Aᵀ Ma A``, ``y = rq(Y + bias, y)``, ReLU;
+    ``schedule.latencies(cfg).output_stage`` stages.
     """
 
     def __init__(self, cfg: AcceleratorConfig, tag_shape=None):
@@ -108,14 +92,12 @@ class OutputStage(wiring.Component):
         self.cfg = cfg
         self.tag_shape = tag_shape
         n, mt, w = cfg.n, cfg.tile, cfg.widths
-        self.rq_latency = rq_latency(cfg.requant == "fixed")
-        self.latency = self.rq_latency + 1 + 1 + 1 + self.rq_latency
         super().__init__({
             "params": In(output_params_layout(cfg)),
-            "i": In(stream.Signature(_payload({
+            "i": In(stream.Signature(payload_layout({
                 "data": data.ArrayLayout(signed(w.accumulator), n * n),
                 "bias": signed(cfg.bias_bits)}, tag_shape))),
-            "o": Out(stream.Signature(_payload({
+            "o": Out(stream.Signature(payload_layout({
                 "data": data.ArrayLayout(signed(cfg.act_bits), mt * mt)}, tag_shape))),
         })
 
@@ -126,13 +108,13 @@ class OutputStage(wiring.Component):
         S = n * n
         n_p = S if cfg.granularity == "tap" else 1
         mb = cfg.mult_bits if cfg.requant == "fixed" else None
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        lat = latencies(cfg)
+        en = stage_enable(m, self.o, self.i)
         p = self.params
         # M requant
         M = lane_rq(m, en, list(self.i.payload.data), w.accumulator, p.m, n_p, mb,
                     cfg.transform_bits, name="mrq")
-        bias = _delay(m, en, self.i.payload.bias, self.rq_latency, "bias")
+        bias = delay(m, en, self.i.payload.bias, lat.rq, "bias_d")
         # alignment + first pass (Aᵀ Ma), registered
         if cfg.tap_shift:
             Ma = []
@@ -147,14 +129,14 @@ class OutputStage(wiring.Component):
             for i in range(mt):
                 for j in range(n):
                     m.d.sync += s1[i][j].eq(lin_comb([Ma[k * n + j] for k in range(n)], AT[i]))
-        bias = _delay(m, en, bias, 1, "bias_s1")
+        bias = delay(m, en, bias, 1, "bias_s1_d")
         # second pass (· A), registered
         Y = [[Signal(signed(w.out_full), name=f"y{i}_{j}") for j in range(mt)] for i in range(mt)]
         with m.If(en):
             for i in range(mt):
                 for j in range(mt):
                     m.d.sync += Y[i][j].eq(lin_comb([s1[i][l] for l in range(n)], AT[j]))
-        bias = _delay(m, en, bias, 1, "bias_s2")
+        bias = delay(m, en, bias, 1, "bias_s2_d")
         # bias add, registered
         Yb = []
         for i in range(mt):
@@ -168,7 +150,9 @@ class OutputStage(wiring.Component):
                             relu=p.relu, name=f"yrq{k}") for k, v in enumerate(Yb)]
         for k, o in enumerate(outs):
             m.d.comb += self.o.payload.data[k].eq(o)
-        m.d.comb += self.o.valid.eq(_delay(m, en, self.i.valid, self.latency, "valid"))
+        stages = lat.rq + 3 + lat.rq     # M requant, Aᵀ Ma, · A, bias add, y requant
+        assert stages == lat.output_stage
+        m.d.comb += self.o.valid.eq(delay(m, en, self.i.valid, stages, "valid_d"))
         if self.tag_shape is not None:
-            m.d.comb += self.o.payload.tag.eq(_delay(m, en, self.i.payload.tag, self.latency, "tag"))
+            m.d.comb += self.o.payload.tag.eq(delay(m, en, self.i.payload.tag, stages, "tag_d"))
         return m

@@ -27,6 +27,8 @@ ENGINE_OPS = ("winograd_conv3x3", "direct_conv")
 
 
 def parser():
+    from .streams import MAX_STALL
+
     p = ArgumentParser(prog="python -m sim", description=__doc__.splitlines()[0])
     p.add_argument("model", nargs="?", default=str(DEFAULT_MODEL),
                    help="model dir (default examples/tiny)")
@@ -44,6 +46,11 @@ def parser():
                         "first hardware layer selected) to FILE; pysim only")
     p.add_argument("--config-out", metavar="FILE",
                    help="write the Winograd engine's config JSON, once every output matched")
+    p.add_argument("--stall", type=number(float, lo=0, hi=MAX_STALL), default=0.0,
+                   help="probability that an input holds back its beat or the output its ready, each "
+                        "cycle: the same seeded pattern on pysim and Verilator (0: no stalls, cycles = perf)")
+    p.add_argument("--stall-seed", type=number(int, lo=0, hi=2**64 - 1), default=0,
+                   help="seed of the stall pattern")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress line while Verilator builds (shown only on a terminal)")
     return p
@@ -77,7 +84,7 @@ class Result:
     perf: int = 0        # wino_gen.perf's estimate, all samples
 
 
-def engine_spec(layer, network, wcfg, dcfg):
+def engine_spec(model, layer, network, wcfg, dcfg):
     """(engine, the layer's streams, perf's cycle estimate per sample) for a hardware layer."""
     from wino_gen import perf
 
@@ -86,10 +93,11 @@ def engine_spec(layer, network, wcfg, dcfg):
     a, s = layer.arrays, layer.spec
     C, H, W = layer.in_shape
     if layer.op == "winograd_conv3x3":
-        spec = WinogradLayer(wcfg, a["U"], a["bias"], v=network.requant(layer, "v"),
+        U = network.winograd_weights(model, layer)     # stored, or transformed from spatial W
+        spec = WinogradLayer(wcfg, U, a["bias"], v=network.requant(layer, "v"),
                              m=network.requant(layer, "m"), y=network.requant(layer, "y"),
                              m_align=a["m_align"], padding=s["padding"], relu=s["relu"])
-        return "winograd", spec, perf.winograd_layer(wcfg, C, a["U"].shape[0], H, W, s["padding"])["cycles"]
+        return "winograd", spec, perf.winograd_layer(wcfg, C, U.shape[0], H, W, s["padding"])["cycles"]
     Wt = a["W"]
     spec = DirectLayer(dcfg, Wt, a["bias"], y=network.requant(layer, "y"), stride=s["stride"],
                        padding=s["padding"], relu=s["relu"])
@@ -97,7 +105,7 @@ def engine_spec(layer, network, wcfg, dcfg):
                                              s["padding"])["cycles"]
 
 
-def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None) -> Result:
+def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None, stall: tuple[float, int]) -> Result:
     """One layer on its engine (or the golden model for host ops); with ``vcd`` the first
     sample's waveform is written there, whole or not at all."""
     from wino_gen import network
@@ -107,12 +115,12 @@ def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None) -> Result:
 
     if layer.op not in ENGINE_OPS:
         return Result(network.run_layer(model, layer, xs), "host")
-    engine, spec, pc = engine_spec(layer, network, wcfg, dcfg)
+    engine, spec, pc = engine_spec(model, layer, network, wcfg, dcfg)
     x = xs[0].astype(np.int64)
     runs = []
     if vcd:
         with safeio.atomic_file(vcd, "--vcd") as tmp:
-            runs.append(run_layer(spec, x[:1], PysimBackend(vcd=str(tmp))))
+            runs.append(run_layer(spec, x[:1], PysimBackend(vcd=str(tmp), stall=stall[0], seed=stall[1])))
         x = x[1:]
     if len(x):
         runs.append(run_layer(spec, x, backend))
@@ -132,7 +140,8 @@ def main(argv=None) -> int:
     wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in)
     dcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct")
     layers = selected_layers(model, args.layer)
-    backend = make_backend(args.backend, show=progress.wanted(args.no_progress))
+    backend = make_backend(args.backend, show=progress.wanted(args.no_progress), stall=args.stall,
+                           seed=args.stall_seed)
     print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}), "
           f"backend {args.backend}, Winograd engine F({wcfg.tile}x{wcfg.tile},3x3) unroll "
           f"{wcfg.unroll}x{wcfg.unroll_in} ({wcfg.multipliers} multipliers), direct engine same "
@@ -145,7 +154,7 @@ def main(argv=None) -> int:
     for layer in layers:
         xs = [x[:args.samples] for x in network.stored_inputs(layer)]
         ref = layer.arrays["y"][:len(xs[0])].astype(np.int64)
-        r = run_one(model, layer, xs, wcfg, dcfg, backend, vcd)
+        r = run_one(model, layer, xs, wcfg, dcfg, backend, vcd, (args.stall, args.stall_seed))
         if r.engine != "host":
             vcd = None
         y = np.asarray(r.y, dtype=np.int64).reshape(ref.shape)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from wino_gen import golden
-from wino_gen.config import AcceleratorConfig, int_range
+from wino_gen.config import AcceleratorConfig
+from wino_gen.limits import int_range
 
 
 def _ratio(peak, bits, per_tap=None):
@@ -34,20 +35,16 @@ def random_winograd(cfg: AcceleratorConfig, C, K, H, W, rng, *, padding=1, relu=
     axes = (0, 1, 2, 3)
     peak = np.abs(Vraw).max(axis=axes) if tap else np.abs(Vraw).max()
     v = golden.quantize_ratio(_ratio(peak, cfg.transform_bits) * 1.5, mode, cfg.mult_bits)
-    dummy = golden.Requant(1, 0)
-    tr = {}
-    golden.winograd_conv3x3(x, U, np.zeros(K, np.int64), tile=tile, v=v, m=golden.Requant(1, 30),
-                            y=dummy, padding=padding, trace=tr, balance=cfg.balance)
-    P = tr["P"]
+    P = golden.winograd_channel_sum(x, U, tile=tile, v=v, padding=padding, balance=cfg.balance,
+                                    transform_bits=cfg.transform_bits)
     peak = np.abs(P).max(axis=axes) if tap else np.abs(P).max()
     m = golden.quantize_ratio(_ratio(peak, cfg.transform_bits) * 2, mode, cfg.mult_bits)
     m_align = np.zeros((n, n), dtype=np.int64)
     if tap and cfg.tap_shift:
         m_align = rng.integers(0, min(cfg.tap_shift, 2) + 1, size=(n, n))
-    tr = {}
-    golden.winograd_conv3x3(x, U, np.zeros(K, np.int64), tile=tile, v=v, m=m, y=dummy,
-                            m_align=m_align, padding=padding, trace=tr, balance=cfg.balance)
-    Ypk = np.abs(tr["Y"]).max()
+    Y = golden.winograd_output_sum(P, np.zeros(K, np.int64), tile=tile, m=m, m_align=m_align, balance=cfg.balance,
+                                   transform_bits=cfg.transform_bits)
+    Ypk = np.abs(Y).max()
     bias = rng.integers(-Ypk // 4 - 1, Ypk // 4 + 1, size=K)
     y = golden.quantize_ratio(float(_ratio(Ypk, cfg.act_bits)) * 3, mode, cfg.mult_bits)
     y = golden.Requant(int(np.asarray(y.mult).item()), int(np.asarray(y.shift).item()))

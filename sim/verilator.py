@@ -4,16 +4,18 @@ harness that streams the beats from a file.
 
 Once built, a layer runs 250-650x faster than on pysim, which makes ResNet-size layers
 practical; the build itself takes 35-130 s per engine, so builds are cached by a hash of the
-Verilog in ``$WINO_VERILATOR_CACHE`` (default ``<tmp>/wino-verilator``). A build is made in a
-temporary folder of the cache and renamed into place when complete, so an interrupted build
-never leaves a half-built model that a later run would use. The harness keeps ``o.ready`` high
-and feeds a beat every cycle the core takes one; the cycle count is defined exactly as in
-pysim (cycles from ``start`` up to and including the one in which the last output beat is
-taken).
+Verilog and the harness in ``$WINO_VERILATOR_CACHE`` (default ``<tmp>/wino-verilator``). A build
+is made in a temporary folder of the cache and renamed into place when complete, so an
+interrupted build never leaves a half-built model that a later run would use. The harness
+drives the streams as :mod:`sim.streams` does, with the same stall pattern evaluated per cycle
+(``stalled`` below mirrors :meth:`sim.streams.Stalls.stalled`; the pattern is a run-time input,
+so one build serves every pattern), and counts cycles exactly as pysim (cycles from ``start``
+up to and including the one in which the last output beat is taken).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -24,19 +26,34 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from rtl.ram import VERILOG as RAM_VERILOG
-from rtl.ram import ExportPlatform
 from wino_gen import progress
 from wino_gen.errors import UsageError
 from wino_gen.procs import run_in_group
 
-CACHE_ENV = "WINO_VERILATOR_CACHE"
+from .streams import Stalls, lane_id
 
-_HARNESS = r"""
+CACHE_ENV = "WINO_VERILATOR_CACHE"
+_INPUTS = ("x", "w")     # the input streams of both tops, in the harness's order
+
+# The stall pattern of sim.streams.Stalls: splitmix64 (mix64) of (seed, lane, cycle).
+STALL_CPP = r"""
+#include <cstdint>
+static uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+static bool stalled(uint64_t threshold, uint64_t seed, uint64_t lane, uint64_t cycle) {
+    return threshold && (mix64(mix64(mix64(seed) ^ lane) ^ cycle) >> 32) < threshold;
+}
+"""
+
+_HARNESS = STALL_CPP + r"""
 #include "Vwino_top.h"
 #include "verilated.h"
 // Verilator escapes the double underscore of Amaranth port names as ___05F
 #include <cstdio>
-#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -63,13 +80,12 @@ template <typename T> static void put(T &port, const Word &w) {
 template <std::size_t N> static void put(VlWide<N> &port, const Word &w) {
     for (std::size_t i = 0; i < N; i++) port[i] = at(w, i);
 }
-template <typename T> static std::string get(const T &port, int bits) {
-    uint64_t v = (uint64_t)port;
+template <typename T> static std::string get(const T &port) {
     char buf[32];
-    snprintf(buf, sizeof buf, "%llx", (unsigned long long)v);
+    snprintf(buf, sizeof buf, "%llx", (unsigned long long)(uint64_t)port);
     return buf;
 }
-template <std::size_t N> static std::string get(const VlWide<N> &port, int bits) {
+template <std::size_t N> static std::string get(const VlWide<N> &port) {
     std::string s;
     char buf[16];
     for (int i = (int)N - 1; i >= 0; i--) {
@@ -79,44 +95,66 @@ template <std::size_t N> static std::string get(const VlWide<N> &port, int bits)
     return s;
 }
 
+// One input stream as sim.streams.put drives it: from cycle 1, a source that holds no beat
+// offers its next one unless the pattern stalls it; an offered beat stays until taken.
+struct Source {
+    uint64_t lane = 0;
+    std::vector<Word> beats;
+    size_t next = 0;
+    bool offered = false;
+    void offer(uint64_t threshold, uint64_t seed, uint64_t cycle) {
+        if (!offered && cycle >= 1 && next < beats.size() && !stalled(threshold, seed, lane, cycle))
+            offered = true;
+    }
+};
+
+static void read_source(std::ifstream &in, Source &s) {
+    std::string tag, hex;
+    size_t count;
+    in >> tag >> s.lane >> count;
+    for (size_t i = 0; i < count; i++) { in >> hex; s.beats.push_back(parse(hex)); }
+}
+
 int main(int argc, char **argv) {
     Verilated::commandArgs(argc, argv);
     std::ifstream in(argv[1]);
     std::string tag, hex;
-    size_t count, n_out;
+    uint64_t threshold, seed, o_lane;
+    size_t n_out;
     in >> tag >> hex;
     Word layer = parse(hex);
-    std::vector<Word> xs, ws;
-    in >> tag >> count;
-    for (size_t i = 0; i < count; i++) { in >> hex; xs.push_back(parse(hex)); }
-    in >> tag >> count;
-    for (size_t i = 0; i < count; i++) { in >> hex; ws.push_back(parse(hex)); }
-    in >> tag >> n_out;
+    in >> tag >> threshold >> seed;
+    Source x, w;
+    read_source(in, x);
+    read_source(in, w);
+    in >> tag >> o_lane >> n_out;
     Vwino_top *top = new Vwino_top;
     top->clk = 0; top->rst = 1; top->eval();
     top->clk = 1; top->eval();
     top->clk = 0; top->rst = 0; top->eval();
     put(top->layer, layer);
-    size_t xi = 0, wi = 0, outs = 0;
+    size_t outs = 0;
     uint64_t cycle = 0;
     std::ofstream out(argv[2]);
-    uint64_t limit = 64ull * (xs.size() + ws.size() + n_out) + 100000;
+    uint64_t slow = threshold ? (1ull << 32) / ((1ull << 32) - threshold) + 1 : 1;
+    uint64_t limit = (64ull * (x.beats.size() + w.beats.size() + n_out) + 100000) * slow * slow;
     while (outs < n_out && cycle < limit) {
         top->clk = 0;
         top->start = cycle == 0;
-        bool feed = cycle >= 1;
-        top->x___05Fvalid = feed && xi < xs.size();
-        if (top->x___05Fvalid) put(top->x___05Fpayload, xs[xi]);
-        top->w___05Fvalid = feed && wi < ws.size();
-        if (top->w___05Fvalid) put(top->w___05Fpayload, ws[wi]);
-        top->o___05Fready = 1;
+        x.offer(threshold, seed, cycle);
+        w.offer(threshold, seed, cycle);
+        top->x___05Fvalid = x.offered;
+        if (x.offered) put(top->x___05Fpayload, x.beats[x.next]);
+        top->w___05Fvalid = w.offered;
+        if (w.offered) put(top->w___05Fpayload, w.beats[w.next]);
+        top->o___05Fready = !stalled(threshold, seed, o_lane, cycle);
         top->eval();
-        bool xf = top->x___05Fvalid && top->x___05Fready, wf = top->w___05Fvalid && top->w___05Fready;
-        if (top->o___05Fvalid) { out << get(top->o___05Fpayload, 0) << "\n"; outs++; }
+        bool xf = x.offered && top->x___05Fready, wf = w.offered && top->w___05Fready;
+        if (top->o___05Fvalid && top->o___05Fready) { out << get(top->o___05Fpayload) << "\n"; outs++; }
         top->clk = 1;
         top->eval();
-        if (xf) xi++;
-        if (wf) wi++;
+        if (xf) { x.next++; x.offered = false; }
+        if (wf) { w.next++; w.offered = false; }
         cycle++;
     }
     out << "cycles " << cycle << "\n";
@@ -146,32 +184,49 @@ def cache_dir() -> Path:
     return d
 
 
+def _export(dut):
+    """``dut`` as the Verilog export builds it: a top (a component with ``cfg`` and ``options``,
+    :func:`rtl.top.build_top`) again with its RAMs as instances of :data:`rtl.ram.MODULE`
+    (emitting memories takes minutes), any other component as it is."""
+    if not hasattr(dut, "options"):
+        return dut
+    return type(dut)(dut.cfg, dataclasses.replace(dut.options, blackbox_ram=True))
+
+
 class VerilatorBackend:
     name = "verilator"
 
-    def __init__(self, vcd: str | None = None, *, jobs: int = 2, show: bool = False):
-        """``show``: a progress line while Verilator builds (see :func:`wino_gen.progress.step`)."""
+    def __init__(self, vcd: str | None = None, *, jobs: int = 2, show: bool = False,
+                 stall: float = 0.0, seed: int = 0):
+        """``show``: a progress line while Verilator builds (see :func:`wino_gen.progress.step`);
+        ``stall``/``seed``: the stall pattern, as for :class:`sim.backend.PysimBackend`."""
         if shutil.which("verilator") is None:
             raise UsageError("--backend verilator: verilator is not on PATH; install Verilator 5 "
                              "or use --backend pysim")
         if vcd:
             raise UsageError("--vcd needs --backend pysim")
+        self.stalls = Stalls(stall, seed)
         self.jobs = jobs
         self.show = show
         self.cache = cache_dir()
-        self._built: dict[str, Path] = {}
+        self._built: dict = {}     # (top class, config, options) or component -> model
 
     def build(self, dut) -> Path:
-        text = verilog.convert(dut, name="wino_top", platform=ExportPlatform(), emit_src=False)
-        text += RAM_VERILOG
-        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        """The model of ``dut`` (see :func:`_export`), converted once per backend and built once
+        per cache."""
+        dut._MustUse__used = True      # it describes the model; Amaranth would warn of it unused
+        key = (type(dut), dut.cfg, dut.options) if hasattr(dut, "options") else dut
         if key not in self._built:
-            d = self.cache / key
-            if not (d / "obj" / "Vwino_top").exists():
-                with progress.step(f"building Verilator model of {type(dut).__name__}", self.show):
-                    self._build_into(d, text)
-            self._built[key] = d / "obj" / "Vwino_top"
+            self._built[key] = self._model(_export(dut), type(dut).__name__)
         return self._built[key]
+
+    def _model(self, top, what: str) -> Path:
+        text = verilog.convert(top, name="wino_top", emit_src=False) + RAM_VERILOG
+        d = self.cache / hashlib.sha256((text + _HARNESS).encode()).hexdigest()[:16]
+        if not (d / "obj" / "Vwino_top").exists():
+            with progress.step(f"building Verilator model of {what}", self.show):
+                self._build_into(d, text)
+        return d / "obj" / "Vwino_top"
 
     def _build_into(self, d: Path, text: str) -> None:
         """Build in a temporary sibling of ``d`` and rename it to ``d`` when complete; a failed
@@ -208,13 +263,7 @@ class VerilatorBackend:
         exe = self.build(dut)
         with tempfile.TemporaryDirectory() as td:
             inp, outp = Path(td) / "in.txt", Path(td) / "out.txt"
-            lines = [f"layer {layer_word:x}"]
-            for name in ("x", "w"):
-                beats = streams.get(name, [])
-                lines.append(f"{name} {len(beats)}")
-                lines += [f"{b:x}" for b in beats]
-            lines.append(f"n_out {n_out}")
-            inp.write_text("\n".join(lines) + "\n")
+            inp.write_text(self._input(layer_word, streams, n_out))
             r = subprocess.run([str(exe), str(inp), str(outp)], capture_output=True, text=True)
             text = outp.read_text().split() if outp.exists() else []
         if r.returncode != 0:
@@ -222,3 +271,17 @@ class VerilatorBackend:
         cycles = int(text[-1])
         outs = [int(h, 16) for h in text[:-2]]
         return outs, cycles
+
+    def _input(self, layer_word: int, streams: dict[str, list[int]], n_out: int) -> str:
+        """The harness's input file: the layer word, the stall pattern, the lane and beats of
+        each input stream, the output lane and beat count."""
+        if set(streams) - set(_INPUTS):
+            raise ValueError(f"streams {sorted(set(streams) - set(_INPUTS))}: the harness drives "
+                             f"only {', '.join(_INPUTS)}")
+        lines = [f"layer {layer_word:x}", f"stall {self.stalls.threshold} {self.stalls.seed}"]
+        for name in _INPUTS:
+            beats = streams.get(name, [])
+            lines.append(f"{name} {lane_id(name)} {len(beats)}")
+            lines += [f"{b:x}" for b in beats]
+        lines.append(f"o {lane_id('o')} {n_out}")
+        return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from wino_gen import boards
 from wino_gen.__main__ import main as cli
 from wino_gen.config import AcceleratorConfig
 from wino_gen.flow import build
+from wino_gen.flow.platforms import make_platform
 
 DATA = Path(__file__).parent / "data"
 
@@ -142,21 +143,22 @@ def test_throughput_figures():
 
 def test_board_platform_target_clock():
     b = boards.get_board("ulx3s-85f")
-    p = b.make_platform(125.0)
+    p = make_platform(b, 125.0)
     clk = [r for r in p.resources.values() if r.name == "clk25"][0]
     assert clk.clock.frequency == 125e6
     # the board class itself is untouched
-    assert [r for r in b.make_platform().resources.values() if r.name == "clk25"][0].clock.frequency == 25e6
+    assert [r for r in make_platform(b).resources.values() if r.name == "clk25"][0].clock.frequency == 25e6
 
 
 @pytest.mark.parametrize("name,pins", [("ulx3s-85f", ["B2", "H3", "L4"]), ("icebreaker", ["37", "11", "9"])])
 def test_board_top_prepares(name, pins):
     """The self-test top elaborates on the platform (LEDs, UART tx) without running the tools."""
     from rtl import selftest
+    from wino_gen.flow import host
     b = boards.get_board(name)
     cfg = AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16)
-    ad = selftest.AcceleratorAdapter(selftest.make_layer(cfg, channels=2, size=4))
-    plan = b.make_platform(b.default_target_mhz).prepare(selftest.BoardTop(ad, b), name="top")
+    data = host.selftest_data(host.selftest_layer(cfg, channels=2, size=4))
+    plan = make_platform(b, b.default_target_mhz).prepare(selftest.BoardTop(cfg, data, b), name="top")
     cons = plan.files["top.lpf" if b.family == "ecp5" else "top.pcf"]
     cons = cons.decode() if isinstance(cons, bytes) else cons
     for pin in pins:

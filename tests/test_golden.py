@@ -109,14 +109,10 @@ def test_error_against_float_within_derived_bound(m):
     _, vraw = golden.input_transform(golden.tile_input(x, m), m)
     v = pow2_no_sat(np.abs(vraw).max())
     s_v = float(golden.ratio_of(v)) ** -1
-    tr = {}
-    probe = golden.Requant(1, 0)
-    golden.winograd_conv3x3(x, U, np.zeros(K), tile=m, v=v, m=probe, y=probe, trace=tr, transform_bits=62,
-                            act_bits=62)
-    mq = pow2_no_sat(np.abs(tr["P"]).max())
+    P = golden.winograd_channel_sum(x, U, tile=m, v=v)
+    mq = pow2_no_sat(np.abs(P).max())
     s_m = s_u * s_v * float(golden.ratio_of(mq)) ** -1
-    golden.winograd_conv3x3(x, U, np.zeros(K), tile=m, v=v, m=mq, y=probe, trace=tr, act_bits=62)
-    yq = pow2_no_sat(np.abs(tr["Y"]).max())
+    yq = pow2_no_sat(np.abs(golden.winograd_output_sum(P, np.zeros(K), tile=m, m=mq)).max())
     s_y = s_m * float(golden.ratio_of(yq)) ** -1
     tr = {}
     y = golden.winograd_conv3x3(x, U, np.zeros(K), tile=m, v=v, m=mq, y=yq, trace=tr)
@@ -143,6 +139,32 @@ def test_error_against_float_within_derived_bound(m):
     if m == 2:
         assert err.max() < 0.05 * np.abs(ref).max()
     assert np.abs(y).max() > 64  # the scales really use the int8 range
+
+
+@pytest.mark.parametrize("tile,padding,balance", [(2, 1, "none"), (4, 0, "smooth"), (6, 1, "none")])
+def test_layer_sums_equal_the_layers_intermediates(tile, padding, balance):
+    """What calibrators read (the channel sum P, AᵀMA + bias, the direct and linear
+    accumulations) is what the layers compute on their way to the output."""
+    rng = np.random.default_rng(tile)
+    n, K = tile + 2, 3
+    x = rng.integers(-128, 128, (2, 4, 9, 7))
+    U = rng.integers(-128, 128, (K, 4, n, n))
+    bias = rng.integers(-500, 500, K)
+    v, mq, y = golden.Requant(1, 6), golden.Requant(1, 9), golden.Requant(1, 5)
+    align = rng.integers(0, 3, (n, n))
+    tr = {}
+    golden.winograd_conv3x3(x, U, bias, tile=tile, v=v, m=mq, y=y, m_align=align, padding=padding, balance=balance,
+                            trace=tr)
+    P = golden.winograd_channel_sum(x, U, tile=tile, v=v, padding=padding, balance=balance)
+    assert np.array_equal(P, tr["P"])
+    Yb = golden.winograd_output_sum(P, bias, tile=tile, m=mq, m_align=align, balance=balance)
+    assert np.array_equal(Yb, tr["Y"] + bias[None, :, None, None, None, None])
+    W = rng.integers(-128, 128, (K, 4, 3, 3))
+    golden.direct_conv(x, W, bias, y=y, stride=2, padding=1, trace=tr)
+    assert np.array_equal(golden.direct_accumulate(x, W, stride=2, padding=1), tr["acc"])
+    Wl = rng.integers(-128, 128, (5, 4 * 9 * 7))
+    golden.linear(x, Wl, np.zeros(5), y=y, trace=tr)
+    assert np.array_equal(golden.linear_accumulate(x, Wl), tr["acc"])
 
 
 def test_direct_conv_stride_padding_against_loops():

@@ -15,10 +15,6 @@ from rtl.pe import PEArray
 from wino_gen.config import AcceleratorConfig
 
 
-class _Ice40:
-    wino_ice40_mac16 = True
-
-
 def _instances(frag, kind):
     found = 0
     for sub, *_ in frag.subfragments:
@@ -33,7 +29,7 @@ def _instances(frag, kind):
 def test_pe_array_uses_one_mac16_per_two_products(tile, unroll, unroll_in):
     cfg = AcceleratorConfig(tile=tile, unroll=unroll, unroll_in=unroll_in, max_width=16,
                             max_channels=8)
-    frag = Fragment.get(PEArray(cfg), _Ice40())
+    frag = Fragment.get(PEArray(cfg, mac16=True), None)
     assert _instances(frag, "SB_MAC16") == cfg.multipliers // 2
     assert _instances(Fragment.get(PEArray(cfg), None), "SB_MAC16") == 0
 

@@ -7,10 +7,11 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from rtl.pe import PEArray, Serializer, pe_geometry
+from rtl.pe import PEArray, Serializer
 from sim.streams import get, put
 from wino_gen import golden
 from wino_gen.config import AcceleratorConfig, int_range
+from wino_gen.schedule import pe_geometry
 
 
 class PEWithSerializer(wiring.Component):
@@ -36,7 +37,7 @@ class PEWithSerializer(wiring.Component):
                                                  ("direct", 2, 2, 3)])
 def test_pe_array(algo, tile, unroll, ui):
     cfg = AcceleratorConfig(tile=tile, unroll=unroll, unroll_in=ui, algo=algo, max_channels=48)
-    S, L, depth = pe_geometry(cfg)
+    S = pe_geometry(cfg).taps
     rng = np.random.default_rng(unroll * 7 + ui)
     steps, tiles, blocks = 3, 4, 3
     xbits = cfg.transform_bits if algo == "winograd" else cfg.act_bits

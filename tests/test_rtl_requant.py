@@ -24,7 +24,7 @@ def run_rq(in_bits, out_bits, lanes, n_params, mult_bits, vals, mult, shift, see
 
     async def src(ctx):
         await params(ctx)
-        await put(ctx, dut.i, [{"data": list(v)} for v in vals], rng=rng, stall=0.3)
+        await put(ctx, dut.i, [{"data": [list(v)]} for v in vals], rng=rng, stall=0.3)
 
     async def sink(ctx):
         res["out"] = await get(ctx, dut.o, len(vals), rng=rng, stall=0.3)
@@ -34,7 +34,7 @@ def run_rq(in_bits, out_bits, lanes, n_params, mult_bits, vals, mult, shift, see
     sim.add_testbench(src)
     sim.add_testbench(sink)
     sim.run()
-    return np.array([r["data"] for r in res["out"]])
+    return np.array([r["data"][0] for r in res["out"]])
 
 
 @pytest.mark.parametrize("mode", ["pow2", "fixed"])

@@ -46,11 +46,12 @@ def test_tiles_match_golden(tile, ui, C, K, unroll, H, W, pad):
     spec = WinogradLayer(cfg, np.zeros((K, C, n, n), int), np.zeros(K, int),
                          v=golden.Requant(1, 0), m=golden.Requant(1, 0), y=golden.Requant(1, 0),
                          padding=pad)
-    _, _, th, tw, nxb = spec.geometry(H, W)
-    geom = {"h": H, "w": W, "pad": pad, "n_cg": spec.n_cg, "n_kb": spec.n_kb, "th": th, "tw": tw,
-            "nxb": nxb}
+    g = spec.geometry(H, W)
+    th, tw = g.th, g.tw
+    geom = {"h": H, "w": W, "pad": pad, "n_cg": g.n_cg, "n_kb": g.n_kb, "th": th, "tw": tw,
+            "nxb": g.nxb}
     dut = Front(cfg)
-    n_tiles = th * spec.n_kb * tw * spec.n_cg
+    n_tiles = th * g.n_kb * tw * g.n_cg
     res = {}
     r = np.random.default_rng(2)
 
@@ -70,16 +71,16 @@ def test_tiles_match_golden(tile, ui, C, K, unroll, H, W, pad):
     sim.add_testbench(src)
     sim.add_testbench(sink)
     sim.run()
-    d = golden.tile_input(np.pad(x, ((0, spec.n_cg * ui - C), (0, 0), (0, 0)))[None], tile, pad)[0]
+    d = golden.tile_input(np.pad(x, ((0, g.n_cg * ui - C), (0, 0), (0, 0)))[None], tile, pad)[0]
     it = iter(res["o"])
     for ty in range(th):
-        for kb in range(spec.n_kb):
+        for kb in range(g.n_kb):
             for tx in range(tw):
-                for cg in range(spec.n_cg):
+                for cg in range(g.n_cg):
                     beat = next(it)
                     got = np.array(beat["data"]).reshape(ui, n, n)
                     np.testing.assert_array_equal(got, d[cg * ui:(cg + 1) * ui, ty, tx])
                     t = beat["tag"]
                     assert (t["first"], t["last"], t["addr"], t["bank"]) == (
-                        cg == 0, cg == spec.n_cg - 1, cg, (ty * spec.n_kb + kb) & 1)
-                    assert t["eob"] == (tx == tw - 1 and cg == spec.n_cg - 1)
+                        cg == 0, cg == g.n_cg - 1, cg, (ty * g.n_kb + kb) & 1)
+                    assert t["eob"] == (tx == tw - 1 and cg == g.n_cg - 1)

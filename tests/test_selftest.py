@@ -1,5 +1,9 @@
-"""The self-test top in Amaranth simulation: it passes on the golden data and fails when one
-expected byte is corrupted; its UART prints the status line."""
+# amaranth: UnusedElaboratable=no
+"""The self-test top in Amaranth simulation: on the layer the host side encodes it passes, it
+fails when one expected word is corrupted or an output never comes; its UART prints the status
+line."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -9,14 +13,20 @@ from amaranth.sim import Simulator
 from rtl import selftest
 from wino_gen import golden
 from wino_gen.config import AcceleratorConfig
+from wino_gen.flow.host import WinogradLayer, selftest_data, selftest_layer
 
 
 def _layer(tile=2, unroll=1):
     cfg = AcceleratorConfig(tile=tile, unroll=unroll, max_width=16, max_channels=8)
-    return selftest.make_layer(cfg, channels=3, size=4)
+    return selftest_layer(cfg, channels=3, size=4)
 
 
-def test_make_layer_is_golden_and_not_trivial():
+def _selftest(layer, **kw):
+    data = selftest_data(layer)
+    return selftest.SelfTest(layer["cfg"], data, **kw), data
+
+
+def test_selftest_layer_is_golden_and_not_trivial():
     lay = _layer(tile=4, unroll=2)
     y = golden.winograd_conv3x3(lay["x"], lay["U"], lay["bias"], tile=4, v=lay["v"], m=lay["m"],
                                 y=lay["y_req"], cfg=lay["cfg"])
@@ -44,46 +54,54 @@ def _run(st, max_cycles=20000, uart=None):
     return result
 
 
-ADAPTERS = {"accelerator": selftest.AcceleratorAdapter, "stand-in": selftest.StandInAdapter}
-
-
-@pytest.mark.parametrize("engine", ADAPTERS)
 @pytest.mark.parametrize("tile,unroll", [(2, 1), (4, 2), (6, 1)])
-def test_selftest_passes(engine, tile, unroll):
-    ad = ADAPTERS[engine](_layer(tile, unroll))
-    r = _run(selftest.SelfTest(ad))
+def test_selftest_passes(tile, unroll):
+    st, data = _selftest(_layer(tile, unroll))
+    r = _run(st)
     assert r["done"] and r["passed"] and not r["failed"], r
-    assert r["mismatches"] == 0 and r["outputs"] == len(ad.expected)
+    assert r["mismatches"] == 0 and r["outputs"] == len(data.expected)
 
 
-@pytest.mark.parametrize("engine", ADAPTERS)
 @pytest.mark.parametrize("where", [0, -1])
-def test_selftest_fails_on_corrupted_expected(engine, where):
-    ad = ADAPTERS[engine](_layer(2, 1))
-    r = _run(selftest.SelfTest(ad, corrupt=where % len(ad.expected)))
+def test_selftest_fails_on_corrupted_expected(where):
+    lay = _layer(2, 1)
+    st, _ = _selftest(lay, corrupt=where % len(selftest_data(lay).expected))
+    r = _run(st)
     assert r["done"] and r["failed"] and not r["passed"], r
     assert r["mismatches"] == 1
 
 
-def test_accelerator_expected_is_the_golden_output():
-    """The expected beats, unpacked in the driver's order, are exactly golden's output image."""
+def test_expected_is_the_golden_output():
+    """The expected words, read back in the host's output order, are exactly golden's image."""
     lay = _layer(4, 2)
-    ad = selftest.AcceleratorAdapter(lay)
+    data = selftest_data(lay)
     H, W = lay["x"].shape[2:]
-    y = ad.spec.collect(ad.expected, H, W)
-    np.testing.assert_array_equal(y, lay["y"][0])
+    spec = WinogradLayer(lay["cfg"], lay["U"], lay["bias"], v=lay["v"], m=lay["m"], y=lay["y_req"])
+    np.testing.assert_array_equal(spec.collect(data.expected, H, W), lay["y"][0])
 
 
-def test_selftest_times_out_when_engine_stalls():
-    ad = selftest.StandInAdapter(_layer(2, 1))
-    ad.expected = ad.expected + [0]          # one more output than the engine makes
-    r = _run(selftest.SelfTest(ad, timeout=2000))
+def test_selftest_times_out_when_an_output_never_comes():
+    lay = _layer(2, 1)
+    data = selftest_data(lay)
+    more = dataclasses.replace(data, expected=data.expected + (0,))   # one more than the engine makes
+    r = _run(selftest.SelfTest(lay["cfg"], more, timeout=2000))
     assert r["done"] and r["failed"] and r["timed_out"]
 
 
+def test_selftest_refuses_what_it_cannot_check():
+    lay = _layer(2, 1)
+    data = selftest_data(lay)
+    for kw in ({"corrupt": len(data.expected)}, {"corrupt": -1}, {"timeout": 0}):
+        with pytest.raises(ValueError):
+            selftest.SelfTest(lay["cfg"], data, **kw)
+    with pytest.raises(ValueError):
+        selftest.SelfTest(lay["cfg"], dataclasses.replace(data, expected=()))
+    with pytest.raises(ValueError, match="Winograd"):
+        selftest_data({**lay, "cfg": dataclasses.replace(lay["cfg"], algo="direct")})
+
+
 def test_status_line_over_uart():
-    ad = selftest.StandInAdapter(_layer(2, 1))
-    st = selftest.SelfTest(ad)
+    st, data = _selftest(_layer(2, 1))
     div = 4
     line = selftest.StatusLine(st, divisor=div, period=100000)
     top = Module()
@@ -119,5 +137,5 @@ def test_status_line_over_uart():
     sim.run()
     final = got.pop()
     text = bytes(got).decode()
-    assert text == selftest.status_text(True, 0, len(ad.expected), final[3]), text
+    assert text == selftest.status_text(True, 0, len(data.expected), final[3]), text
     assert text.startswith("wino selftest PASS mism=0000")

@@ -1,6 +1,7 @@
 """``python -m sim``: examples/tiny passes bit-exact; a flipped reference byte fails, naming
 the layer; bad input exits 2."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -66,3 +67,17 @@ def test_tiny_full(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert " 0 mismatches, " in r.stdout.strip().splitlines()[-1]
     assert vcd.stat().st_size > 1000
+
+
+def test_stalls_change_cycles_not_outputs():
+    r = run_sim("--layer", "down", "--stall", "0.3", "--stall-seed", "7")
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("down")][0]
+    cycles, perf = (int(v) for v in re.findall(r"(\d+) cycles \(perf (\d+)\)", line)[0])
+    assert "0 mismatches" in line and cycles > perf
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
+def test_bad_stall_is_one_line(value):
+    r = run_sim("--layer", "down", "--stall", value)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--stall" in r.stderr

@@ -132,6 +132,7 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 _ADDS = (operator.add, operator.iadd, torch.add)
 _FLATTEN = (torch.flatten,)
+_RELUS = (F.relu, torch.relu)
 
 
 def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = "layer",
@@ -150,129 +151,167 @@ def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = 
     except Exception as e:  # noqa: BLE001
         raise UsageError(f"cannot trace the model with torch.fx: {e}") from None
     ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
-    mods = dict(gm.named_modules())
-    specs, layers = [], {}
-    alias: dict[torch.fx.Node, str] = {}
-    absorbed: set[torch.fx.Node] = set()
-    first_conv = True
-    out_shapes = {"input": list(input_shape)}
+    conv = _Converter(gm, input_shape, tile=tile, granularity=granularity, requant=requant, algo=algo,
+                      stem_direct=stem_direct, act_bits=act_bits, max_tap_shift=max_tap_shift, balance=balance)
+    specs, layers = conv.run()
+    return QuantNet(specs, layers, input_shape, tile=tile, granularity=granularity, requant=requant,
+                    algo=algo, model_name=model_name or type(model).__name__.lower(), act_bits=act_bits,
+                    balance=balance)
 
-    def shape(node):
-        return list(node.meta["tensor_meta"].shape[1:])
 
-    def sole_user(node, kind):
+class _Converter:
+    """One pass over a traced graph: each node is absorbed (a batch-norm or ReLU fused into the
+    layer before it), an alias (flatten, view, identity, dropout), or a format layer made by the
+    handler of its module type or function (``_conv``, ``_linear``, ``_maxpool``, ``_avgpool``,
+    ``_add``). A handler returns the layer, the last node it covers and the layer's op keys."""
+
+    def __init__(self, gm: torch.fx.GraphModule, input_shape, *, tile, granularity, requant, algo, stem_direct,
+                 act_bits, max_tap_shift, balance):
+        self.gm, self.mods = gm, dict(gm.named_modules())
+        self.tile, self.granularity, self.requant, self.algo = tile, granularity, requant, algo
+        self.stem_direct, self.act_bits = stem_direct, act_bits
+        self.max_tap_shift, self.balance = max_tap_shift, balance
+        self.specs: list[dict] = []
+        self.layers: dict[str, nn.Module] = {}
+        self.alias: dict[torch.fx.Node, str] = {}
+        self.absorbed: set[torch.fx.Node] = set()
+        self.first_conv = True
+        self.out_shapes = {"input": list(input_shape)}
+
+    def run(self) -> tuple[list[dict], dict[str, nn.Module]]:
+        for node in self.gm.graph.nodes:
+            if node in self.absorbed:
+                continue
+            if node.op == "placeholder":
+                self.alias[node] = "input"
+                continue
+            if node.op == "output":
+                break
+            if node.op == "get_attr":
+                raise UsageError(f"unsupported graph node {node.name} (get_attr {node.target})")
+            self._node(node)
+        if not self.specs:
+            raise UsageError("the model has no convertible layers")
+        return self.specs, self.layers
+
+    def _node(self, node: torch.fx.Node) -> None:
+        mod = self.mods.get(node.target) if node.op == "call_module" else None
+        inputs = [self.alias[a] for a in node.args if isinstance(a, torch.fx.Node)]
+        if _is_alias(node, mod):
+            self.alias[node] = self.alias[node.args[0]]
+            return
+        handler = self._handler(node, mod)
+        if handler is None:
+            what = (type(mod).__name__ if mod is not None
+                    else f"{node.op} {getattr(node.target, '__name__', node.target)}")
+            raise UsageError(f"unsupported op in the model: {node.name} ({what})")
+        layer, end, fields = handler(node, mod, inputs)
+        name = node.target if mod is not None else node.name
+        spec = {"inputs": inputs, **fields, "name": name,
+                "in_shape": list(self.out_shapes[inputs[0]]),     # as produced (no flatten)
+                "out_shape": _shape(end)}
+        self.specs.append(spec)
+        self.out_shapes[name] = spec["out_shape"]
+        self.layers[name] = layer
+        self.alias[end] = name
+
+    def _handler(self, node, mod):
+        if isinstance(mod, nn.Conv2d):
+            return self._conv
+        if isinstance(mod, nn.Linear):
+            return self._linear
+        if isinstance(mod, nn.MaxPool2d):
+            return self._maxpool
+        if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
+            return self._avgpool
+        if (node.op == "call_function" and node.target in _ADDS) or \
+                (node.op == "call_method" and node.target in ("add", "add_", "__iadd__")):
+            return self._add
+        return None
+
+    # -- fusion ---------------------------------------------------------------------------
+    def _sole_user(self, node, kind):
+        """The node's only user if it is a batch-norm (``kind='bn'``) or a ReLU (``'relu'``)."""
         users = list(node.users)
         if len(users) != 1:
             return None
         u = users[0]
-        if kind == "bn" and u.op == "call_module" and isinstance(mods[u.target], nn.BatchNorm2d):
+        if kind == "bn" and u.op == "call_module" and isinstance(self.mods[u.target], nn.BatchNorm2d):
             return u
-        if kind == "relu" and ((u.op == "call_module" and isinstance(mods[u.target], nn.ReLU))
-                               or (u.op == "call_function" and u.target in (F.relu, torch.relu))
+        if kind == "relu" and ((u.op == "call_module" and isinstance(self.mods[u.target], nn.ReLU))
+                               or (u.op == "call_function" and u.target in _RELUS)
                                or (u.op == "call_method" and u.target == "relu")):
             return u
         return None
 
-    def src(node):
-        return alias[node]
+    def _fuse_relu(self, node) -> tuple[torch.fx.Node, bool]:
+        """``(last node, relu)``: a ReLU that is the node's only user becomes part of the layer."""
+        r = self._sole_user(node, "relu")
+        if r is None:
+            return node, False
+        self.absorbed.add(r)
+        return r, True
 
-    for node in gm.graph.nodes:
-        if node in absorbed:
-            continue
-        if node.op == "placeholder":
-            alias[node] = "input"
-            continue
-        if node.op == "output":
-            break
-        if node.op == "get_attr":
-            raise UsageError(f"unsupported graph node {node.name} (get_attr {node.target})")
-        mod = mods.get(node.target) if node.op == "call_module" else None
-        end, relu = node, False
-        spec = {"inputs": [src(a) for a in node.args if isinstance(a, torch.fx.Node)]}
-        if isinstance(mod, nn.Conv2d):
-            conv = mod
-            bn = sole_user(node, "bn")
-            if bn is not None:
-                conv = fold_bn(conv, mods[bn.target])
-                absorbed.add(bn)
-                end = bn
-            r = sole_user(end, "relu")
-            if r is not None:
-                absorbed.add(r)
-                end, relu = r, True
-            name = node.target
-            if algo == "winograd" and eligible(conv) and not (stem_direct and first_conv):
-                layer = WinogradConv2d.from_conv(conv, tile=tile, granularity=granularity, requant=requant,
-                                                 relu=relu, bias=True, act_bits=act_bits,
-                                                 max_tap_shift=max_tap_shift, balance=balance)
-                layer.s_M.log2.data.fill_(0)
-                spec.update(op="winograd_conv3x3", padding=conv.padding[0], relu=relu)
-            else:
-                layer = QConv2d(conv, relu=relu, requant=requant, act_bits=act_bits)
-                spec.update(op="direct_conv", stride=conv.stride[0], padding=conv.padding[0], relu=relu)
-            first_conv = False
-        elif isinstance(mod, nn.Linear):
-            r = sole_user(node, "relu")
-            if r is not None:
-                absorbed.add(r)
-                end, relu = r, True
-            name = node.target
-            layer = QLinear(mod, relu=relu, requant=requant, act_bits=act_bits)
-            spec.update(op="linear", relu=relu)
-        elif isinstance(mod, nn.MaxPool2d):
-            k, s, p = (_single(mod.kernel_size), _single(mod.stride), _single(mod.padding))
-            if mod.dilation not in (1, (1, 1)) or mod.ceil_mode:
-                raise UsageError(f"{node.target}: max pool with dilation or ceil_mode is not supported")
-            name = node.target
-            layer = QMaxPool(k, s, p)
-            spec.update(op="maxpool", kernel=k, stride=s, padding=p)
-        elif isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
-            H, W = shape(node.args[0])[1:]
-            if isinstance(mod, nn.AdaptiveAvgPool2d):
-                if _single(mod.output_size) != 1 or H != W:
-                    raise UsageError(f"{node.target}: only global average pooling of square maps")
-                k = s = H
-            else:
-                k, s = _single(mod.kernel_size), _single(mod.stride or mod.kernel_size)
-                if _single(mod.padding) != 0:
-                    raise UsageError(f"{node.target}: padded average pooling is not supported")
-            name = node.target
-            layer = QAvgPool(k, s, requant=requant, act_bits=act_bits)
-            spec.update(op="avgpool", kernel=k, stride=s)
-        elif (node.op == "call_function" and node.target in _ADDS) or \
-                (node.op == "call_method" and node.target in ("add", "add_", "__iadd__")):
-            if len(spec["inputs"]) != 2 or node.kwargs:
-                raise UsageError(f"{node.name}: only the sum of two tensors is supported")
-            r = sole_user(node, "relu")
-            if r is not None:
-                absorbed.add(r)
-                end, relu = r, True
-            name = node.name
-            layer = QAdd(relu=relu, requant=requant, act_bits=act_bits)
-            spec.update(op="add", relu=relu)
-        elif (node.op == "call_function" and node.target in _FLATTEN) or \
-                (node.op == "call_method" and node.target in ("flatten", "view", "reshape")):
-            alias[node] = src(node.args[0])
-            continue
-        elif isinstance(mod, (nn.Identity, nn.Dropout)):
-            alias[node] = src(node.args[0])
-            continue
+    # -- handlers -------------------------------------------------------------------------
+    def _conv(self, node, conv: nn.Conv2d, inputs):
+        bn = self._sole_user(node, "bn")
+        end = node
+        if bn is not None:
+            conv = fold_bn(conv, self.mods[bn.target])
+            self.absorbed.add(bn)
+            end = bn
+        end, relu = self._fuse_relu(end)
+        winograd = self.algo == "winograd" and eligible(conv) and not (self.stem_direct and self.first_conv)
+        self.first_conv = False
+        if winograd:
+            layer = WinogradConv2d.from_conv(conv, tile=self.tile, granularity=self.granularity,
+                                             requant=self.requant, relu=relu, bias=True, act_bits=self.act_bits,
+                                             max_tap_shift=self.max_tap_shift, balance=self.balance)
+            layer.s_M.log2.data.fill_(0)
+            return layer, end, {"op": "winograd_conv3x3", "padding": conv.padding[0], "relu": relu}
+        layer = QConv2d(conv, relu=relu, requant=self.requant, act_bits=self.act_bits)
+        return layer, end, {"op": "direct_conv", "stride": conv.stride[0], "padding": conv.padding[0], "relu": relu}
+
+    def _linear(self, node, mod: nn.Linear, inputs):
+        end, relu = self._fuse_relu(node)
+        return (QLinear(mod, relu=relu, requant=self.requant, act_bits=self.act_bits), end,
+                {"op": "linear", "relu": relu})
+
+    def _maxpool(self, node, mod: nn.MaxPool2d, inputs):
+        k, s, p = (_single(mod.kernel_size), _single(mod.stride), _single(mod.padding))
+        if mod.dilation not in (1, (1, 1)) or mod.ceil_mode:
+            raise UsageError(f"{node.target}: max pool with dilation or ceil_mode is not supported")
+        return QMaxPool(k, s, p), node, {"op": "maxpool", "kernel": k, "stride": s, "padding": p}
+
+    def _avgpool(self, node, mod: nn.AdaptiveAvgPool2d | nn.AvgPool2d, inputs):
+        H, W = _shape(node.args[0])[1:]
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            if _single(mod.output_size) != 1 or H != W:
+                raise UsageError(f"{node.target}: only global average pooling of square maps")
+            k = s = H
         else:
-            what = (type(mod).__name__ if mod is not None
-                    else f"{node.op} {getattr(node.target, '__name__', node.target)}")
-            raise UsageError(f"unsupported op in the model: {node.name} ({what})")
-        spec["name"] = name
-        spec["in_shape"] = list(out_shapes[spec["inputs"][0]])   # as produced (no flatten)
-        spec["out_shape"] = shape(end)
-        specs.append(spec)
-        out_shapes[name] = spec["out_shape"]
-        layers[name] = layer
-        alias[end] = name
-    if not specs:
-        raise UsageError("the model has no convertible layers")
-    return QuantNet(specs, layers, input_shape, tile=tile, granularity=granularity, requant=requant,
-                    algo=algo, model_name=model_name or type(model).__name__.lower(), act_bits=act_bits,
-                    balance=balance)
+            k, s = _single(mod.kernel_size), _single(mod.stride or mod.kernel_size)
+            if _single(mod.padding) != 0:
+                raise UsageError(f"{node.target}: padded average pooling is not supported")
+        return (QAvgPool(k, s, requant=self.requant, act_bits=self.act_bits), node,
+                {"op": "avgpool", "kernel": k, "stride": s})
+
+    def _add(self, node, mod, inputs):
+        if len(inputs) != 2 or node.kwargs:
+            raise UsageError(f"{node.name}: only the sum of two tensors is supported")
+        end, relu = self._fuse_relu(node)
+        return QAdd(relu=relu, requant=self.requant, act_bits=self.act_bits), end, {"op": "add", "relu": relu}
+
+
+def _is_alias(node: torch.fx.Node, mod) -> bool:
+    """Flatten, view, reshape, identity and dropout pass their input through unchanged."""
+    return ((node.op == "call_function" and node.target in _FLATTEN)
+            or (node.op == "call_method" and node.target in ("flatten", "view", "reshape"))
+            or isinstance(mod, (nn.Identity, nn.Dropout)))
+
+
+def _shape(node: torch.fx.Node) -> list[int]:
+    return list(node.meta["tensor_meta"].shape[1:])
 
 
 def _single(v):

@@ -19,14 +19,6 @@ from wino_gen.network import run_model
 
 from .convert import QuantNet
 
-_PARAM_KEYS = {
-    "winograd_conv3x3": ("U", "bias", "v_mult", "v_shift", "m_mult", "m_shift", "m_align", "y_mult", "y_shift"),
-    "direct_conv": ("W", "bias", "y_mult", "y_shift"),
-    "add": ("a_mult", "b_mult", "shift"),
-    "maxpool": (),
-    "avgpool": ("mult", "shift"),
-    "linear": ("W", "bias", "y_mult", "y_shift"),
-}
 _SPEC_KEYS = ("name", "op", "inputs", "in_shape", "out_shape", "stride", "padding", "relu", "kernel")
 
 
@@ -56,7 +48,7 @@ def manifest_and_arrays(net: QuantNet, rec: dict[str, np.ndarray]):
         entry = {k: spec[k] for k in _SPEC_KEYS if k in spec}
         entry["scale_out"] = float(last["scale_out"])
         layers.append(entry)
-        arr = {k: np.asarray(last[k]) for k in _PARAM_KEYS[spec["op"]]}
+        arr = {k: np.asarray(last[k]) for k in wformat.PARAM_KEYS[spec["op"]]}
         arr["x"] = rec[spec["inputs"][0]].astype(np.int8)
         if spec["op"] == "add":
             arr["x2"] = rec[spec["inputs"][1]].astype(np.int8)

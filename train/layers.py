@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wino_gen import golden
+from wino_gen import golden, limits
 
 from .quant import Observer, Scale, exact_ratio, fq, fq_real, round_ste
 from .winograd_conv import INT32, QLayer
@@ -120,9 +120,10 @@ class QAdd(QLayer):
         s_y = self.s_y().to(dt)
         ra, rb = s_a.to(dt) / s_y, s_b.to(dt) / s_y
         shift = int(golden.quantize_ratio(float(torch.maximum(ra, rb).detach()), "fixed", 15).shift)
-        shift = min(max(shift, 0), 31)            # the format's range for add
-        am = round_ste(ra * 2.0 ** shift).clamp(0, 65535)
-        bm = round_ste(rb * 2.0 ** shift).clamp(0, 65535)
+        lo, hi = limits.ADD_SHIFT_RANGE
+        shift = min(max(shift, lo), hi)
+        am = round_ste(ra * 2.0 ** shift).clamp(*limits.ADD_MULT_RANGE)
+        bm = round_ste(rb * 2.0 ** shift).clamp(*limits.ADD_MULT_RANGE)
         y = fq(a * am + b * bm, torch.tensor(2.0 ** -shift, dtype=dt, device=a.device), self.act_bits)
         if self.relu:
             y = F.relu(y)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from wino_gen import golden
-from wino_gen.config import int_range
+from wino_gen.limits import int_range
 
 
 def keep_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wino_gen import golden, winograd
+from wino_gen import golden, limits, schedule, winograd
 
 from .quant import Observer, Scale, exact_ratio, fq, fq_real, round_ste, ste_grads
 
 STEPS = ("x", "V", "U", "M", "y")
-INT32 = (-(1 << 31), (1 << 31) - 1)
+INT32 = limits.int_range(32)
 
 
 class _Tiles(torch.autograd.Function):
@@ -197,7 +197,8 @@ class WinogradConv2d(QLayer):
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, **kw) -> WinogradConv2d:
         if not eligible(conv):
-            raise ValueError("only 3x3 stride-1 dilation-1 groups-1 convolutions with padding 0 or 1")
+            lo, hi = limits.WINOGRAD_PADDING
+            raise ValueError(f"only 3x3 stride-1 dilation-1 groups-1 convolutions with padding {lo}..{hi}")
         bias = kw.pop("bias", False) or conv.bias is not None
         m = cls(conv.in_channels, conv.out_channels, padding=conv.padding[0], bias=bias, **kw)
         with torch.no_grad():
@@ -208,9 +209,7 @@ class WinogradConv2d(QLayer):
 
     # -- Winograd building blocks --------------------------------------------------------
     def _geometry(self, H: int, W: int):
-        p, m = self.padding, self.tile
-        Ho, Wo = H + 2 * p - 2, W + 2 * p - 2
-        return Ho, Wo, -(-Ho // m), -(-Wo // m)
+        return schedule.tile_grid(H, W, self.tile, self.padding)
 
     def input_transform(self, x: torch.Tensor) -> torch.Tensor:
         """``Bᵀ d B`` of every tile: ``[S, C, N*L]``."""
@@ -396,4 +395,4 @@ def eligible(conv: nn.Module) -> bool:
     return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
             and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
-            and conv.padding[0] in (0, 1))
+            and limits.WINOGRAD_PADDING[0] <= conv.padding[0] <= limits.WINOGRAD_PADDING[1])

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import safeio, winograd
 from .errors import UsageError
+from .limits import CONFIG_RANGES, int_range
 
 
 class ConfigError(UsageError):
@@ -27,31 +28,13 @@ GRANULARITIES = ("layer", "tap")
 REQUANT_MODES = ("pow2", "fixed")
 ALGOS = ("winograd", "direct")
 
-# field -> (low, high) inclusive, for the integer fields
-_RANGES = {
-    "unroll": (1, 256),
-    "unroll_in": (1, 64),
-    "act_bits": (4, 16),
-    "weight_bits": (4, 16),
-    "transform_bits": (4, 16),
-    "bias_bits": (8, 32),
-    "mult_bits": (2, 24),
-    "max_tap_shift": (0, 16),
-    "max_width": (4, 4096),
-    "max_channels": (1, 8192),
-}
-
 
 def signed_bits(lo: int, hi: int) -> int:
     """Smallest two's-complement width that holds every integer in [lo, hi]."""
     w = 1
-    while not (-(1 << (w - 1)) <= lo and hi <= (1 << (w - 1)) - 1):
+    while not (int_range(w)[0] <= lo and hi <= int_range(w)[1]):
         w += 1
     return w
-
-
-def int_range(bits: int) -> tuple[int, int]:
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
 def _linear_extremes(coeffs: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
@@ -119,7 +102,7 @@ class AcceleratorConfig:
                 raise ConfigError(f"{f.name}: expected a string, got {v!r}")
         if self.tile not in TILES:
             raise ConfigError(f"tile: {self.tile} is not supported; allowed: {', '.join(map(str, TILES))}")
-        for name, (lo, hi) in _RANGES.items():
+        for name, (lo, hi) in CONFIG_RANGES.items():
             v = getattr(self, name)
             if not lo <= v <= hi:
                 raise ConfigError(f"{name}: {v} is out of range; allowed: {lo}..{hi}")
@@ -167,7 +150,7 @@ class AcceleratorConfig:
         acc = signed_bits(prod_lo * self.max_channels, prod_hi * self.max_channels)
         s = 1 << self.tap_shift
         out1, outf = _transform_widths(forms.AT, lo_t * s, hi_t * s)
-        o_lo, o_hi = -(1 << (outf - 1)), (1 << (outf - 1)) - 1
+        o_lo, o_hi = int_range(outf)
         b_lo, b_hi = int_range(self.bias_bits)
         return Widths(in1, inf, signed_bits(prod_lo, prod_hi), acc, out1, outf,
                       signed_bits(o_lo + b_lo, o_hi + b_hi))

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from . import golden, winograd
-from .config import int_range
 from .format import INPUT, Layer, Model, load_model, write_model
+from .limits import int_range
 from .network import run_layer
 
-HI = 127  # calibrate to the int8 maximum
+HI = int_range(8)[1]  # calibrate to the int8 maximum
 
 
 def _i32(v) -> np.ndarray:
@@ -83,10 +83,8 @@ class _Builder:
         rv = HI / v_max.max() * _tap_pow2(v_max, self.gran)
         v = _req(rv, self.mode)
         s_v = 1 / golden.ratio_of(v)                       # V scale in units of s_x
-        probe = golden.Requant(1, 40)
-        tr: dict = {}
-        golden.winograd_conv3x3(x, U, np.zeros(K), tile=m, v=v, m=probe, y=probe, trace=tr, balance=self.balance)
-        p_max = np.maximum(np.abs(tr["P"]).max(axis=(0, 1, 2, 3)), 1)
+        P = golden.winograd_channel_sum(x, U, tile=m, v=v, balance=self.balance)
+        p_max = np.maximum(np.abs(P).max(axis=(0, 1, 2, 3)), 1)
         s_p = s_u * s_v
         want = p_max * s_p / HI                           # desired M scale per tap
         s_m0 = want.min() if self.gran == "tap" else want.max()
@@ -94,9 +92,7 @@ class _Builder:
         mreq = _req(s_p / (s_m0 * np.exp2(align)), self.mode)
         s_m0 = float((s_p / golden.ratio_of(mreq) / np.exp2(align)).flat[0])
         bias = _i32(np.rint(self.rng.normal(0, 0.05, K) / (s_m0 * self.scales[src])))
-        tr = {}
-        golden.winograd_conv3x3(x, U, bias, tile=m, v=v, m=mreq, y=probe, m_align=align, trace=tr, balance=self.balance)
-        yb = tr["Y"] + bias[None, :, None, None, None, None]
+        yb = golden.winograd_output_sum(P, bias, tile=m, m=mreq, m_align=align, balance=self.balance)
         y_max = max(int((np.maximum(yb, 0) if relu else np.abs(yb)).max()), 1)
         yreq = _req(HI / y_max, self.mode)
         arrays = {"U": U.astype(np.int8), "bias": bias, "v_mult": _i32(np.broadcast_to(v.mult, (n, n))),
@@ -113,10 +109,8 @@ class _Builder:
         w = self.rng.normal(0, math.sqrt(2 / (9 * C)), (K, C, 3, 3))
         s_w = np.abs(w).max() / HI
         W = golden.fake_rq(w, 1 / s_w).astype(np.int8)
-        tr: dict = {}
-        golden.direct_conv(x, W, np.zeros(K), y=golden.Requant(1, 40), stride=stride, padding=1, trace=tr)
         bias = _i32(np.rint(self.rng.normal(0, 0.05, K) / (s_w * self.scales[src])))
-        acc = tr["acc"] + bias[None, :, None, None]
+        acc = golden.direct_accumulate(x, W, stride=stride, padding=1) + bias[None, :, None, None]
         yreq = _req(HI / max(int(np.maximum(acc, 0).max() if relu else np.abs(acc).max()), 1), self.mode)
         arrays = {"W": W, "bias": bias, "y_mult": _i32(yreq.mult), "y_shift": _i32(yreq.shift)}
         spec = {"name": name, "op": "direct_conv", "inputs": [src], "stride": stride, "padding": 1, "relu": relu}
@@ -142,9 +136,8 @@ class _Builder:
         w = self.rng.normal(0, math.sqrt(1 / x.shape[1]), (out, x.shape[1]))
         s_w = np.abs(w).max() / HI
         W = golden.fake_rq(w, 1 / s_w).astype(np.int8)
-        tr: dict = {}
-        golden.linear(x, W, np.zeros(out), y=golden.Requant(1, 40), trace=tr)
-        yreq = _req(HI / max(int(np.abs(tr["acc"]).max()), 1), self.mode)
+        acc = golden.linear_accumulate(x, W)
+        yreq = _req(HI / max(int(np.abs(acc).max()), 1), self.mode)
         arrays = {"W": W, "bias": _i32(np.zeros(out)), "y_mult": _i32(yreq.mult), "y_shift": _i32(yreq.shift)}
         self._add({"name": name, "op": "linear", "inputs": [src], "relu": False}, arrays,
                   self.scales[src] * s_w / float(golden.ratio_of(yreq)))

@@ -1,10 +1,10 @@
 """Cycle model and resource estimate of the generated accelerator (``rtl.top``).
 
-The cycle model follows the hardware's schedule (``rtl.tilebuf.LayerController``): for each
-tile row ``ty``, output-channel block ``kb``, tile column ``tx``, channel group ``cg`` one
-PE-array step. Besides the steps it counts what the hardware waits for, with the host
-streaming as fast as the accelerator accepts (one beat per cycle on ``x`` and ``w``, ``o``
-always ready):
+The cycle model sums :mod:`wino_gen.schedule`: its geometry, its per-block latencies and its
+loop nest (for each tile row ``ty``, output-channel block ``kb``, tile column ``tx``, channel
+group ``cg`` one PE-array step). Besides the steps it counts what the hardware waits for, with
+the host streaming as fast as the accelerator accepts (one beat per cycle on ``x`` and ``w``,
+``o`` always ready):
 
 - the line buffer: a tile row starts once its n rows are loaded (``n_cg * nxb`` beats per
   row), and loading runs at most 2n rows ahead of the tile row being read;
@@ -22,92 +22,71 @@ from __future__ import annotations
 
 import math
 
+from . import schedule
 from .config import AcceleratorConfig
-
-# pipeline latency (register stages) of the blocks, as built in rtl/
-_TILEBUF, _ITF, _SER = 4, 2, 1
-
-
-def _rq(cfg: AcceleratorConfig) -> int:
-    """A requantizer's stages (``rtl.arith.rq_latency``): the product takes one more."""
-    return 3 if cfg.requant == "fixed" else 2
 
 
 def _ceil(a, b):
     return -(-a // b)
 
 
-def _pe_latency(cfg: AcceleratorConfig) -> int:
-    reduce = cfg.unroll_in if cfg.algo == "winograd" else cfg.unroll_in * cfg.n * cfg.n
-    # step, operand (RAM -> multiplier) and two product registers + adder tree levels
-    return 4 + math.ceil(math.log2(reduce)) if reduce > 1 else 4
-
-
 def winograd_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from a step command to its output beat (the last step of a tile)."""
-    out_stage = 2 * _rq(cfg) + 3
-    return _TILEBUF + _ITF + _rq(cfg) + _pe_latency(cfg) + _SER + out_stage
+    return schedule.latencies(cfg).winograd
+
+
+def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, per_tile: int) -> int:
+    """The cycle the last tile row's last step is issued after, from an event model of the
+    line buffer: a padded row loads in ``row_beats`` cycles once the tile row that frees its
+    slot has started (:meth:`~schedule.WinogradGeometry.row_gate`), and a tile row starts when
+    its rows are in (:meth:`~schedule.WinogradGeometry.rows_needed`), the previous tile row is
+    done and the first weight block is in."""
+    band_cycles = g.n_kb * g.tw * per_tile
+    weights_in = lat.start + g.n_cg
+    starts, t, ys, end = [], lat.start, g.pad, 0
+    for ty in range(g.th):
+        while ys < g.rows_needed(ty):
+            gate = g.row_gate(ys)
+            t = max(t, starts[gate] if gate else lat.start) + g.row_beats
+            ys += 1
+        s = max(end, t, weights_in)
+        starts.append(s)
+        end = s + band_cycles
+    return end
 
 
 def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
                    padding: int = 1) -> dict:
     """Cycle estimate of one 3x3 stride-1 layer on the Winograd engine (one sample)."""
-    n, m = cfg.n, cfg.tile
-    n_cg, n_kb = _ceil(C, cfg.unroll_in), _ceil(K, cfg.unroll)
-    Ho, Wo = H + 2 * padding - 2, W + 2 * padding - 2
-    th, tw = _ceil(Ho, m), _ceil(Wo, m)
-    nxb = _ceil(tw * m + 2, n)
-    row_beats = n_cg * nxb
-    per_tile = max(n_cg, cfg.unroll + 1)   # the serializer frees its buffer a cycle late
-    band_cycles = n_kb * tw * per_tile
-    # event model of the line buffer (padded row coordinates ys = pad .. H + pad - 1): a row
-    # loads in row_beats cycles, may start once the tile row it would overwrite is no longer
-    # read (loading runs at most 2n rows ahead), and a tile row starts when its rows are in
-    band_start = []
-    t = 1                       # the first beat is taken the cycle after start
-    ys = padding
-    last_row = H + padding
-    t_band_end = 0
-    for b in range(th):
-        need = min(b * m + n, last_row)
-        while ys < need:
-            allow = max(0, _ceil(ys - 2 * n + 1, m))
-            t = max(t, band_start[allow] if allow else 1) + row_beats
-            ys += 1
-        s = max(t_band_end, t, n_cg + 1)      # rows in, previous tile row done, weights in
-        band_start.append(s)
-        t_band_end = s + band_cycles
+    g = schedule.winograd_geometry(cfg, C, K, H, W, padding)
+    lat = schedule.latencies(cfg)
+    per_tile = max(g.n_cg, lat.serializer_period)
+    band_cycles = g.n_kb * g.tw * per_tile
     # the last tile: its channels leave one per cycle after the pipeline latency
-    cycles = t_band_end - (per_tile - n_cg) + winograd_latency(cfg) + cfg.unroll - 1
-    steps = th * n_kb * tw * n_cg
-    lane_fill = (C / (n_cg * cfg.unroll_in)) * (K / (n_kb * cfg.unroll))
+    cycles = _winograd_end(g, lat, per_tile) - (per_tile - g.n_cg) + lat.winograd + g.unroll - 1
+    lane_fill = (C / (g.n_cg * cfg.unroll_in)) * (K / (g.n_kb * cfg.unroll))
     return {
-        "cycles": int(cycles), "steps": steps, "tiles": (th, tw), "n_cg": n_cg, "n_kb": n_kb,
-        "utilization": steps * lane_fill / cycles,
+        "cycles": int(cycles), "steps": g.steps, "tiles": (g.th, g.tw), "n_cg": g.n_cg, "n_kb": g.n_kb,
+        "utilization": g.steps * lane_fill / cycles,
         # steady state: a tile row either computes or waits for its m new input rows
-        "steady_utilization": lane_fill * n_cg / per_tile * min(1.0, band_cycles / (m * row_beats)),
-        "input_bound": m * row_beats > band_cycles,
-        "direct_macs": H * W * C * K * 9 if padding == 1 else Ho * Wo * C * K * 9,
+        "steady_utilization": lane_fill * g.n_cg / per_tile * min(1.0, band_cycles / (g.m * g.row_beats)),
+        "input_bound": g.m * g.row_beats > band_cycles,
+        "direct_macs": H * W * C * K * 9 if padding == 1 else g.Ho * g.Wo * C * K * 9,
     }
 
 
 def direct_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, kernel: int = 3,
                  stride: int = 1, padding: int = 1) -> dict:
-    """Cycle estimate of a convolution on the direct engine (same multipliers)."""
-    L = cfg.unroll_in * cfg.n * cfg.n
-    E = C * kernel * kernel
-    n_step = _ceil(E, L)
-    Ho = (H + 2 * padding - kernel) // stride + 1
-    Wo = (W + 2 * padding - kernel) // stride + 1
-    n_kb = _ceil(K, cfg.unroll)
-    steps = n_kb * Ho * Wo * n_step
-    # the first weight block (n_step beats) loads before the first step; then one step per
-    # cycle (weights double buffered), and the pipeline latency to the last output
-    cycles = n_step + steps + _pe_latency(cfg) + 2 + _rq(cfg)
-    macs = Ho * Wo * C * K * kernel * kernel
-    return {"cycles": int(cycles), "steps": steps, "n_step": n_step, "n_kb": n_kb,
+    """Cycle estimate of a convolution on the direct engine (same multipliers): the first
+    weight block (``n_step`` beats) loads before the first step, then one step per cycle
+    (weights double buffered), and the pipeline latency to the last output."""
+    g = schedule.direct_geometry(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding)
+    lat = schedule.latencies(cfg)
+    cycles = lat.start + g.n_step + g.steps + lat.direct
+    macs = g.n_pix * C * K * g.kh * g.kw
+    return {"cycles": int(cycles), "steps": g.steps, "n_step": g.n_step, "n_kb": g.n_kb,
             "utilization": macs / (cycles * cfg.multipliers),
-            "steady_utilization": macs / (steps * cfg.multipliers), "direct_macs": macs}
+            "steady_utilization": macs / (g.steps * cfg.multipliers), "direct_macs": macs}
 
 
 def layer_perf(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, kernel: int = 3,
@@ -161,22 +140,9 @@ def _brams(depth: int, width: int, family: str) -> int:
     return min(_ceil(width, w) * _ceil(depth, d) for d, w in _BRAM_SHAPES[family])
 
 
-def memories(cfg: AcceleratorConfig) -> list[tuple[str, int, int, int]]:
+def memories(cfg: AcceleratorConfig) -> list[schedule.Memory]:
     """(name, count, depth, width) of every memory in the generated design."""
-    n, S = cfg.n, cfg.n * cfg.n
-    L = cfg.unroll_in * S
-    if cfg.algo == "winograd":
-        depth = cfg.max_channels // cfg.unroll_in
-    else:
-        depth = _ceil(cfg.max_channels * 9, L)
-    mems = [("weights", 1, 2 * depth, cfg.unroll * L * cfg.weight_bits)]
-    if cfg.algo == "winograd":
-        # word address {column word, slot, channel group}: the channel-group field is a
-        # power of two (rtl.tilebuf.geometry)
-        xb = _ceil(cfg.max_width + 6 + n, n)
-        cg_words = 1 << (depth - 1).bit_length()
-        mems.append(("line buffer", n * n, 2 * cg_words * xb, cfg.unroll_in * cfg.act_bits))
-    return mems
+    return list(schedule.memories(cfg))
 
 
 def mac16_pairs(cfg: AcceleratorConfig) -> bool:
@@ -238,9 +204,10 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
     tag = 8 + max(1, math.ceil(math.log2(max(cfg.max_channels // ui, 2))))
     # PE array: step register, operand and product registers (inside the SB_MAC16 pairs on
     # the iCE40), adder trees, accumulators, bias copies, weight-buffer control
-    red = ui if cfg.algo == "winograd" else ui * S
-    lanes = un * (S if cfg.algo == "winograd" else 1)
-    levels = math.ceil(math.log2(red)) if red > 1 else 0
+    pe = schedule.pe_geometry(cfg)
+    red = pe.tree_inputs
+    lanes = un * pe.acc_lanes
+    levels = schedule.latencies(cfg).pe_tree
     ff = ui * S * xb + 3 + tag
     if not pairs:
         ff += un * ui * S * xb + un * ui * S * cfg.weight_bits + 2 * mults * w.product

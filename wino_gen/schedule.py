@@ -1,10 +1,9 @@
 """The accelerator's schedule, defined once: tile and buffer geometry, per-block latencies and
 the loop nests and beat orders of both engines (pure Python, no amaranth).
 
-It states what ``rtl/`` builds today (``rtl.tilebuf``, ``rtl.pe``, ``rtl.transform``,
-``rtl.arith``, ``rtl.top``) and what the host side streams (``rtl.host``), so that the RTL can
-take its depths and latencies from here, ``wino_gen.perf`` can sum it, and the host encoder,
-the self-test and the simulator can iterate it instead of re-deriving it.
+``rtl/`` takes its depths and latencies from here (and asserts, while it elaborates, the stage
+counts its own structure decides), ``wino_gen.perf`` sums it, and the host encoder
+(``wino_gen.flow.host``), the self-test and the simulator iterate it instead of re-deriving it.
 
 Winograd engine, one layer: for tile row ``ty``, output-channel block ``kb``, tile column
 ``tx``, channel group ``cg`` one PE-array step (``rtl.tilebuf.LayerController``). The host
@@ -70,7 +69,7 @@ class PEGeometry:
 
 
 def pe_geometry(cfg: AcceleratorConfig) -> PEGeometry:
-    """``rtl.pe.pe_geometry`` and the widths ``rtl.pe`` derives from it. Direct: one step is a
+    """The PE array a config builds. Direct: one step is a
     chunk of L patch elements of a 3x3 window, so the bank holds ``max_channels * 9 / L``."""
     S = cfg.n * cfg.n
     L = cfg.unroll_in * S
@@ -83,7 +82,7 @@ def pe_geometry(cfg: AcceleratorConfig) -> PEGeometry:
 
 @dataclass(frozen=True)
 class LineBuffer:
-    """The Winograd engine's banked line buffer (``rtl.tilebuf.geometry``): n x n banks, padded
+    """The Winograd engine's banked line buffer (``rtl.tilebuf``): n x n banks, padded
     row ``ys`` in row bank ``ys mod n``, slot ``(ys // n) mod 2``; a word is addressed by the
     fields ``{xd (column word), sub (slot), cg (channel group)}``."""
 
@@ -100,7 +99,7 @@ class LineBuffer:
 
 
 def line_buffer(cfg: AcceleratorConfig) -> LineBuffer:
-    """The line buffer a Winograd config builds (``rtl.tilebuf.geometry``/``shape_layout``)."""
+    """The line buffer a Winograd config builds (``rtl.tilebuf``'s banks and ``shape_layout``)."""
     if cfg.algo != "winograd":
         raise ValueError("only the Winograd engine has a line buffer")
     n = cfg.n
@@ -125,7 +124,7 @@ class Memory(NamedTuple):
 
 
 def memories(cfg: AcceleratorConfig) -> tuple[Memory, ...]:
-    """Every memory of the generated design (``wino_gen.perf.memories``): the weight buffer's
+    """Every memory of the generated design (``wino_gen.perf`` counts their block RAMs): the weight buffer's
     two banks in one RAM, and (Winograd) the line buffer's n² banks."""
     pe = pe_geometry(cfg)
     mems = [Memory("weights", 1, pe.banks * pe.depth, pe.word_bits)]
@@ -166,9 +165,8 @@ class Latencies:
 
 
 def latencies(cfg: AcceleratorConfig) -> Latencies:
-    """The latencies a config builds: ``TileBuffer.LATENCY``, ``InputTransform.LATENCY``,
-    ``rq_latency``, ``PEArray.latency``, ``OutputStage.latency``, ``DirectAccel``'s output
-    delay (``1 + rq_latency``)."""
+    """The latencies a config builds (``rtl.tilebuf.TileBuffer``, ``rtl.transform``,
+    ``rtl.arith.rq_pipeline``, ``rtl.pe.PEArray``, ``rtl.top.DirectAccel``'s output delay)."""
     rq = rq_latency(cfg.requant == "fixed")
     levels = tree_levels(pe_geometry(cfg).tree_inputs)
     return Latencies(start=1, tile_buffer=4, skid=0, input_transform=2, rq=rq, pe_tree=levels,
@@ -251,7 +249,7 @@ def tile_grid(H: int, W: int, tile: int, padding: int = 1) -> tuple[int, int, in
 
 def winograd_geometry(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
                       padding: int = 1) -> WinogradGeometry:
-    """Tile geometry of a layer (``golden.tile_input``, ``rtl.host.WinogradLayer.geometry``,
+    """Tile geometry of a layer (``wino_gen.flow.host.WinogradLayer.geometry``,
     ``perf.winograd_layer``). Checks only that a 3x3 output exists; whether the layer fits a
     build is the caller's question (:func:`line_buffer`, ``cfg.max_width``/``max_channels``)."""
     m, n = cfg.tile, cfg.n
@@ -307,7 +305,7 @@ class XBeat(NamedTuple):
 
 
 def winograd_x_order(g: WinogradGeometry) -> Iterator[XBeat]:
-    """The ``x`` stream (``rtl.host.WinogradLayer.x_beats``): image row -> channel group ->
+    """The ``x`` stream (``wino_gen.flow.host.WinogradLayer.x_beats``): image row -> channel group ->
     column word; only image rows are sent, padding rows never."""
     for y in range(g.H):
         for cg in range(g.n_cg):
@@ -325,7 +323,7 @@ class WBeat(NamedTuple):
 
 
 def winograd_w_order(g: WinogradGeometry) -> Iterator[WBeat]:
-    """The ``w`` stream (``rtl.host.WinogradLayer.w_beats``): every tile row re-streams the
+    """The ``w`` stream (``wino_gen.flow.host.WinogradLayer.w_beats``): every tile row re-streams the
     layer's blocks, in the order the steps use them."""
     for ty in range(g.th):
         for kb in range(g.n_kb):
@@ -344,7 +342,7 @@ class OutBeat(NamedTuple):
 
 
 def winograd_output_order(g: WinogradGeometry) -> Iterator[OutBeat]:
-    """The ``o`` stream (``rtl.host.WinogradLayer.collect``, ``rtl.selftest.AcceleratorAdapter``):
+    """The ``o`` stream (``wino_gen.flow.host.WinogradLayer.collect``, ``wino_gen.flow.host.selftest_data``):
     a tile's channels leave one per beat after its last step."""
     for ty in range(g.th):
         for kb in range(g.n_kb):
@@ -405,7 +403,7 @@ class DirectGeometry:
 
 def direct_geometry(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
                     kernel: int | tuple[int, int], stride: int, padding: int) -> DirectGeometry:
-    """Geometry of a direct convolution (``rtl.host.DirectLayer``, ``perf.direct_layer``);
+    """Geometry of a direct convolution (``wino_gen.flow.host.DirectLayer``, ``perf.direct_layer``);
     ``kernel`` is a side or ``(kh, kw)``. Stride and padding have no default: the host's (0)
     and perf's (1) differ."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
@@ -434,7 +432,7 @@ class DirectStep(NamedTuple):
 
 def direct_steps(g: DirectGeometry) -> Iterator[DirectStep]:
     """The direct engine's steps, kb -> pix -> chunk; the ``x`` stream has one beat per step in
-    this order (``rtl.host.DirectLayer.x_beats``)."""
+    this order (``wino_gen.flow.host.DirectLayer.x_beats``)."""
     for kb in range(g.n_kb):
         for pix in range(g.n_pix):
             for chunk in range(g.n_step):
@@ -443,14 +441,14 @@ def direct_steps(g: DirectGeometry) -> Iterator[DirectStep]:
 
 
 def direct_w_order(g: DirectGeometry) -> Iterator[tuple[int, int]]:
-    """``(kb, chunk)`` of each ``w`` beat (``rtl.host.DirectLayer.w_beats``): once per layer."""
+    """``(kb, chunk)`` of each ``w`` beat (``wino_gen.flow.host.DirectLayer.w_beats``): once per layer."""
     for kb in range(g.n_kb):
         for chunk in range(g.n_step):
             yield kb, chunk
 
 
 def direct_output_order(g: DirectGeometry) -> Iterator[tuple[int, int]]:
-    """``(kb, pix)`` of each ``o`` beat, ``unroll`` channels each (``rtl.host.DirectLayer.collect``)."""
+    """``(kb, pix)`` of each ``o`` beat, ``unroll`` channels each (``wino_gen.flow.host.DirectLayer.collect``)."""
     for kb in range(g.n_kb):
         for pix in range(g.n_pix):
             yield kb, pix

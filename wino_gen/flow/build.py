@@ -9,17 +9,24 @@ amaranth-boards platform build with the YoWASP tools of the running Python envir
 PATH are the fallback), and writes into ``--out``:
 
 - ``top.bit`` (ECP5) or ``top.bin`` (iCE40): the bitstream; ``config.json``: the config;
+  ``options.json``: the structural :class:`~wino_gen.options.BuildOptions` the board got
+  (:func:`build_options`: skid buffer, SB_MAC16 products; also under ``options`` in the report),
+  so that config and options together say how the bitstream was made;
 - ``yosys.log``, ``nextpnr.log``, ``build.log``; ``build/``: the whole amaranth build tree;
 - ``report.json``: LUT/FF/DSP/BRAM used and available (nextpnr ``--report``), Fmax, the
   resource estimate beside them, and the throughput they imply on a ResNet-18 layer.
 
-A config that cannot fit the board is refused before any tool runs (exit 2, naming the
-resource and suggesting the largest config that fits). ``--check-only`` stops there.
+A build is a plan (:func:`plan_build`: fit check, options, the encoded self-test layer), then
+:func:`elaborate`, the tools (:func:`run_board_tools`) and :func:`write_report`. A config that
+cannot fit the board is refused before any tool runs (exit 2, naming the resource and
+suggesting the largest config that fits). ``--check-only`` stops there.
 
 ``--out`` is built in a folder beside it and takes its place only when the tools have run, so
 a Ctrl-C or an error leaves it as it was; it must be absent, empty or an earlier build folder.
 The tools run in a process group of their own that ends with the build, however it ends.
 """
+
+from __future__ import annotations
 
 import json
 import os
@@ -27,15 +34,21 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import progress, safeio
 from ..boards import BOARDS, Board, get_board, misfit
 from ..config import AcceleratorConfig
 from ..configargs import add_config_flags, given_settings, make_config
 from ..errors import ArgumentParser, UsageError, number
+from ..options import BuildOptions
 from ..procs import run_in_group
+from .platforms import make_platform
+
+if TYPE_CHECKING:
+    from rtl.selftest import SelfTestData
 
 # ResNet-18 layer used for the throughput figure: conv2_x (56x56, 64 -> 64, 3x3, stride 1)
 RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K": 64}
@@ -46,6 +59,9 @@ RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K
 # an address comparator and a bypass register per bit (~0.3k LCs on the iCEBreaker) unless
 # told so. ROM read ports (no write port) have an empty mask and are not selected.
 NO_COLLISION_CHECK = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:COLLISION_X_MASK=1'0 %i"
+
+#: What runs inside the self-test (``report.json``'s ``engine``).
+ENGINE = "accelerator (rtl.top)"
 
 TOOLS = {
     "ecp5": {"YOSYS": "yosys", "NEXTPNR_ECP5": "nextpnr-ecp5", "ECPPACK": "ecppack"},
@@ -58,10 +74,9 @@ TOOLS = {
 def find_tool(name: str) -> str | None:
     """``yowasp-NAME`` next to the running Python (its venv's bin/), then on PATH, then a native
     ``NAME`` on PATH. Returns an absolute path or None."""
-    bindir = Path(sys.executable).parent
-    for cand in (bindir / f"yowasp-{name}",):
-        if cand.is_file() and os.access(cand, os.X_OK):
-            return str(cand)
+    beside = Path(sys.executable).parent / f"yowasp-{name}"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     for cand in (f"yowasp-{name}", name):
         found = shutil.which(cand)
         if found:
@@ -237,31 +252,12 @@ def parse_yosys_cells(log_text: str) -> dict:
 
 def throughput(cfg: AcceleratorConfig, fmax_mhz: float | None, dsp_used: int | None) -> dict:
     """Effective GOPS (2 ops per MAC of the direct convolution) on :data:`RESNET_LAYER` at Fmax,
-    from ``wino_gen.perf``'s cycle model when present, else one PE-array step per cycle."""
+    from ``wino_gen.perf``'s cycle model."""
+    from .. import perf
     L = RESNET_LAYER
     ops = 2 * L["H"] * L["W"] * L["C"] * L["K"] * 9
-    cycles, source = None, None
-    try:
-        from .. import perf
-        for name in ("layer_cycles", "conv_cycles", "cycles"):
-            fn = getattr(perf, name, None)
-            if fn is None:
-                continue
-            try:
-                cycles = int(fn(cfg, H=L["H"], W=L["W"], C=L["C"], K=L["K"]))
-                source = f"wino_gen.perf.{name}"
-                break
-            except TypeError:
-                continue
-    except ImportError:
-        pass
-    if cycles is None:
-        m = cfg.tile if cfg.algo == "winograd" else 1
-        steps_per_tile = 1 if cfg.algo == "winograd" else -(-9 // (cfg.n * cfg.n))
-        cycles = (-(-L["H"] // m)) * (-(-L["W"] // m)) * (-(-L["K"] // cfg.unroll)) \
-            * (-(-L["C"] // cfg.unroll_in)) * steps_per_tile
-        source = "ideal: one PE-array step per cycle"
-    out = {"layer": L, "ops": ops, "cycles": cycles, "cycles_source": source}
+    cycles = perf.layer_cycles(cfg, H=L["H"], W=L["W"], C=L["C"], K=L["K"])
+    out = {"layer": L, "ops": ops, "cycles": cycles, "cycles_source": "wino_gen.perf.layer_cycles"}
     if fmax_mhz:
         gops = ops / (cycles / (fmax_mhz * 1e6)) / 1e9
         out["gops_at_fmax"] = round(gops, 3)
@@ -304,19 +300,58 @@ def run_tools(script: str, board: Board, bdir: Path, env: dict, log_path: Path, 
 
 # -- the build --------------------------------------------------------------------------------
 
-def make_adapter(cfg: AcceleratorConfig, engine: str, *, channels: int, size: int, seed: int):
-    from rtl import selftest
-    layer = selftest.make_layer(cfg, channels=channels, size=size, seed=seed)
-    if engine in ("auto", "accelerator"):
-        try:
-            from rtl.selftest import AcceleratorAdapter
-        except ImportError:
-            AcceleratorAdapter = None
-        if AcceleratorAdapter is not None:
-            return AcceleratorAdapter(layer)
-        if engine == "accelerator":
-            raise UsageError("--engine accelerator: the accelerator top is not available yet")
-    return selftest.StandInAdapter(layer)
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything decided before anything is written: the config, the board, the structure
+    (:class:`~wino_gen.options.BuildOptions`), the multiplier mapping and the self-test's
+    encoded layer."""
+
+    cfg: AcceleratorConfig
+    board: Board
+    options: BuildOptions
+    use_dsp: bool
+    est: dict
+    est_source: str
+    target_mhz: float
+    data: SelfTestData
+    layer: dict                 # the self-test layer's C, K, size, seed
+    corrupt: int | None
+    board_defaults: dict
+
+    @property
+    def synth_opts(self) -> str:
+        """yosys' DSP inference: with SB_MAC16 instances (``ice40_mac16``) yosys would map
+        every other multiplication to the DSPs too, so it gets no ``-dsp``."""
+        use = self.use_dsp and not self.options.ice40_mac16
+        return self.board.dsp_synth_opts if use else self.board.nodsp_synth_opts
+
+
+def build_options(cfg: AcceleratorConfig, board: Board, use_dsp: bool) -> BuildOptions:
+    """The structure a board build gets: the iCE40 at 12 MHz does not need the skid buffer's
+    speed and saves its cells; with DSPs on an iCE40 the products go two per SB_MAC16 when
+    their operands fit (``perf.mac16_pairs``). RAMs stay Amaranth memories (yosys infers block
+    RAMs from them)."""
+    from .. import perf
+    ice40 = board.family == "ice40"
+    return BuildOptions(skid=not ice40, ice40_mac16=use_dsp and ice40 and perf.mac16_pairs(cfg))
+
+
+def plan_build(cfg: AcceleratorConfig, board: Board, *, board_defaults: dict, dsp: str,
+               target_mhz: float | None, channels: int, size: int, seed: int, corrupt: int | None,
+               force: bool) -> BuildPlan:
+    """The fit check (raises :class:`UsageError` naming what does not fit), the options and
+    the encoded self-test layer; ``corrupt`` checked against its output words."""
+    from . import host
+    est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
+    data = host.selftest_data(host.selftest_layer(cfg, channels=channels, size=size, seed=seed))
+    if corrupt is not None and not 0 <= corrupt < len(data.expected):
+        raise UsageError(f"--corrupt {corrupt}: out of range; allowed: 0..{len(data.expected) - 1} "
+                         f"(the self-test layer's {len(data.expected)} expected output words)")
+    return BuildPlan(cfg=cfg, board=board, options=build_options(cfg, board, use_dsp), use_dsp=use_dsp,
+                     est=est, est_source=est_source,
+                     target_mhz=target_mhz if target_mhz is not None else board.default_target_mhz,
+                     data=data, layer={"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
+                     corrupt=corrupt, board_defaults=board_defaults)
 
 
 def is_build_dir(path: Path) -> bool:
@@ -332,34 +367,32 @@ def check_out(out: Path) -> Path:
 
 
 def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults=None, dsp: str = "auto",
-              target_mhz: float | None = None, engine: str = "auto", channels: int = 4,
-              size: int = 6, seed: int = 1, corrupt: int | None = None, force: bool = False,
-              show: bool = False, log=None) -> dict:
-    """Fit-check, elaborate, synthesise, place and route; return the report. Everything is
-    built in a folder beside ``out`` and takes its place when the tools have run: a Ctrl-C or
-    an error leaves ``out`` as it was, a tool failure leaves the logs there."""
+              target_mhz: float | None = None, channels: int = 4, size: int = 6, seed: int = 1,
+              corrupt: int | None = None, force: bool = False, show: bool = False, log=None) -> dict:
+    """Plan (fit check, options, self-test layer), elaborate, run the tools, report; return
+    the report. Everything is built in a folder beside ``out`` and takes its place when the
+    tools have run: a Ctrl-C or an error leaves ``out`` as it was, a tool failure leaves the
+    logs there."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    if engine == "stand-in":     # the estimate is the accelerator's: no fit check, no estimate
-        use_dsp = dsp == "on" or (dsp == "auto" and cfg.multipliers <= board.dsp)
-        est, est_source = {}, "none (stand-in engine)"
-    else:
-        est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
+    plan = plan_build(cfg, board, board_defaults=board_defaults or {}, dsp=dsp, target_mhz=target_mhz,
+                      channels=channels, size=size, seed=seed, corrupt=corrupt, force=force)
     env = tool_env(board)
-    adapter = make_adapter(cfg, engine, channels=channels, size=size, seed=seed)
-    if corrupt is not None and not 0 <= corrupt < len(adapter.expected):
-        raise UsageError(f"--corrupt {corrupt}: out of range; allowed: 0..{len(adapter.expected) - 1} "
-                         f"(the self-test layer's {len(adapter.expected)} expected output words)")
-    if board_defaults:
+    if plan.board_defaults:
         log(f"build: {board.name} defaults (no flag or --config gave them): "
-            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in board_defaults.items()))
+            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in plan.board_defaults.items()))
     failed = None
     with safeio.staged_dir(out, "--out", is_build_dir, "build folder") as work:
         try:
-            report = _build(cfg, board, adapter, work, out, board_defaults=board_defaults or {},
-                            use_dsp=use_dsp, est=est, est_source=est_source, env=env,
-                            target_mhz=target_mhz, corrupt=corrupt,
-                            layer={"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
-                            show=show, log=log)
+            t0 = time.monotonic()
+            bdir, script = elaborate(plan, work)
+            t_elab = time.monotonic() - t0
+            log(f"build: {board.name}: {cfg.multipliers} multipliers ({'DSP' if plan.use_dsp else 'LUT'}); "
+                f"running {', '.join(TOOLS[board.family].values())} in {work} (becomes {out} when done)")
+            t1 = time.monotonic()
+            run_board_tools(plan, bdir, script, work, out, env, show)
+            wall = {"elaborate": round(t_elab, 1), "tools": round(time.monotonic() - t1, 1),
+                    "total": round(time.monotonic() - t0, 1)}
+            report = write_report(plan, bdir, work, env, wall)
         except BuildFailed as e:       # the logs are the point of a failed build: keep them
             failed = e
     if failed is not None:
@@ -367,50 +400,48 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
     return report
 
 
-def _build(cfg: AcceleratorConfig, board: Board, adapter, work: Path, out: Path, *, board_defaults: dict,
-           use_dsp: bool, est: dict, est_source: str, env: dict, target_mhz: float | None,
-           corrupt: int | None, layer: dict, show: bool, log) -> dict:
-    """The build proper, written into ``work`` (``out`` only names where it will be)."""
-    cfg.save(work / "config.json")
+def elaborate(plan: BuildPlan, work: Path) -> tuple[Path, str]:
+    """Writes ``config.json`` and ``options.json`` (the structure, beside the config that made
+    the artifact), elaborates the self-test top on the board's platform and extracts the
+    amaranth build tree into ``work/build``. Returns that folder and its build script."""
     from rtl import selftest
-
-    t0 = time.monotonic()
-    top = selftest.BoardTop(adapter, board, corrupt=corrupt)
-    target = target_mhz if target_mhz is not None else board.default_target_mhz
-    platform = board.make_platform(target)
-    synth_opts = board.dsp_synth_opts if use_dsp else board.nodsp_synth_opts
-    if board.family == "ice40":     # 12 MHz: the stall chain's skid buffer only costs cells
-        platform.wino_skid = False
-    from .. import perf
-    if use_dsp and board.family == "ice40" and perf.mac16_pairs(cfg):
-        # the PE's products go to SB_MAC16 instances, two per block (rtl.mac16); anything
-        # else yosys would map to the DSPs too, so it does not get -dsp
-        platform.wino_ice40_mac16 = True
-        synth_opts = board.nodsp_synth_opts
-    nextpnr_opts = ["--report", "nextpnr-report.json", "--timing-allow-fail"]
-    plan = platform.prepare(top, name="top", synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
-                            script_after_read=NO_COLLISION_CHECK)
-    t_elab = time.monotonic() - t0
+    plan.cfg.save(work / "config.json")
+    safeio.atomic_write(work / "options.json", plan.options.to_json())
+    top = selftest.BoardTop(plan.cfg, plan.data, plan.board, corrupt=plan.corrupt, options=plan.options)
+    platform = make_platform(plan.board, plan.target_mhz)
+    prepared = platform.prepare(top, name="top", synth_opts=plan.synth_opts,
+                                nextpnr_opts=["--report", "nextpnr-report.json", "--timing-allow-fail"],
+                                script_after_read=NO_COLLISION_CHECK)
     bdir = work / "build"
-    plan.extract(str(bdir))
-    log(f"build: {board.name}: {cfg.multipliers} multipliers ({'DSP' if use_dsp else 'LUT'}), "
-        f"engine: {adapter.name}; running {', '.join(TOOLS[board.family].values())} in {work} "
-        f"(becomes {out} when done)")
-    t1 = time.monotonic()
+    prepared.extract(str(bdir))
+    return bdir, (bdir / f"{prepared.script}.sh").read_text()
+
+
+def run_board_tools(plan: BuildPlan, bdir: Path, script: str, work: Path, out: Path, env: dict,
+                    show: bool) -> None:
+    """The tools (:func:`run_tools`); their logs copied to ``yosys.log``/``nextpnr.log`` even
+    when one fails, the bitstream to ``work``."""
+    board = plan.board
     try:
-        run_tools((bdir / f"{plan.script}.sh").read_text(), board, bdir, env, work / "build.log",
-                  out / "build.log", show)
+        run_tools(script, board, bdir, env, work / "build.log", out / "build.log", show)
     finally:
         for src, dst in (("top.rpt", "yosys.log"), ("top.tim", "nextpnr.log")):
             if (bdir / src).exists():
                 shutil.copyfile(bdir / src, work / dst)
-    t_tools = time.monotonic() - t1
-    bit = "top.bit" if board.family == "ecp5" else "top.bin"
-    for name in (bit, "nextpnr-report.json"):
+    for name in (_bitstream(board), "nextpnr-report.json"):
         if not (bdir / name).is_file():
             raise BuildFailed(f"{board.name}: the tools ran but wrote no {name}; see {out / 'build.log'}")
-    shutil.copyfile(bdir / bit, work / bit)
+    shutil.copyfile(bdir / _bitstream(board), work / _bitstream(board))
 
+
+def _bitstream(board: Board) -> str:
+    return "top.bit" if board.family == "ecp5" else "top.bin"
+
+
+def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict) -> dict:
+    """``report.json``: nextpnr's utilisation and Fmax beside the estimate, yosys' cells, the
+    throughput they imply, the plan that made the build."""
+    cfg, board = plan.cfg, plan.board
     npr = parse_nextpnr_report(bdir / "nextpnr-report.json", board)
     cells = parse_yosys_cells((work / "yosys.log").read_text(errors="replace")
                               if (work / "yosys.log").exists() else "")
@@ -419,7 +450,7 @@ def _build(cfg: AcceleratorConfig, board: Board, adapter, work: Path, out: Path,
         res["ff"] = {"used": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
                      "available": board.ff, "bel": "SB_DFF* (yosys)"}
     for key, r in res.items():
-        r["estimate"] = est.get(key)
+        r["estimate"] = plan.est.get(key)
         if r["used"] and r["estimate"] is not None:
             r["estimate_error"] = round((r["estimate"] - r["used"]) / r["used"], 4)
     clk = next(iter(npr["fmax"].values()), {})
@@ -427,31 +458,28 @@ def _build(cfg: AcceleratorConfig, board: Board, adapter, work: Path, out: Path,
     report = {
         "wino_build_report": 1,
         "board": board.name, "device": board.device,
-        "config": cfg.to_dict(), "multipliers": cfg.multipliers,
-        "board_defaults_applied": board_defaults,
-        "dsp_mapping": "DSP" if use_dsp else "LUT",
-        "engine": adapter.name,
-        "selftest": {"layer": layer,
-                     "input_words": {k: len(v) for k, v in adapter.feeds.items()},
-                     "expected_outputs": len(adapter.expected), "corrupted": corrupt},
+        "config": cfg.to_dict(), "options": plan.options.to_dict(), "multipliers": cfg.multipliers,
+        "board_defaults_applied": plan.board_defaults,
+        "dsp_mapping": "DSP" if plan.use_dsp else "LUT",
+        "engine": ENGINE,
+        "selftest": {"layer": plan.layer,
+                     "input_words": {"x": len(plan.data.x), "w": len(plan.data.w)},
+                     "expected_outputs": len(plan.data.expected), "corrupted": plan.corrupt},
         "resources": res,
-        "estimate_source": est_source,
+        "estimate_source": plan.est_source,
         "fmax_mhz": fmax,
         "fmax_all_clocks": npr["fmax"],
         "critical_paths": npr["critical_paths"],
-        "target_mhz": target,
+        "target_mhz": plan.target_mhz,
         "board_clock_mhz": board.clock_mhz,
         "timing_ok_at_board_clock": bool(fmax and fmax >= board.clock_mhz),
         "throughput": throughput(cfg, fmax, (res.get("dsp") or {}).get("used")),
         "yosys_cells": cells,
-        "wall_s": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
-                   "total": round(time.monotonic() - t0, 1),
-                   "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
-                   "cpus": os.cpu_count()},
+        "wall_s": {**wall, "loadavg_1min_at_end": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()},
         "tools": {k: v for k, v in env.items() if k in TOOLS[board.family]},
         "source": _source_version(),
-        "files": {"bitstream": bit, "config": "config.json", "yosys_log": "yosys.log",
-                  "nextpnr_log": "nextpnr.log", "build_log": "build.log"},
+        "files": {"bitstream": _bitstream(board), "config": "config.json", "options": "options.json",
+                  "yosys_log": "yosys.log", "nextpnr_log": "nextpnr.log", "build_log": "build.log"},
     }
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -496,8 +524,6 @@ def parser():
     p.add_argument("--target-mhz", type=number(float, lo=0, lo_open=True, hi=1000), default=None,
                    help="clock constraint for place and route, 0 < MHZ <= 1000 (default: 125 on "
                         "ECP5, 24 on iCE40); the board still runs at its oscillator")
-    p.add_argument("--engine", choices=("auto", "accelerator", "stand-in"), default="auto",
-                   help=argparse_help_engine())
     p.add_argument("--channels", type=number(int, lo=1), default=4, help="self-test layer input channels")
     p.add_argument("--size", type=number(int, lo=2), default=6, help="self-test layer image size")
     p.add_argument("--seed", type=number(int, lo=0), default=1, help="self-test layer data seed")
@@ -510,11 +536,6 @@ def parser():
                    help="only the fit check and the estimate; run no tools")
     p.add_argument("--no-progress", action="store_true", help="no elapsed-time line per tool on stderr")
     return p
-
-
-def argparse_help_engine():
-    return ("what runs inside the self-test: the accelerator top (auto, when available) or "
-            "a small stand-in PE step (flow testing only)")
 
 
 def main(argv=None) -> int:
@@ -536,8 +557,7 @@ def main(argv=None) -> int:
     out = check_out(Path(args.out))
     try:
         rep = run_build(cfg, board, out, board_defaults=applied, dsp=args.dsp,
-                        target_mhz=args.target_mhz,
-                        engine=args.engine, channels=args.channels, size=args.size,
+                        target_mhz=args.target_mhz, channels=args.channels, size=args.size,
                         seed=args.seed, corrupt=args.corrupt, force=args.force,
                         show=progress.wanted(args.no_progress))
     except BuildFailed as e:

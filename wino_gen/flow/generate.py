@@ -4,7 +4,8 @@ Only the design goes to stdout; logs go to stderr. Every ``AcceleratorConfig`` f
 flag; ``--config FILE`` starts from a saved config, flags override it; ``--model MODEL_DIR``
 sizes the config to run that model dir (flags may widen it, never contradict it);
 ``--config-out FILE`` writes the JSON config that produced the output, once the design is
-written whole.
+written whole. The structure is :func:`export_options`'s, fixed by the output format (no flag
+changes it), so the config alone says how the design was made: no options file beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .. import progress, safeio
 from ..config import AcceleratorConfig
 from ..configargs import add_config_flags, config_from_args
 from ..errors import ArgumentParser, UsageError
+from ..options import BuildOptions
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,19 +32,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def export_options(rtlil: bool) -> BuildOptions:
+    """The structure of the exported design: the default one, with every buffer an instance of
+    :data:`rtl.ram.MODULE` in Verilog (emitting the memories' contents would take minutes) and
+    an Amaranth memory in RTLIL (self-contained for yosys)."""
+    return BuildOptions(blackbox_ram=not rtlil)
+
+
 def generate(cfg: AcceleratorConfig, *, rtlil: bool = False, name: str = "wino_top") -> str:
-    """The design text. Verilog instantiates :data:`rtl.ram.MODULE` for every buffer and
-    contains its definition; RTLIL uses Amaranth memories (self-contained)."""
+    """The design text, built with :func:`export_options`. Verilog contains the definition of
+    :data:`rtl.ram.MODULE` after the design."""
     from amaranth.back import rtlil as rtlil_back
     from amaranth.back import verilog
 
-    from rtl.ram import VERILOG, ExportPlatform
+    from rtl.ram import VERILOG
     from rtl.top import build_top
 
+    top = build_top(cfg, export_options(rtlil))
     if rtlil:
-        return rtlil_back.convert(build_top(cfg), name=name, emit_src=False)
-    text = verilog.convert(build_top(cfg), name=name, platform=ExportPlatform(), emit_src=False)
-    return text + VERILOG
+        return rtlil_back.convert(top, name=name, emit_src=False)
+    return verilog.convert(top, name=name, emit_src=False) + VERILOG
 
 
 def main(argv: list[str] | None = None) -> int:
