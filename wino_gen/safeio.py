@@ -85,32 +85,18 @@ def check_output_file(path: str | Path, flag: str) -> Path:
 def atomic_write(path: str | Path, data: str | bytes, flag: str | None = None, mode: int = 0o644) -> None:
     """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``: a crash,
     full disk or Ctrl-C leaves the old file (or none), never a partial one."""
-    path = Path(path)
-    name = flag or str(path)
     raw = data.encode() if isinstance(data, str) else data
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    except OSError as e:
-        raise UsageError(f"{name}: cannot write {path}: {_reason(e)}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        _unlink(tmp)
-        raise UsageError(f"{name}: cannot write {path}: {_reason(e)}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
+    with atomic_file(path, flag, mode) as tmp, open(tmp, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, flag: str | None = None) -> Iterator[Path]:
+def atomic_file(path: str | Path, flag: str | None = None, mode: int = 0o644) -> Iterator[Path]:
     """For writers that need a file name (``torch.save``, ``np.savez``): yields a temporary
-    path beside ``path``, renamed over ``path`` only when the block succeeds."""
+    path beside ``path``, renamed over ``path`` (with ``mode`` less the umask) only when the
+    block succeeds."""
     path = Path(path)
     name = flag or str(path)
     try:
@@ -120,7 +106,7 @@ def atomic_file(path: str | Path, flag: str | None = None) -> Iterator[Path]:
         raise UsageError(f"{name}: cannot write {path}: {_reason(e)}") from None
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644 & ~_umask())
+        os.chmod(tmp, mode & ~_umask())
         os.replace(tmp, path)
     except OSError as e:
         _unlink(tmp)
