@@ -14,13 +14,12 @@ k rows of every channel. ``add`` is order-free: lane ``l`` of beat ``t`` of ``a`
 Both are stall-as-a-whole pipelines (:func:`rtl.pipeline.stage_enable`): ``o`` not ready
 freezes every stage, nothing is lost.
 
-The geometry and cycle functions at the top (:func:`pool_geometry`, :func:`pool_cycles`,
-:func:`add_cycles`, the latencies) are pure Python: they belong in ``wino_gen.schedule``.
+The geometry, cycle counts and latencies (``PoolGeometry``, ``pool_geometry``, ``pool_cycles``,
+``add_cycles``, ``ADD_LATENCY``, ``pool_latency``) are ``wino_gen.schedule``'s; both units
+assert at elaboration that their structure has the schedule's stage counts.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -33,81 +32,12 @@ from wino_gen.limits import (
     AVGPOOL_SHIFT_RANGE,
     SHIFT_BITS,
     int_range,
-    pool_padding_range,
 )
-from wino_gen.schedule import ceil_log2, rq_latency, tree_levels
+from wino_gen.schedule import ADD_LATENCY, PoolGeometry, ceil_log2, pool_latency, rq_latency, tree_levels
 
 from .arith import rq_pipeline
 from .pipeline import delay, payload_layout, stage_enable
 from .ram import SDPRam
-
-# -- geometry and cycles (pure: wino_gen.schedule's) ------------------------------------------
-
-#: Register stages of :class:`EltwiseAdd`: the two products, their sum, ``rq`` (pow2).
-ADD_LATENCY = 2 + rq_latency(False)
-
-
-def add_cycles(beats: int) -> int:
-    """Cycles of an ``add`` of ``beats`` beats with no stalls, from the first beat offered to
-    the cycle after the last output beat is taken: one beat per cycle plus the pipeline."""
-    return beats + ADD_LATENCY
-
-
-def pool_latency(max_kernel: int) -> int:
-    """Register stages of :class:`Pool` from a position taken to its output register: the
-    window register, the row tree, the line buffer read, the column tree, ``rq`` (fixed)."""
-    return 1 + tree_levels(max_kernel) + 1 + tree_levels(max_kernel) + rq_latency(True)
-
-
-@dataclass(frozen=True)
-class PoolGeometry:
-    """One pooling of an ``H x W`` image: ``k x k`` windows, stride ``s``, ``padding`` on all
-    sides. The unit walks ``rows x cols`` positions per channel group: the image, plus the
-    right columns / bottom rows of padding that the last window reaches (virtual positions,
-    no input beat); top/left padding costs nothing."""
-
-    H: int
-    W: int
-    kernel: int
-    stride: int
-    padding: int
-    oh: int      # output rows: floor((H + 2 padding - kernel) / stride) + 1
-    ow: int
-    rows: int    # H, or the last window's bottom row + 1 when it lies in the padding
-    cols: int
-
-
-def _out_size(n: int, k: int, s: int, p: int) -> int:
-    return (n + 2 * p - k) // s + 1
-
-
-def pool_geometry(H: int, W: int, kernel: int, stride: int, padding: int = 0) -> PoolGeometry:
-    """The pooling geometry of ``docs/format.md`` (output ``floor((H + 2p - k) / s) + 1``);
-    ValueError naming the field for shapes the format refuses."""
-    if kernel < 1 or stride < 1:
-        raise ValueError(f"kernel ({kernel}) and stride ({stride}) must be >= 1")
-    lo, hi = pool_padding_range(kernel)
-    if not lo <= padding <= hi:
-        raise ValueError(f"padding ({padding}) must be in {lo}..{hi} for kernel {kernel}")
-    oh, ow = _out_size(H, kernel, stride, padding), _out_size(W, kernel, stride, padding)
-    if H < 1 or W < 1 or oh < 1 or ow < 1:
-        raise ValueError(f"image {H}x{W} is smaller than kernel {kernel} with padding {padding}")
-
-    def last_end(o):   # the last window's last row/column, in image coordinates
-        return (o - 1) * stride - padding + kernel - 1
-
-    return PoolGeometry(H, W, kernel, stride, padding, oh, ow, max(H, last_end(oh) + 1),
-                        max(W, last_end(ow) + 1))
-
-
-def pool_cycles(g: PoolGeometry, groups: int, max_kernel: int) -> int:
-    """Cycles of one :class:`Pool` command with no stalls, from the command offered to the
-    next command taken: 1 to take it, one position per cycle (``groups x rows x cols``),
-    the pipeline drained (:func:`pool_latency`). Where the last position holds an output
-    (every pooling whose windows reach the image's last row and column), its last output
-    beat is taken in the cycle before."""
-    return 1 + groups * g.rows * g.cols + pool_latency(max_kernel)
-
 
 # -- streams and parameters -------------------------------------------------------------------
 
@@ -147,7 +77,7 @@ def add_params(a_mult: int, b_mult: int, shift: int, relu: bool) -> dict:
 class EltwiseAdd(wiring.Component):
     """``o = rq(a * a_mult + b * b_mult, 1, shift, act_bits)``, then ReLU if ``relu``, per lane
     (``golden.add``). A beat moves when ``a`` and ``b`` both hold one; ``params`` are layer
-    configuration (constant while beats are in flight). Latency :data:`ADD_LATENCY`; two
+    configuration (constant while beats are in flight). Latency ``wino_gen.schedule.ADD_LATENCY``; two
     ``act_bits x 16`` multipliers per lane."""
 
     def __init__(self, *, lanes: int, act_bits: int = 8):
@@ -166,6 +96,7 @@ class EltwiseAdd(wiring.Component):
         m.d.comb += [self.a.ready.eq(en & self.b.valid), self.b.ready.eq(en & self.a.valid)]
         prod_bits = bits + ADD_MULT_BITS
         sum_bits = prod_bits + 1
+        assert 2 + rq_latency(False) == ADD_LATENCY     # products, sum, then rq_pipeline (pow2)
         for lane in range(self.lanes):
             pa = Signal(signed(prod_bits), name=f"pa{lane}")
             pb = Signal(signed(prod_bits), name=f"pb{lane}")
@@ -188,7 +119,7 @@ def _bits(n: int) -> int:
 
 def pool_cmd_layout(max_width: int, max_kernel: int, max_groups: int) -> data.StructLayout:
     """One pooling command (:meth:`Pool.command` fills it): ``avg`` (0: maxpool), the window,
-    the image and output sizes, the positions walked (:class:`PoolGeometry`), the channel
+    the image and output sizes, the positions walked (``wino_gen.schedule.PoolGeometry``), the channel
     groups, avgpool's ``mult``/``shift``."""
     k, c = unsigned(_bits(max_kernel)), unsigned(_coord_bits(max_width, max_kernel))
     return data.StructLayout({
@@ -207,7 +138,7 @@ def _coord_bits(max_width: int, max_kernel: int) -> int:
 
 def _tree(m, en, values, width: int, avg, name: str):
     """Pipelined pairwise reduction, one register level per halving (``tree_levels``): a sum
-    when ``avg``, else a maximum."""
+    when ``avg``, else a maximum. Returns the result and its register levels."""
     level, lat = list(values), 0
     while len(level) > 1:
         nxt = []
@@ -223,7 +154,7 @@ def _tree(m, en, values, width: int, avg, name: str):
             nxt.append(s)
         level, lat = nxt, lat + 1
     assert lat == tree_levels(len(values))
-    return level[0]
+    return level[0], lat
 
 
 def _delay_view(m, en, view, stages: int, name: str):
@@ -236,8 +167,8 @@ class Pool(wiring.Component):
     the module doc, bit-exact with ``golden.maxpool`` / ``golden.avgpool``.
 
     A ``cmd`` beat (:meth:`command`) starts a pooling of ``groups`` channel groups; the unit
-    takes the next one once this one has drained (:func:`pool_cycles`). It walks the
-    command's positions (:class:`PoolGeometry`) at one per cycle, taking an input beat at each
+    takes the next one once this one has drained (``wino_gen.schedule.pool_cycles``). It walks the
+    command's positions (``wino_gen.schedule.PoolGeometry``) at one per cycle, taking an input beat at each
     image position and none at the padding past the right/bottom edge, so every input value
     is read once. Separable, with the same datapath for both ops:
 
@@ -252,7 +183,7 @@ class Pool(wiring.Component):
 
     Limits (``command`` checks them): ``kernel`` and ``stride`` up to ``max_kernel``, ``H``
     and ``W`` up to ``max_width``, ``groups`` up to ``max_groups``. Latency
-    :func:`pool_latency`.
+    ``wino_gen.schedule.pool_latency``.
     """
 
     def __init__(self, *, lanes: int, max_width: int, max_kernel: int, max_groups: int, act_bits: int = 8):
@@ -300,12 +231,17 @@ class Pool(wiring.Component):
         m.d.comb += ident.eq(Mux(c.avg, 0, int_range(self.act_bits)[0]))
         en = stage_enable(m, self.o)
         tag1, win = self._walk(m, en, c, ident)
-        rows = [_tree(m, en, [Mux(c.kernel > j, win[j][lane], ident) for j in range(self.max_kernel)],
-                      self.row_bits, c.avg, f"row{lane}") for lane in range(self.lanes)]
-        tag_r = _delay_view(m, en, tag1, tree_levels(self.max_kernel), "tag_r")
+        trees = [_tree(m, en, [Mux(c.kernel > j, win[j][lane], ident) for j in range(self.max_kernel)],
+                       self.row_bits, c.avg, f"row{lane}") for lane in range(self.lanes)]
+        rows, row_levels = [v for v, _ in trees], trees[0][1]
+        tag_r = _delay_view(m, en, tag1, row_levels, "tag_r")
         column, tag_c = self._columns(m, en, c, ident, rows, tag_r)
-        sums = [_tree(m, en, vals, self.sum_bits, c.avg, f"col{lane}") for lane, vals in enumerate(column)]
-        tag_s = _delay_view(m, en, tag_c, tree_levels(self.max_kernel), "tag_s")
+        trees = [_tree(m, en, vals, self.sum_bits, c.avg, f"col{lane}") for lane, vals in enumerate(column)]
+        sums, col_levels = [v for v, _ in trees], trees[0][1]
+        tag_s = _delay_view(m, en, tag_c, col_levels, "tag_s")
+        # window register, row tree, line buffer read, column tree, rq_pipeline (fixed): what
+        # ``_walk`` drains
+        assert 1 + row_levels + 1 + col_levels + rq_latency(True) == pool_latency(self.max_kernel)
         mult = Signal(unsigned(AVG_MULT_BITS))
         shift = Signal(signed(SHIFT_BITS))
         m.d.comb += [mult.eq(c.mult), shift.eq(c.shift)]

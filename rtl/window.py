@@ -2,10 +2,10 @@
 once per output-channel block into the im2col chunks :class:`rtl.top.DirectAccel` consumes,
 so that it sits in front of that engine unchanged (:class:`WindowedDirectAccel`).
 
-Input ``x`` (:func:`window_x_order`): for each output-channel block (pass), each image row,
-each channel group, ``nxb = ceil(w / n)`` beats of n image columns (column ``xb*n + j``;
-columns >= w are ignored), ``unroll_in`` channels each (channels >= C are ignored): the
-Winograd tile buffer's beat (:func:`rtl.tilebuf.input_beat_layout`) and loop order, without
+Input ``x`` (:func:`wino_gen.schedule.window_x_order`): for each output-channel block (pass),
+each image row, each channel group, ``nxb = ceil(w / n)`` beats of n image columns (column
+``xb*n + j``; columns >= w are ignored), ``unroll_in`` channels each (channels >= C are
+ignored): the Winograd tile buffer's beat (:func:`rtl.tilebuf.input_beat_layout`) and loop order, without
 the padding columns. Output ``o``: the chunks of :func:`wino_gen.schedule.direct_steps`, beat
 for beat those of ``wino_gen.flow.host.DirectLayer.x_beats``.
 
@@ -21,19 +21,17 @@ One read of all R x Q banks yields a whole k x k window (``k <= R, Q``) of one c
 the ``(c, ky, kx)`` order). The gearbox packs groups into chunks of L, zero-fills a pixel's
 last chunk and drops what lies past its ``n_step`` chunks (only zero channels). Zero padding
 is masking on read: nothing outside the image is stored. The read pipeline runs free (no
-stall enable): a credit counter keeps at most :data:`FIFO_DEPTH` groups issued and not yet
-taken, which is exactly enough that the gearbox never waits on a group that could be read.
+stall enable): a credit counter keeps at most ``schedule.FIFO_DEPTH`` groups issued and not
+yet taken, which is exactly enough that the gearbox never waits on a group that could be read.
 
 A row is overwritten only once the gearbox has started a window row that no longer needs it,
-and the next pass's rows load once the gearbox has taken the pass's last group. The timing
-is the pure recurrence :func:`window_cycles` (it belongs in ``wino_gen.schedule``, as do
-:func:`window_geometry` and :func:`window_x_order`; they import no amaranth).
+and the next pass's rows load once the gearbox has taken the pass's last group. The geometry
+(``WindowBuffer``, ``WindowGeometry``), the input order, the pipeline constants and the timing
+recurrence ``window_cycles`` are ``wino_gen.schedule``'s; the generator asserts at elaboration
+that its read pipeline has the schedule's stage counts.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -42,135 +40,23 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from wino_gen.config import AcceleratorConfig
-from wino_gen.schedule import DirectGeometry, ceil_log2, direct_geometry, pe_geometry
+from wino_gen.limits import WINDOW_STRIDES
+from wino_gen.schedule import (
+    FIFO_DEPTH,
+    READ_LATENCY,
+    WindowBuffer,
+    WindowGeometry,
+    ceil_log2,
+    pe_geometry,
+    window_buffer,
+    window_x_order,
+)
 
 from .ram import SDPRam
 from .tilebuf import input_beat_layout
 from .top import DirectAccel, direct_layer_layout, direct_x_layout
 
-#: Groups issued and not yet taken by the gearbox: the read pipeline's latency (issue, RAM
-#: data, group register) plus the FIFO's write-to-read cycle.
-FIFO_DEPTH = 4
-
-#: Cycles from the last input beat of a window row's rows to the gearbox taking the row's
-#: first group: the band seen (and the read issued), RAM data, group register, FIFO.
-READ_LATENCY = 4
-
-STRIDES = (1, 2)
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-# -- geometry (pure) --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class WindowBuffer:
-    """What a generator is built for: ``R`` row banks of two slots (2R rows, so that a window
-    of k <= R rows and the s rows of the next one fit), ``Q`` column banks (Q >= n: a beat's n
-    columns hit n banks; Q >= max_kernel: a window's columns hit k banks); a bank word is
-    ``unroll_in`` activations at ``{xd, slot, cg}``."""
-
-    n: int
-    unroll_in: int
-    act_bits: int
-    lanes: int         # L: patch elements of a chunk
-    max_width: int
-    max_channels: int
-    max_kernel: int
-    rows: int          # R
-    cols: int          # Q
-    cg_max: int
-    cg_field: int
-    xd_max: int        # words per row slot and channel group: the widest padded row / Q
-    depth: int         # words per bank
-    group_max: int     # unroll_in * max_kernel²
-    coord_bits: int
-
-    @property
-    def gear(self) -> int:
-        """Gearbox elements: a chunk short of one element, plus a group."""
-        return self.lanes - 1 + self.group_max
-
-
-def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max_kernel: int) -> WindowBuffer:
-    """The generator's buffers for a direct config; ValueError names a bad parameter."""
-    if cfg.algo != "direct":
-        raise ValueError("cfg: the window generator feeds the direct engine (algo='direct')")
-    if not 1 <= max_kernel <= 15:
-        raise ValueError(f"max_kernel: {max_kernel} is out of range 1..15")
-    if not max_kernel <= max_width <= cfg.max_width:
-        raise ValueError(f"max_width: {max_width} must be in {max_kernel}..{cfg.max_width} (cfg.max_width)")
-    if max_channels < 1 or max_channels % cfg.unroll_in:
-        raise ValueError(f"max_channels: {max_channels} must be a positive multiple of unroll_in ({cfg.unroll_in})")
-    n, ui = cfg.n, cfg.unroll_in
-    R, Q = max(max_kernel, max(STRIDES)), max(max_kernel, n)
-    cg_max = max_channels // ui
-    cg_field = ceil_log2(cg_max)
-    xd_max = _ceil(max_width + 2 * (max_kernel - 1), Q) + 1
-    return WindowBuffer(n=n, unroll_in=ui, act_bits=cfg.act_bits, lanes=pe_geometry(cfg).lanes, max_width=max_width,
-                        max_channels=max_channels, max_kernel=max_kernel, rows=R, cols=Q, cg_max=cg_max,
-                        cg_field=cg_field, xd_max=xd_max, depth=xd_max * 2 * (1 << cg_field),
-                        group_max=ui * max_kernel ** 2,
-                        coord_bits=ceil_log2(max_width + 2 * max_kernel + 2 * R + 2))
-
-
-@dataclass(frozen=True)
-class WindowGeometry:
-    """One direct layer through the generator: the engine's geometry plus the generator's."""
-
-    d: DirectGeometry
-    n_cg: int          # channel groups: reads per output pixel
-    c_last: int        # channels of the last group
-    nxb: int           # input beats per image row and channel group
-    group: int         # G = unroll_in * k²: patch elements per read
-
-    @property
-    def row_beats(self) -> int:
-        return self.n_cg * self.nxb
-
-    @property
-    def x_beats(self) -> int:
-        """Input beats: the image once per output-channel block."""
-        return self.d.n_kb * self.d.H * self.row_beats
-
-    @property
-    def period(self) -> int:
-        """Cycles per output pixel in steady state: the gearbox emits ``n_step`` chunks, and
-        where groups are shorter than a chunk it also waits for the pixel's ``n_cg`` groups
-        and flushes the last chunk."""
-        d = self.d
-        return d.n_step + max(0, self.n_cg - 1 - (self.n_cg - 1) * self.group // d.lanes)
-
-    @property
-    def last_take(self) -> int:
-        """Cycle, from a pixel's first group, in which the gearbox takes its last group."""
-        return max(self.n_cg - 1, (self.n_cg - 1) * self.group // self.d.lanes)
-
-
-def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
-                    kernel: int, stride: int, padding: int) -> WindowGeometry:
-    """The layer's geometry, refused (ValueError) where it does not fit the generator."""
-    if not 1 <= kernel <= buf.max_kernel:
-        raise ValueError(f"kernel {kernel}: the generator takes 1..{buf.max_kernel}")
-    if stride not in STRIDES:
-        raise ValueError(f"stride {stride}: the generator takes {STRIDES}")
-    if not 0 <= padding < kernel:
-        raise ValueError(f"padding {padding}: the generator takes 0..{kernel - 1}")
-    if max(H, W) > buf.max_width:
-        raise ValueError(f"image {H}x{W} exceeds max_width={buf.max_width}")
-    if C > buf.max_channels:
-        raise ValueError(f"C={C} exceeds max_channels={buf.max_channels}")
-    d = direct_geometry(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding)
-    if d.n_step > pe_geometry(cfg).depth:
-        raise ValueError(f"a {C}x{kernel}x{kernel} patch needs {d.n_step} chunks, the engine holds "
-                         f"{pe_geometry(cfg).depth}")
-    ui = buf.unroll_in
-    n_cg = _ceil(C, ui)
-    return WindowGeometry(d=d, n_cg=n_cg, c_last=C - (n_cg - 1) * ui, nxb=_ceil(W, buf.n),
-                          group=ui * kernel * kernel)
-
+# -- host-side words and beats ----------------------------------------------------------------
 
 def window_fields(g: WindowGeometry) -> dict:
     """The config port's fields (:func:`window_layer_layout`) of a layer."""
@@ -180,17 +66,8 @@ def window_fields(g: WindowGeometry) -> dict:
             "n_kb": d.n_kb, "group": g.group}
 
 
-def window_x_order(g: WindowGeometry) -> Iterator[tuple[int, int, int, int]]:
-    """``(kb, y, cg, xb)`` of each input beat: pass -> image row -> channel group -> column word."""
-    for kb in range(g.d.n_kb):
-        for y in range(g.d.H):
-            for cg in range(g.n_cg):
-                for xb in range(g.nxb):
-                    yield kb, y, cg, xb
-
-
 def window_x_beats(g: WindowGeometry, buf: WindowBuffer, x) -> list:
-    """``x[C, H, W]`` as input beats in :func:`window_x_order` (nested lists ``[column][channel]``;
+    """``x[C, H, W]`` as input beats in :func:`wino_gen.schedule.window_x_order` (nested lists ``[column][channel]``;
     zeros past the image and past C, which the generator ignores anyway)."""
     n, ui = buf.n, buf.unroll_in
     C, H, W = x.shape
@@ -200,50 +77,6 @@ def window_x_beats(g: WindowGeometry, buf: WindowBuffer, x) -> list:
             for _, y, cg, xb in window_x_order(g)]
 
 
-def window_cycles(g: WindowGeometry, buf: WindowBuffer) -> int:
-    """Cycles from ``start`` (cycle 0) up to and including the one in which the last chunk is
-    taken, with an input that never stalls and an output that is always ready.
-
-    Fill: a window row's first group is taken ``READ_LATENCY`` cycles after the last beat
-    of its rows (or once the previous pixel is out); steady state: one pixel per
-    :attr:`WindowGeometry.period`. An image row of ``row_beats`` beats starts when the
-    previous one is in and the gearbox has started the window row that frees its slot; the
-    next pass starts the cycle after the write side has its rows in and has seen the pass's
-    last group taken."""
-    t, pix_end, restart = 0, 0, 0
-    for _ in range(g.d.n_kb):
-        t, pix_end = _pass_timing(g, buf.rows, max(t, restart) + 1, pix_end)
-        restart = pix_end - g.period + g.last_take + 1
-    return pix_end + 1
-
-
-def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, int]:
-    """One pass from its first beat in cycle ``t``: the cycle after its last beat and the cycle
-    in which its last chunk leaves."""
-    d = g.d
-    k, s, p = d.kh, d.stride, d.pad
-    row_end: list[int] = []      # per image row: the cycle after its last beat
-    first_take: list[int] = []   # per window row: the cycle its first group is taken
-
-    def load_until(r):
-        nonlocal t
-        while len(row_end) <= r:
-            ys = len(row_end) + p
-            if ys >= 2 * R:       # the slot frees once window row oy (top > ys - 2R) has begun
-                t = max(t, first_take[(ys - 2 * R) // s + 1] + 1)
-            t += g.row_beats
-            row_end.append(t)
-
-    for oy in range(d.Ho):
-        last = min(oy * s + k, d.H + p) - 1 - p
-        load_until(last)
-        take = max(row_end[last] + READ_LATENCY - 1, pix_end)
-        first_take.append(take)
-        pix_end = take + d.Wo * g.period
-    load_until(d.H - 1)
-    return t, pix_end
-
-
 # -- hardware ---------------------------------------------------------------------------------
 
 def window_layer_layout(buf: WindowBuffer, cfg: AcceleratorConfig) -> data.StructLayout:
@@ -251,7 +84,7 @@ def window_layer_layout(buf: WindowBuffer, cfg: AcceleratorConfig) -> data.Struc
     c = unsigned(buf.coord_bits)
     return data.StructLayout({
         "h": c, "w": c, "pad": unsigned(ceil_log2(buf.max_kernel)), "k": unsigned(ceil_log2(buf.max_kernel + 1)),
-        "stride": unsigned(2), "n_cg": unsigned(ceil_log2(buf.cg_max + 1)),
+        "stride": unsigned(max(WINDOW_STRIDES).bit_length()), "n_cg": unsigned(ceil_log2(buf.cg_max + 1)),
         "c_last": unsigned(ceil_log2(buf.unroll_in + 1)), "nxb": c, "ho": c, "wo": c,
         "n_step": unsigned(ceil_log2(pe_geometry(cfg).depth + 1)),
         "n_kb": unsigned(ceil_log2(cfg.max_channels + 1)),
@@ -271,9 +104,9 @@ def group_layout(buf: WindowBuffer) -> data.StructLayout:
 
 class WindowGenerator(wiring.Component):
     """The window generator (module doc). Set ``layer`` (:func:`window_fields`), pulse
-    ``start``, stream ``x`` (:func:`window_x_order`); ``o`` carries the direct engine's chunks
+    ``start``, stream ``x`` (:func:`wino_gen.schedule.window_x_order`); ``o`` carries the direct engine's chunks
     in :func:`wino_gen.schedule.direct_steps` order. ``max_width``/``max_channels``/
-    ``max_kernel`` size the buffers (:func:`window_buffer`); ``blackbox_ram`` as in
+    ``max_kernel`` size the buffers (:func:`wino_gen.schedule.window_buffer`); ``blackbox_ram`` as in
     :class:`rtl.ram.SDPRam`."""
 
     def __init__(self, cfg: AcceleratorConfig, *, max_width: int, max_channels: int, max_kernel: int,
@@ -302,6 +135,11 @@ class WindowGenerator(wiring.Component):
         take = Signal()
         fields = self._issue(m, mems, ys, wkb, take)
         group = self._group(m, mems, word, fields)
+        # the read pipeline (_issue, _group): the read issued, RAM data, the group register; then
+        # the FIFO's write-to-read cycle. A credit per group in flight there keeps it full.
+        read_stages = 1 + 1 + 1
+        assert read_stages + 1 == READ_LATENCY
+        assert read_stages + 1 == FIFO_DEPTH
         fifo = m.submodules.fifo = SyncFIFO(width=group.shape().size, depth=FIFO_DEPTH)
         m.d.comb += [fifo.w_en.eq(fields["v"]), fifo.w_data.eq(group.as_value())]
         g = Signal(group_layout(buf))
@@ -515,7 +353,7 @@ def windowed_direct_layout(buf: WindowBuffer, cfg: AcceleratorConfig) -> data.St
 
 class WindowedDirectAccel(wiring.Component):
     """The window generator in front of the unchanged :class:`rtl.top.DirectAccel`: ``x``
-    carries activations (:func:`window_x_order`) instead of im2col chunks; ``layer`` holds
+    carries activations (:func:`wino_gen.schedule.window_x_order`) instead of im2col chunks; ``layer`` holds
     both config words; ``w`` and ``o`` are the engine's."""
 
     def __init__(self, cfg: AcceleratorConfig, *, max_width: int, max_channels: int, max_kernel: int):

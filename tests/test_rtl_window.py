@@ -12,13 +12,9 @@ from rtl.top import direct_layer_layout
 from rtl.window import (
     WindowedDirectAccel,
     WindowGenerator,
-    window_buffer,
-    window_cycles,
     window_fields,
-    window_geometry,
     window_layer_layout,
     window_x_beats,
-    window_x_order,
     windowed_direct_layout,
 )
 from sim.backend import PysimBackend
@@ -27,6 +23,7 @@ from wino_gen import golden, schedule
 from wino_gen.config import AcceleratorConfig
 from wino_gen.flow.host import DirectLayer, pack
 from wino_gen.limits import int_range
+from wino_gen.schedule import window_buffer, window_cycles, window_geometry, window_x_order
 
 # tile 2 (n = 4, S = 16): unroll_in 1 -> L = 16 (a 3x3 group is shorter than a chunk, a 7x7
 # one longer); unroll_in 2 -> L = 32

@@ -14,7 +14,7 @@ from amaranth.hdl import Fragment, Module, Signal
 from amaranth.sim import Simulator
 from amaranth.utils import ceil_log2
 
-from rtl import arith, pe, ram, tilebuf, transform
+from rtl import arith, eltwise, pe, ram, tilebuf, transform, window
 from rtl.top import direct_out_layout, direct_x_layout, winograd_out_layout
 from wino_gen import golden, limits, schedule
 from wino_gen.config import AcceleratorConfig
@@ -51,6 +51,9 @@ def test_limits_are_consistent():
     lo, hi = limits.SHIFT_RANGE
     assert limits.HW_SHIFT_RANGE[0] <= lo and hi <= limits.HW_SHIFT_RANGE[1]
     assert limits.WINOGRAD_PADDING[1] <= limits.HOST_PADDING[1] <= limits.MAX_PAD
+    buf = schedule.window_buffer(DIRECT[0], 16, 4, limits.WINDOW_KERNEL_RANGE[1])
+    assert max(limits.WINDOW_STRIDES) < 1 << window.window_layer_layout(buf, DIRECT[0])["stride"].shape.width
+    assert limits.WINDOW_KERNEL_RANGE[1] <= limits.MAX_KERNEL
 
 
 def test_quantize_ratio_clips_to_the_shift_range():
@@ -104,6 +107,24 @@ def test_latencies_equal_rtl(cfg):
     if cfg.algo == "winograd":
         Fragment.get(transform.InputTransform(cfg), None)
         Fragment.get(transform.OutputStage(cfg), None)
+
+
+@pytest.mark.parametrize("max_kernel", (2, 3, 4, 7))
+def test_eltwise_and_window_latencies_equal_rtl(max_kernel):
+    """EltwiseAdd, Pool and the window generator assert their stage counts against
+    ADD_LATENCY, pool_latency, READ_LATENCY and FIFO_DEPTH while they elaborate."""
+    Fragment.get(eltwise.EltwiseAdd(lanes=2), None)
+    Fragment.get(eltwise.Pool(lanes=1, max_width=8, max_kernel=max_kernel, max_groups=2), None)
+    cfg = DIRECT[0]
+    Fragment.get(window.WindowGenerator(cfg, max_width=cfg.max_width, max_channels=4, max_kernel=max_kernel), None)
+
+
+def test_pool_geometry_matches_golden_shapes():
+    x = np.zeros((1, 1, 13, 10), dtype=np.int64)
+    for k, s, p in ((3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2), (1, 1, 0)):
+        g = schedule.pool_geometry(13, 10, k, s, p)
+        assert golden.maxpool(x, kernel=k, stride=s, padding=p).shape[2:] == (g.oh, g.ow)
+        assert g.rows >= 13 and g.cols >= 10
 
 
 def _rams(block) -> list[tuple[int, int]]:

@@ -265,9 +265,7 @@ def winograd_conv3x3(x, U, bias, *, tile: int, v: Requant, m: Requant, y: Requan
                              widths=w, trace=trace)
     Yb = winograd_output_sum(P, bias, tile=tile, m=m, m_align=m_align, balance=balance, transform_bits=t_bits,
                              widths=w, trace=trace)
-    out = rq(Yb, y.mult, y.shift, act_bits)
-    if relu:
-        out = np.maximum(out, 0)
+    out = output_requant(Yb, 0, y, relu, act_bits)    # the bias is in Yb (winograd_output_sum)
     if trace is not None:
         trace["y_tiles"] = out
     H, W = np.shape(x)[2:]
@@ -307,10 +305,18 @@ def direct_conv(x, W, bias, *, y: Requant, stride: int = 1, padding: int = 0, re
         _check("accumulator", acc, cfg.widths.accumulator)
     if trace is not None:
         trace["acc"] = acc
-    acc = acc + np.asarray(bias, dtype=np.int64)[None, :, None, None]
-    if cfg:
-        _check("bias add", acc, cfg.widths.out_sum)
-    out = rq(acc, y.mult, y.shift, act_bits)
+    return output_requant(acc, bias, y, relu, act_bits, sum_bits=cfg.widths.out_sum if cfg else None)
+
+
+def output_requant(acc, bias, y: Requant, relu: bool, bits: int, *, sum_bits: int | None = None) -> np.ndarray:
+    """The tail every conv and linear layer ends with (docs/format.md's last step): ``acc +
+    bias`` (``bias[K]`` per channel, axis 1 of ``acc``; a scalar where the bias is already in,
+    as in :func:`winograd_output_sum`), checked against ``sum_bits`` when given, ``rq`` by ``y``
+    to ``bits``, then ReLU if ``relu``. One definition, for golden and the image interpreter."""
+    acc = np.asarray(acc, dtype=np.int64)
+    v = acc + np.asarray(bias, dtype=np.int64).reshape((-1,) + (1,) * (acc.ndim - 2))
+    _check("bias add", v, sum_bits)
+    out = rq(v, y.mult, y.shift, bits)
     return np.maximum(out, 0) if relu else out
 
 
@@ -354,8 +360,7 @@ def linear(x, W, bias, *, y: Requant, relu: bool = False, bits: int = 8,
     acc = linear_accumulate(x, W)
     if trace is not None:
         trace["acc"] = acc
-    out = rq(acc + np.asarray(bias, dtype=np.int64), y.mult, y.shift, bits)
-    return np.maximum(out, 0) if relu else out
+    return output_requant(acc, bias, y, relu, bits)
 
 
 def quantize_weights_winograd(g: np.ndarray, tile: int, scale, bits: int = 8,

@@ -96,6 +96,16 @@ def pool_padding_range(kernel: int) -> tuple[int, int]:
     return 0, kernel // 2
 
 
+#: Kernel sides a window generator can be built for (``schedule.window_buffer``'s
+#: ``max_kernel``; the layer port's ``k`` field is sized from the build's own).
+WINDOW_KERNEL_RANGE = (1, 15)
+
+#: Strides the window generator takes (``schedule.window_geometry``); its row banks are
+#: sized for the largest, and the layer port's ``stride`` field holds it
+#: (``rtl.window.window_layer_layout``).
+WINDOW_STRIDES = (1, 2)
+
+
 # Winograd padding has three limits. The one users see is WINOGRAD_PADDING (0..1): the format,
 # training and export accept nothing else, and a 3x3 stride-1 layer with padding 2 grows its
 # image. The host accepts 0..2 (the tile buffer is tested at 2), and the line buffer is sized

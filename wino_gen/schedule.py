@@ -1,5 +1,6 @@
 """The accelerator's schedule, defined once: tile and buffer geometry, per-block latencies and
-the loop nests and beat orders of both engines (pure Python, no amaranth).
+the loop nests and beat orders of both engines, the element-wise / pooling units and the window
+generator (pure Python, no amaranth).
 
 ``rtl/`` takes its depths and latencies from here (and asserts, while it elaborates, the stage
 counts its own structure decides), ``wino_gen.perf`` sums it, and the host encoder
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from .limits import MAX_PAD
+from .limits import MAX_PAD, WINDOW_KERNEL_RANGE, WINDOW_STRIDES, pool_padding_range
 
 if TYPE_CHECKING:
     from .config import AcceleratorConfig
@@ -452,3 +453,243 @@ def direct_output_order(g: DirectGeometry) -> Iterator[tuple[int, int]]:
     for kb in range(g.n_kb):
         for pix in range(g.n_pix):
             yield kb, pix
+
+
+# -- element-wise and pooling units (rtl.eltwise) ---------------------------------------------
+
+#: Register stages of ``rtl.eltwise.EltwiseAdd``: the two products, their sum, ``rq`` (pow2).
+ADD_LATENCY = 2 + rq_latency(False)
+
+
+def add_cycles(beats: int) -> int:
+    """Cycles of an ``add`` of ``beats`` beats with no stalls, from the first beat offered to
+    the cycle after the last output beat is taken: one beat per cycle plus the pipeline."""
+    return beats + ADD_LATENCY
+
+
+def pool_latency(max_kernel: int) -> int:
+    """Register stages of ``rtl.eltwise.Pool`` from a position taken to its output register: the
+    window register, the row tree, the line buffer read, the column tree, ``rq`` (fixed)."""
+    return 1 + tree_levels(max_kernel) + 1 + tree_levels(max_kernel) + rq_latency(True)
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """One pooling of an ``H x W`` image: ``k x k`` windows, stride ``s``, ``padding`` on all
+    sides. The unit walks ``rows x cols`` positions per channel group: the image, plus the
+    right columns / bottom rows of padding that the last window reaches (virtual positions,
+    no input beat); top/left padding costs nothing."""
+
+    H: int
+    W: int
+    kernel: int
+    stride: int
+    padding: int
+    oh: int      # output rows: floor((H + 2 padding - kernel) / stride) + 1
+    ow: int
+    rows: int    # H, or the last window's bottom row + 1 when it lies in the padding
+    cols: int
+
+
+def _out_size(n: int, k: int, s: int, p: int) -> int:
+    return (n + 2 * p - k) // s + 1
+
+
+def pool_geometry(H: int, W: int, kernel: int, stride: int, padding: int = 0) -> PoolGeometry:
+    """The pooling geometry of ``docs/format.md`` (output ``floor((H + 2p - k) / s) + 1``);
+    ValueError naming the field for shapes the format refuses."""
+    if kernel < 1 or stride < 1:
+        raise ValueError(f"kernel ({kernel}) and stride ({stride}) must be >= 1")
+    lo, hi = pool_padding_range(kernel)
+    if not lo <= padding <= hi:
+        raise ValueError(f"padding ({padding}) must be in {lo}..{hi} for kernel {kernel}")
+    oh, ow = _out_size(H, kernel, stride, padding), _out_size(W, kernel, stride, padding)
+    if H < 1 or W < 1 or oh < 1 or ow < 1:
+        raise ValueError(f"image {H}x{W} is smaller than kernel {kernel} with padding {padding}")
+
+    def last_end(o):   # the last window's last row/column, in image coordinates
+        return (o - 1) * stride - padding + kernel - 1
+
+    return PoolGeometry(H, W, kernel, stride, padding, oh, ow, max(H, last_end(oh) + 1),
+                        max(W, last_end(ow) + 1))
+
+
+def pool_cycles(g: PoolGeometry, groups: int, max_kernel: int) -> int:
+    """Cycles of one ``rtl.eltwise.Pool`` command with no stalls, from the command offered to
+    the next command taken: 1 to take it, one position per cycle (``groups x rows x cols``),
+    the pipeline drained (:func:`pool_latency`). Where the last position holds an output
+    (every pooling whose windows reach the image's last row and column), its last output
+    beat is taken in the cycle before."""
+    return 1 + groups * g.rows * g.cols + pool_latency(max_kernel)
+
+
+# -- window generator (rtl.window) ------------------------------------------------------------
+
+#: Groups the window generator has issued and its gearbox not yet taken: the read pipeline's
+#: latency (issue, RAM data, group register) plus the FIFO's write-to-read cycle.
+FIFO_DEPTH = 4
+
+#: Cycles from the last input beat of a window row's rows to the gearbox taking the row's
+#: first group: the band seen (and the read issued), RAM data, group register, FIFO.
+READ_LATENCY = 4
+
+
+@dataclass(frozen=True)
+class WindowBuffer:
+    """What a window generator is built for: ``R`` row banks of two slots (2R rows, so that a
+    window of k <= R rows and the s rows of the next one fit), ``Q`` column banks (Q >= n: a
+    beat's n columns hit n banks; Q >= max_kernel: a window's columns hit k banks); a bank word
+    is ``unroll_in`` activations at ``{xd, slot, cg}``."""
+
+    n: int
+    unroll_in: int
+    act_bits: int
+    lanes: int         # L: patch elements of a chunk
+    max_width: int
+    max_channels: int
+    max_kernel: int
+    rows: int          # R
+    cols: int          # Q
+    cg_max: int
+    cg_field: int
+    xd_max: int        # words per row slot and channel group: the widest padded row / Q
+    depth: int         # words per bank
+    group_max: int     # unroll_in * max_kernel²
+    coord_bits: int
+
+    @property
+    def gear(self) -> int:
+        """Gearbox elements: a chunk short of one element, plus a group."""
+        return self.lanes - 1 + self.group_max
+
+
+def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max_kernel: int) -> WindowBuffer:
+    """The generator's buffers for a direct config; ValueError names a bad parameter."""
+    if cfg.algo != "direct":
+        raise ValueError("cfg: the window generator feeds the direct engine (algo='direct')")
+    lo, hi = WINDOW_KERNEL_RANGE
+    if not lo <= max_kernel <= hi:
+        raise ValueError(f"max_kernel: {max_kernel} is out of range {lo}..{hi}")
+    if not max_kernel <= max_width <= cfg.max_width:
+        raise ValueError(f"max_width: {max_width} must be in {max_kernel}..{cfg.max_width} (cfg.max_width)")
+    if max_channels < 1 or max_channels % cfg.unroll_in:
+        raise ValueError(f"max_channels: {max_channels} must be a positive multiple of unroll_in ({cfg.unroll_in})")
+    n, ui = cfg.n, cfg.unroll_in
+    R, Q = max(max_kernel, max(WINDOW_STRIDES)), max(max_kernel, n)
+    cg_max = max_channels // ui
+    cg_field = ceil_log2(cg_max)
+    xd_max = _ceil(max_width + 2 * (max_kernel - 1), Q) + 1
+    return WindowBuffer(n=n, unroll_in=ui, act_bits=cfg.act_bits, lanes=pe_geometry(cfg).lanes, max_width=max_width,
+                        max_channels=max_channels, max_kernel=max_kernel, rows=R, cols=Q, cg_max=cg_max,
+                        cg_field=cg_field, xd_max=xd_max, depth=xd_max * 2 * (1 << cg_field),
+                        group_max=ui * max_kernel ** 2,
+                        coord_bits=ceil_log2(max_width + 2 * max_kernel + 2 * R + 2))
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """One direct layer through the generator: the engine's geometry plus the generator's."""
+
+    d: DirectGeometry
+    n_cg: int          # channel groups: reads per output pixel
+    c_last: int        # channels of the last group
+    nxb: int           # input beats per image row and channel group
+    group: int         # G = unroll_in * k²: patch elements per read
+
+    @property
+    def row_beats(self) -> int:
+        return self.n_cg * self.nxb
+
+    @property
+    def x_beats(self) -> int:
+        """Input beats: the image once per output-channel block."""
+        return self.d.n_kb * self.d.H * self.row_beats
+
+    @property
+    def period(self) -> int:
+        """Cycles per output pixel in steady state: the gearbox emits ``n_step`` chunks, and
+        where groups are shorter than a chunk it also waits for the pixel's ``n_cg`` groups
+        and flushes the last chunk."""
+        d = self.d
+        return d.n_step + max(0, self.n_cg - 1 - (self.n_cg - 1) * self.group // d.lanes)
+
+    @property
+    def last_take(self) -> int:
+        """Cycle, from a pixel's first group, in which the gearbox takes its last group."""
+        return max(self.n_cg - 1, (self.n_cg - 1) * self.group // self.d.lanes)
+
+
+def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
+                    kernel: int, stride: int, padding: int) -> WindowGeometry:
+    """The layer's geometry, refused (ValueError) where it does not fit the generator."""
+    if not 1 <= kernel <= buf.max_kernel:
+        raise ValueError(f"kernel {kernel}: the generator takes 1..{buf.max_kernel}")
+    if stride not in WINDOW_STRIDES:
+        raise ValueError(f"stride {stride}: the generator takes {WINDOW_STRIDES}")
+    if not 0 <= padding < kernel:
+        raise ValueError(f"padding {padding}: the generator takes 0..{kernel - 1}")
+    if max(H, W) > buf.max_width:
+        raise ValueError(f"image {H}x{W} exceeds max_width={buf.max_width}")
+    if C > buf.max_channels:
+        raise ValueError(f"C={C} exceeds max_channels={buf.max_channels}")
+    d = direct_geometry(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding)
+    if d.n_step > pe_geometry(cfg).depth:
+        raise ValueError(f"a {C}x{kernel}x{kernel} patch needs {d.n_step} chunks, the engine holds "
+                         f"{pe_geometry(cfg).depth}")
+    ui = buf.unroll_in
+    n_cg = _ceil(C, ui)
+    return WindowGeometry(d=d, n_cg=n_cg, c_last=C - (n_cg - 1) * ui, nxb=_ceil(W, buf.n),
+                          group=ui * kernel * kernel)
+
+
+def window_x_order(g: WindowGeometry) -> Iterator[tuple[int, int, int, int]]:
+    """``(kb, y, cg, xb)`` of each input beat: pass -> image row -> channel group -> column word."""
+    for kb in range(g.d.n_kb):
+        for y in range(g.d.H):
+            for cg in range(g.n_cg):
+                for xb in range(g.nxb):
+                    yield kb, y, cg, xb
+
+
+def window_cycles(g: WindowGeometry, buf: WindowBuffer) -> int:
+    """Cycles from ``start`` (cycle 0) up to and including the one in which the last chunk is
+    taken, with an input that never stalls and an output that is always ready.
+
+    Fill: a window row's first group is taken ``READ_LATENCY`` cycles after the last beat
+    of its rows (or once the previous pixel is out); steady state: one pixel per
+    :attr:`WindowGeometry.period`. An image row of ``row_beats`` beats starts when the
+    previous one is in and the gearbox has started the window row that frees its slot; the
+    next pass starts the cycle after the write side has its rows in and has seen the pass's
+    last group taken."""
+    t, pix_end, restart = 0, 0, 0
+    for _ in range(g.d.n_kb):
+        t, pix_end = _pass_timing(g, buf.rows, max(t, restart) + 1, pix_end)
+        restart = pix_end - g.period + g.last_take + 1
+    return pix_end + 1
+
+
+def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, int]:
+    """One pass from its first beat in cycle ``t``: the cycle after its last beat and the cycle
+    in which its last chunk leaves."""
+    d = g.d
+    k, s, p = d.kh, d.stride, d.pad
+    row_end: list[int] = []      # per image row: the cycle after its last beat
+    first_take: list[int] = []   # per window row: the cycle its first group is taken
+
+    def load_until(r):
+        nonlocal t
+        while len(row_end) <= r:
+            ys = len(row_end) + p
+            if ys >= 2 * R:       # the slot frees once window row oy (top > ys - 2R) has begun
+                t = max(t, first_take[(ys - 2 * R) // s + 1] + 1)
+            t += g.row_beats
+            row_end.append(t)
+
+    for oy in range(d.Ho):
+        last = min(oy * s + k, d.H + p) - 1 - p
+        load_until(last)
+        take = max(row_end[last] + READ_LATENCY - 1, pix_end)
+        first_take.append(take)
+        pix_end = take + d.Wo * g.period
+    load_until(d.H - 1)
+    return t, pix_end

@@ -215,22 +215,18 @@ class Machine:
         if not ins.finish:
             return self._put(i, "act", w["acc_addr"], part[0], acc_strides, np.int32)
         bias = d.bias[k0:k1]
+        y, relu, bits = golden.Requant(w["mult"], w["shift"]), bool(w["relu"]), self.cfg.act_bits
         if mode == "winograd":
             n, t = self.cfg.n, d.taps
             yb = golden.winograd_output_sum(part, bias, tile=self.cfg.tile, m=_req(t["m_mult"], t["m_shift"], n),
                                             m_align=t["m_align"].reshape(n, n), balance=self.cfg.balance,
                                             transform_bits=self.cfg.transform_bits)
-            out = golden.untile_output(self._requant(yb, w), ho, Wo)
+            out = golden.untile_output(golden.output_requant(yb, 0, y, relu, bits), ho, Wo)   # the bias is in yb
         elif mode == "direct":
-            out = self._requant(part + bias[None, :, None, None], w)
+            out = golden.output_requant(part, bias, y, relu, bits)
         else:
-            out = self._requant(part + bias[None, :], w).reshape(1, kc, 1, 1)
+            out = golden.output_requant(part, bias, y, relu, bits).reshape(1, kc, 1, 1)
         self._write(i, ins, d, out[0])
-
-    def _requant(self, v: np.ndarray, w: dict) -> np.ndarray:
-        """The output requant and ReLU of a conv or linear layer (golden's last step)."""
-        out = golden.rq(v, w["mult"], w["shift"], self.cfg.act_bits)
-        return np.maximum(out, 0) if w["relu"] else out
 
     def _band(self, i: int, ins, d: im.Desc, nch: int) -> np.ndarray:
         """The input rows the tile reads, as one image padded the way the engine pads (zeros
@@ -240,6 +236,7 @@ class Machine:
         top, bot = ins.r0 * s - p, (ins.r1 - 1) * s - p + k
         a, b = max(0, top), min(H, bot)
         x = self._block(i, "act", ins.in_addr, (nch, b - a, W), (w["in_cstride"], W, 1))
+        # maxpool's padding is golden.maxpool's: the smallest value of the activation width
         fill = int_range(self.cfg.act_bits)[0] if isa.MODES[ins.mode] == "maxpool" else 0
         band = np.full((1, nch, bot - top, W + 2 * p), fill, np.int64)
         band[0, :, a - top:b - top, p:p + W] = x
