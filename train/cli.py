@@ -38,6 +38,7 @@ from wino_gen.winograd import BALANCES
 from . import data as data_mod
 from . import models
 from .convert import QuantNet, convert
+from .winograd_conv import WEIGHTS
 
 MODES = ("fp32", "ptq-direct", "ptq-winograd", "qat")
 
@@ -61,6 +62,9 @@ def parse(argv):
     ap.add_argument("--balance", default="smooth",
                     help="integer Winograd forms: smooth (rows balanced for one scale per layer) | none")
     ap.add_argument("--requant", default="pow2", help="pow2 | fixed")
+    ap.add_argument("--weights", default="winograd",
+                    help="Winograd weights (ptq-winograd, qat): winograd (int8 U quantized directly) | spatial "
+                         "(int8 3x3 kernels, U = golden's transform of them) (default: %(default)s)")
     ap.add_argument("--max-tap-shift", type=errors.number(int, lo=0, hi=16), default=12,
                     help="tap mode: largest m_align, 0..16 (F6 with --balance none needs ~12, smooth forms <= 4)")
     ap.add_argument("--epochs", type=errors.number(int, lo=0), default=1,
@@ -109,6 +113,10 @@ def parse(argv):
         raise UsageError(f"--balance: {a.balance!r}; allowed: {', '.join(BALANCES)}")
     if a.requant not in ("pow2", "fixed"):
         raise UsageError(f"--requant: {a.requant!r}; allowed: pow2, fixed")
+    if a.weights not in WEIGHTS:
+        raise UsageError(f"--weights: {a.weights!r}; allowed: {', '.join(WEIGHTS)}")
+    if a.weights != "winograd" and a.mode not in ("ptq-winograd", "qat"):
+        raise UsageError(f"--weights {a.weights}: for --mode ptq-winograd or qat only (not {a.mode})")
     if a.calib not in ("omse", "mse", "max"):
         raise UsageError(f"--calib: {a.calib!r}; allowed: omse, mse, max")
     if a.mode != "fp32" and not a.init and not a.resume:
@@ -204,7 +212,7 @@ def _barrier(world):
 
 # -- model construction -------------------------------------------------------------------
 
-QUANT_KEYS = ("model", "tile", "granularity", "balance", "requant", "max_tap_shift")
+QUANT_KEYS = ("model", "tile", "granularity", "balance", "requant", "max_tap_shift", "weights")
 
 
 def load_init(path: str, model: torch.nn.Module, a=None) -> dict | None:
@@ -245,7 +253,7 @@ def build_net(a, fp32: torch.nn.Module, input_shape) -> QuantNet:
     algo = "direct" if a.mode == "ptq-direct" else "winograd"
     net = convert(fp32, input_shape=input_shape, tile=a.tile, granularity=a.granularity,
                   requant=a.requant, algo=algo, model_name=a.model, max_tap_shift=a.max_tap_shift,
-                  balance=a.balance)
+                  balance=a.balance, weights=a.weights)
     for _, m in net.named_qlayers():   # per-layer input scales serve the ablation only
         if hasattr(m, "s_x"):
             m.s_x.log2.requires_grad_(False)
@@ -319,8 +327,8 @@ def make_optimizer(a, model, steps):
 # The flags that define a run: a resumed run must have them all equal (--init only when given:
 # the checkpoint holds its state).
 RUN_KEYS = ("model", "data", "image_size", "limit_train", "limit_test", "mode", "tile", "granularity", "balance",
-            "requant", "max_tap_shift", "calib", "calib_batches", "init", "distill", "epochs", "batch_size", "lr",
-            "scale_lr", "seed")
+            "requant", "max_tap_shift", "weights", "calib", "calib_batches", "init", "distill", "epochs", "batch_size",
+            "lr", "scale_lr", "seed")
 CKPT_KEYS = ("mode", "epoch", "model", "optimizer", "scheduler", "metrics", "args", "rng")
 
 
@@ -418,8 +426,8 @@ def run(a, out: Path, mdir: Path | None) -> int:
     if a.mode != "fp32":
         model = build_net(a, fp32, input_shape)
     metrics = {"model": a.model, "data": a.data, "mode": a.mode, "tile": a.tile,
-               "granularity": a.granularity, "balance": a.balance, "requant": a.requant, "epochs": a.epochs,
-               "batch_size": a.batch_size, "world_size": world, "train_samples": len(train_ds),
+               "granularity": a.granularity, "balance": a.balance, "requant": a.requant, "weights": a.weights,
+               "epochs": a.epochs, "batch_size": a.batch_size, "world_size": world, "train_samples": len(train_ds),
                "test_samples": len(test_ds), "init": a.init, "history": []}
     start_epoch = 0
     if resumed is not None:

@@ -37,13 +37,13 @@ class QuantNet(nn.Module):
 
     def __init__(self, specs: list[dict], layers: dict[str, nn.Module], input_shape, *, tile: int,
                  granularity: str, requant: str, algo: str, model_name: str = "model", act_bits: int = 8,
-                 balance: str = "none"):
+                 balance: str = "none", weights: str = "winograd"):
         super().__init__()
         self.specs = specs
         self.layers = nn.ModuleDict({_key(n): m for n, m in layers.items()})
         self.input_shape = list(input_shape)
         self.tile, self.granularity, self.requant, self.algo = tile, granularity, requant, algo
-        self.balance = balance
+        self.balance, self.weights = balance, weights
         self.model_name, self.act_bits = model_name, act_bits
         self.s_in = Scale((), requant == "pow2")
         self.in_observer: Observer | None = None
@@ -138,11 +138,13 @@ _RELUS = (F.relu, torch.relu)
 def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = "layer",
             requant: str = "pow2", algo: str = "winograd", stem_direct: bool = True,
             model_name: str | None = None, act_bits: int = 8, max_tap_shift: int = 12,
-            balance: str = "smooth") -> QuantNet:
+            balance: str = "smooth", weights: str = "winograd") -> QuantNet:
     """Convert ``model`` (an FP32 nn.Module; batch-norms are folded with their running
     statistics) into a :class:`QuantNet` for ``input_shape = (C, H, W)``. ``algo='direct'``
     makes every convolution direct (the PTQ-direct baseline); ``stem_direct`` keeps the first
-    convolution direct (its input has few channels)."""
+    convolution direct (its input has few channels); ``weights='spatial'`` makes the Winograd
+    layers quantize int8 3x3 kernels and transform them as the hardware does
+    (:meth:`~train.winograd_conv.WinogradConv2d.spatial_weights`)."""
     if tile not in (2, 4, 6):
         raise UsageError(f"tile {tile}: allowed 2, 4, 6")
     model = model.eval()
@@ -152,11 +154,12 @@ def convert(model: nn.Module, *, input_shape, tile: int = 4, granularity: str = 
         raise UsageError(f"cannot trace the model with torch.fx: {e}") from None
     ShapeProp(gm).propagate(torch.zeros(1, *input_shape))
     conv = _Converter(gm, input_shape, tile=tile, granularity=granularity, requant=requant, algo=algo,
-                      stem_direct=stem_direct, act_bits=act_bits, max_tap_shift=max_tap_shift, balance=balance)
+                      stem_direct=stem_direct, act_bits=act_bits, max_tap_shift=max_tap_shift, balance=balance,
+                      weights=weights)
     specs, layers = conv.run()
     return QuantNet(specs, layers, input_shape, tile=tile, granularity=granularity, requant=requant,
                     algo=algo, model_name=model_name or type(model).__name__.lower(), act_bits=act_bits,
-                    balance=balance)
+                    balance=balance, weights=weights)
 
 
 class _Converter:
@@ -166,11 +169,11 @@ class _Converter:
     ``_add``). A handler returns the layer, the last node it covers and the layer's op keys."""
 
     def __init__(self, gm: torch.fx.GraphModule, input_shape, *, tile, granularity, requant, algo, stem_direct,
-                 act_bits, max_tap_shift, balance):
+                 act_bits, max_tap_shift, balance, weights="winograd"):
         self.gm, self.mods = gm, dict(gm.named_modules())
         self.tile, self.granularity, self.requant, self.algo = tile, granularity, requant, algo
         self.stem_direct, self.act_bits = stem_direct, act_bits
-        self.max_tap_shift, self.balance = max_tap_shift, balance
+        self.max_tap_shift, self.balance, self.weights = max_tap_shift, balance, weights
         self.specs: list[dict] = []
         self.layers: dict[str, nn.Module] = {}
         self.alias: dict[torch.fx.Node, str] = {}
@@ -266,7 +269,8 @@ class _Converter:
         if winograd:
             layer = WinogradConv2d.from_conv(conv, tile=self.tile, granularity=self.granularity,
                                              requant=self.requant, relu=relu, bias=True, act_bits=self.act_bits,
-                                             max_tap_shift=self.max_tap_shift, balance=self.balance)
+                                             max_tap_shift=self.max_tap_shift, balance=self.balance,
+                                             weights=self.weights)
             layer.s_M.log2.data.fill_(0)
             return layer, end, {"op": "winograd_conv3x3", "padding": conv.padding[0], "relu": relu}
         layer = QConv2d(conv, relu=relu, requant=self.requant, act_bits=self.act_bits)

@@ -48,20 +48,30 @@ def manifest_and_arrays(net: QuantNet, rec: dict[str, np.ndarray]):
         entry = {k: spec[k] for k in _SPEC_KEYS if k in spec}
         entry["scale_out"] = float(last["scale_out"])
         layers.append(entry)
-        arr = {k: np.asarray(last[k]) for k in wformat.PARAM_KEYS[spec["op"]]}
+        arr = {k: np.asarray(last[k]) for k in _param_keys(spec["op"], last)}
         arr["x"] = rec[spec["inputs"][0]].astype(np.int8)
         if spec["op"] == "add":
             arr["x2"] = rec[spec["inputs"][1]].astype(np.int8)
         arr["y"] = rec[spec["name"]].astype(np.int8)
         arrays[spec["name"]] = arr
+    spatial = any("u_mult" in net.layer(s["name"]).last for s in net.specs if s["op"] == "winograd_conv3x3")
     manifest = {
-        "format": wformat.FORMAT, "model": net.model_name, "tile": net.tile,
+        "format": wformat.FORMAT_SPATIAL if spatial else wformat.FORMAT, "model": net.model_name, "tile": net.tile,
         "granularity": net.granularity, "balance": net.balance, "requant": net.requant,
         "act_bits": net.act_bits,
         "input": {"shape": list(net.input_shape), "scale": float(net.s_in().detach())},
         "layers": layers,
     }
     return manifest, arrays
+
+
+def _param_keys(op: str, last: dict) -> tuple[str, ...]:
+    """The npz parameters of a layer: a Winograd layer with spatial weights stores ``W`` and
+    its ``u_mult``/``u_shift`` instead of ``U`` (the reader transforms them, bit for bit)."""
+    keys = wformat.PARAM_KEYS[op]
+    if op == "winograd_conv3x3" and "u_mult" in last:
+        return tuple(k for k in keys if k != "U") + wformat.SPATIAL_KEYS
+    return keys
 
 
 def export(net: QuantNet, path, x: torch.Tensor) -> dict:

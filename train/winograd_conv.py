@@ -13,6 +13,12 @@ Two forward paths:
   hardware's exact requant ratios; in float64 (evaluation) it is bit-exact with
   ``wino_gen.golden.winograd_conv3x3`` on the integers :meth:`integer_params` returns.
 
+Two weight forms (``weights``): ``winograd`` quantizes ``U = G g Gᵀ / s_U`` directly (the
+accelerator reads pre-transformed U); ``spatial`` quantizes the 3x3 kernel first,
+``W = round_sat(g / s_W)``, and takes ``U = rq(G' W G'ᵀ)`` by the weight-transform unit's
+requant (``golden.transform_weights`` with the ratio ``golden.weight_ratio``), so the model dir
+can store the int8 kernels, 1.8x (F2) to 7.1x (F6) fewer bytes than U.
+
 Tensor layout inside: Winograd-domain tensors are ``[S, C or K, N*L]`` (``S = n*n`` taps,
 ``L`` tiles per image), so the channel sum is one batched matmul over the taps.
 """
@@ -31,6 +37,7 @@ from wino_gen import golden, limits, schedule, winograd
 from .quant import Observer, Scale, exact_ratio, fq, fq_real, round_ste, ste_grads
 
 STEPS = ("x", "V", "U", "M", "y")
+WEIGHTS = ("winograd", "spatial")
 INT32 = limits.int_range(32)
 
 
@@ -163,12 +170,16 @@ class WinogradConv2d(QLayer):
     def __init__(self, in_channels: int, out_channels: int, tile: int = 4, padding: int = 1,
                  bias: bool = True, relu: bool = False, granularity: str = "layer",
                  requant: str = "pow2", act_bits: int = 8, weight_bits: int = 8,
-                 transform_bits: int = 8, max_tap_shift: int = 8, balance: str = "none"):
+                 transform_bits: int = 8, max_tap_shift: int = 8, balance: str = "none",
+                 weights: str = "winograd"):
         super().__init__()
         if tile not in winograd.POINTS:
             raise ValueError(f"tile {tile}: allowed {sorted(winograd.POINTS)}")
         if granularity not in ("layer", "tap"):
             raise ValueError(f"granularity {granularity!r}: allowed layer, tap")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights {weights!r}: allowed {', '.join(WEIGHTS)}")
+        self.weights = weights
         self.in_channels, self.out_channels = in_channels, out_channels
         self.tile, self.n, self.padding, self.relu = tile, tile + 2, padding, relu
         self.kernel_size, self.stride = (3, 3), (1, 1)
@@ -192,6 +203,11 @@ class WinogradConv2d(QLayer):
         self.s_U = Scale(tap, p2 or bool(tap))
         self.s_M = Scale(tap, p2 or bool(tap))
         self.s_y = Scale((), p2)
+        if weights == "spatial":
+            Gp, d = golden.spatial_forms(tile, balance)
+            self.register_buffer("Gp", torch.tensor(Gp, dtype=torch.float32), persistent=False)
+            self.register_buffer("dd", torch.tensor(np.outer(d, d), dtype=torch.float64), persistent=False)
+            self.s_W = Scale((), p2 or bool(tap))   # the int8 kernels' per-layer scale (see u_requant)
         self.quant = False                # drop-in use: integer path on/off
 
     @classmethod
@@ -283,9 +299,13 @@ class WinogradConv2d(QLayer):
         self._observe("V", V, tap)
         if "V" in q:
             V = fq_real(V, self._tapshape(self.s_V()), self.transform_bits)
-        U = self.weight_transform(torch.float64)
-        if "U" in q:
-            U = fq_real(U, self._tapshape(self.s_U()), self.weight_bits)
+        if "U" in q and self.weights == "spatial":
+            Ui, s_U, _ = self.quantized_weights(exact=False)
+            U = Ui.double() * self._tapshape(s_U.double())
+        else:
+            U = self.weight_transform(torch.float64)
+            if "U" in q:
+                U = fq_real(U, self._tapshape(self.s_U()), self.weight_bits)
         P = torch.bmm(U.to(V.dtype), V)
         self._observe("M", P, tap)
         if "M" in q:
@@ -296,17 +316,59 @@ class WinogradConv2d(QLayer):
         return self._output(Y).to(in_dtype)
 
     def quantized_weights(self, exact: bool):
-        """``U[S, K, C]`` as integers: in evaluation computed by ``golden`` (float64, the same
-        numbers the export writes), in training by the straight-through fake quantizer."""
+        """``(U[S, K, C]`` as integers, its scale, the parameters the export writes for it):
+        in evaluation computed by ``golden`` (float64, the same numbers the export writes), in
+        training by the straight-through fake quantizer."""
+        if self.weights == "spatial":
+            return self.spatial_weights(exact)
         s_U = self.s_U()
         if exact:
             g = self.weight.detach().double().cpu().numpy()
             s = s_U.detach().double().cpu().numpy()
             Ui = golden.quantize_weights_winograd(g, self.tile, s, self.weight_bits, self.balance)
             U = torch.from_numpy(Ui.astype(np.float64)).to(s_U.device).reshape(self.out_channels, self.in_channels, -1)
-            return U.permute(2, 0, 1).contiguous(), s_U
+            return U.permute(2, 0, 1).contiguous(), s_U, {}
         Ur = self.weight_transform()
-        return fq(Ur, 1.0 / self._tapshape(s_U), self.weight_bits), s_U
+        return fq(Ur, 1.0 / self._tapshape(s_U), self.weight_bits), s_U, {}
+
+    def u_requant(self):
+        """The weight-transform requant: (its exact hardware ratio ``[n, n]`` as a tensor,
+        straight-through to ``s_W / (s_U d dᵀ)``; the ``golden.Requant``). The ratio is
+        ``golden.weight_ratio``, rounded to a shift (the cheap unit) except with one ``fixed``
+        M requant for all taps, which cannot absorb the odd factors of ``d dᵀ``: then ``u_mult``
+        carries them."""
+        s_W, s_U = self.s_W().double(), self.s_U().double()
+        ratio = golden.weight_ratio(float(s_W.detach()), s_U.detach().cpu().numpy(), self.tile, self.balance)
+        shift_only = (self.granularity, self.requant) != ("layer", "fixed")
+        req = golden.quantize_ratio(ratio, "pow2" if shift_only else "fixed")
+        exact = torch.as_tensor(golden.ratio_of(req), dtype=torch.float64, device=s_U.device)
+        real = s_W / (s_U * self.dd)
+        return real + (exact - real).detach(), req
+
+    def spatial_weights(self, exact: bool):
+        """Spatial int8 kernels ``W = round_sat(g / s_W)``, then ``U = rq(G' W G'ᵀ, u)``
+        (``golden.transform_weights``) as ``U[S, K, C]``; the U scale the rest of the layer
+        uses; the export's ``W``, ``u_mult``, ``u_shift``. The U scale is ``s_U`` with layer
+        scales (one M requant for all taps: where ``u`` rounds its ratio, at F4/F6 in ``pow2``
+        mode, that tap's U carries the gain error, as the hardware's does); with tap scales the
+        one ``u`` realizes, ``s_W / (r_u d dᵀ)`` (``golden.pow2_tap_scales`` in ``pow2`` mode),
+        so the M requant absorbs the odd factors of ``d dᵀ`` instead."""
+        r, req = self.u_requant()
+        s_W = self.s_W()
+        s_U = self.s_U() if self.granularity == "layer" else s_W.double() / (r * self.dd)
+        K, C, S, bits = self.out_channels, self.in_channels, self.n * self.n, self.weight_bits
+        if exact:
+            g = self.weight.detach().double().cpu().numpy()
+            Wi = golden.fake_rq(g, 1.0 / float(s_W.detach()), bits).astype(np.int64)
+            Ui = golden.transform_weights(Wi, req, self.tile, bits)
+            U = torch.from_numpy(Ui.astype(np.float64)).to(s_W.device).reshape(K, C, S).permute(2, 0, 1).contiguous()
+            n = self.n
+            return U, s_U, {"W": Wi.astype(np.int8), "u_mult": np.asarray(req.mult, dtype=np.int32).reshape(n, n),
+                            "u_shift": np.asarray(req.shift, dtype=np.int32).reshape(n, n)}
+        Wq = fq(self.weight, 1.0 / s_W.to(self.weight.dtype), bits)
+        G = self.Gp.to(Wq.dtype)
+        T = torch.einsum("ik,ockl,jl->ijoc", G, Wq, G).reshape(S, K, C)
+        return fq(T, r.to(T.dtype).reshape(-1, 1, 1), bits), s_U, {}
 
     def forward_int(self, x: torch.Tensor, s_x: torch.Tensor):
         """Integer data path: ``x`` integer-valued ``[N, C, H, W]`` in scale ``s_x``; returns
@@ -317,7 +379,7 @@ class WinogradConv2d(QLayer):
         mode = self.requant
         s_V = self.s_V()
         r_V, req_V = exact_ratio(s_x.to(dt) / s_V.to(dt), mode)
-        U, s_U = self.quantized_weights(exact)
+        U, s_U, extra = self.quantized_weights(exact)
         P = _WinogradCore.apply(x, r_V, U.to(dt), self, self.transform_bits)
         s_M0, s_Mt, align = self.m_scales()
         r_M, req_M = exact_ratio(s_U.to(dt) * s_V.to(dt) / s_Mt.to(dt), mode)
@@ -347,6 +409,7 @@ class WinogradConv2d(QLayer):
                 "m_align": full(align.cpu().numpy().astype(np.int64)),
                 "y_mult": np.int32(req_y.mult), "y_shift": np.int32(req_y.shift),
                 "scale_out": float(s_y.detach()),
+                **extra,
             }
         return y, s_y
 
@@ -384,10 +447,15 @@ class WinogradConv2d(QLayer):
             self.s_M.set(obs["M"].scale(self.transform_bits, base, p2 or tap, shared=not tap,
                                         tap_weights=gain))
         self.s_U.set(wo.scale(self.weight_bits, base, p2 or tap, shared=not tap, tap_weights=gain * v_energy))
+        if self.weights == "spatial":
+            wg = Observer(keep=1 << 16)
+            wg.update(self.weight)
+            self.s_W.set(wg.scale(self.weight_bits, base, p2 or tap))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, tile={self.tile}, padding={self.padding}, "
-                f"relu={self.relu}, granularity={self.granularity}, balance={self.balance}, requant={self.requant}")
+                f"relu={self.relu}, granularity={self.granularity}, balance={self.balance}, requant={self.requant}"
+                + (f", weights={self.weights}" if self.weights != "winograd" else ""))
 
 
 def eligible(conv: nn.Module) -> bool:
