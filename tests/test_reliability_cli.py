@@ -359,3 +359,11 @@ def test_run_in_group_ends_grandchildren_on_interrupt(tmp_path, monkeypatch):
         procs.run_in_group(["sh", "-c", f"sleep 120 & echo $! > {pidfile}; wait"], cwd=tmp_path,
                            env=dict(os.environ), stdout=log)
     assert wait_for(lambda: not alive(int(pidfile.read_text())), 10)
+
+
+def test_build_direct_engine_is_one_line(tmp_path, capsys):
+    """The self-test top runs a Winograd layer: a direct build is refused before any tool."""
+    assert cli(["build", "--board", "ulx3s-85f", "--algo", "direct", "--tile", "2", "--unroll", "1",
+                "--out", str(tmp_path / "b")]) == 2
+    assert "--algo direct" in one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []

@@ -342,6 +342,9 @@ def plan_build(cfg: AcceleratorConfig, board: Board, *, board_defaults: dict, ds
     """The fit check (raises :class:`UsageError` naming what does not fit), the options and
     the encoded self-test layer; ``corrupt`` checked against its output words."""
     from . import host
+    if cfg.algo != "winograd":
+        raise UsageError(f"--algo {cfg.algo}: the self-test top runs a Winograd layer; a direct-engine "
+                         "bitstream has no self-test yet (--check-only estimates it)")
     est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
     data = host.selftest_data(host.selftest_layer(cfg, channels=channels, size=size, seed=seed))
     if corrupt is not None and not 0 <= corrupt < len(data.expected):
