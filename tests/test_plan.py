@@ -71,20 +71,21 @@ def test_board_memory_from_board_fields(monkeypatch):
     """On-chip RAM comes from the board's own resources; a board without a memory declared
     has no memory model: one line."""
     ulx = boards.get_board("ulx3s-85f")
-    assert ulx.memory.on_chip == memory.OnChip(ulx.bram, 2048)
-    assert ulx.memory.external is ulx.memory.weight_store is memory.IS42S16160G_7
-    ice = boards.get_board("icebreaker").memory
+    um = memory.of_board(ulx)
+    assert um.on_chip == memory.OnChip(ulx.bram, 2048)
+    assert um.external is um.weight_store is memory.IS42S16160G_7
+    ice = memory.of_board(boards.get_board("icebreaker"))
     assert (ice.external, ice.weight_store, ice.on_chip.spram_bytes) == (None, memory.W25Q128JV, 131072)
     bare = dataclasses.replace(ulx, name="bare", external_ram="", weight_store="")
     with pytest.raises(UsageError, match="^--board: bare has no memory model"):
-        _ = bare.memory
+        memory.of_board(bare)
     monkeypatch.setitem(boards.BOARDS, "bare", bare)
     with pytest.raises(UsageError, match="bare has no memory model"):
         plan.plan(nets.resnet20(), R20_CFG, "bare", 80.0)
 
 
 def test_on_chip_budget():
-    ecp5, ice = boards.get_board("ulx3s-85f").memory.on_chip, boards.get_board("icebreaker").memory.on_chip
+    ecp5, ice = memory.board_memory("ulx3s-85f").on_chip, memory.board_memory("icebreaker").on_chip
     assert ecp5.free_bytes(0) == 208 * 2048
     assert ice.free_bytes(26) == 4 * 512 + 4 * 32768
     cfg = AcceleratorConfig(tile=4, unroll=4, max_channels=64, max_width=32)
@@ -327,7 +328,7 @@ def test_batch_activations_must_fit_the_sdram(monkeypatch):
     """A batch run layer by layer keeps B images' live activations in SDRAM beside the weights:
     when they do not fit, the batch runs image by image."""
     net, opts = nets.resnet20(), plan.Options(weights="spatial")
-    w = sum(layercost.make_ctx(la, R20_CFG, boards.get_board("ulx3s-85f").memory, 81.6, opts).wbytes for la in net)
+    w = sum(layercost.make_ctx(la, R20_CFG, memory.board_memory("ulx3s-85f"), 81.6, opts).wbytes for la in net)
     live = max(plan._live(net, dict.fromkeys(plan._sizes(net), True), 1))
     small = dataclasses.replace(memory.IS42S16160G_7, capacity=w + live + live // 2)
     monkeypatch.setitem(memory.PARTS, "IS42S16160G-7", small)

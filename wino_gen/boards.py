@@ -46,14 +46,6 @@ class Board:
     weight_store: str = ""
     spram_bytes: int = 0
 
-    @property
-    def memory(self):
-        """The board's :class:`wino_gen.memory.BoardMemory`: external RAM and weight store by
-        part, on-chip RAM from :attr:`bram`, :attr:`bram_bits` and :attr:`spram_bytes`; a board
-        that declares no weight store has no memory model (one-line UsageError)."""
-        from . import memory
-        return memory.of_board(self)
-
     def available(self) -> dict:
         return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp, "bram": self.bram}
 

@@ -232,7 +232,9 @@ PARTS = {m.part: m for m in (IS42S16160G_7, W25Q128JV)}
 
 
 def of_board(board) -> BoardMemory:
-    """A :class:`wino_gen.boards.Board`'s memory (``Board.memory``)."""
+    """A :class:`wino_gen.boards.Board`'s memory: external RAM and weight store by the parts it
+    names, on-chip RAM from its block RAMs and SPRAM; a board that declares no weight store has
+    no memory model (one-line UsageError)."""
     if not board.weight_store:
         raise UsageError(f"--board: {board.name} has no memory model (no external RAM or weight store declared)")
     ext = PARTS[board.external_ram] if board.external_ram else None
@@ -243,7 +245,7 @@ def board_memory(board: str, memory: str | None = None) -> BoardMemory:
     """The memory of the board named ``board``; ``memory`` (``BYTES_PER_CYCLE,LATENCY``)
     replaces its external memory and weight store with a generic one for studies."""
     from .boards import get_board
-    bm = get_board(board).memory
+    bm = of_board(get_board(board))
     if memory is None:
         return bm
     gen = parse_memory(memory)

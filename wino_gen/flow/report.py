@@ -373,7 +373,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.plot:
         check_output_file(args.plot, "--plot")
-    _ = get_board(args.board).memory   # a board without a memory model: one line, before any work
+    memory.board_memory(args.board)   # a board without a memory model: one line, before any work
     net = args.model or "resnet18"
     cfg = make_config(given_settings(args), None if net in nets.NETWORKS else net)
     rep = build_report(cfg, args.board, args.mhz, net, nets.network(net), args)
