@@ -143,8 +143,9 @@ def test_progress_step_line(capsys):
 def test_ctrl_c_on_sim_is_one_line_and_130():
     """A real SIGINT in the middle of a pysim run: one line, exit 130, no traceback."""
     p = subprocess.Popen([sys.executable, "-m", "sim", str(ROOT / "examples" / "tiny")], cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith("sim: model tiny")     # running: the first layer is next
+    time.sleep(1)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
