@@ -66,3 +66,4 @@ def bench(session):
     session.run("python", "benchmarks/golden_speed.py")
     session.run("python", "benchmarks/perf_sim_vs_model.py")
     session.run("python", "benchmarks/generate_time.py")
+    session.run("python", "benchmarks/plan_boards.py")
