@@ -18,6 +18,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
+
 from wino_gen.flow.host import pack, unpack
 
 _M64 = (1 << 64) - 1
@@ -118,3 +120,29 @@ async def get(ctx, stream_if, count, *, lane: Lane | None = None, rng=None, stal
             out.append(v if raw else unpack(shape, v))
     ctx.set(stream_if.ready, 0)
     return out
+
+
+def run_block(dut, items, n_out: int, *, seed: int, stall: float = 0.3, params=None) -> list:
+    """The unit tests' bench for a block with one input stream ``i``, one output stream ``o``
+    and an optional parameter port: ``params`` (a dict for ``dut.params``' layout) is set first,
+    ``items`` go in and ``n_out`` beats come out, both sides under ``stall`` from one seeded
+    generator."""
+    from amaranth.sim import Simulator
+
+    rng = np.random.default_rng(seed)
+    res = {}
+
+    async def src(ctx):
+        if params is not None:
+            ctx.set(dut.params.as_value(), pack(dut.params.shape(), params))
+        await put(ctx, dut.i, items, rng=rng, stall=stall)
+
+    async def sink(ctx):
+        res["o"] = await get(ctx, dut.o, n_out, rng=rng, stall=stall)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(src)
+    sim.add_testbench(sink)
+    sim.run()
+    return res["o"]

@@ -2,39 +2,20 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtl.requant import Requantizer
-from sim.streams import get, put
+from sim.streams import run_block
 from wino_gen import golden
 
 
 def run_rq(in_bits, out_bits, lanes, n_params, mult_bits, vals, mult, shift, seed):
     dut = Requantizer(lanes=lanes, in_bits=in_bits, out_bits=out_bits, n_params=n_params,
                       mult_bits=mult_bits)
-    rng = np.random.default_rng(seed)
-    res = {}
-
-    async def params(ctx):
-        p = {"shift": list(shift)}
-        if mult_bits is not None:
-            p["mult"] = list(mult)
-        from sim.streams import pack
-        ctx.set(dut.params.as_value(), pack(dut.params.shape(), p))
-
-    async def src(ctx):
-        await params(ctx)
-        await put(ctx, dut.i, [{"data": [list(v)]} for v in vals], rng=rng, stall=0.3)
-
-    async def sink(ctx):
-        res["out"] = await get(ctx, dut.o, len(vals), rng=rng, stall=0.3)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(src)
-    sim.add_testbench(sink)
-    sim.run()
-    return np.array([r["data"][0] for r in res["out"]])
+    p = {"shift": list(shift)}
+    if mult_bits is not None:
+        p["mult"] = list(mult)
+    out = run_block(dut, [{"data": [list(v)]} for v in vals], len(vals), seed=seed, params=p)
+    return np.array([r["data"][0] for r in out])
 
 
 @pytest.mark.parametrize("mode", ["pow2", "fixed"])

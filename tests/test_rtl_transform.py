@@ -2,32 +2,15 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtl.transform import InputTransform, OutputStage
-from sim.streams import get, pack, put
+from sim.streams import run_block
 from wino_gen import golden, winograd
 from wino_gen.config import AcceleratorConfig, int_range
 
 
 def _sim(dut, items, n_out, seed, params=None):
-    rng = np.random.default_rng(seed)
-    res = {}
-
-    async def src(ctx):
-        if params is not None:
-            ctx.set(dut.params.as_value(), pack(dut.params.shape(), params))
-        await put(ctx, dut.i, items, rng=rng, stall=0.3)
-
-    async def sink(ctx):
-        res["o"] = await get(ctx, dut.o, n_out, rng=rng, stall=0.3)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(src)
-    sim.add_testbench(sink)
-    sim.run()
-    return res["o"]
+    return run_block(dut, items, n_out, seed=seed, params=params)
 
 
 def worst_tiles(T, lo, hi):

@@ -5,31 +5,15 @@ random stalls on both streams; the packed words equal the host's weight-stream e
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
-from rtl.wtransform import SpatialWeights, WeightTransform, steady_lanes, wt_params_layout, wtransform_resources
-from sim.streams import get, pack, put
+from rtl.wtransform import SpatialWeights, WeightTransform, steady_lanes, wtransform_resources
+from sim.streams import run_block
 from wino_gen import golden
 from wino_gen.config import AcceleratorConfig
 
 
 def _run(dut, params, items, n_out, seed):
-    rng = np.random.default_rng(seed)
-    res = {}
-
-    async def src(ctx):
-        ctx.set(dut.params.as_value(), pack(wt_params_layout(dut.cfg), params))
-        await put(ctx, dut.i, items, rng=rng, stall=0.3)
-
-    async def sink(ctx):
-        res["o"] = await get(ctx, dut.o, n_out, rng=rng, stall=0.3)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(src)
-    sim.add_testbench(sink)
-    sim.run()
-    return res["o"]
+    return run_block(dut, items, n_out, seed=seed, params=params)
 
 
 def _kernels(tile, count, seed):
