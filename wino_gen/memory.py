@@ -58,6 +58,8 @@ class SDRAM:
     t_refi_ns: float       # average refresh interval (64 ms / 8192 rows)
     page_columns: int      # words in one row
     banks: int
+    t_mrd_clocks: int = 2  # mode register set to the next command, in clocks
+    t_rrd_ns: float = 14   # activate to activate, different banks
     writable: bool = True
 
     @property

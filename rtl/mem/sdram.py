@@ -49,11 +49,6 @@ from wino_gen import memory as wm
 
 from .port import PortSignature
 
-#: Timings the planner's :class:`wino_gen.memory.SDRAM` does not carry (IS42S16160G-7 data
-#: sheet): MODE REGISTER SET to the next command, and ACTIVATE to ACTIVATE in another bank.
-T_MRD_CLOCKS = 2
-T_RRD_NS = 14
-
 
 class _State(enum.IntEnum):
     WAIT = 0
@@ -132,8 +127,8 @@ class Timing:
             return wm.ns_cycles(v, clock_mhz)
 
         return cls(cas=part.cas, rcd=ns(part.t_rcd_ns), rp=ns(part.t_rp_ns), ras=ns(part.t_ras_ns),
-                   rc=ns(part.t_rc_ns), rfc=ns(part.t_rfc_ns), wr=part.t_wr_clocks, mrd=T_MRD_CLOCKS,
-                   rrd=ns(T_RRD_NS), refi=math.floor(part.t_refi_ns * clock_mhz / 1000))
+                   rc=ns(part.t_rc_ns), rfc=ns(part.t_rfc_ns), wr=part.t_wr_clocks, mrd=part.t_mrd_clocks,
+                   rrd=ns(part.t_rrd_ns), refi=math.floor(part.t_refi_ns * clock_mhz / 1000))
 
     @property
     def read_to_write(self) -> int:
