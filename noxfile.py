@@ -67,3 +67,4 @@ def bench(session):
     session.run("python", "benchmarks/perf_sim_vs_model.py")
     session.run("python", "benchmarks/generate_time.py")
     session.run("python", "benchmarks/plan_boards.py")
+    session.run("python", "benchmarks/sdram_bandwidth.py")
