@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from wino_gen.config import AcceleratorConfig
-from wino_gen.schedule import latencies, pe_geometry
+from wino_gen.schedule import core_latencies, dual_pe, latencies, pe_geometry
 
 from .arith import adder_tree
 from .mac16 import mac16_pair
@@ -124,18 +124,28 @@ class WeightBuffer(wiring.Component):
         return m
 
 
-def step_layout(cfg) -> data.StructLayout:
-    """The PE array's input beat: ``unroll_in`` x S values and the step's tag
-    (:func:`rtl.pipeline.beat_layout`, the layout of every Winograd-domain stream before it)."""
-    return beat_layout(in_value_bits(cfg), cfg.unroll_in, pe_geometry(cfg).taps, step_tag_layout(cfg))
+#: The reductions a PE array can be built with (``PEArray``'s ``modes``).
+PE_MODES = ("winograd", "direct")
 
 
-def pe_out_layout(cfg):
+def step_layout(cfg, in_bits: int | None = None) -> data.StructLayout:
+    """The PE array's input beat: ``unroll_in`` x S values (``in_bits`` wide, by default the
+    config's) and the step's tag (:func:`rtl.pipeline.beat_layout`, the layout of every
+    Winograd-domain stream before it)."""
+    return beat_layout(in_bits or in_value_bits(cfg), cfg.unroll_in, pe_geometry(cfg).taps, step_tag_layout(cfg))
+
+
+def pe_out_layout(cfg, acc_bits: int | None = None, sum_bits: int | None = None):
+    """``acc[unroll][lanes]`` (``acc_bits`` wide, by default the config's accumulator) and the
+    block's biases; with ``sum_bits`` (the dual array) also the direct patch sums ``sum[unroll]``."""
     lanes = pe_geometry(cfg).acc_lanes
-    return data.StructLayout({
-        "acc": data.ArrayLayout(data.ArrayLayout(signed(cfg.widths.accumulator), lanes), cfg.unroll),
+    fields = {
+        "acc": data.ArrayLayout(data.ArrayLayout(signed(acc_bits or cfg.widths.accumulator), lanes), cfg.unroll),
         "bias": data.ArrayLayout(signed(cfg.bias_bits), cfg.unroll),
-    })
+    }
+    if sum_bits is not None:
+        fields["sum"] = data.ArrayLayout(signed(sum_bits), cfg.unroll)
+    return data.StructLayout(fields)
 
 
 class PEArray(wiring.Component):
@@ -151,27 +161,54 @@ class PEArray(wiring.Component):
     ``mac16``: the products in iCE40 SB_MAC16 pairs (:mod:`rtl.mac16`) instead of LUT or
     DSP multipliers yosys infers; ``blackbox_ram``: the weight buffer's RAM as an instance
     (:class:`rtl.ram.SDPRam`). Latency ``schedule.latencies(cfg).pe`` (asserted).
+
+    ``modes``: the reductions built, by default ``(cfg.algo,)`` (the structures above). Both,
+    ``("winograd", "direct")`` from a Winograd config, is the compute core's dual array
+    (``schedule.dual_pe``): the Winograd structure, whose per-tap accumulators in direct mode
+    hold each tap's share of the patch sum, and behind them a pipelined tree over the S taps
+    that leaves on ``o.payload.sum``. The ``mode`` input (1: direct) chooses which output
+    ``o`` carries, so it must be held for a whole command and may change only while the array
+    is empty; the accumulate loop is the same in both modes. Direct latency
+    ``schedule.core_latencies(cfg).direct_pe`` (asserted).
     """
 
-    def __init__(self, cfg: AcceleratorConfig, *, mac16: bool = False, blackbox_ram: bool = False):
-        self.cfg = cfg
+    def __init__(self, cfg: AcceleratorConfig, *, modes: tuple[str, ...] | None = None, mac16: bool = False,
+                 blackbox_ram: bool = False):
+        modes = (cfg.algo,) if modes is None else tuple(modes)
+        if not modes or len(set(modes)) != len(modes) or not set(modes) <= set(PE_MODES):
+            raise ValueError(f"modes: {modes!r} must be distinct values of {PE_MODES}")
+        self.dual = len(modes) == 2
+        if self.dual and cfg.algo != "winograd":
+            raise ValueError("modes: the dual array is built from a Winograd config (cfg.algo='winograd')")
+        if not self.dual and modes[0] != cfg.algo:
+            raise ValueError(f"modes: a single-mode array computes cfg.algo ({cfg.algo!r}), not {modes[0]!r}")
+        self.cfg, self.modes = cfg, modes
         self.mac16, self.blackbox_ram = mac16, blackbox_ram
         g = pe_geometry(cfg)
         self.S, self.lanes = g.taps, g.acc_lanes
-        super().__init__({
+        w = cfg.widths
+        dual = dual_pe(cfg) if self.dual else None
+        self.in_bits = dual.in_bits if dual else in_value_bits(cfg)
+        self.prod_bits = dual.product if dual else w.product
+        self.acc_bits = dual.accumulator if dual else w.accumulator
+        self.sum_bits = dual.direct_sum if dual else None
+        sig = {
             "steps": In(g.addr_bits + 1),
             "clear": In(1),
             "w": In(stream.Signature(weight_stream_layout(cfg))),
-            "i": In(stream.Signature(step_layout(cfg))),
-            "o": Out(stream.Signature(pe_out_layout(cfg))),
-        })
+            "i": In(stream.Signature(step_layout(cfg, self.in_bits))),
+            "o": Out(stream.Signature(pe_out_layout(cfg, self.acc_bits, self.sum_bits))),
+        }
+        if self.dual:
+            sig["mode"] = In(1)
+        super().__init__(sig)
 
     def _operands(self, m, x, wword, name):
         """Unpack a step's values and a weight word once (indexing a wide value per
         multiplier makes Amaranth walk all of its bits each time): ``xs[c][s]``,
         ``ws[k][c][s]``."""
         cfg, S = self.cfg, self.S
-        xs = [[Signal(signed(in_value_bits(cfg)), name=f"{name}x{c}_{s}") for s in range(S)]
+        xs = [[Signal(signed(self.in_bits), name=f"{name}x{c}_{s}") for s in range(S)]
               for c in range(cfg.unroll_in)]
         m.d.comb += Cat(*(v for row in xs for v in row)).eq(x)
         ws = [[[Signal(signed(cfg.weight_bits), name=f"{name}w{k}_{c}_{s}") for s in range(S)]
@@ -196,8 +233,8 @@ class PEArray(wiring.Component):
             for k in range(cfg.unroll):
                 for c in range(cfg.unroll_in):
                     for s in range(S):
-                        p = Signal(signed(cfg.widths.product), name=f"prod{k}_{c}_{s}")
-                        q = Signal(signed(cfg.widths.product), name=f"prodq{k}_{c}_{s}")
+                        p = Signal(signed(self.prod_bits), name=f"prod{k}_{c}_{s}")
+                        q = Signal(signed(self.prod_bits), name=f"prodq{k}_{c}_{s}")
                         m.d.sync += [p.eq(ws[k][c][s] * xs[k][c][s]), q.eq(p)]
                         prods[k][c][s] = q
         return prods
@@ -260,19 +297,42 @@ class PEArray(wiring.Component):
         # sums leave on the last step straight from the adders (the consumer registers them:
         # a copy here cost a flip-flop per accumulator bit and a cycle)
         assert 1 + 3 + levels == latencies(cfg).pe
-        outs = []   # one signal per lane, joined once (slice assignments into one wide
+        nxts = []   # one signal per lane, joined once (slice assignments into one wide
         #            signal cost Amaranth a pass over all its bits per statement)
         for k in range(cfg.unroll):
+            row = []
             for s in range(self.lanes):
-                acc = Signal(signed(cfg.widths.accumulator), name=f"acc{k}_{s}")
-                nxt = Signal(signed(cfg.widths.accumulator), name=f"accn{k}_{s}")
+                acc = Signal(signed(self.acc_bits), name=f"acc{k}_{s}")
+                nxt = Signal(signed(self.acc_bits), name=f"accn{k}_{s}")
                 m.d.comb += nxt.eq(sums[k][s] + Mux(first, 0, acc))
                 with m.If(en & valid):
                     m.d.sync += acc.eq(nxt)
-                outs.append(nxt)
-        m.d.comb += [self.o.payload.acc.as_value().eq(Cat(*outs)), self.o.payload.bias.eq(bias),
-                     self.o.valid.eq(valid & last)]
+                row.append(nxt)
+            nxts.append(row)
+        m.d.comb += self.o.payload.acc.as_value().eq(Cat(*(v for row in nxts for v in row)))
+        done = Signal()
+        m.d.comb += done.eq(valid & last)
+        if self.dual:
+            self._tap_trees(m, en, nxts, done, bias)
+        else:
+            m.d.comb += [self.o.payload.bias.eq(bias), self.o.valid.eq(done)]
         return m
+
+    def _tap_trees(self, m, en, nxts, done, bias):
+        """The dual array's direct reduction: per output channel a tree over the S per-tap
+        sums of the last step (the patch sum), its valid and biases delayed alongside; ``mode``
+        chooses which of the two outputs ``o`` carries."""
+        cfg = self.cfg
+        lat = 0
+        for k in range(cfg.unroll):
+            t, lat = adder_tree(m, en, nxts[k], self.sum_bits, f"taps{k}")
+            m.d.comb += self.o.payload.sum[k].eq(t)
+        assert lat == dual_pe(cfg).tap_levels
+        assert latencies(cfg).pe + lat == core_latencies(cfg).direct_pe
+        dvalid = delay(m, en, done, lat, "tv")
+        dbias = delay(m, en, bias, lat, "tb")
+        m.d.comb += [self.o.valid.eq(Mux(self.mode, dvalid, done)),
+                     self.o.payload.bias.eq(Mux(self.mode, dbias.as_value(), bias.as_value()))]
 
     def _trees(self, m, en, prods):
         """The adder trees: per output channel one per tap over the input channels (Winograd)
@@ -284,11 +344,11 @@ class PEArray(wiring.Component):
                 row = []
                 for s in range(S):
                     t, lat = adder_tree(m, en, [prods[k][c][s] for c in range(cfg.unroll_in)],
-                                        cfg.widths.accumulator, f"tree{k}_{s}")
+                                        self.acc_bits, f"tree{k}_{s}")
                     row.append(t)
             else:
                 t, lat = adder_tree(m, en, [p for c in range(cfg.unroll_in) for p in prods[k][c]],
-                                    cfg.widths.accumulator, f"tree{k}")
+                                    self.acc_bits, f"tree{k}")
                 row = [t]
             sums.append(row)
         assert lat == latencies(cfg).pe_tree
@@ -299,14 +359,17 @@ class Serializer(wiring.Component):
     """Hands the ``unroll`` accumulated channels of a PE output to the output stage one channel
     per beat: ``{data: acc[k], bias: bias[k], k}``. Its input ``ready`` is a register (the
     buffer is empty), which cuts the combinational ready chain between the output stage and
-    the PE array; a tile therefore takes ``max(steps, unroll + 1)`` cycles."""
+    the PE array; a tile therefore takes ``max(steps, unroll + 1)`` cycles. ``acc_bits``: the
+    accumulators' width (the dual array's, :func:`wino_gen.schedule.dual_pe`), by default the
+    config's."""
 
-    def __init__(self, cfg: AcceleratorConfig):
+    def __init__(self, cfg: AcceleratorConfig, acc_bits: int | None = None):
         self.cfg = cfg
+        acc_bits = acc_bits or cfg.widths.accumulator
         super().__init__({
-            "i": In(stream.Signature(pe_out_layout(cfg))),
+            "i": In(stream.Signature(pe_out_layout(cfg, acc_bits))),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(cfg.widths.accumulator), pe_geometry(cfg).acc_lanes),
+                "data": data.ArrayLayout(signed(acc_bits), pe_geometry(cfg).acc_lanes),
                 "bias": signed(cfg.bias_bits),
                 "k": unsigned(max(1, ceil_log2(cfg.unroll)))}))),
         })
