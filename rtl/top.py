@@ -25,7 +25,11 @@ allowed):
   columns (column xs holds x = xs - pad; values outside the image are ignored), each column
   ``unroll_in`` channels.
 - ``w``: for each tile row, each output-channel block: ``n_cg`` words of ``unroll`` x
-  ``unroll_in`` x n² weights (the block's ``unroll`` biases ride on the first word).
+  ``unroll_in`` x n² weights (the block's ``unroll`` biases ride on the first word). With
+  ``cfg.weights == "spatial"`` each word comes as ``unroll * unroll_in / weight_lanes`` beats of
+  ``weight_lanes`` int8 3x3 kernels and their biases (:func:`rtl.wtransform.kernel_layout`,
+  ``wino_gen.schedule.word_kernels`` order) through :class:`rtl.wtransform.SpatialWeights`,
+  and the layer word carries its U requant (``wt``, :func:`rtl.wtransform.wt_params_layout`).
 - ``o``: for each tile row, block, tile column, channel in the block: one beat of m x m
   outputs (partial tiles at the bottom/right are full tiles; the host crops them).
 
@@ -52,6 +56,7 @@ from .requant import Requantizer, requant_params_layout
 from .skid import SkidBuffer
 from .tilebuf import LayerController, TileBuffer, input_beat_layout, shape_layout
 from .transform import InputTransform, OutputStage, output_params_layout
+from .wtransform import SpatialWeights, kernel_layout, wt_params_layout
 
 #: The structure of a top built without options: skid buffer, inferred multipliers, memories.
 DEFAULT_OPTIONS = BuildOptions()
@@ -64,11 +69,21 @@ def _mult_bits(cfg):
 def winograd_layer_layout(cfg: AcceleratorConfig) -> data.StructLayout:
     S = cfg.n * cfg.n
     n_p = S if cfg.granularity == "tap" else 1
-    return data.StructLayout({
+    fields = {
         "geom": shape_layout(cfg),
         "v": requant_params_layout(n_p, _mult_bits(cfg)),
         "out": output_params_layout(cfg),
-    })
+    }
+    if cfg.weights == "spatial":
+        fields["wt"] = wt_params_layout(cfg)
+    return data.StructLayout(fields)
+
+
+def winograd_w_layout(cfg: AcceleratorConfig) -> data.Layout:
+    """A ``w`` beat: a weight word (U weights) or ``weight_lanes`` spatial kernels."""
+    if cfg.weights == "spatial":
+        return kernel_layout(cfg, cfg.weight_lanes)
+    return weight_stream_layout(cfg)
 
 
 def winograd_out_layout(cfg):
@@ -88,7 +103,8 @@ class WinogradAccel(wiring.Component):
     """The Winograd F(m x m, 3 x 3) engine. Set ``layer``, pulse ``start``, stream ``x`` and
     ``w``; ``o`` carries m x m outputs per (tile, output channel). ``options`` chooses the
     structure (:class:`~wino_gen.options.BuildOptions`); no choice changes a word or a
-    cycle."""
+    cycle. ``cfg.weights`` chooses what ``w`` carries (U words, or spatial kernels that the
+    weight-transform unit turns into them, ``cfg.weight_lanes`` per beat)."""
 
     def __init__(self, cfg: AcceleratorConfig, options: BuildOptions = DEFAULT_OPTIONS):
         if cfg.algo != "winograd":
@@ -99,7 +115,7 @@ class WinogradAccel(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "x": In(stream.Signature(input_beat_layout(cfg))),
-            "w": In(stream.Signature(weight_stream_layout(cfg))),
+            "w": In(stream.Signature(winograd_w_layout(cfg))),
             "o": Out(stream.Signature(winograd_out_layout(cfg))),
         })
 
@@ -139,7 +155,13 @@ class WinogradAccel(wiring.Component):
             wiring.connect(m, tbuf.o, itf.i)
         wiring.connect(m, itf.o, vrq.i)
         wiring.connect(m, vrq.o, pe.i)
-        wiring.connect(m, wiring.flipped(self.w), pe.w)
+        if cfg.weights == "spatial":
+            m.submodules.wxf = wxf = SpatialWeights(cfg, cfg.weight_lanes)
+            m.d.comb += wxf.params.eq(lay.wt)
+            wiring.connect(m, wiring.flipped(self.w), wxf.i)
+            wiring.connect(m, wxf.o, pe.w)
+        else:
+            wiring.connect(m, wiring.flipped(self.w), pe.w)
         wiring.connect(m, pe.o, ser.i)
         m.d.comb += [
             ost.i.valid.eq(ser.o.valid), ser.o.ready.eq(ost.i.ready),

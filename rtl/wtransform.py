@@ -5,14 +5,17 @@ per-tap U requant ``rq(T, u_mult, u_shift)`` of :func:`rtl.arith.rq_pipeline`.
 
 :class:`WeightTransform` takes ``lanes`` kernels per beat; :class:`WeightPacker` collects the
 ``unroll * unroll_in`` kernels of one weight word (``rtl.pe.weight_stream_layout``, kernel
-``(k, c)`` at ``data[k][c]``, arriving k-major) and its biases; :class:`SpatialWeights` is the
-two in a row, the block that sits in front of ``PEArray.w``.
+``(k, c)`` at ``data[k][c]``, arriving in ``wino_gen.schedule.word_kernels`` order) and its
+biases; :class:`SpatialWeights` is the two in a row, the block that sits in front of
+``PEArray.w`` in ``rtl.top.WinogradAccel`` when ``cfg.weights == "spatial"``.
 
 Rate: a word takes ``unroll * unroll_in / lanes`` beats. The PE array reads a word once per tile
 of a tile row, so the next block's ``n_cg`` words load without a stall while ``tw * n_cg``
-steps run when ``lanes >= unroll * unroll_in / tw`` (:func:`steady_lanes`): one kernel per cycle
-keeps up with ``unroll`` 16 only from ``tw >= 16`` (a 64-wide image at F4); a 7x7 layer at F4
-(``tw`` 2) needs 8 lanes.
+steps run when ``lanes >= unroll * unroll_in / tw`` (``wino_gen.schedule.steady_lanes``): one
+kernel per cycle keeps up with ``unroll`` 16 only from ``tw >= 16`` (a 64-wide image at F4); a
+7x7 layer at F4 (``tw`` 2) needs 8 lanes. Latency and the stalls where it cannot keep up are
+``wino_gen.schedule.weight_path_latency`` and ``wino_gen.perf``'s weight model; the resource
+estimate is ``wino_gen.perf.weight_transform_resources``.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from amaranth.lib.wiring import In, Out
 
 from wino_gen.config import AcceleratorConfig
 from wino_gen.golden import spatial_forms, spatial_widths
-from wino_gen.schedule import rq_latency
+from wino_gen.schedule import rq_latency, weight_transform_latency
 
-from .arith import csd, lin_comb
+from .arith import lin_comb
 from .pe import weight_stream_layout
 from .pipeline import beat_layout, delay, stage_enable
 from .requant import lane_rq, requant_params_layout
@@ -59,7 +62,8 @@ def _check(cfg: AcceleratorConfig, lanes: int) -> None:
 class WeightTransform(wiring.Component):
     """``lanes`` kernels per beat in (:func:`kernel_layout`), their U (``weight_bits``, n² taps
     each, ``beat_layout``) out with the tag unchanged. Stages: ``G' W`` (width
-    ``golden.spatial_widths()[0]``), ``· G'ᵀ`` (``[1]``), then :func:`wtransform_latency`."""
+    ``golden.spatial_widths()[0]``), ``· G'ᵀ`` (``[1]``), the U requant
+    (``wino_gen.schedule.weight_transform_latency``, asserted)."""
 
     def __init__(self, cfg: AcceleratorConfig, lanes: int = 1):
         _check(cfg, lanes)
@@ -91,16 +95,11 @@ class WeightTransform(wiring.Component):
             U = lane_rq(m, en, T, w2, self.params, n * n, _mult_bits(cfg), cfg.weight_bits, name=f"urq{c}_")
             for s, u in enumerate(U):
                 m.d.comb += self.o.payload.data[c][s].eq(u)
-        stages = wtransform_latency(cfg)
+        stages = 2 + rq_latency(cfg.requant == "fixed")     # the two passes, then lane_rq's
+        assert stages == weight_transform_latency(cfg)
         m.d.comb += self.o.valid.eq(delay(m, en, self.i.valid, stages, "valid_d"))
         m.d.comb += self.o.payload.tag.eq(delay(m, en, self.i.payload.tag, stages, "tag_d"))
         return m
-
-
-def wtransform_latency(cfg: AcceleratorConfig) -> int:
-    """Register stages of :class:`WeightTransform`: ``G' W``, ``· G'ᵀ``, the U requant. (It
-    belongs in ``wino_gen.schedule.latencies`` once the engine uses the unit.)"""
-    return 2 + rq_latency(cfg.requant == "fixed")
 
 
 class WeightPacker(wiring.Component):
@@ -177,48 +176,3 @@ class SpatialWeights(wiring.Component):
         wiring.connect(m, xf.o, pk.i)
         wiring.connect(m, pk.o, wiring.flipped(self.o))
         return m
-
-
-def steady_lanes(cfg: AcceleratorConfig, tw: int) -> int:
-    """Kernels per cycle for no weight stall on a layer with ``tw`` tile columns: a bank of
-    ``n_cg`` words must load while the other serves ``tw * n_cg`` steps."""
-    return -(-cfg.unroll * cfg.unroll_in // max(1, tw))
-
-
-def _lin_comb_adders(coeffs) -> int:
-    """Adders and negators of :func:`rtl.arith.lin_comb` over constant ``coeffs``: one per
-    pair of its balanced tree, one more where the tree's sum comes out negated."""
-    signs = [sign for c in coeffs for sign, _ in csd(int(c))]
-    count = 0
-    while len(signs) > 1:
-        nxt = []
-        for i in range(0, len(signs) - 1, 2):
-            a, b = signs[i], signs[i + 1]
-            nxt.append(-1 if a < 0 and b < 0 else 1)
-            count += 1
-        if len(signs) % 2:
-            nxt.append(signs[-1])
-        signs = nxt
-    return count + (1 if signs and signs[0] < 0 else 0)
-
-
-def wtransform_resources(cfg: AcceleratorConfig, lanes: int = 1) -> dict[str, int]:
-    """Estimate of :class:`SpatialWeights` for ``perf.estimate_resources``: ``adders`` (the CSD
-    terms of ``G'`` less one per output, both passes, per lane), ``multipliers`` (``fixed``:
-    one ``T`` x ``mult_bits`` per tap and lane), ``registers`` (flip-flop bits: the two
-    transform stages, the requant pipeline of :func:`rtl.arith.rq_pipeline`, tags and valid
-    bits, the packer's word, biases and counter)."""
-    _check(cfg, lanes)
-    Gp, _ = spatial_forms(cfg.tile)
-    n, wb, S = cfg.n, cfg.weight_bits, cfg.n * cfg.n
-    w1, w2 = spatial_widths(cfg.tile, wb)
-    per_row = sum(_lin_comb_adders(row) for row in Gp)
-    adders = lanes * (3 + n) * per_row
-    mb = _mult_bits(cfg)
-    rq_bits = (wb + 2) + wb + (w2 + mb + 1 if mb else 0)
-    stages = wtransform_latency(cfg)
-    kernels = cfg.unroll * cfg.unroll_in
-    regs = lanes * (n * 3 * w1 + S * w2 + S * rq_bits + stages * cfg.bias_bits) + stages
-    regs += kernels * (S * wb + cfg.bias_bits) + (kernels // lanes).bit_length() + 1
-    return {"adders": adders, "multipliers": lanes * S if mb else 0, "registers": regs}
-

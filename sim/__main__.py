@@ -37,6 +37,11 @@ def parser():
                         "Verilog once per engine, cached; much faster for big layers)")
     p.add_argument("--unroll", type=number(int, lo=1), default=4, help="output channels in parallel")
     p.add_argument("--unroll-in", type=number(int, lo=1), default=1, help="input channels in parallel")
+    p.add_argument("--weights", choices=("winograd", "spatial"), default="winograd",
+                   help="what the Winograd engine's w port takes: U words (winograd), or the int8 3x3 "
+                        "kernels W of a model dir with spatial weights, transformed on chip (spatial)")
+    p.add_argument("--weight-lanes", type=number(int, lo=1), default=1,
+                   help="kernels per cycle into the weight transform (--weights spatial)")
     p.add_argument("--samples", type=number(int, lo=1), default=None,
                    help="samples per layer (default all)")
     p.add_argument("--layer", action="append", default=None, metavar="NAME",
@@ -93,11 +98,14 @@ def engine_spec(model, layer, network, wcfg, dcfg):
     a, s = layer.arrays, layer.spec
     C, H, W = layer.in_shape
     if layer.op == "winograd_conv3x3":
-        U = network.winograd_weights(model, layer)     # stored, or transformed from spatial W
-        spec = WinogradLayer(wcfg, U, a["bias"], v=network.requant(layer, "v"),
-                             m=network.requant(layer, "m"), y=network.requant(layer, "y"),
-                             m_align=a["m_align"], padding=s["padding"], relu=s["relu"])
-        return "winograd", spec, perf.winograd_layer(wcfg, C, U.shape[0], H, W, s["padding"])["cycles"]
+        req = {k: network.requant(layer, k) for k in ("v", "m", "y")}
+        if wcfg.weights == "spatial":      # the engine transforms W itself
+            wts = {"W": a["W"], "u": network.requant(layer, "u")}
+        else:                              # stored U, or W transformed on the host
+            wts = {"U": network.winograd_weights(model, layer)}
+        spec = WinogradLayer(wcfg, bias=a["bias"], **wts, **req, m_align=a["m_align"], padding=s["padding"],
+                             relu=s["relu"])
+        return "winograd", spec, perf.winograd_layer(wcfg, C, spec.K, H, W, s["padding"])["cycles"]
     Wt = a["W"]
     spec = DirectLayer(dcfg, Wt, a["bias"], y=network.requant(layer, "y"), stride=s["stride"],
                        padding=s["padding"], relu=s["relu"])
@@ -137,15 +145,21 @@ def main(argv=None) -> int:
     from .backend import make_backend
 
     model = load_model(args.model)
-    wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in)
+    if args.weights == "spatial":
+        bare = [la.name for la in model.layers if la.op == "winograd_conv3x3" and "W" not in la.arrays]
+        if bare:
+            raise UsageError(f"--weights spatial: layer {safeio.printable(bare[0])} of {safeio.printable(args.model)} "
+                             f"holds no spatial weights W (a wino-int8/2 model dir with W and u_mult/u_shift)")
+    wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, weights=args.weights,
+                              weight_lanes=args.weight_lanes)
     dcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct")
     layers = selected_layers(model, args.layer)
     backend = make_backend(args.backend, show=progress.wanted(args.no_progress), stall=args.stall,
                            seed=args.stall_seed)
     print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}), "
           f"backend {args.backend}, Winograd engine F({wcfg.tile}x{wcfg.tile},3x3) unroll "
-          f"{wcfg.unroll}x{wcfg.unroll_in} ({wcfg.multipliers} multipliers), direct engine same "
-          f"multipliers", flush=True)
+          f"{wcfg.unroll}x{wcfg.unroll_in} ({wcfg.multipliers} multipliers, {wcfg.weights} weights), direct "
+          f"engine same multipliers", flush=True)
     col = max([12] + [len(safeio.printable(layer.name)) for layer in layers])
     total_out = total_bad = total_cyc = 0
     bad_layers = []

@@ -1,7 +1,8 @@
 """wino_gen.isa, wino_gen.compile: the instruction format round-trips and refuses what does not
 fit; model dirs compiled to memory images and interpreted with golden alone equal
-``network.run_model`` in every stored tensor, for examples/tiny and random small networks
-(random op sequences, shapes, scratchpads, queue schedules); bad input is one line."""
+``network.run_model`` in every stored tensor, for examples/tiny (U weights, and spatial weights
+transformed by the interpreter as the engine does) and random small networks (random op
+sequences, shapes, scratchpads, queue schedules); bad input is one line."""
 
 import dataclasses
 import re
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_spatial_weights import spatial_tiny
 
 from wino_gen import format as fmt
 from wino_gen import isa, memory, network, plan
@@ -89,7 +91,7 @@ def doc_tables() -> str:
 def test_doc_prints_the_layouts():
     text = DOC.read_text()
     assert doc_tables() in text, "docs/image.md: regenerate the field tables from tests/test_compile.doc_tables()"
-    for name in im.DESC_WORDS + im.TAP_ARRAYS:
+    for name in im.DESC_WORDS + im.TAP_ARRAYS + im.SPATIAL_TAP_ARRAYS + ("weight_format",):
         assert f"`{name}`" in text
     for code, meaning in interp.STATUS.items():
         assert f"| {code} | {meaning} |" in text
@@ -142,6 +144,72 @@ def test_warm_run_keeps_resident_weights(tiny):
     m = interp.Machine(img, cfg)
     _check(img, cfg, model, x, machine=m)      # two samples, batch 1: a cold run then a warm one
     _check(img, cfg, model, x[::-1], 5, machine=m)
+
+
+# -- spatial weights ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spatial(tmp_path_factory):
+    """examples/tiny with spatial weights (tests/test_spatial_weights.spatial_tiny) and a
+    ``weights='spatial'`` config for it."""
+    model = fmt.load_model(spatial_tiny(tmp_path_factory.mktemp("spatial") / "tiny_w"))
+    return model, network.config_for(model, weights="spatial"), model.layers[0].arrays["x"]
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(act_bytes=1600, weight_bytes=4700, batch=2)])
+def test_spatial_weights_equal_golden(spatial, tiny, opts):
+    """The image holds W (9 bytes per kernel, in the plan's blocks) and u_mult/u_shift; the
+    interpreter transforms W as the engine does and equals ``wino_gen check``'s golden run."""
+    model, cfg, x = spatial
+    c = compiler.compile_model(model, cfg, options=plan.Options(weights="spatial", **opts), trace=True)
+    assert c.image.weight_format == im.WEIGHTS_SPATIAL
+    for seed in (None, 3):
+        assert {la.name for la in model.layers} <= set(_check(c.image, cfg, model, x, seed))
+    kernels = sum(la.in_shape[0] * la.out_shape[0] for la in model.layers if la.op == "winograd_conv3x3")
+    u_image = compiler.compile_model(tiny[0], tiny[1]).image
+    assert len(c.image.weights) < len(u_image.weights) and kernels * 9 <= len(c.image.weights)
+    desc = im.Desc.from_bytes(c.image.params, spatial=True)      # the first block: conv1
+    np.testing.assert_array_equal(desc.taps["u_shift"], model.layers[0].arrays["u_shift"].ravel())
+
+
+def test_spatial_image_detects_a_changed_kernel(spatial):
+    model, cfg, x = spatial
+    img = compiler.compile_model(model, cfg, trace=True).image
+    w = bytearray(img.weights)
+    w[0] ^= 0x40
+    got = interp.run(im.Image.from_bytes(dataclasses.replace(img, weights=bytes(w)).to_bytes()), cfg, x)
+    assert not np.array_equal(got["conv1"], network.run_model(model, x)["conv1"])
+
+
+def test_spatial_weights_need_a_spatial_build_and_W(spatial, tiny):
+    model, cfg, _ = spatial
+    with pytest.raises(UsageError, match="--weights winograd: the config's engine takes spatial weights"):
+        compiler.compile_model(model, cfg, options=plan.Options(weights="winograd"))
+    with pytest.raises(UsageError, match="--weights spatial: the config's engine takes winograd weights"):
+        compiler.compile_model(tiny[0], tiny[1], options=plan.Options(weights="spatial"))
+    with pytest.raises(UsageError, match="conv1: the config's engine takes spatial weights"):
+        compiler.compile_model(tiny[0], dataclasses.replace(tiny[1], weights="spatial"))
+
+
+def test_cli_compile_spatial(tmp_path, capsys, spatial):
+    model, cfg, _ = spatial
+    cfg.save(tmp_path / "top.json")
+    args = [str(model.path), "--config", str(tmp_path / "top.json"), "--board", "ulx3s-85f", "-o",
+            str(tmp_path / "image.bin"), "--trace", "--run"]
+    assert run_cli(cli.main, [*args, "--weights", "spatial"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+    assert run_cli(cli.main, [*args, "--weights", "winograd"]) == 2
+    assert "--weights winograd" in capsys.readouterr().err
+
+
+def test_u_images_keep_the_old_layout(tiny):
+    """A U-weight image's header word 164 (``weight_format``) is 0, which every image before
+    spatial weights had there, and its parameter blocks hold no u arrays: old images read the
+    same (the image format stays 1)."""
+    model, cfg, _ = tiny
+    data = compiler.compile_model(model, cfg).image.to_bytes()
+    assert im.VERSION == 1 and data[164:168] == bytes(4)
+    assert im.Image.from_bytes(data).weight_format == im.WEIGHTS_U
 
 
 # -- random small networks ----------------------------------------------------------------------

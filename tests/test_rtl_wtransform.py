@@ -3,13 +3,16 @@
 requants, extreme kernels (each T output driven to its bounds, saturating shifts), lanes,
 random stalls on both streams; the packed words equal the host's weight-stream encoding."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from rtl.wtransform import SpatialWeights, WeightTransform, steady_lanes, wtransform_resources
+from rtl.wtransform import SpatialWeights, WeightTransform
 from sim.streams import run_block
-from wino_gen import golden
+from wino_gen import golden, perf
 from wino_gen.config import AcceleratorConfig
+from wino_gen.schedule import steady_lanes
 
 
 def _run(dut, params, items, n_out, seed):
@@ -86,9 +89,17 @@ def test_constructor_checks():
 
 
 def test_rate_and_resources():
-    cfg = AcceleratorConfig(tile=4, unroll=16)
+    cfg = AcceleratorConfig(tile=4, unroll=16, weights="spatial")
     assert steady_lanes(cfg, 14) == 2 and steady_lanes(cfg, 2) == 8 and steady_lanes(cfg, 16) == 1
-    r1, r2 = wtransform_resources(cfg, 1), wtransform_resources(cfg, 2)
+    r1 = perf.weight_transform_resources(cfg)
+    r2 = perf.weight_transform_resources(dataclasses.replace(cfg, weight_lanes=2))
     assert r1["multipliers"] == 0 and r2["adders"] == 2 * r1["adders"] > 0
     assert r2["registers"] > r1["registers"]
-    assert wtransform_resources(AcceleratorConfig(tile=4, unroll=16, requant="fixed"))["multipliers"] == 36
+    fixed = dataclasses.replace(cfg, requant="fixed")
+    assert perf.weight_transform_resources(fixed)["multipliers"] == 36
+    # the estimate counts the unit for spatial configs only, its multipliers on DSPs
+    base = perf.estimate_resources(dataclasses.replace(cfg, weights="winograd"))
+    est = perf.estimate_resources(cfg)
+    assert est["lut"] > base["lut"] and est["ff"] > base["ff"] and est["dsp"] == base["dsp"]
+    assert (perf.estimate_resources(fixed)["dsp"]
+            == perf.estimate_resources(dataclasses.replace(fixed, weights="winograd"))["dsp"] + 36)

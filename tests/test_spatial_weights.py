@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -195,3 +196,57 @@ def test_old_model_dirs_load_unchanged():
     for layer in model.layers:
         if layer.op == "winograd_conv3x3":
             assert network.winograd_weights(model, layer) is layer.arrays["U"]
+
+
+# -- examples/tiny with spatial weights on the engine -------------------------------------------
+
+def spatial_tiny(path: Path, seed: int = 0) -> Path:
+    """examples/tiny with every Winograd layer's U replaced by random int8 kernels ``W`` and a
+    per-tap pow2 U requant that takes each tap's peak to the int8 range; the reference
+    inputs/outputs are golden's run of the changed network (a wino-int8/2 model dir)."""
+    rng = np.random.default_rng(seed)
+    tiny = wformat.load_model(ROOT / "examples" / "tiny")
+    manifest = {k: v for k, v in tiny.manifest.items() if k != "format"}
+    manifest["layers"] = [{k: v for k, v in lay.items() if k != "file"} for lay in manifest["layers"]]
+    arrays = {}
+    for layer in tiny.layers:
+        a = dict(layer.arrays)
+        if layer.op == "winograd_conv3x3":
+            W = rng.integers(-128, 128, (*a["U"].shape[:2], 3, 3))
+            peak = np.maximum(np.abs(golden.spatial_transform(W, tiny.tile)).max(axis=(0, 1)), 1)
+            u = golden.quantize_ratio(127.0 / peak, "pow2")
+            del a["U"]
+            a.update(W=W.astype(np.int8), u_mult=u.mult.astype(np.int32), u_shift=u.shift.astype(np.int32))
+        arrays[layer.name] = a
+    model = wformat.write_model(path, manifest, arrays)
+    acts = network.run_model(model, model.layers[0].arrays["x"])
+    for layer in model.layers:
+        arrays[layer.name]["y"] = acts[layer.name].astype(np.int8)
+        if "x" in arrays[layer.name]:
+            arrays[layer.name]["x"] = acts[layer.inputs[0]].astype(np.int8)
+        if "x2" in arrays[layer.name]:
+            arrays[layer.name]["x2"] = acts[layer.inputs[1]].astype(np.int8)
+    wformat.write_model(path, manifest, arrays)
+    return path
+
+
+def test_sim_runs_spatial_weights_on_the_engine(tmp_path):
+    """``python -m sim DIR --weights spatial``: W and u_mult/u_shift go to the engine, which
+    transforms them; every output byte matches and every Winograd layer's cycles equal perf's."""
+    d = spatial_tiny(tmp_path / "tiny_w")
+    r = subprocess.run([sys.executable, "-m", "sim", str(d), "--weights", "spatial", "--weight-lanes", "2",
+                        "--samples", "1", "--layer", "conv1", "--layer", "conv3"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "spatial weights" in r.stdout and ", 0 mismatches," in r.stdout
+    rows = [line for line in r.stdout.splitlines() if "winograd_conv3x3" in line]
+    assert len(rows) == 2
+    for line in rows:
+        cycles, pred = (int(v) for v in re.search(r"(\d+) cycles \(perf (\d+)\)", line).groups())
+        assert cycles == pred, line
+
+
+def test_sim_refuses_spatial_weights_without_W():
+    r = subprocess.run([sys.executable, "-m", "sim", str(ROOT / "examples" / "tiny"), "--weights", "spatial"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "holds no spatial weights W" in r.stderr

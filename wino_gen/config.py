@@ -27,6 +27,9 @@ TILES = (2, 4, 6)
 GRANULARITIES = ("layer", "tap")
 REQUANT_MODES = ("pow2", "fixed")
 ALGOS = ("winograd", "direct")
+#: What the Winograd engine's ``w`` port takes: pre-transformed U words, or int8 3x3 kernels that
+#: its weight-transform unit (``rtl.wtransform``) turns into U (``golden.transform_weights``).
+WEIGHT_FORMATS = ("winograd", "spatial")
 
 
 def signed_bits(lo: int, hi: int) -> int:
@@ -75,6 +78,11 @@ class AcceleratorConfig:
     ``unroll`` output channels and ``unroll_in`` input channels are processed in parallel, each
     pair on n x n multipliers (n = tile + 2); ``algo="direct"`` builds a direct-convolution
     engine with the same multiplier count, so both algorithms get the same silicon budget.
+
+    ``weights="spatial"`` gives the Winograd engine a weight-transform unit that takes
+    ``weight_lanes`` int8 3x3 kernels per cycle (``wino_gen.schedule.steady_lanes`` says how
+    many keep the PE array fed). The direct engine always takes spatial kernels, so the field
+    changes nothing there (``dataclasses.replace(cfg, algo="direct")`` stays valid).
     """
 
     tile: int = 4
@@ -92,6 +100,8 @@ class AcceleratorConfig:
     algo: str = "winograd"
     max_width: int = 256
     max_channels: int = 512
+    weights: str = "winograd"
+    weight_lanes: int = 1
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -107,10 +117,15 @@ class AcceleratorConfig:
             if not lo <= v <= hi:
                 raise ConfigError(f"{name}: {v} is out of range; allowed: {lo}..{hi}")
         for name, allowed in (("granularity", GRANULARITIES), ("balance", winograd.BALANCES),
-                              ("requant", REQUANT_MODES), ("algo", ALGOS)):
+                              ("requant", REQUANT_MODES), ("algo", ALGOS),
+                              ("weights", WEIGHT_FORMATS)):
             v = getattr(self, name)
             if v not in allowed:
                 raise ConfigError(f"{name}: {v!r} is not supported; allowed: {', '.join(allowed)}")
+        kernels = self.unroll * self.unroll_in
+        if self.weight_lanes < 1 or (self.weights == "spatial" and kernels % self.weight_lanes):
+            raise ConfigError(f"weight_lanes: {self.weight_lanes} must be >= 1 and, with weights='spatial', "
+                              f"divide unroll * unroll_in ({kernels})")
         if self.max_channels % self.unroll_in:
             raise ConfigError(
                 f"max_channels: {self.max_channels} must be a multiple of unroll_in ({self.unroll_in})")

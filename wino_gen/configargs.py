@@ -6,14 +6,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .config import AcceleratorConfig
+from .config import WEIGHT_FORMATS, AcceleratorConfig
 from .errors import UsageError
 
 # With --model, these fields are the model's arithmetic: a flag may only repeat them.
 MODEL_FIXED = ("tile", "granularity", "balance", "requant", "act_bits", "transform_bits")
-# ... these are the hardware's parallelism and engine, the user's choice; every other field is a
-# limit the model sets a minimum for (buffers, widths), which a flag may raise.
-MODEL_CHOSEN = ("unroll", "unroll_in", "algo")
+# ... these are the hardware's parallelism, engine and weight format, the user's choice; every
+# other field is a limit the model sets a minimum for (buffers, widths), which a flag may raise.
+MODEL_CHOSEN = ("unroll", "unroll_in", "algo", "weights")
 
 
 def _flag(name: str) -> str:
@@ -26,7 +26,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("accelerator configuration (wino_gen.config.AcceleratorConfig)")
     for f in dataclasses.fields(AcceleratorConfig):
         kind = int if f.type == "int" else str
-        g.add_argument(_flag(f.name), dest=f.name, type=kind, default=None,
+        # weights: the choices also spell out the formats the planner's reports compare
+        choices = WEIGHT_FORMATS if f.name == "weights" else None
+        g.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, choices=choices,
                        metavar=f.name.upper(), help=f"default {f.default!r}")
     g.add_argument("--config", metavar="FILE", help="start from this JSON config; flags override it")
     g.add_argument("--model", metavar="MODEL_DIR",

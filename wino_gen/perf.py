@@ -14,15 +14,18 @@ the host streaming as fast as the accelerator accepts (one beat per cycle on ``x
   output.
 
 Weight blocks are double buffered and need ``n_cg`` beats per block against ``tw * n_cg``
-steps, so they never stall after the first one. ``sim`` measures the same cycles (tests
-compare the two).
+steps, so U weights never stall after the first block. Spatial weights (``cfg.weights ==
+"spatial"``) take :func:`schedule.beats_per_word` beats per word through the weight-transform
+unit: the first block arrives :func:`schedule.weight_path_latency` later, and a block whose
+kernels take longer than the previous block's steps stalls the PE array (:class:`_SpatialWeights`).
+``sim`` measures the same cycles (tests compare the two).
 """
 
 from __future__ import annotations
 
 import math
 
-from . import schedule
+from . import golden, schedule
 from .config import AcceleratorConfig
 
 
@@ -35,23 +38,115 @@ def winograd_latency(cfg: AcceleratorConfig) -> int:
     return schedule.latencies(cfg).winograd
 
 
-def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, per_tile: int) -> int:
+class _UWeights:
+    """U words, one per cycle: the first bank is full ``n_cg`` cycles after ``start``; later
+    banks load while the other one serves at least ``n_cg`` steps, so they never stall."""
+
+    def __init__(self, g: schedule.WinogradGeometry, lat: schedule.Latencies):
+        self.first = lat.start + g.n_cg
+
+    def full(self, block: int) -> int:
+        return self.first if block == 0 else 0
+
+    def ran(self, block: int, rows_in: int) -> None:
+        pass
+
+
+class _StepClock:
+    """The cycles in which the PE array takes steps: one per cycle from when a tile's inputs are
+    there, except while it stands still because a finished tile waits for the serializer
+    (which takes one every ``serializer_period`` cycles); a tile's sums reach the serializer
+    ``latencies.pe`` running cycles after its last step."""
+
+    def __init__(self, g: schedule.WinogradGeometry, lat: schedule.Latencies):
+        self.n_cg, self.pe, self.period = g.n_cg, lat.pe, lat.serializer_period
+        self.next, self.taken = 0, -self.period
+        self.frozen: list[tuple[int, int]] = []      # [lo, hi): cycles the PE array stands still
+
+    def _running(self, c: int) -> int:
+        """The first running cycle from ``c`` on."""
+        for lo, hi in self.frozen:
+            if lo <= c < hi:
+                c = hi
+        return c
+
+    def _after(self, c: int, n: int) -> int:
+        """The cycle ``n`` running cycles after cycle ``c``."""
+        for lo, hi in self.frozen:
+            if hi <= c + 1:
+                continue
+            free = max(lo, c + 1) - (c + 1)
+            if free >= n:
+                return c + n
+            n -= free
+            c = hi - 1
+        return c + n
+
+    def tile(self, ready: int) -> int:
+        """Take a tile's ``n_cg`` steps, the first not before ``ready``; its last step's cycle."""
+        last = self._after(self._running(max(self.next, ready)), self.n_cg - 1)
+        out = self._after(last, self.pe)
+        taken = max(out, self.taken + self.period)
+        self.frozen = [f for f in self.frozen if f[1] > last] + ([(out, taken)] if taken > out else [])
+        self.next, self.taken = last + 1, taken
+        return last
+
+
+class _SpatialWeights:
+    """Kernel beats through the weight-transform unit (``rtl.wtransform.SpatialWeights``): a
+    word is offered :func:`schedule.weight_path_latency` after its last beat, one word per
+    ``beats_per_word`` cycles. While the weight buffer has no free bank the packer holds its
+    word and the transform stalls, so the word is written in the cycle the bank frees (the
+    cycle after the step that releases it, two blocks back: :class:`_StepClock` times it) and
+    the next one ``beats_per_word`` later: ``W_k = max(W_{k-1} + beats_per_word, free)``; the
+    bank is full the cycle after."""
+
+    def __init__(self, g: schedule.WinogradGeometry, lat: schedule.Latencies, cfg: AcceleratorConfig):
+        self.g, self.kpw = g, schedule.beats_per_word(cfg)
+        self.last = lat.start + schedule.weight_path_latency(cfg) - 1   # "word -1" written
+        self.release: dict[int, int] = {}
+        self.bank_full: dict[int, int] = {}
+        self.clock = _StepClock(g, lat)
+
+    def full(self, block: int) -> int:
+        free = self.release[block - 2] + 1 if block >= 2 else 0
+        w = max(self.last + self.kpw, free) + (self.g.n_cg - 1) * self.kpw
+        self.last = w
+        self.bank_full[block] = w + 1
+        return w + 1
+
+    def ran(self, block: int, rows_in: int) -> None:
+        """The block's steps on the PE array, from when its bank is full and (``rows_in``) its
+        tile row's rows are in; its last step releases the bank."""
+        ready = max(self.bank_full[block], rows_in)
+        for _ in range(self.g.tw):
+            last = self.clock.tile(ready)
+        self.release[block] = last
+
+
+def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, per_tile: int, weights) -> int:
     """The cycle the last tile row's last step is issued after, from an event model of the
-    line buffer: a padded row loads in ``row_beats`` cycles once the tile row that frees its
-    slot has started (:meth:`~schedule.WinogradGeometry.row_gate`), and a tile row starts when
-    its rows are in (:meth:`~schedule.WinogradGeometry.rows_needed`), the previous tile row is
-    done and the first weight block is in."""
-    band_cycles = g.n_kb * g.tw * per_tile
-    weights_in = lat.start + g.n_cg
+    line buffer and the weight banks: a padded row loads in ``row_beats`` cycles once the tile
+    row that frees its slot has started (:meth:`~schedule.WinogradGeometry.row_gate`), a tile
+    row starts when its rows are in (:meth:`~schedule.WinogradGeometry.rows_needed`) and the
+    previous tile row is done, and each output-channel block's first step reaches the PE array
+    once its weight bank is full (``weights.full``; the commands before it wait in the
+    pipeline); ``weights.ran`` times the block's steps where their cycles matter (the
+    release of a spatial-weight bank)."""
+    to_pe = lat.tile_buffer + lat.skid + lat.input_transform + lat.rq    # a step command to the PE array
     starts, t, ys, end = [], lat.start, g.pad, 0
     for ty in range(g.th):
         while ys < g.rows_needed(ty):
             gate = g.row_gate(ys)
             t = max(t, starts[gate] if gate else lat.start) + g.row_beats
             ys += 1
-        s = max(end, t, weights_in)
-        starts.append(s)
-        end = s + band_cycles
+        for kb in range(g.n_kb):
+            block = ty * g.n_kb + kb
+            s = max(end, weights.full(block) - to_pe, t if kb == 0 else 0)
+            if kb == 0:
+                starts.append(s)
+            weights.ran(block, t + to_pe if kb == 0 else 0)
+            end = s + g.tw * per_tile
     return end
 
 
@@ -62,8 +157,9 @@ def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
     lat = schedule.latencies(cfg)
     per_tile = max(g.n_cg, lat.serializer_period)
     band_cycles = g.n_kb * g.tw * per_tile
+    weights = _SpatialWeights(g, lat, cfg) if cfg.weights == "spatial" else _UWeights(g, lat)
     # the last tile: its channels leave one per cycle after the pipeline latency
-    cycles = _winograd_end(g, lat, per_tile) - (per_tile - g.n_cg) + lat.winograd + g.unroll - 1
+    cycles = _winograd_end(g, lat, per_tile, weights) - (per_tile - g.n_cg) + lat.winograd + g.unroll - 1
     lane_fill = (C / (g.n_cg * cfg.unroll_in)) * (K / (g.n_kb * cfg.unroll))
     return {
         "cycles": int(cycles), "steps": g.steps, "tiles": (g.th, g.tw), "n_cg": g.n_cg, "n_kb": g.n_kb,
@@ -175,6 +271,54 @@ def _rq_cost(cfg: AcceleratorConfig, in_bits: int, out_bits: int) -> tuple[int, 
     return pw + out_bits * 3 // 2 + 3, (pw if fixed else 0) + 2 * out_bits + 2
 
 
+def _csd_signs(c: int) -> list[int]:
+    """Signs of the canonical signed digits of ``c`` (``rtl.arith.csd``'s digits)."""
+    out = []
+    while c:
+        if c & 1:
+            d = 2 - (c & 3)
+            out.append(d)
+            c -= d
+        c >>= 1
+    return out
+
+
+def _tree_adders(coeffs) -> int:
+    """Adders and negators of ``rtl.arith.lin_comb`` over constant ``coeffs``: one per pair of
+    its balanced tree, one more where the tree's sum comes out negated."""
+    signs = [sign for c in coeffs for sign in _csd_signs(int(c))]
+    count = 0
+    while len(signs) > 1:
+        nxt = [-1 if a < 0 and b < 0 else 1 for a, b in zip(signs[::2], signs[1::2], strict=False)]
+        count += len(nxt)
+        if len(signs) % 2:
+            nxt.append(signs[-1])
+        signs = nxt
+    return count + (1 if signs and signs[0] < 0 else 0)
+
+
+def weight_transform_resources(cfg: AcceleratorConfig) -> dict[str, int]:
+    """Structure of ``rtl.wtransform.SpatialWeights`` with ``cfg.weight_lanes`` lanes:
+    ``adders`` (both passes of ``G'`` per lane), ``adder_bits`` (each adder at its pass's
+    width), ``multipliers`` (``fixed``: one ``T`` x ``mult_bits`` per tap and lane),
+    ``registers`` (flip-flop bits: the two transform stages, the requant pipeline of
+    ``rtl.arith.rq_pipeline``, tags and valid bits, the packer's word, biases and counter)."""
+    lanes = cfg.weight_lanes
+    Gp, _ = golden.spatial_forms(cfg.tile)
+    n, wb, S = cfg.n, cfg.weight_bits, cfg.n * cfg.n
+    w1, w2 = golden.spatial_widths(cfg.tile, wb)
+    per_row = sum(_tree_adders(row) for row in Gp)
+    fixed = cfg.requant == "fixed"
+    mb = cfg.mult_bits if fixed else 0
+    rq_bits = (wb + 2) + wb + (w2 + mb + 1 if fixed else 0)
+    stages = schedule.weight_transform_latency(cfg)
+    kernels = cfg.unroll * cfg.unroll_in
+    regs = lanes * (n * 3 * w1 + S * w2 + S * rq_bits + stages * cfg.bias_bits) + stages
+    regs += kernels * (S * wb + cfg.bias_bits) + schedule.beats_per_word(cfg).bit_length() + 1
+    return {"adders": lanes * (3 + n) * per_row, "adder_bits": lanes * per_row * (3 * w1 + n * w2),
+            "multipliers": lanes * S if fixed else 0, "registers": regs}
+
+
 # Calibration against place and route (benchmarks/results/synth.json, accelerator = total minus
 # build.SELFTEST_OVERHEAD): LUT4s = scale * structural LUTs + offset, fitted on the ULX3S 2x1
 # and 4x1 builds (the ECP5 maps the requant shifters and the deep line-buffer banks' read muxes
@@ -185,6 +329,22 @@ def _rq_cost(cfg: AcceleratorConfig, in_bits: int, out_bits: int) -> tuple[int, 
 _LUT_FIT = {"ecp5": (1.2, 830), "ice40": (1.0, 0)}
 _FF_SCALE = 0.88
 _ICE40_FF_CELLS = 0.59
+
+
+def _add_weight_transform(cfg: AcceleratorConfig, lut, ff, dsp, mults_on_dsp: bool):
+    """The weight-transform unit's share (:func:`weight_transform_resources`): its adders, its
+    U requant lanes (:func:`_rq_cost`), its registers; ``fixed`` multipliers on DSPs or, when
+    the DSPs do not take them, in LUTs."""
+    r = weight_transform_resources(cfg)
+    rl, _ = _rq_cost(cfg, golden.spatial_widths(cfg.tile, cfg.weight_bits)[1], cfg.weight_bits)
+    lut += r["adder_bits"] + cfg.weight_lanes * cfg.n * cfg.n * rl
+    ff += r["registers"]
+    if r["multipliers"]:
+        if mults_on_dsp:
+            dsp += r["multipliers"]
+        else:
+            lut += r["multipliers"] * cfg.mult_bits * 12
+    return lut, ff, dsp
 
 
 def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
@@ -263,6 +423,8 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
     if fixed and pairs:    # the requant multipliers stay in LUTs (the DSPs hold the pairs)
         n_rq = (ui * S + S + cfg.tile ** 2) if cfg.algo == "winograd" else un
         lut += n_rq * cfg.mult_bits * 12
+    if cfg.algo == "winograd" and cfg.weights == "spatial":
+        lut, ff, dsp = _add_weight_transform(cfg, lut, ff, dsp, use_dsp and not pairs)
     scale, offset = _LUT_FIT[family]
     lut = lut * scale + offset
     ff *= _FF_SCALE
@@ -272,3 +434,33 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
     bits = sum(c * d * wd for _, c, d, wd in memories(cfg))
     return {"lut": int(lut), "ff": int(ff), "dsp": int(dsp), "bram": int(bram),
             "memory_bits": int(bits)}
+
+
+# -- the compute core (rtl.core) --------------------------------------------------------------
+
+def core_direct_cycles(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *, kernel: int,
+                       stride: int, padding: int, max_kernel: int, direct_only: bool = False) -> int:
+    """Cycles of a direct command on ``rtl.core.Core`` with no stalls, from ``start`` up to and
+    including the cycle its last output beat is taken: the window generator's
+    (:func:`schedule.window_cycles`, its fill included; the PE array keeps its pace) and the
+    core's direct latency behind it."""
+    buf = schedule.core_window(cfg, max_kernel)
+    g = schedule.window_geometry(buf, schedule.direct_view(cfg), C, K, H, W, kernel=kernel, stride=stride,
+                                 padding=padding)
+    return schedule.window_cycles(g, buf) + schedule.core_latencies(cfg, direct_only=direct_only).direct
+
+
+def core_cycles(cfg: AcceleratorConfig, mode: str, C: int, K: int, H: int, W: int, *, kernel: int = 3,
+                stride: int = 1, padding: int = 1, max_kernel: int, direct_only: bool = False) -> int:
+    """Cycles of one core command (``mode`` ``winograd``: the Winograd engine's datapath,
+    :func:`winograd_layer`; ``direct``: :func:`core_direct_cycles`). A command starts once the
+    previous one's last output is taken (``busy`` low), so a sequence of commands, of one mode
+    or mixed, takes the sum: the mode switch costs nothing beyond each command's own drain."""
+    if mode == "winograd":
+        if direct_only or kernel != 3 or stride != 1:
+            raise ValueError("winograd mode: a 3x3 stride-1 layer on a core with Winograd built in")
+        return winograd_layer(cfg, C, K, H, W, padding)["cycles"]
+    if mode != "direct":
+        raise ValueError(f"mode {mode!r}: the core runs 'winograd' and 'direct'")
+    return core_direct_cycles(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding,
+                              max_kernel=max_kernel, direct_only=direct_only)

@@ -19,13 +19,12 @@ from dataclasses import dataclass
 
 from . import layercost as lc
 from . import memory, nets
-from .config import AcceleratorConfig
+from .config import WEIGHT_FORMATS, AcceleratorConfig
 from .errors import UsageError
 from .layercost import Cost, Step, Tiling, Transfer
 
 __all__ = ["Cost", "LayerPlan", "Options", "Plan", "Step", "Tiling", "Transfer", "WEIGHT_FORMATS", "evaluate", "plan"]
 
-WEIGHT_FORMATS = ("winograd", "spatial")
 SPLITS = tuple(i / 8 for i in range(1, 8))   # activation shares of the free on-chip bytes tried by default
 
 

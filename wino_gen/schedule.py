@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from .limits import MAX_PAD, WINDOW_KERNEL_RANGE, WINDOW_STRIDES, pool_padding_range
+from .limits import MAX_PAD, WINDOW_KERNEL_RANGE, WINDOW_STRIDES, int_range, pool_padding_range
 
 if TYPE_CHECKING:
     from .config import AcceleratorConfig
@@ -352,6 +352,38 @@ def winograd_output_order(g: WinogradGeometry) -> Iterator[OutBeat]:
                     yield OutBeat(ty, kb, tx, k)
 
 
+# -- spatial weights: the weight-transform unit (rtl.wtransform) ------------------------------
+
+def weight_transform_latency(cfg: AcceleratorConfig) -> int:
+    """Register stages of ``rtl.wtransform.WeightTransform``: ``G' W``, ``· G'ᵀ``, the U
+    requant (``rtl.arith.rq_pipeline``)."""
+    return 2 + rq_latency(cfg.requant == "fixed")
+
+
+def weight_path_latency(cfg: AcceleratorConfig) -> int:
+    """Cycles from a weight word's last kernel beat taken on ``w`` to the word offered to the PE
+    array's weight buffer: the transform, then the packer's word register."""
+    return weight_transform_latency(cfg) + 1
+
+
+def word_kernels(cfg: AcceleratorConfig) -> list[tuple[int, int]]:
+    """The kernels ``(k, c)`` of one weight word in the order the packer takes them (k-major:
+    output channel ``k`` of the block, input channel ``c`` of the group)."""
+    return [(k, c) for k in range(cfg.unroll) for c in range(cfg.unroll_in)]
+
+
+def beats_per_word(cfg: AcceleratorConfig) -> int:
+    """``w`` beats of a spatial-weight engine per weight word: ``weight_lanes`` kernels each."""
+    return cfg.unroll * cfg.unroll_in // cfg.weight_lanes
+
+
+def steady_lanes(cfg: AcceleratorConfig, tw: int) -> int:
+    """Kernels per cycle for no weight stall on a layer with ``tw`` tile columns: a bank of
+    ``n_cg`` words must load while the other serves ``tw * n_cg`` steps, so one word per
+    ``tw`` cycles is enough (the serializer may make a tile longer; this ignores that slack)."""
+    return _ceil(cfg.unroll * cfg.unroll_in, max(1, tw))
+
+
 # -- direct engine ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -536,10 +568,13 @@ READ_LATENCY = 4
 
 @dataclass(frozen=True)
 class WindowBuffer:
-    """What a window generator is built for: ``R`` row banks of two slots (2R rows, so that a
-    window of k <= R rows and the s rows of the next one fit), ``Q`` column banks (Q >= n: a
-    beat's n columns hit n banks; Q >= max_kernel: a window's columns hit k banks); a bank word
-    is ``unroll_in`` activations at ``{xd, slot, cg}``."""
+    """What a window generator is built for: ``P`` channel sets of ``R`` row banks of two slots
+    (2R rows, so that a window of k <= R rows and the s rows of the next one fit) by ``Q``
+    column banks (Q >= n: a beat's n columns hit n banks; Q >= max_kernel: a window's columns
+    hit k banks). Channel group ``cg`` lives in set ``cg mod P``, so one read of every bank
+    yields the k x k windows of P adjacent groups: ``P * unroll_in * k²`` consecutive patch
+    elements, at least a chunk of L for every kernel of 3 x 3 and up. A bank word is
+    ``unroll_in`` activations at ``{xd, slot, cg // P}``."""
 
     n: int
     unroll_in: int
@@ -548,23 +583,37 @@ class WindowBuffer:
     max_width: int
     max_channels: int
     max_kernel: int
+    sets: int          # P: channel groups a read can take (a power of two)
     rows: int          # R
     cols: int          # Q
     cg_max: int
-    cg_field: int
+    cg_field: int      # address bits of cg // P
     xd_max: int        # words per row slot and channel group: the widest padded row / Q
     depth: int         # words per bank
-    group_max: int     # unroll_in * max_kernel²
+    group_max: int     # the longest read: max over kernels of window_par * unroll_in * k²
     coord_bits: int
 
     @property
+    def banks(self) -> int:
+        return self.sets * self.rows * self.cols
+
+    @property
     def gear(self) -> int:
-        """Gearbox elements: a chunk short of one element, plus a group."""
+        """Gearbox elements: a chunk short of one element, plus a read."""
         return self.lanes - 1 + self.group_max
 
 
+def window_par(n: int, unroll_in: int, lanes: int, sets: int, kernel: int) -> int:
+    """Channel groups one read takes for a ``kernel``: the fewest (a power of two, at most
+    ``sets``) whose patch elements fill a chunk, so that the gearbox can emit a chunk a cycle
+    without a wider read than that needs."""
+    need = _ceil(lanes, unroll_in * kernel * kernel)
+    return min(sets, 1 << ceil_log2(need))
+
+
 def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max_kernel: int) -> WindowBuffer:
-    """The generator's buffers for a direct config; ValueError names a bad parameter."""
+    """The generator's buffers for a direct config; ValueError names a bad parameter. ``P``:
+    enough sets that a 3 x 3 read (or the ``max_kernel`` one, if smaller) fills a chunk."""
     if cfg.algo != "direct":
         raise ValueError("cfg: the window generator feeds the direct engine (algo='direct')")
     lo, hi = WINDOW_KERNEL_RANGE
@@ -575,15 +624,17 @@ def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max
     if max_channels < 1 or max_channels % cfg.unroll_in:
         raise ValueError(f"max_channels: {max_channels} must be a positive multiple of unroll_in ({cfg.unroll_in})")
     n, ui = cfg.n, cfg.unroll_in
-    R, Q = max(max_kernel, max(WINDOW_STRIDES)), max(max_kernel, n)
+    L = pe_geometry(cfg).lanes
     cg_max = max_channels // ui
-    cg_field = ceil_log2(cg_max)
+    P = min(1 << ceil_log2(_ceil(n * n, min(max_kernel, 3) ** 2)), 1 << ceil_log2(cg_max))
+    R, Q = max(max_kernel, max(WINDOW_STRIDES)), max(max_kernel, n)
+    cg_field = ceil_log2(_ceil(cg_max, P))
     xd_max = _ceil(max_width + 2 * (max_kernel - 1), Q) + 1
-    return WindowBuffer(n=n, unroll_in=ui, act_bits=cfg.act_bits, lanes=pe_geometry(cfg).lanes, max_width=max_width,
-                        max_channels=max_channels, max_kernel=max_kernel, rows=R, cols=Q, cg_max=cg_max,
+    group_max = max(window_par(n, ui, L, P, k) * ui * k * k for k in range(1, max_kernel + 1))
+    return WindowBuffer(n=n, unroll_in=ui, act_bits=cfg.act_bits, lanes=L, max_width=max_width,
+                        max_channels=max_channels, max_kernel=max_kernel, sets=P, rows=R, cols=Q, cg_max=cg_max,
                         cg_field=cg_field, xd_max=xd_max, depth=xd_max * 2 * (1 << cg_field),
-                        group_max=ui * max_kernel ** 2,
-                        coord_bits=ceil_log2(max_width + 2 * max_kernel + 2 * R + 2))
+                        group_max=group_max, coord_bits=ceil_log2(max_width + 2 * max_kernel + 2 * R + 2))
 
 
 @dataclass(frozen=True)
@@ -591,10 +642,16 @@ class WindowGeometry:
     """One direct layer through the generator: the engine's geometry plus the generator's."""
 
     d: DirectGeometry
-    n_cg: int          # channel groups: reads per output pixel
+    n_cg: int          # channel groups of a pixel
     c_last: int        # channels of the last group
     nxb: int           # input beats per image row and channel group
-    group: int         # G = unroll_in * k²: patch elements per read
+    par: int           # channel groups per read (window_par)
+    group: int         # elements per read: par * unroll_in * k² (zero past the channels)
+
+    @property
+    def reads(self) -> int:
+        """Reads (gearbox appends) per output pixel."""
+        return _ceil(self.n_cg, self.par)
 
     @property
     def row_beats(self) -> int:
@@ -608,15 +665,16 @@ class WindowGeometry:
     @property
     def period(self) -> int:
         """Cycles per output pixel in steady state: the gearbox emits ``n_step`` chunks, and
-        where groups are shorter than a chunk it also waits for the pixel's ``n_cg`` groups
-        and flushes the last chunk."""
-        d = self.d
-        return d.n_step + max(0, self.n_cg - 1 - (self.n_cg - 1) * self.group // d.lanes)
+        where reads are shorter than a chunk it also waits for the pixel's reads and flushes
+        the last chunk."""
+        r = self.reads
+        return self.d.n_step + max(0, r - 1 - (r - 1) * self.group // self.d.lanes)
 
     @property
     def last_take(self) -> int:
-        """Cycle, from a pixel's first group, in which the gearbox takes its last group."""
-        return max(self.n_cg - 1, (self.n_cg - 1) * self.group // self.d.lanes)
+        """Cycle, from a pixel's first read, in which the gearbox takes its last read."""
+        r = self.reads
+        return max(r - 1, (r - 1) * self.group // self.d.lanes)
 
 
 def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
@@ -638,8 +696,9 @@ def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H
                          f"{pe_geometry(cfg).depth}")
     ui = buf.unroll_in
     n_cg = _ceil(C, ui)
-    return WindowGeometry(d=d, n_cg=n_cg, c_last=C - (n_cg - 1) * ui, nxb=_ceil(W, buf.n),
-                          group=ui * kernel * kernel)
+    par = window_par(buf.n, ui, buf.lanes, buf.sets, kernel)
+    return WindowGeometry(d=d, n_cg=n_cg, c_last=C - (n_cg - 1) * ui, nxb=_ceil(W, buf.n), par=par,
+                          group=par * ui * kernel * kernel)
 
 
 def window_x_order(g: WindowGeometry) -> Iterator[tuple[int, int, int, int]]:
@@ -693,3 +752,214 @@ def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, 
         pix_end = take + d.Wo * g.period
     load_until(d.H - 1)
     return t, pix_end
+
+
+# -- the compute core (rtl.core) --------------------------------------------------------------
+
+def direct_view(cfg: AcceleratorConfig) -> AcceleratorConfig:
+    """The core's direct mode as a direct config: the same multipliers, widths and buffer
+    limits with ``algo='direct'`` (what the window generator and the direct tail are built
+    from)."""
+    import dataclasses
+    return cfg if cfg.algo == "direct" else dataclasses.replace(cfg, algo="direct")
+
+
+@dataclass(frozen=True)
+class DualPE:
+    """The core's PE array with both reductions on one set of multipliers: Winograd's
+    geometry (per-tap trees over ``unroll_in``, one accumulator per tap, a weight bank of
+    ``max_channels / unroll_in`` words), and behind the accumulators a tree over the S taps
+    that gives direct mode its patch sum (a sum over the taps of per-tap sums over chunks)."""
+
+    in_bits: int       # step values: V (transform_bits) or activations (act_bits)
+    product: int       # the wider of the two modes' products
+    accumulator: int   # per tap: max_channels products (Winograd) or a direct patch's share
+    tap_levels: int    # register levels of the tree over the S taps
+    direct_sum: int    # a direct patch sum: up to depth * L products of the direct engine's bank
+
+
+def dual_pe(cfg: AcceleratorConfig) -> DualPE:
+    """The dual array of a Winograd config. A direct pixel takes at most the direct engine's
+    ``depth`` chunks (``pe_geometry(direct_view(cfg))``), each adding ``unroll_in`` products to
+    a tap, so a tap's share is bounded as the Winograd channel sum is, by the larger count."""
+    from .config import signed_bits
+    if cfg.algo != "winograd":
+        raise ValueError("cfg: a dual PE array is built from a Winograd config (algo='winograd')")
+    dcfg = direct_view(cfg)
+    wino, direct = pe_geometry(cfg), pe_geometry(dcfg)
+    assert direct.depth <= wino.depth      # S >= 16 > 9: the Winograd bank holds any patch
+    lo_a, hi_a = int_range(cfg.act_bits)
+    lo_t, hi_t = int_range(cfg.transform_bits)
+    lo_w, hi_w = int_range(cfg.weight_bits)
+    plo = min(lo_w * hi_t, hi_w * lo_t, lo_w * hi_a, hi_w * lo_a)
+    phi = max(lo_w * lo_t, lo_w * lo_a)
+    per_tap = max(cfg.max_channels, cfg.unroll_in * direct.depth)
+    dlo, dhi = min(lo_w * hi_a, hi_w * lo_a), lo_w * lo_a
+    patch = direct.depth * direct.lanes
+    return DualPE(in_bits=max(cfg.transform_bits, cfg.act_bits), product=signed_bits(plo, phi),
+                  accumulator=signed_bits(plo * per_tap, phi * per_tap), tap_levels=tree_levels(wino.taps),
+                  direct_sum=signed_bits(dlo * patch, dhi * patch))
+
+
+@dataclass(frozen=True)
+class CoreLatencies:
+    """Register stages of ``rtl.core.Core`` per mode. Winograd mode is the Winograd engine's
+    datapath (``Latencies.winograd``); direct mode is a step into the PE array to its output
+    beat: the array, the tap tree (dual build only), the bias add and y requant."""
+
+    winograd: int
+    direct: int
+    direct_pe: int      # the PE array's share of ``direct`` (array + tap tree)
+
+
+def core_latencies(cfg: AcceleratorConfig, *, direct_only: bool = False) -> CoreLatencies:
+    """The core's latencies. The direct-only build has the direct engine's array (one tree over
+    the chunk, ``ceil(log2(unroll_in * S))`` levels); the dual build's per-tap trees and tap
+    tree have ``ceil(log2(unroll_in)) + ceil(log2(S))``: equal whenever ``unroll_in`` or S is a
+    power of two."""
+    dlat = latencies(direct_view(cfg))
+    if direct_only:
+        return CoreLatencies(winograd=0, direct=dlat.direct, direct_pe=dlat.pe)
+    pe = latencies(cfg).pe + dual_pe(cfg).tap_levels
+    return CoreLatencies(winograd=latencies(cfg).winograd, direct=pe + dlat.direct_output, direct_pe=pe)
+
+
+def core_window(cfg: AcceleratorConfig, max_kernel: int) -> WindowBuffer:
+    """The core's window generator: sized by the config's ``max_width`` and ``max_channels``
+    and the build's ``max_kernel`` (ValueError naming a bad one)."""
+    return window_buffer(direct_view(cfg), cfg.max_width, cfg.max_channels, max_kernel)
+
+
+def core_outputs_in_flight(cfg: AcceleratorConfig, *, direct_only: bool = False) -> int:
+    """The most output beats the core owes at once (its ``busy`` counter's range): every
+    pipeline stage between a step command and the output holds at most one step, the
+    serializer and the skid buffer one tile more; a Winograd tile is ``unroll`` beats, a
+    direct pixel one."""
+    lat = core_latencies(cfg, direct_only=direct_only)
+    return max(cfg.unroll * (lat.winograd + 3), lat.direct + 1)
+
+
+# -- scratchpad feeders (rtl.feed) ------------------------------------------------------------
+
+#: Cycles from a feeder's read of a scratchpad window to its data: the window's read register
+#: (``rtl.mem.scratchpad``).
+FEED_READ_LATENCY = 1
+
+#: Registers of ``rtl.feed.WeightReader`` behind the read: the word being assembled, then ``w``.
+WEIGHT_WORD_STAGES = 2
+
+
+@dataclass(frozen=True)
+class FeedRates:
+    """Cycles per beat of the scratchpad feeders (``rtl.feed``) in steady state, no stalls."""
+
+    x: int   # ActivationReader: unroll_in windows of >= n bytes give one beat a cycle
+    w: int   # WeightReader: ceil(unroll / ports) row groups x ceil(L / B) reads per word
+    o: int   # OutputWriter of cfg.algo's beats: ceil(m / ports) tile rows, or ceil(unroll / ports) channels
+
+
+def feed_rates(cfg: AcceleratorConfig, *, weight_bytes: int, weight_ports: int, output_ports: int = 1) -> FeedRates:
+    """The feeders' rates for a weight reader of ``weight_ports`` windows of ``weight_bytes``
+    and a writer of ``output_ports`` windows."""
+    if min(weight_bytes, weight_ports, output_ports) < 1:
+        raise ValueError(f"weight_bytes {weight_bytes}, weight_ports {weight_ports}, output_ports "
+                         f"{output_ports}: must be positive")
+    rows = _ceil(cfg.unroll, weight_ports)
+    parts = cfg.tile if cfg.algo == "winograd" else cfg.unroll
+    return FeedRates(x=1, w=rows * _ceil(pe_geometry(cfg).lanes, weight_bytes), o=_ceil(parts, output_ports))
+
+
+def activation_read_cycles(beats: int) -> int:
+    """The cycle (``start`` in cycle 0) in which ``ActivationReader`` hands over its last of
+    ``beats`` beats, its output always ready: the first read the cycle after ``start``."""
+    return 1 + FEED_READ_LATENCY + beats - 1
+
+
+def weight_read_cycles(words: int, rate: int) -> int:
+    """The same for ``WeightReader``'s last of ``words`` words at ``rate`` cycles a word."""
+    return 1 + FEED_READ_LATENCY + words * rate - 1 + WEIGHT_WORD_STAGES
+
+
+def output_write_cycles(beats: int, rate: int) -> int:
+    """The cycle (``start`` in cycle 0) of ``OutputWriter``'s last write, its input offering
+    the next beat from the cycle after ``start`` on: a beat's ``rate`` writes follow the cycle
+    it is taken in."""
+    return 1 + beats * rate
+
+
+def winograd_band(H: int, pad: int, r0: int, r1: int) -> tuple[int, int, int]:
+    """Output rows ``[r0, r1)`` of a 3x3 stride-1 layer on an ``H``-row image, computed by an
+    engine that pads every side of what it is given by ``pad``: the image rows ``[a, b)`` to
+    give it (``docs/image.md``'s band, clipped to the image) and how many of its output rows
+    to drop on top (``skip``, where the band starts inside the image: those rows see the
+    engine's padding instead of the image rows above). Its rows ``skip .. skip + r1 - r0``
+    are the wanted ones."""
+    Ho = H + 2 * pad - 2
+    if not 0 <= r0 < r1 <= Ho:
+        raise ValueError(f"rows {r0}..{r1}: must be within the layer's {Ho} output rows")
+    a, b = max(0, r0 - pad), min(H, r1 - pad + 2)
+    return a, b, r0 - a
+
+
+# -- the core's element-wise modes (rtl.core.EltwiseModes) ------------------------------------
+
+@dataclass(frozen=True)
+class SegmentGeometry:
+    """A ``[C, H, W]`` tensor as row segments: ``n`` columns of one row, ``unroll_in``
+    channels each (the core's ``x`` beat), ``groups`` channel groups, ``nxb`` segments a row."""
+
+    C: int
+    H: int
+    W: int
+    n: int
+    unroll_in: int
+    groups: int
+    nxb: int
+
+    @property
+    def beats(self) -> int:
+        return self.groups * self.H * self.nxb
+
+
+def segment_geometry(cfg: AcceleratorConfig, C: int, H: int, W: int) -> SegmentGeometry:
+    """The segments of a ``[C, H, W]`` tensor on ``cfg``'s core."""
+    if min(C, H, W) < 1:
+        raise ValueError(f"tensor {C}x{H}x{W}: every side must be >= 1")
+    return SegmentGeometry(C, H, W, cfg.n, cfg.unroll_in, _ceil(C, cfg.unroll_in), _ceil(W, cfg.n))
+
+
+def segment_order(g: SegmentGeometry) -> Iterator[tuple[int, int, int]]:
+    """``(cg, y, xb)`` of each segment: channel group -> row -> segment (a pool's line buffer
+    then holds k rows of one group, ``rtl.eltwise``'s stream order)."""
+    for cg in range(g.groups):
+        for y in range(g.H):
+            for xb in range(g.nxb):
+                yield cg, y, xb
+
+
+#: Cycles of a core element-wise command beyond its unit's own: ``start`` (the operands, or
+#: the pooling's command, offered the cycle after), and the segment packer's register.
+ELTWISE_START = 1
+SEGMENT_PACK_LATENCY = 1
+
+
+def core_add_cycles(g: SegmentGeometry) -> int:
+    """A core ``add`` with no stalls, ``start`` to its last output beat taken (inclusive): the
+    operands' first segments offered the cycle after ``start``, then :func:`add_cycles`."""
+    return ELTWISE_START + add_cycles(g.beats)
+
+
+def pool_ends_on_output(p: PoolGeometry) -> bool:
+    """The pool's last walked position holds an output: its windows reach the last row and the
+    last column walked (else it walks positions past its last output)."""
+    return ((p.oh - 1) * p.stride - p.padding + p.kernel == p.rows
+            and (p.ow - 1) * p.stride - p.padding + p.kernel == p.cols)
+
+
+def core_pool_cycles(p: PoolGeometry, groups: int, max_pool: int) -> int:
+    """A core pooling with no stalls, ``start`` to the next command's ``start``: the pool's
+    command taken the cycle after ``start``, then the pool's :func:`pool_cycles` until it is
+    free (the splitter keeps up: a pixel a cycle once its first segment is in). Where the
+    last position holds an output (:func:`pool_ends_on_output`), that beat leaves the pool in
+    its last cycle and the packer's register one later; otherwise it left earlier."""
+    return ELTWISE_START + pool_cycles(p, groups, max_pool) + (SEGMENT_PACK_LATENCY if pool_ends_on_output(p) else 0)

@@ -1,7 +1,7 @@
 """`python -m wino_gen compile`: a model dir -> a memory image (docs/image.md), and the
 interpreter that checks it.
 
-    python -m wino_gen compile MODEL_DIR --config top.json --board ulx3s-85f -o image.bin [--run]
+    python -m wino_gen compile MODEL_DIR --config top.json --board ulx3s-85f -o image.bin [--run] [--weights spatial]
     python -m wino_gen compile MODEL_DIR --config top.json --run image.bin
 
 The first form plans the model on the board, compiles the plan and writes the image
@@ -41,6 +41,9 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--act-bytes", type=number(int, lo=0), help="activation scratchpad bytes (default: planner)")
     ap.add_argument("--weight-bytes", type=number(int, lo=0), help="weight scratchpad bytes (default: planner)")
     ap.add_argument("--memory", help="BYTES_PER_CYCLE,LATENCY: a generic external memory for the plan")
+    ap.add_argument("--weights", choices=plan.WEIGHT_FORMATS,
+                    help="the Winograd layers' weights in the image: U, or spatial int8 kernels W that the "
+                         "engine transforms (default, and it must be: the config's weights)")
     ap.add_argument("--trace", action="store_true", help="store every layer's output, not only the plan's")
     ap.add_argument("--seed", type=number(int, lo=0), help="interpret with queues picked at random from this seed")
     return ap
@@ -56,7 +59,8 @@ def main(argv: list[str]) -> int:
     if args.out is not None:
         out = check_output_file(args.out, "-o")
         model = load_model(args.model_dir)
-        opts = plan.Options(batch=args.batch, act_bytes=args.act_bytes, weight_bytes=args.weight_bytes)
+        opts = plan.Options(batch=args.batch, weights=args.weights or cfg.weights, act_bytes=args.act_bytes,
+                            weight_bytes=args.weight_bytes)
         c = compile_model(model, cfg, args.board, args.clock, opts, args.memory, args.trace)
         atomic_write(out, c.image.to_bytes(), "-o")
         img, p = c.image, c.plan

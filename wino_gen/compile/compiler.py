@@ -2,7 +2,8 @@
 
 For each layer the compiler lays out its parameter block (:class:`image.Desc`), its weights
 blocked as the plan's tiling reads them (block (k-block, c-split) after block, each one burst,
-``[k][c][tap]`` inside), and an activation region for every tensor; it places the on-chip
+``[k][c][tap]`` inside; for a ``weights='spatial'`` build the Winograd layers' int8 3x3 kernels
+``W`` and their U requant instead of ``U``), and an activation region for every tensor; it places the on-chip
 tensors and the layer's buffers in the scratchpads, and emits per plan step the LOADs, one
 COMPUTE and the STOREs. Dependencies are derived, not hand-placed: every instruction names the
 memory ranges it reads and writes, each hazard becomes a token between neighbouring queues
@@ -72,6 +73,9 @@ def check_build(model: Model, cfg: AcceleratorConfig) -> None:
     for lay in model.layers:
         a = lay.arrays
         if lay.op == "winograd_conv3x3":
+            if cfg.weights == "spatial" and "W" not in a:
+                raise UsageError(f"{lay.name}: the config's engine takes spatial weights (weights=spatial); the "
+                                 f"layer holds only U (a wino-int8/2 model dir with W and u_mult/u_shift)")
             if cfg.algo != "winograd":
                 raise UsageError(f"{lay.name}: winograd_conv3x3 needs a Winograd engine; the config builds "
                                  f"algo={cfg.algo}")
@@ -93,8 +97,8 @@ def _check_requant(lay, cfg: AcceleratorConfig) -> None:
     a = lay.arrays
     mlo, mhi = limits.hw_mult_range(cfg.requant, cfg.mult_bits)
     slo, shi = limits.HW_SHIFT_RANGE
-    for key in ("v", "m", "y"):
-        if f"{key}_mult" not in a:
+    for key in ("v", "m", "y", "u"):
+        if f"{key}_mult" not in a or (key == "u" and cfg.weights != "spatial"):
             continue
         mult, shift = a[f"{key}_mult"], a[f"{key}_shift"]
         if int(mult.min()) < mlo or int(mult.max()) > mhi:
@@ -217,7 +221,7 @@ class _Buffers:
 def _taps(lp: plan.LayerPlan, cfg: AcceleratorConfig) -> int:
     lay = lp.layer
     if lp.engine == "winograd":
-        return cfg.n * cfg.n
+        return 9 if cfg.weights == "spatial" else cfg.n * cfg.n
     return lay.kernel ** 2 if lay.op == "conv" else 1
 
 
@@ -292,10 +296,11 @@ def _allocate_chip(lps, sizes: dict, tops: list[int]) -> dict[str, int]:
                      f"(try --act-bytes)")
 
 
-def _weight_blocks(lay, lp: plan.LayerPlan) -> tuple[bytes, dict]:
-    """The layer's weights in the plan's order and the offset of every (k-block, c-split)."""
+def _weight_blocks(lay, lp: plan.LayerPlan, cfg: AcceleratorConfig) -> tuple[bytes, dict]:
+    """The layer's weights in the plan's order and the offset of every (k-block, c-split):
+    a Winograd layer's U, or its spatial kernels W for a ``weights='spatial'`` build."""
     t = lp.tiling
-    w = lay.arrays["U" if lay.op == "winograd_conv3x3" else "W"]
+    w = lay.arrays["U" if lay.op == "winograd_conv3x3" and cfg.weights != "spatial" else "W"]
     Wt = w.reshape(w.shape[0], w.shape[1], -1)
     K, C = Wt.shape[:2]
     parts, offs, at = [], {}, 0
@@ -328,7 +333,8 @@ def _desc(index: int, lay, lp: plan.LayerPlan, cfg: AcceleratorConfig, bufs: _Bu
     if lay.op == "winograd_conv3x3":
         n2 = cfg.n * cfg.n
         words["taps"] = n2
-        taps = {k: np.broadcast_to(a[k].astype(np.int64), (cfg.n, cfg.n)).ravel() for k in im.TAP_ARRAYS}
+        names = im.Desc.tap_arrays(cfg.weights == "spatial")
+        taps = {k: np.broadcast_to(a[k].astype(np.int64), (cfg.n, cfg.n)).ravel() for k in names}
     elif lay.op == "add":
         words.update(mult=int(a["a_mult"]), shift=int(a["shift"]), mult2=int(a["b_mult"]))
     elif lay.op == "avgpool":
@@ -539,10 +545,11 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     """The memory image that runs ``model`` on a build of ``cfg`` on ``board`` as the planner
     plans it; ``trace`` adds a STORE of every on-chip layer output so that every layer can be
     read back (the network output is always stored)."""
-    options = options or plan.Options()
+    options = options or plan.Options(weights=cfg.weights)
+    if options.weights != cfg.weights:
+        raise UsageError(f"--weights {options.weights}: the config's engine takes {cfg.weights} weights "
+                         f"(compile for a config with weights={options.weights})")
     check_build(model, cfg)
-    if options.weights != "winograd":
-        raise UsageError("--weights: a model dir holds Winograd-domain weights; spatial weights cannot be compiled")
     bm = memory.board_memory(board, memory_spec)
     if bm.external is None:
         raise UsageError(f"--board: {board} has no external RAM to hold a memory image")
@@ -567,7 +574,7 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     for i, (lp, fl) in enumerate(zip(p.layers, model.layers, strict=True)):
         L.add_param(_desc(i, fl, lp, cfg, bufs[i]).to_bytes())
         if lp.layer.has_weights:
-            L.add_weights(fl.name, *_weight_blocks(fl, lp))
+            L.add_weights(fl.name, *_weight_blocks(fl, lp, cfg))
     ctx = _Ctx(_Program(), L, chip_at, resident, cfg, B, {})
     prog = ctx.prog
 
@@ -625,9 +632,10 @@ def _assemble(ctx: _Ctx, p: plan.Plan, main_entry: int, B: int, stored: set, whe
             raise UsageError(f"{t}: tensor names are limited to {im.NAME_BYTES} bytes in an image")
         flags = (im.STORED * (t in stored)) | (im.INPUT_SLOT * (t == INPUT)) | (im.OUTPUT_SLOT * (t == final))
         tensors.append(im.Tensor(t, act_offset + L.t_off[t], shape, B, flags))
+    fmt = im.WEIGHTS_SPATIAL if ctx.cfg.weights == "spatial" else im.WEIGHTS_U
     img = im.Image(im.config_sha256(ctx.cfg), B, prog.resolve(ctx.where), main_entry, params, weights,
                    tuple(tensors), act_offset, act_size, p.act_bytes, p.weight_bytes,
-                   max(len(b) for b in L.params), len(p.layers))
+                   max(len(b) for b in L.params), len(p.layers), fmt)
     for i, ins in enumerate(img.program):
         why = im.check_transfer(img, ins) if ins.OP in ("LOAD", "STORE") else None
         if why:

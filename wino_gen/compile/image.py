@@ -32,7 +32,7 @@ _HEADER = (("magic", "8s"), ("version", "I"), ("isa_version", "I"), ("config_sha
            ("program_count", "Q"), ("params_offset", "Q"), ("params_size", "Q"), ("weights_offset", "Q"),
            ("weights_size", "Q"), ("act_offset", "Q"), ("act_size", "Q"), ("memory_size", "Q"),
            ("tensors_offset", "Q"), ("act_scratch", "I"), ("wgt_scratch", "I"), ("param_scratch", "I"),
-           ("input_tensor", "I"), ("output_tensor", "I"))
+           ("input_tensor", "I"), ("output_tensor", "I"), ("weight_format", "I"))
 _HEADER_FMT = "<" + "".join(code for _, code in _HEADER)
 _TENSOR_FMT = "<QIIIIII"          # offset, C, H, W, batch, flags, name length
 STORED, INPUT_SLOT, OUTPUT_SLOT = 1, 2, 4    # tensor flags
@@ -41,6 +41,12 @@ STORED, INPUT_SLOT, OUTPUT_SLOT = 1, 2, 4    # tensor flags
 DESC_WORDS = ("layer", "mode", "C", "H", "W", "K", "Ho", "Wo", "kernel", "stride", "padding", "relu",
               "in_cstride", "in2_cstride", "out_cstride", "acc_addr", "taps", "mult", "shift", "mult2")
 TAP_ARRAYS = ("v_mult", "v_shift", "m_mult", "m_shift", "m_align")
+#: ... and, in an image of spatial weights (header ``weight_format`` = :data:`WEIGHTS_SPATIAL`), the U
+#: requant that turns a Winograd layer's int8 3x3 kernels into U (``golden.transform_weights``)
+SPATIAL_TAP_ARRAYS = ("u_mult", "u_shift")
+#: header ``weight_format``: the Winograd layers' weight blobs hold U (0, what every older image has in
+#: this formerly zero header word) or spatial int8 kernels W (1)
+WEIGHTS_U, WEIGHTS_SPATIAL = 0, 1
 
 
 def config_sha256(cfg: AcceleratorConfig) -> bytes:
@@ -72,19 +78,27 @@ class Desc:
     """A layer's parameter block, as COMPUTE reads it from the parameter memory."""
 
     words: dict
-    taps: dict = field(default_factory=dict)      # TAP_ARRAYS -> int64 arrays of ``taps`` values
+    taps: dict = field(default_factory=dict)      # tap arrays -> int64 arrays of ``taps`` values
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @staticmethod
+    def tap_arrays(spatial: bool) -> tuple[str, ...]:
+        """The per-tap arrays of a Winograd block: :data:`TAP_ARRAYS`, then in a spatial-weight
+        image :data:`SPATIAL_TAP_ARRAYS`."""
+        return TAP_ARRAYS + (SPATIAL_TAP_ARRAYS if spatial else ())
 
     def to_bytes(self) -> bytes:
         body = [self.words[k] for k in DESC_WORDS]
-        for k in TAP_ARRAYS if self.words["taps"] else ():
+        spatial = all(k in self.taps for k in SPATIAL_TAP_ARRAYS)
+        for k in self.tap_arrays(spatial) if self.words["taps"] else ():
             body += [int(v) for v in np.ravel(self.taps[k])]
         body += [int(v) for v in self.bias]
         return struct.pack(f"<{len(body)}i", *body)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Desc:
-        """Raises ValueError on a block too short for what its words declare."""
+    def from_bytes(cls, data: bytes, spatial: bool = False) -> Desc:
+        """Raises ValueError on a block too short for what its words declare; ``spatial``: the
+        block is from a spatial-weight image (it holds :data:`SPATIAL_TAP_ARRAYS`)."""
         n = len(DESC_WORDS)
         if len(data) < 4 * n or len(data) % 4:
             raise ValueError("parameter block shorter than its header")
@@ -94,7 +108,7 @@ class Desc:
         t = words["taps"]
         if t < 0 or words["K"] < 0:
             raise ValueError("parameter block: negative taps or K")
-        for k in TAP_ARRAYS if t else ():
+        for k in cls.tap_arrays(spatial) if t else ():
             taps[k] = np.asarray(vals[pos:pos + t], np.int64)
             pos += t
         has_bias = isa.MODES[words["mode"]] in ("winograd", "direct", "linear") if 0 <= words["mode"] < len(
@@ -120,6 +134,7 @@ class Image:
     wgt_scratch: int
     param_scratch: int
     n_layers: int
+    weight_format: int = WEIGHTS_U
 
     # -- layout ------------------------------------------------------------------------------
     @property
@@ -167,7 +182,8 @@ class Image:
                     weights_size=len(self.weights), act_offset=self.act_offset, act_size=self.act_size,
                     memory_size=self.memory_size, tensors_offset=self.tensors_offset,
                     act_scratch=self.act_scratch, wgt_scratch=self.wgt_scratch,
-                    param_scratch=self.param_scratch, input_tensor=inp, output_tensor=out)
+                    param_scratch=self.param_scratch, input_tensor=inp, output_tensor=out,
+                    weight_format=self.weight_format)
         buf = bytearray(self.file_size)
         buf[:struct.calcsize(_HEADER_FMT)] = struct.pack(_HEADER_FMT, *(vals[k] for k, _ in _HEADER))
         for i, t in enumerate(self.tensors):
@@ -242,11 +258,14 @@ def _assemble(h: dict, data: bytes, tensors, what: str) -> Image:
     if h["input_tensor"] >= len(tensors) or h["output_tensor"] >= len(tensors) or not (
             flags[h["input_tensor"]] & INPUT_SLOT and flags[h["output_tensor"]] & OUTPUT_SLOT):
         raise UsageError(f"{what}: input_tensor/output_tensor: not the tensors flagged as slots")
+    if h["weight_format"] not in (WEIGHTS_U, WEIGHTS_SPATIAL):
+        raise UsageError(f"{what}: weight_format: {h['weight_format']} is neither {WEIGHTS_U} (U) nor "
+                         f"{WEIGHTS_SPATIAL} (spatial)")
     img = Image(h["config_sha256"], h["batch"], tuple(program), h["main_entry"],
                 data[h["params_offset"]:h["params_offset"] + h["params_size"]],
                 data[h["weights_offset"]:h["weights_offset"] + h["weights_size"]], tensors,
                 h["act_offset"], h["act_size"], h["act_scratch"], h["wgt_scratch"], h["param_scratch"],
-                h["n_layers"])
+                h["n_layers"], h["weight_format"])
     lo, hi = img.regions()["act"]
     for t in tensors:
         if t.offset < lo or t.offset + t.size > hi:

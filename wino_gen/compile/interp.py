@@ -1,7 +1,9 @@
 """Run a memory image with :mod:`wino_gen.golden` alone: a model of external memory, the three
 scratchpads (activations, weights, parameters) and the LOAD/COMPUTE/STORE queues with their
 tokens. Each COMPUTE hands the tile it names to the golden op (channel sums, accumulation,
-output requant), so the image is checked against ``wino_gen check`` without any RTL.
+output requant; in a spatial-weight image the weight transform ``golden.transform_weights``
+first, as the engine's weight-transform unit does), so the image is checked against
+``wino_gen check`` without any RTL.
 
 The queues run decoupled: ``schedule=None`` takes the ready instruction that comes first in
 the program; an integer seeds a random choice among the ready queues, so that a missing token
@@ -167,7 +169,7 @@ class Machine:
 
     def _desc(self, i: int, ins) -> im.Desc:
         try:
-            d = im.Desc.from_bytes(self.sp["param"].tobytes())
+            d = im.Desc.from_bytes(self.sp["param"].tobytes(), self.img.weight_format == im.WEIGHTS_SPATIAL)
         except ValueError as e:
             raise Fault(1, i, f"COMPUTE: {e}") from None
         if d.words["layer"] != ins.layer or d.words["mode"] != ins.mode:
@@ -197,10 +199,14 @@ class Machine:
         if mode == "avgpool":
             return self._write(i, ins, d, golden.avgpool(band, kernel=k, stride=s, mult=w["mult"], shift=w["shift"],
                                                          bits=self.cfg.act_bits)[0])
-        taps = w["taps"] or (k * k if mode == "direct" else 1)
+        spatial = mode == "winograd" and self.img.weight_format == im.WEIGHTS_SPATIAL
+        taps = 9 if spatial else w["taps"] or (k * k if mode == "direct" else 1)
         wt = self._block(i, "wgt", ins.w_addr, (kc, cc, taps), (cc * taps, taps, 1))
         if mode == "winograd":
             n, t = self.cfg.n, d.taps
+            if spatial:         # the weight-transform unit: U = rq(G' W G'ᵀ, u) per tap
+                wt = golden.transform_weights(wt.reshape(kc, cc, 3, 3), _req(t["u_mult"], t["u_shift"], n),
+                                              self.cfg.tile, self.cfg.weight_bits)
             part = golden.winograd_channel_sum(band, wt.reshape(kc, cc, n, n), tile=self.cfg.tile,
                                                v=_req(t["v_mult"], t["v_shift"], n), padding=0,
                                                balance=self.cfg.balance, transform_bits=self.cfg.transform_bits)

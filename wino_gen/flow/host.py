@@ -20,7 +20,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rtl.pe import weight_stream_layout
 from rtl.selftest import SelfTestData
 from rtl.tilebuf import input_beat_layout
-from rtl.top import direct_layer_layout, direct_out_layout, direct_x_layout, winograd_layer_layout, winograd_out_layout
+from rtl.top import (
+    direct_layer_layout,
+    direct_out_layout,
+    direct_x_layout,
+    winograd_layer_layout,
+    winograd_out_layout,
+    winograd_w_layout,
+)
 
 from .. import golden, limits, schedule
 from ..config import AcceleratorConfig
@@ -110,16 +117,24 @@ def _params(req_mult, req_shift, n_p, fixed, what):
 
 
 class WinogradLayer:
-    """Streams of one Winograd layer for :class:`rtl.top.WinogradAccel`."""
+    """Streams of one Winograd layer for :class:`rtl.top.WinogradAccel`: the Winograd-domain
+    weights ``U[K, C, n, n]``, or, for an engine with ``cfg.weights == "spatial"``, the int8
+    kernels ``W[K, C, 3, 3]`` and their U requant ``u`` (the engine computes
+    ``golden.transform_weights(W, u)`` itself)."""
 
-    def __init__(self, cfg: AcceleratorConfig, U, bias, *, v, m, y, m_align=0, padding=1,
-                 relu=False):
+    def __init__(self, cfg: AcceleratorConfig, U=None, bias=None, *, v, m, y, W=None, u=None, m_align=0,
+                 padding=1, relu=False):
         self.cfg = cfg
         n, mt, ui, un = cfg.n, cfg.tile, cfg.unroll_in, cfg.unroll
-        U = np.asarray(U, dtype=np.int64)
-        K, C = U.shape[:2]
-        if U.shape[2:] != (n, n):
-            raise DoesNotFit(f"U is for n={U.shape[2]}, the accelerator has tile {mt} (n={n})")
+        spatial = cfg.weights == "spatial"
+        if spatial != (W is not None) or spatial != (u is not None) or spatial == (U is not None):
+            raise ValueError("a weights='spatial' engine takes W and u, a weights='winograd' engine U")
+        wts = np.asarray(W if spatial else U, dtype=np.int64)
+        K, C = wts.shape[:2]
+        taps = (3, 3) if spatial else (n, n)
+        if wts.shape[2:] != taps:
+            raise DoesNotFit(f"U is for n={wts.shape[2]}, the accelerator has tile {mt} (n={n})" if not spatial
+                             else f"W holds {wts.shape[2]}x{wts.shape[3]} kernels, the weight transform takes 3x3")
         if max(C, K) > cfg.max_channels:
             raise DoesNotFit(f"C={C}, K={K}: channels exceed max_channels={cfg.max_channels}")
         lo, hi = limits.HOST_PADDING
@@ -129,8 +144,9 @@ class WinogradLayer:
         # the channel blocking needs no image: take it from the smallest image's geometry
         blocks = schedule.winograd_geometry(cfg, C, K, 3, 3, padding)
         self.n_cg, self.n_kb = blocks.n_cg, blocks.n_kb
-        Up = np.zeros((self.n_kb * un, self.n_cg * ui, n * n), dtype=np.int64)
-        Up[:K, :C] = U.reshape(K, C, n * n)
+        T = taps[0] * taps[1]
+        Up = np.zeros((self.n_kb * un, self.n_cg * ui, T), dtype=np.int64)
+        Up[:K, :C] = wts.reshape(K, C, T)
         self.Up = Up
         self.bias = np.zeros(self.n_kb * un, dtype=np.int64)
         self.bias[:K] = np.asarray(bias, dtype=np.int64)
@@ -144,9 +160,11 @@ class WinogradLayer:
                        "out": {"m": _params(m.mult, m.shift, n_p, fixed, "m requant"),
                                "y": _params(y.mult, y.shift, 1, fixed, "y requant"),
                                "relu": int(bool(relu))}}
+        if spatial:     # the U requant is per tap in every granularity (the factors d_i d_j are)
+            self.params["wt"] = _params(u.mult, u.shift, S, fixed, "u requant")
         if cfg.tap_shift:
             self.params["out"]["align"] = align.tolist()
-        self.wlay = weight_stream_layout(cfg)
+        self.wlay = winograd_w_layout(cfg)
         self.xlay = input_beat_layout(cfg)
 
     def geometry(self, H, W) -> schedule.WinogradGeometry:
@@ -179,15 +197,23 @@ class WinogradLayer:
                 for b in schedule.winograd_x_order(g)]
 
     def _w_word(self, kb, cg):
-        """Weights of block ``kb`` for channel group ``cg``, the block's biases riding along."""
+        """The ``w`` beats of block ``kb``, channel group ``cg``: one weight word with the block's
+        biases, or (spatial) its kernels ``weight_lanes`` per beat, each with its channel's bias."""
         ui, un = self.cfg.unroll_in, self.cfg.unroll
         w = self.Up[kb * un:(kb + 1) * un, cg * ui:(cg + 1) * ui]
-        return pack(self.wlay, {"data": w.tolist(), "bias": self.bias[kb * un:(kb + 1) * un].tolist()})
+        b = self.bias[kb * un:(kb + 1) * un]
+        if self.cfg.weights != "spatial":
+            return [pack(self.wlay, {"data": w.tolist(), "bias": b.tolist()})]
+        kern = schedule.word_kernels(self.cfg)
+        L = self.cfg.weight_lanes
+        return [pack(self.wlay, {"data": [w[k, c].tolist() for k, c in kern[i:i + L]],
+                                 "tag": [int(b[k]) for k, _ in kern[i:i + L]]})
+                for i in range(0, len(kern), L)]
 
     def w_beats(self, H, W):
-        """Weight words in :func:`schedule.winograd_w_order` (each word packed once)."""
+        """``w`` beats in :func:`schedule.winograd_w_order` (each word's beats packed once)."""
         word = functools.cache(self._w_word)
-        return [word(b.kb, b.cg) for b in schedule.winograd_w_order(self.geometry(H, W))]
+        return [beat for b in schedule.winograd_w_order(self.geometry(H, W)) for beat in word(b.kb, b.cg)]
 
     def collect(self, beats, H, W):
         """The output image ``[K, Ho, Wo]`` from beats in :func:`schedule.winograd_output_order`."""

@@ -51,9 +51,6 @@ def parser():
                    help="clock of the engine and its memory, in MHz (0 < MHZ <= 10000)")
     p.add_argument("--batch", type=number(int, lo=1), default=1,
                    help="images per batch: weights fetched once per batch (default 1)")
-    p.add_argument("--weights", choices=plan.WEIGHT_FORMATS, default=None,
-                   help="weights stored pre-transformed (winograd: U) or as spatial int8 transformed on chip; "
-                        "default: the faster of the two that the board holds")
     p.add_argument("--memory", type=_memory_spec, metavar="BYTES_PER_CYCLE,LATENCY",
                    help="replace the board's external memory and weight store by a generic one (studies)")
     p.add_argument("--plot", metavar="FILE.png", help="draw the plan's roofline, one point per layer (matplotlib)")
