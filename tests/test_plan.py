@@ -141,14 +141,19 @@ def test_batch_amortizes_weights():
 
 
 def test_u_versus_spatial():
-    """Spatial weights are 9/16 of F2's U bytes; a transform at one word per cycle never
-    stalls the PE array, a slow one (1/100 word per cycle) bounds the tile: 8 words per tile."""
+    """Spatial weights are 9/16 of F2's U bytes; a transform at one word per cycle (the rate
+    a U config is planned with) never stalls the PE array; a spatial build with one kernel per
+    cycle is planned at perf's exact cycles for it, weight stalls included."""
     t, chip = plan.Tiling("rows", 4, 2, 4, "block"), {nets.INPUT: False, "c": False}
     u, s = _eval(t, chip), _eval(t, chip, weights="spatial")
     assert _wbytes(u) == 512 and _wbytes(s) == 288
     assert s.cost.compute == u.cost.compute
-    slow = _eval(t, chip, weights="spatial", transform_rate=0.01)
-    assert slow.cost.compute == 4 * 800
+    one_lane = dataclasses.replace(F2, weights="spatial", weight_lanes=1, unroll=4, unroll_in=4)
+    slow = plan.evaluate(CONV, one_lane, "ulx3s-85f", 50.0, t, chip, plan.Options(weights="spatial"),
+                         memory_spec=ONE)
+    fast = dataclasses.replace(one_lane, weight_lanes=16)
+    assert slow.cost.compute == 4 * perf.winograd_layer(one_lane, 4, 2, 4, 8, 1)["cycles"]
+    assert slow.cost.compute > 4 * perf.winograd_layer(fast, 4, 2, 4, 8, 1)["cycles"]
 
 
 # -- whole networks -------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class Ctx:
     mem: object                     # activations' memory (None: none)
     wmem: object                    # weights' memory
     clock: float
-    opts: object                    # plan.Options: batch, weights, eltwise_lanes, transform_rate
+    opts: object                    # plan.Options: batch, weights, eltwise_lanes
 
     @property
     def wbytes(self) -> int:
@@ -146,22 +146,29 @@ def make_ctx(layer: nets.Layer, cfg: AcceleratorConfig, bm: memory.BoardMemory, 
 
 @lru_cache(maxsize=1 << 16)
 def tile_cycles(engine: str, cfg: AcceleratorConfig, layer: nets.Layer, ho: int, kc: int, cc: int,
-                 lanes: int, rate: float, spatial: bool) -> int:
+                lanes: int, spatial: bool) -> int:
     """Compute cycles of one tile (``ho`` output rows, ``kc`` outputs, ``cc`` inputs): perf's
-    exact model of the engine on the tile's shape; spatial weights are transformed at ``rate``."""
+    exact model of the engine on the tile's shape, with spatial weights through the weight
+    transform (:func:`spatial_view`)."""
     C, H, W = layer.in_shape
     k, s, p = layer.kernel, layer.stride, layer.padding
     if engine == "winograd":
-        cyc = perf.winograd_layer(cfg, cc, kc, ho if p == 1 else ho + 2, W, p)["cycles"]
-        if spatial:
-            loads = _ceil(ho, cfg.tile) * _ceil(kc, cfg.unroll) * _ceil(cc, cfg.unroll_in)
-            cyc = max(cyc, math.ceil(loads / rate))
-        return cyc
+        ecfg = spatial_view(cfg) if spatial else dataclasses.replace(cfg, weights="winograd")
+        return perf.winograd_layer(ecfg, cc, kc, ho if p == 1 else ho + 2, W, p)["cycles"]
     if engine == "direct":
         return perf.direct_layer(cfg, cc, kc, (ho - 1) * s + k - 2 * p, W, k, s, p)["cycles"]
     K, _, Wo = layer.out_shape
     elems = ho * Wo * K if layer.op == "add" else _rows_in(layer, ho) * W * C
     return _ceil(elems, lanes)
+
+
+def spatial_view(cfg: AcceleratorConfig) -> AcceleratorConfig:
+    """The engine with spatial weights: a spatial config as built; a U config, planned with
+    spatial weights as an alternative, with a transform of one word (``unroll x unroll_in``
+    kernels) per cycle, the rate at which the PE array never waits for a weight bank."""
+    if cfg.weights == "spatial":
+        return cfg
+    return dataclasses.replace(cfg, weights="spatial", weight_lanes=cfg.unroll * cfg.unroll_in)
 
 
 def _rows_in(layer: nets.Layer, ho: int) -> int:
@@ -264,7 +271,7 @@ def layer_steps(ctx: Ctx, t: Tiling, chip: dict):
 
     def tile(b, r, kb, c, loads):
         cyc = tile_cycles(ctx.engine, ctx.cfg, lay, r[1] - r[0], kb[1] - kb[0], c[1] - c[0],
-                           ctx.opts.eltwise_lanes, ctx.opts.transform_rate, spatial)
+                           ctx.opts.eltwise_lanes, spatial)
         return Step(b, r, kb, c, loads, cyc, store(r, kb) if c == css[-1] else ())
 
     B = ctx.opts.batch
@@ -367,7 +374,7 @@ def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
         for kc, nk in kbs:
             for cc, nc in css:
                 acc["comp"] += B * nb * nk * nc * tile_cycles(ctx.engine, ctx.cfg, lay, ho, kc, cc,
-                                                               ctx.opts.eltwise_lanes, ctx.opts.transform_rate,
+                                                               ctx.opts.eltwise_lanes,
                                                                spatial)
                 if t.order == "weights":
                     for _ in srcs:

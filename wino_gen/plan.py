@@ -32,15 +32,14 @@ SPLITS = tuple(i / 8 for i in range(1, 8))   # activation shares of the free on-
 class Options:
     """What the user chooses. ``act_bytes``/``weight_bytes`` None: the board's free block RAM,
     split between the two scratchpads as the best of :data:`SPLITS`. ``eltwise_lanes``: elements
-    per cycle of the add/pool unit (issue 13 builds it; assumed). ``transform_rate``: weight
-    words (unroll x unroll_in kernels) the on-chip weight transform makes per cycle (issue 15)."""
+    per cycle of the add/pool unit (issue 13 builds it; assumed). The weight transform's rate is
+    the config's ``weight_lanes`` (:func:`wino_gen.layercost.spatial_view`)."""
 
     batch: int = 1
     weights: str = "winograd"
     act_bytes: int | None = None
     weight_bytes: int | None = None
     eltwise_lanes: int = 8
-    transform_rate: float = 1.0
 
     def __post_init__(self):
         if not isinstance(self.batch, int) or self.batch < 1:
@@ -51,8 +50,8 @@ class Options:
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise UsageError(f"{name}: must be >= 0, got {v}")
-        if self.eltwise_lanes < 1 or not self.transform_rate > 0:
-            raise UsageError("eltwise_lanes must be >= 1 and transform_rate > 0")
+        if self.eltwise_lanes < 1:
+            raise UsageError("eltwise_lanes must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def _weight_candidates(ctxs) -> list[frozenset]:
     weight bytes per compute cycle (the most memory-bound first)."""
     w = [i for i, c in enumerate(ctxs) if c.layer.has_weights]
     whole = {i: lc.tile_cycles(ctxs[i].engine, ctxs[i].cfg, ctxs[i].layer, ctxs[i].layer.out_shape[1],
-                             ctxs[i].layer.out_shape[0], min(ctxs[i].layer.in_shape[0], ctxs[i].cmax), 1, 1.0, False)
+                             ctxs[i].layer.out_shape[0], min(ctxs[i].layer.in_shape[0], ctxs[i].cmax), 1, False)
              for i in w}
     orders = (sorted(w, key=lambda i: ctxs[i].wbytes), sorted(w, key=lambda i: -ctxs[i].wbytes / whole[i]))
     cands = {frozenset()}
