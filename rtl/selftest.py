@@ -10,18 +10,21 @@ Pieces (the same code runs in Amaranth simulation and on the board):
   input stream and one for the expected output, feeds the streams (valid/ready), counts
   mismatches and cycles, and reports ``done``/``passed``/``failed``.
 - :class:`UartTx` and :class:`StatusLine` print ``wino selftest PASS ...`` once a second.
-- :class:`BoardTop` puts it on a board: LEDs and UART from the platform.
+- :class:`BoardTop` puts it on a board: LEDs and UART from the platform, the clock from the
+  oscillator or a PLL (:mod:`rtl.pll`).
 """
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, ClockDomain, Const, Elaboratable, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from wino_gen.clocks import ClockPlan, plan_clock
 from wino_gen.config import AcceleratorConfig
 
+from .pll import PllClock
 from .skid import SkidBuffer
 from .top import DEFAULT_OPTIONS, build_top
 
@@ -285,19 +288,46 @@ class BoardTop(Elaboratable):
     ULX3S (8 LEDs): 0 heartbeat (~1.5 Hz), 1 done, 2 PASS, 3 FAIL, 4 timed out, 5..7 low bits of
     the mismatch count. iCEBreaker: green = PASS, red = FAIL (red blinks while running).
     Both print the status line over the FTDI UART at 115200 8N1 once a second.
+
+    ``clock`` (a :class:`wino_gen.clocks.ClockPlan` for this board) says what the design runs
+    at: the oscillator (the platform makes ``sync`` from it), or a PLL (``sync`` from
+    :class:`rtl.pll.PllClock`, in reset until lock). The UART divisor, the one-second period
+    and the heartbeat count cycles of that clock.
     """
 
+    # baud error the FTDI receivers tolerate comfortably (8N1 fails near 5%)
+    MAX_BAUD_ERROR = 0.02
+    # the iCE40's block RAMs read zeros for ~3 us after configuration: Amaranth's iCE40 platform
+    # holds its sync domain in reset for 15 us after it; a PLL domain does the same after lock
+    ICE40_BRAM_HOLD_S = 15e-6
+
     def __init__(self, cfg: AcceleratorConfig, data: SelfTestData, board, *, options=DEFAULT_OPTIONS,
-                 baud: int = 115200, corrupt: int | None = None):
+                 baud: int = 115200, corrupt: int | None = None, clock: ClockPlan | None = None):
+        clock = clock or plan_clock(board.family, board.clock_mhz, None)
+        if clock.oscillator_mhz != board.clock_mhz or (clock.pll and clock.pll.family != board.family):
+            raise ValueError(f"clock {clock.to_dict()} is not a clock of the {board.name} "
+                             f"({board.family}, {board.clock_mhz:g} MHz oscillator)")
+        divisor = round(clock.hz / baud)
+        if divisor < 2 or abs(clock.hz / divisor / baud - 1) > self.MAX_BAUD_ERROR:
+            raise ValueError(f"baud={baud}: a {float(clock.mhz):g} MHz clock cannot make it within "
+                             f"{self.MAX_BAUD_ERROR:.0%}")
         self.selftest = SelfTest(cfg, data, options=options, corrupt=corrupt)
         self.board = board
         self.baud = baud
+        self.clock = clock
+        self.divisor = divisor
+        self.period = round(clock.hz)       # one second of status lines
 
     def elaborate(self, platform):
         m = Module()
         st = self.selftest
         m.submodules.selftest = st
-        clk_hz = int(self.board.clock_mhz * 1e6)   # the board's oscillator, whatever P&R aimed at
+        clk_hz = self.period                       # what the design runs at, whatever P&R aimed at
+        if self.clock.pll:
+            hold = round(self.ICE40_BRAM_HOLD_S * clk_hz) if self.board.family == "ice40" else 0
+            m.submodules.clkgen = gen = PllClock(self.clock.pll, self.board.clock, hold_cycles=hold)
+            m.domains.sync = cd = ClockDomain("sync")
+            m.d.comb += [cd.clk.eq(gen.clk), cd.rst.eq(gen.rst)]
         beat = Signal(max(clk_hz.bit_length() - 2, 2))
         m.d.sync += beat.eq(beat + 1)
         hb = beat[-1]
@@ -316,6 +346,6 @@ class BoardTop(Elaboratable):
         if self.board.uart:
             uart = platform.request("uart", 0, dir="-")
             m.submodules.uart_tx_buf = txb = io.Buffer("o", uart.tx)
-            m.submodules.status = status = StatusLine(st, round(clk_hz / self.baud), clk_hz)
+            m.submodules.status = status = StatusLine(st, self.divisor, clk_hz)
             m.d.comb += txb.o.eq(status.tx)
         return m

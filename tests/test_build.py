@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The build flow without running the tools: fit checks, tool discovery, report parsing, CLI
 errors. The real builds are in test_build_slow.py (marked slow)."""
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wino_gen import boards
+from wino_gen import boards, clocks
 from wino_gen.__main__ import main as cli
 from wino_gen.config import AcceleratorConfig
 from wino_gen.flow import build
@@ -150,17 +151,195 @@ def test_board_platform_target_clock():
     assert [r for r in make_platform(b).resources.values() if r.name == "clk25"][0].clock.frequency == 25e6
 
 
+def _prepare(board, clock=None, target_mhz=None):
+    """The self-test top of a small config prepared on ``board``'s platform: its constraint
+    file and RTLIL, as text."""
+    from rtl import selftest
+    from wino_gen.flow import host
+    cfg = AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16)
+    data = host.selftest_data(host.selftest_layer(cfg, channels=2, size=4))
+    plan = make_platform(board, target_mhz).prepare(selftest.BoardTop(cfg, data, board, clock=clock), name="top")
+    text = {k: v.decode() if isinstance(v, bytes) else v for k, v in plan.files.items()}
+    return text["top.lpf" if board.family == "ecp5" else "top.pcf"], text["top.il"]
+
+
 @pytest.mark.parametrize("name,pins", [("ulx3s-85f", ["B2", "H3", "L4"]), ("icebreaker", ["37", "11", "9"])])
 def test_board_top_prepares(name, pins):
     """The self-test top elaborates on the platform (LEDs, UART tx) without running the tools."""
-    from rtl import selftest
-    from wino_gen.flow import host
     b = boards.get_board(name)
-    cfg = AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16)
-    data = host.selftest_data(host.selftest_layer(cfg, channels=2, size=4))
-    plan = make_platform(b, b.default_target_mhz).prepare(selftest.BoardTop(cfg, data, b), name="top")
-    cons = plan.files["top.lpf" if b.family == "ecp5" else "top.pcf"]
-    cons = cons.decode() if isinstance(cons, bytes) else cons
+    cons, il = _prepare(b, target_mhz=b.default_target_mhz)
     for pin in pins:
         assert pin in cons
     assert f"{b.default_target_mhz:g}" in cons.replace(".0 ", " ")
+    assert "PLL" not in il
+
+
+@pytest.mark.parametrize("name,mhz,primitive", [("ulx3s-85f", 50, "EHXPLLL"), ("icebreaker", 24, "SB_PLL40_PAD")])
+def test_board_top_runs_from_the_pll(name, mhz, primitive):
+    """With a PLL clock the top holds the board's primitive with the solved parameters, fed by
+    the oscillator's pin; the oscillator keeps its own frequency constraint, from which nextpnr
+    derives the PLL output's."""
+    b = boards.get_board(name)
+    clock = clocks.plan_clock(b.family, b.clock_mhz, mhz)
+    cons, il = _prepare(b, clock=clock)
+    assert il.count(f"cell \\{primitive} ") == 1
+    for k, v in clock.pll.params.items():
+        assert f"parameter \\{k} {v}\n" in il, k
+    port = f"{b.clock}_0__io"
+    if b.family == "ecp5":
+        assert f'FREQUENCY PORT "{port}" 25000000.0 HZ;' in cons and cons.count("FREQUENCY") == 1
+        assert "connect \\CLKI \\clk_in" in il
+    else:
+        assert f"set_frequency {port} 12.0" in cons and cons.count("set_frequency") == 1
+        assert f"connect \\PACKAGEPIN \\{port} [0]" in il
+
+
+def test_board_top_refuses_another_boards_clock():
+    from rtl import selftest
+    ulx = boards.get_board("ulx3s-85f")
+    with pytest.raises(ValueError, match="is not a clock of the ulx3s-85f"):
+        selftest.BoardTop(AcceleratorConfig(tile=2, unroll=1), None, ulx, clock=clocks.plan_clock("ice40", 12, 24))
+
+
+# -- builds through fake tools: the clock the build chooses -----------------------------------
+
+SMALL = ["--tile", "2", "--unroll", "1", "--max-width", "16", "--max-channels", "16"]
+
+FAKE = """\
+#!{python}
+import json, os, re, shutil, sys
+name, args, log = os.path.basename(sys.argv[0]), sys.argv[1:], os.environ["FAKE_LOG"]
+if name == "yosys":
+    open("top.rpt", "w").write("2.51. Printing statistics.\\n")
+elif name == "nextpnr-ecp5":
+    n = len([f for f in os.listdir(log) if f.startswith("lpf.")]) + 1
+    shutil.copyfile("top.lpf", os.path.join(log, f"lpf.{{n}}"))
+    mhz = float(re.search(r'FREQUENCY PORT "[^"]+" ([0-9.e+]+) HZ', open("top.lpf").read())[1]) / 1e6
+    div = dict(re.findall(r"parameter .(CLKI_DIV|CLKFB_DIV) ([0-9]+)", open("top.il").read()))
+    if div:                                  # nextpnr derives the PLL output's constraint
+        mhz = mhz / int(div["CLKI_DIV"]) * int(div["CLKFB_DIV"])
+    achieved = float(os.environ["FAKE_FMAX"].split(",")[n - 1])
+    report = {{"utilization": {{}}, "critical_paths": [],
+               "fmax": {{"$glbnet$sync": {{"achieved": achieved, "constraint": mhz}}}}}}
+    open(args[args.index("--report") + 1], "w").write(json.dumps(report))
+    open(args[args.index("--log") + 1], "w").write("fake timing\\n")
+elif name == "ecppack":
+    open(args[args.index("--bit") + 1], "wb").write(b"\\0" * 64)
+"""
+
+
+@pytest.fixture
+def fake_ecp5(tmp_path_factory, monkeypatch):
+    """Stand-ins for yosys, nextpnr-ecp5 and ecppack. nextpnr's Nth run reports the Nth Fmax of
+    ``FAKE_FMAX`` (comma separated) for one clock, constrained as nextpnr would: the .lpf's
+    oscillator frequency, through the EHXPLLL's dividers when the RTLIL has one; it leaves that
+    .lpf as ``lpf.N`` in the returned folder."""
+    bindir, log = tmp_path_factory.mktemp("bin"), tmp_path_factory.mktemp("log")
+    for var, tool in build.TOOLS["ecp5"].items():
+        (bindir / tool).write_text(FAKE.format(python=sys.executable))
+        (bindir / tool).chmod(0o755)
+        monkeypatch.setenv(var, str(bindir / tool))
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    return log
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())
+
+
+def test_pll_build_runs_at_the_solved_clock(tmp_path, fake_ecp5, monkeypatch, capsys):
+    """--target-mhz 50 on the ULX3S: the EHXPLLL in the bitstream's RTLIL, nextpnr constrained
+    at 50 MHz, report.json with the PLL's parameters, the clock, Fmax per domain, timing met."""
+    monkeypatch.setenv("FAKE_FMAX", "109.4")
+    out = tmp_path / "o"
+    assert cli(["build", "--board", "ulx3s-85f", *SMALL, "--target-mhz", "50", "--out", str(out)]) == 0
+    assert "runs at 50 MHz from the pll" in capsys.readouterr().err
+    rep = _report(out)
+    clock = rep["clock"]
+    assert clock["source"] == "pll" and clock["mhz"] == rep["clock_mhz"] == 50 and clock["requested_mhz"] == 50
+    assert clock["pll"]["primitive"] == "EHXPLLL"
+    assert clock["pll"]["params"] == {"CLKI_DIV": 1, "CLKFB_DIV": 2, "CLKOP_DIV": 16, "CLKOP_CPHASE": 15,
+                                      "CLKOP_FPHASE": 0}
+    assert clock["pll"]["vco_mhz"] == 800 and clock["oscillator_mhz"] == 25
+    assert clock["nextpnr_constraint_mhz"] == rep["target_mhz"] == 50
+    assert clock["fmax_per_domain"] == {"$glbnet$sync": {"achieved_mhz": 109.4, "constraint_mhz": 50}}
+    assert clock["fmax_mhz"] == rep["fmax_mhz"] == 109.4 and clock["timing_met"] and rep["timing_met"]
+    assert [a["mhz"] for a in clock["attempts"]] == [50]
+    assert rep["throughput"]["clock_mhz"] == 50 and rep["throughput"]["gops_at_clock"] > 0
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in (fake_ecp5 / "lpf.1").read_text()
+    il = (out / "build" / "top.il").read_text()
+    assert "cell \\EHXPLLL " in il and "parameter \\CLKFB_DIV 2\n" in il
+
+
+def test_missed_timing_rebuilds_at_the_fmax_setting(tmp_path, fake_ecp5, monkeypatch, capsys):
+    """120 MHz asked, 100.3 MHz achieved: the build runs again at the PLL's 100 MHz (the highest
+    at or below 100.3), which meets; both attempts are in the report, the bitstream is the
+    second one's."""
+    monkeypatch.setenv("FAKE_FMAX", "100.3,101")
+    out = tmp_path / "o"
+    assert cli(["build", "--board", "ulx3s-85f", *SMALL, "--target-mhz", "120", "--out", str(out)]) == 0
+    assert "Fmax 100.30 MHz misses 120 MHz; rebuilding at 100 MHz (PLL EHXPLLL)" in capsys.readouterr().err
+    clock = _report(out)["clock"]
+    assert [(a["mhz"], a["fmax_mhz"], a["timing_met"]) for a in clock["attempts"]] == \
+        [(120, 100.3, False), (100, 101, True)]
+    assert clock["mhz"] == 100 and clock["timing_met"] and clock["requested_mhz"] == 100.3
+    assert clock["pll"]["params"]["CLKFB_DIV"] == 4 and clock["on_timing_failure"] == build.ON_TIMING_FAILURE
+    assert [a["nextpnr_reported_constraints_mhz"] for a in clock["attempts"]] == [[120], [100]]
+    assert "parameter \\CLKFB_DIV 4\n" in (out / "build" / "top.il").read_text()
+
+
+def test_missed_timing_twice_is_reported(tmp_path, fake_ecp5, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_FMAX", "80,70")
+    out = tmp_path / "o"
+    assert cli(["build", "--board", "ulx3s-85f", *SMALL, "--target-mhz", "120", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error: Fmax 70.0 MHz is below the 80 MHz the design runs at" in err
+    rep = _report(out)
+    assert not rep["timing_met"] and [a["mhz"] for a in rep["clock"]["attempts"]] == [120, 80]
+    assert not list(fake_ecp5.glob("lpf.3"))
+
+
+def test_oscillator_build_has_no_pll(tmp_path, fake_ecp5, monkeypatch):
+    """Without --target-mhz the self-test runs at the 25 MHz oscillator, nextpnr aims at the
+    board's 125 MHz to measure the headroom; no PLL."""
+    monkeypatch.setenv("FAKE_FMAX", "30")
+    out = tmp_path / "o"
+    rep = build.run_build(AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16),
+                          boards.get_board("ulx3s-85f"), out, log=lambda s: None)
+    clock = rep["clock"]
+    assert clock["source"] == "oscillator" and clock["pll"] is None and clock["requested_mhz"] is None
+    assert clock["mhz"] == 25 and clock["nextpnr_constraint_mhz"] == 125 and clock["timing_met"]
+    lpf = (fake_ecp5 / "lpf.1").read_text()
+    assert 'FREQUENCY PORT "clk25_0__io" 125000000.0 HZ;' in lpf and "FREQUENCY NET" not in lpf
+    assert "PLL" not in (out / "build" / "top.il").read_text()
+
+
+def _plan(board, target_mhz):
+    cfg = AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16)
+    return build.plan_build(cfg, boards.get_board(board), board_defaults={}, dsp="auto", target_mhz=target_mhz,
+                            channels=2, size=4, seed=1, corrupt=None, force=False)
+
+
+def test_target_at_the_oscillator_needs_no_pll():
+    for board, mhz in (("ulx3s-85f", 25), ("icebreaker", 12)):
+        plan = _plan(board, mhz)
+        assert plan.clock.pll is None and plan.clock.mhz == mhz and plan.target_mhz == mhz
+    plan = _plan("icebreaker", 24)
+    assert plan.clock.pll.params == {"DIVR": 0, "DIVF": 63, "DIVQ": 5, "FILTER_RANGE": 1}
+
+
+def test_replan_only_lowers_a_pll_clock():
+    plan = _plan("ulx3s-85f", 100)
+    assert build.replan_clock(plan, 90.1).clock.mhz == 90        # 25 MHz / 5 * 18
+    assert build.replan_clock(plan, 100.5) is None          # no lower clock to try
+    assert build.replan_clock(plan, 2.0) is None            # below what the PLL makes
+    assert build.replan_clock(plan, None) is None
+    assert build.replan_clock(_plan("ulx3s-85f", None), 10.0) is None   # the oscillator stays
+
+
+def test_impossible_target_is_refused_before_work(tmp_path, fake_ecp5, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_FMAX", "100")
+    assert cli(["build", "--board", "ulx3s-85f", *SMALL, "--target-mhz", "600", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "EHXPLLL from 25 MHz: 600 MHz is out of range; allowed: 3.125..400 MHz" in err
+    assert list(tmp_path.iterdir()) == [] and not list(fake_ecp5.iterdir())

@@ -4,6 +4,7 @@ fails when one expected word is corrupted or an output never comes; its UART pri
 line."""
 
 import dataclasses
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from rtl import selftest
-from wino_gen import golden
+from wino_gen import boards, clocks, golden
 from wino_gen.config import AcceleratorConfig
 from wino_gen.flow.host import WinogradLayer, selftest_data, selftest_layer
 
@@ -139,3 +140,19 @@ def test_status_line_over_uart():
     text = bytes(got).decode()
     assert text == selftest.status_text(True, 0, len(data.expected), final[3]), text
     assert text.startswith("wino selftest PASS mism=0000")
+
+
+def test_board_top_counts_cycles_of_the_clock_it_runs_at():
+    """The UART divisor and the one-second period come from the clock the design runs at: the
+    oscillator's, or the PLL's exact output (here 25 MHz / 7 * 9 = 32.14 MHz)."""
+    lay = _layer(2, 1)
+    data = selftest_data(lay)
+    ulx = boards.get_board("ulx3s-85f")
+    osc = selftest.BoardTop(lay["cfg"], data, ulx)
+    assert (osc.divisor, osc.period) == (217, 25_000_000)
+    clock = clocks.plan_clock("ecp5", 25, 33.3)
+    pll = selftest.BoardTop(lay["cfg"], data, ulx, clock=clock)
+    assert clock.mhz == Fraction(225, 7)
+    assert (pll.divisor, pll.period) == (round(225e6 / 7 / 115200), round(225e6 / 7))
+    with pytest.raises(ValueError, match="baud=2000000: a 3.125 MHz clock cannot make it within 2%"):
+        selftest.BoardTop(lay["cfg"], data, ulx, baud=2_000_000, clock=clocks.plan_clock("ecp5", 25, 3.2))

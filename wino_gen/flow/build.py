@@ -14,7 +14,18 @@ PATH are the fallback), and writes into ``--out``:
   so that config and options together say how the bitstream was made;
 - ``yosys.log``, ``nextpnr.log``, ``build.log``; ``build/``: the whole amaranth build tree;
 - ``report.json``: LUT/FF/DSP/BRAM used and available (nextpnr ``--report``), Fmax, the
-  resource estimate beside them, and the throughput they imply on a ResNet-18 layer.
+  resource estimate beside them, and the throughput they imply on a ResNet-18 layer; under
+  ``clock`` what the design runs at (oscillator or PLL, with the PLL's parameters), nextpnr's
+  constraint and Fmax per clock domain, and whether timing met.
+
+The clock: without ``--target-mhz`` the self-test runs from the board's oscillator and place
+and route aim at the board's :attr:`~wino_gen.boards.Board.default_target_mhz` (to measure the
+headroom). ``--target-mhz F`` makes it run at F: from the oscillator when F is its frequency,
+else from the PLL setting :mod:`wino_gen.clocks` solves (the highest frequency at or below F),
+which nextpnr checks (it derives the PLL output's constraint from the oscillator's). When
+nextpnr misses it, the build runs once more at the PLL setting for the Fmax it achieved
+(:data:`ON_TIMING_FAILURE`); if that misses too (or the oscillator itself is too fast) the
+build reports it and exits 1.
 
 A build is a plan (:func:`plan_build`: fit check, options, the encoded self-test layer), then
 :func:`elaborate`, the tools (:func:`run_board_tools`) and :func:`write_report`. A config that
@@ -40,6 +51,7 @@ from typing import TYPE_CHECKING
 
 from .. import progress, safeio
 from ..boards import BOARDS, Board, get_board, misfit
+from ..clocks import ClockPlan, plan_clock
 from ..config import AcceleratorConfig
 from ..configargs import add_config_flags, given_settings, make_config
 from ..errors import ArgumentParser, UsageError, number
@@ -62,6 +74,11 @@ NO_COLLISION_CHECK = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:COLLISION
 
 #: What runs inside the self-test (``report.json``'s ``engine``).
 ENGINE = "accelerator (rtl.top)"
+
+#: What a PLL build does when nextpnr's Fmax is below its clock (``report.json``'s
+#: ``clock.on_timing_failure``): one more build at the PLL setting at or below that Fmax.
+ON_TIMING_FAILURE = "rebuild once at the PLL setting at or below the achieved Fmax"
+MAX_ATTEMPTS = 2
 
 TOOLS = {
     "ecp5": {"YOSYS": "yosys", "NEXTPNR_ECP5": "nextpnr-ecp5", "ECPPACK": "ecppack"},
@@ -312,7 +329,8 @@ class BuildPlan:
     use_dsp: bool
     est: dict
     est_source: str
-    target_mhz: float
+    target_mhz: float           # nextpnr's constraint: the PLL's output, else the aim
+    clock: ClockPlan            # what the design runs at
     data: SelfTestData
     layer: dict                 # the self-test layer's C, K, size, seed
     corrupt: int | None
@@ -346,15 +364,48 @@ def plan_build(cfg: AcceleratorConfig, board: Board, *, board_defaults: dict, ds
         raise UsageError(f"--algo {cfg.algo}: the self-test top runs a Winograd layer; a direct-engine "
                          "bitstream has no self-test yet (--check-only estimates it)")
     est, est_source, use_dsp = check_fit(cfg, board, dsp, force)
+    clock = plan_clock(board.family, board.clock_mhz, target_mhz)
     data = host.selftest_data(host.selftest_layer(cfg, channels=channels, size=size, seed=seed))
     if corrupt is not None and not 0 <= corrupt < len(data.expected):
         raise UsageError(f"--corrupt {corrupt}: out of range; allowed: 0..{len(data.expected) - 1} "
                          f"(the self-test layer's {len(data.expected)} expected output words)")
     return BuildPlan(cfg=cfg, board=board, options=build_options(cfg, board, use_dsp), use_dsp=use_dsp,
-                     est=est, est_source=est_source,
-                     target_mhz=target_mhz if target_mhz is not None else board.default_target_mhz,
+                     est=est, est_source=est_source, target_mhz=_constraint(clock, board), clock=clock,
                      data=data, layer={"C": channels, "K": cfg.unroll, "size": size, "seed": seed},
                      corrupt=corrupt, board_defaults=board_defaults)
+
+
+def _constraint(clock: ClockPlan, board: Board) -> float:
+    """nextpnr's target: the clock itself when it was asked for (a PLL's exact output, or the
+    oscillator named by ``--target-mhz``), else the board's default aim."""
+    return board.default_target_mhz if clock.requested_mhz is None else float(clock.mhz)
+
+
+def replan_clock(plan: BuildPlan, fmax_mhz: float | None) -> BuildPlan | None:
+    """The plan of the rebuild after a PLL build missed timing: the PLL setting at or below
+    ``fmax_mhz``; None when there is nothing to retry (no PLL, no Fmax, none that low)."""
+    if plan.clock.pll is None or not fmax_mhz:
+        return None
+    try:
+        clock = plan_clock(plan.board.family, plan.board.clock_mhz, fmax_mhz)
+    except UsageError:
+        return None
+    if clock.mhz >= plan.clock.mhz:
+        return None
+    return replace(plan, clock=clock, target_mhz=float(clock.mhz))
+
+
+def clock_timing(plan: BuildPlan, npr: dict) -> dict:
+    """Fmax of the design (the slowest of nextpnr's clock domains) against the clock it runs
+    at: ``mhz``, ``fmax_mhz``, ``timing_met``; beside them the constraint asked for and the
+    ones nextpnr reports (a PLL's output constraint is nextpnr's own derivation from the
+    oscillator's and the dividers: the two agree when both read the dividers alike)."""
+    achieved = [v["achieved_mhz"] for v in npr["fmax"].values() if v.get("achieved_mhz")]
+    fmax = min(achieved) if achieved else None
+    reported = sorted({round(v["constraint_mhz"], 3) for v in npr["fmax"].values() if v.get("constraint_mhz")})
+    return {"mhz": float(plan.clock.mhz), "nextpnr_constraint_mhz": plan.target_mhz,
+            "nextpnr_reported_constraints_mhz": reported,
+            "fmax_mhz": fmax, "timing_met": bool(fmax and fmax >= plan.clock.mhz)}
 
 
 def is_build_dir(path: Path) -> bool:
@@ -386,21 +437,45 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
     failed = None
     with safeio.staged_dir(out, "--out", is_build_dir, "build folder") as work:
         try:
-            t0 = time.monotonic()
-            bdir, script = elaborate(plan, work)
-            t_elab = time.monotonic() - t0
-            log(f"build: {board.name}: {cfg.multipliers} multipliers ({'DSP' if plan.use_dsp else 'LUT'}); "
-                f"running {', '.join(TOOLS[board.family].values())} in {work} (becomes {out} when done)")
-            t1 = time.monotonic()
-            run_board_tools(plan, bdir, script, work, out, env, show)
-            wall = {"elaborate": round(t_elab, 1), "tools": round(time.monotonic() - t1, 1),
-                    "total": round(time.monotonic() - t0, 1)}
-            report = write_report(plan, bdir, work, env, wall)
+            report = _build_attempts(plan, work, out, env, show, log)
         except BuildFailed as e:       # the logs are the point of a failed build: keep them
             failed = e
     if failed is not None:
         raise failed
     return report
+
+
+def _build_attempts(plan: BuildPlan, work: Path, out: Path, env: dict, show: bool, log) -> dict:
+    """Elaborate, run the tools and read nextpnr's timing; a PLL build that misses timing is
+    rebuilt once at the PLL setting for its Fmax (:func:`replan_clock`). Writes the report of
+    the last build, with every attempt's timing in it."""
+    board, attempts, wall = plan.board, [], {"elaborate": 0.0, "tools": 0.0}
+    t0 = time.monotonic()
+    while True:
+        t1 = time.monotonic()
+        bdir, script = elaborate(plan, work)
+        wall["elaborate"] += time.monotonic() - t1
+        log(f"build: {board.name}: {plan.cfg.multipliers} multipliers ({'DSP' if plan.use_dsp else 'LUT'}) "
+            f"at {_clock_words(plan.clock)}; running {', '.join(TOOLS[board.family].values())} in {work} "
+            f"(becomes {out} when done)")
+        t1 = time.monotonic()
+        run_board_tools(plan, bdir, script, work, out, env, show)
+        wall["tools"] += time.monotonic() - t1
+        timing = clock_timing(plan, parse_nextpnr_report(bdir / "nextpnr-report.json", board))
+        attempts.append(timing)
+        done = timing["timing_met"] or len(attempts) >= MAX_ATTEMPTS
+        retry = None if done else replan_clock(plan, timing["fmax_mhz"])
+        if retry is None:
+            break
+        log(f"build: {board.name}: Fmax {timing['fmax_mhz']:.2f} MHz misses {timing['mhz']:g} MHz; "
+            f"rebuilding at {_clock_words(retry.clock)}")
+        plan = retry
+    wall = {k: round(v, 1) for k, v in wall.items()} | {"total": round(time.monotonic() - t0, 1)}
+    return write_report(plan, bdir, work, env, wall, attempts)
+
+
+def _clock_words(clock: ClockPlan) -> str:
+    return f"{float(clock.mhz):.4g} MHz ({'PLL ' + clock.pll.primitive if clock.pll else 'oscillator'})"
 
 
 def elaborate(plan: BuildPlan, work: Path) -> tuple[Path, str]:
@@ -410,12 +485,17 @@ def elaborate(plan: BuildPlan, work: Path) -> tuple[Path, str]:
     from rtl import selftest
     plan.cfg.save(work / "config.json")
     safeio.atomic_write(work / "options.json", plan.options.to_json())
-    top = selftest.BoardTop(plan.cfg, plan.data, plan.board, corrupt=plan.corrupt, options=plan.options)
-    platform = make_platform(plan.board, plan.target_mhz)
+    top = selftest.BoardTop(plan.cfg, plan.data, plan.board, corrupt=plan.corrupt, options=plan.options,
+                            clock=plan.clock)
+    # with a PLL the oscillator keeps its own frequency: nextpnr derives the PLL output's
+    # constraint from it and the dividers (rtl.pll)
+    platform = make_platform(plan.board, None if plan.clock.pll else plan.target_mhz)
     prepared = platform.prepare(top, name="top", synth_opts=plan.synth_opts,
                                 nextpnr_opts=["--report", "nextpnr-report.json", "--timing-allow-fail"],
                                 script_after_read=NO_COLLISION_CHECK)
     bdir = work / "build"
+    if bdir.exists():           # a rebuild at another clock starts from a clean tree
+        shutil.rmtree(bdir)
     prepared.extract(str(bdir))
     return bdir, (bdir / f"{prepared.script}.sh").read_text()
 
@@ -441,9 +521,11 @@ def _bitstream(board: Board) -> str:
     return "top.bit" if board.family == "ecp5" else "top.bin"
 
 
-def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict) -> dict:
+def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict,
+                 attempts: list[dict]) -> dict:
     """``report.json``: nextpnr's utilisation and Fmax beside the estimate, yosys' cells, the
-    throughput they imply, the plan that made the build."""
+    throughput they imply, the clock and its timing (``attempts``: each build's
+    :func:`clock_timing`, the last one this report's), the plan that made the build."""
     cfg, board = plan.cfg, plan.board
     npr = parse_nextpnr_report(bdir / "nextpnr-report.json", board)
     cells = parse_yosys_cells((work / "yosys.log").read_text(errors="replace")
@@ -456,8 +538,8 @@ def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict)
         r["estimate"] = plan.est.get(key)
         if r["used"] and r["estimate"] is not None:
             r["estimate_error"] = round((r["estimate"] - r["used"]) / r["used"], 4)
-    clk = next(iter(npr["fmax"].values()), {})
-    fmax = clk.get("achieved_mhz")
+    timing = attempts[-1]
+    fmax = timing["fmax_mhz"]
     report = {
         "wino_build_report": 1,
         "board": board.name, "device": board.device,
@@ -475,8 +557,12 @@ def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict)
         "critical_paths": npr["critical_paths"],
         "target_mhz": plan.target_mhz,
         "board_clock_mhz": board.clock_mhz,
-        "timing_ok_at_board_clock": bool(fmax and fmax >= board.clock_mhz),
-        "throughput": throughput(cfg, fmax, (res.get("dsp") or {}).get("used")),
+        "clock_mhz": timing["mhz"],
+        "timing_met": timing["timing_met"],
+        "clock": {**plan.clock.to_dict(), **timing, "fmax_per_domain": npr["fmax"],
+                  "attempts": attempts, "on_timing_failure": ON_TIMING_FAILURE},
+        "throughput": {**throughput(cfg, fmax, (res.get("dsp") or {}).get("used")),
+                       **_at_clock(cfg, timing["mhz"])},
         "yosys_cells": cells,
         "wall_s": {**wall, "loadavg_1min_at_end": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()},
         "tools": {k: v for k, v in env.items() if k in TOOLS[board.family]},
@@ -486,6 +572,12 @@ def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict)
     }
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _at_clock(cfg: AcceleratorConfig, mhz: float) -> dict:
+    """GOPS on :data:`RESNET_LAYER` at the clock the bitstream runs at."""
+    t = throughput(cfg, mhz, None)
+    return {"clock_mhz": mhz, "gops_at_clock": t["gops_at_fmax"]}
 
 
 def _source_version() -> str | None:
@@ -525,8 +617,11 @@ def parser():
     p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
                    help="map multipliers to DSP blocks (auto: when all of them fit)")
     p.add_argument("--target-mhz", type=number(float, lo=0, lo_open=True, hi=1000), default=None,
-                   help="clock constraint for place and route, 0 < MHZ <= 1000 (default: 125 on "
-                        "ECP5, 24 on iCE40); the board still runs at its oscillator")
+                   help="the clock the self-test runs at, 0 < MHZ <= 1000: the board's PLL at the "
+                        "highest frequency it makes at or below MHZ (the oscillator when MHZ is its "
+                        "frequency), rebuilt once at nextpnr's Fmax if that misses it; default: the "
+                        "oscillator (25 MHz ULX3S, 12 MHz iCEBreaker), place and route aiming at "
+                        "125 (ECP5) / 24 (iCE40) MHz")
     p.add_argument("--channels", type=number(int, lo=1), default=4, help="self-test layer input channels")
     p.add_argument("--size", type=number(int, lo=2), default=6, help="self-test layer image size")
     p.add_argument("--seed", type=number(int, lo=0), default=1, help="self-test layer data seed")
@@ -568,11 +663,13 @@ def main(argv=None) -> int:
         return 1
     r = rep["resources"]
     summary = ", ".join(f"{k.upper()} {v['used']}/{v['available']}" for k, v in r.items())
-    print(f"build: {board.name}: {summary}; Fmax {rep['fmax_mhz']:.1f} MHz "
-          f"(target {rep['target_mhz']:g}, board clock {board.clock_mhz:g}); "
+    clock = rep["clock"]
+    fmax = f"{rep['fmax_mhz']:.1f} MHz" if rep["fmax_mhz"] else "unknown"
+    print(f"build: {board.name}: {summary}; Fmax {fmax} (runs at {clock['mhz']:.4g} MHz from the "
+          f"{clock['source']}, nextpnr target {rep['target_mhz']:.4g}); "
           f"{rep['wall_s']['total']:.0f} s; {out / 'report.json'}", file=sys.stderr)
-    if not rep["timing_ok_at_board_clock"]:
-        print(f"error: Fmax {rep['fmax_mhz']} MHz is below the board clock "
-              f"{board.clock_mhz} MHz: the bitstream would not work", file=sys.stderr)
+    if not rep["timing_met"]:
+        print(f"error: Fmax {fmax} is below the {clock['mhz']:.4g} MHz the design runs at: the "
+              f"bitstream would not work (a lower --target-mhz would)", file=sys.stderr)
         return 1
     return 0

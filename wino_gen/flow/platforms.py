@@ -11,8 +11,10 @@ from ..boards import Board
 
 def make_platform(board: Board, target_mhz: float | None = None):
     """An instance of the amaranth-boards platform; with ``target_mhz`` the board clock is
-    constrained to that frequency for timing-driven place and route (the board still runs at
-    its own oscillator: this only asks nextpnr to aim higher so that Fmax is measured)."""
+    constrained to that frequency for timing-driven place and route (a design clocked by the
+    oscillator still runs at its frequency: this only asks nextpnr to aim higher so that Fmax
+    is measured). A design clocked by a PLL (``rtl.pll``) takes the platform as it is, with the
+    oscillator at its own frequency, and constrains the PLL's output itself."""
     module, cls_name = board.platform.split(":")
     cls = getattr(importlib.import_module(module), cls_name)
     if target_mhz is not None:
