@@ -77,6 +77,7 @@ def test_check_only_prints_estimate(capsys, tmp_path):
     (["--board", "icebreaker"], "required: --out"),
     (["--board", "icebreaker", "--out", "x", "--tile", "3"], "tile: 3 is not supported"),
     (["--board", "icebreaker", "--out", "x", "--config", "/nonexistent.json"], "nonexistent"),
+    (["--board", "ulx3s-85f", "--out", "x", "--weights", "spatial"], "--weights spatial is simulated"),
 ])
 def test_bad_flags_exit_2(capsys, argv, msg):
     try:

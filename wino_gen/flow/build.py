@@ -602,7 +602,11 @@ def config_from_args(args, board: Board) -> tuple[AcceleratorConfig, dict]:
     (those no flag, config file or model gave)."""
     given = given_settings(args)
     applied = {} if args.model else {k: v for k, v in board.defaults.items() if k not in given}
-    return make_config(given, args.model, applied), applied
+    cfg = make_config(given, args.model, applied)
+    if cfg.weights == "spatial":
+        raise UsageError("build: the self-test layer carries U weights; --weights spatial is "
+                         "simulated (python -m sim --weights spatial), not built yet")
+    return cfg, applied
 
 
 def parser():
