@@ -27,7 +27,7 @@ VTA-style dependency tokens between neighbours (spec in docs/image.md).
   SYNCs included, which no unit sees.
 
 The decoded instruction layouts are :mod:`wino_gen.isa`'s ``LAYOUTS`` as ``data.StructLayout``s;
-queue order, token channels and status codes come from :mod:`wino_gen.compile`.
+queue order, token channels and status codes too.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from amaranth.utils import exact_log2
 
 from rtl.mem.port import PortSignature
 from wino_gen import isa
-from wino_gen.compile.compiler import QUEUE_ORDER
-from wino_gen.compile.interp import CHANNELS, STATUS
+from wino_gen.isa import CHANNELS, QUEUE_ORDER, STATUS
 
 #: status codes by meaning (docs/image.md's table)
 CODE = {meaning: code for code, meaning in STATUS.items()}

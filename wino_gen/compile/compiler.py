@@ -24,7 +24,6 @@ from ..errors import UsageError
 from ..format import INPUT, Model
 from . import image as im
 
-QUEUE_ORDER = ("load", "compute", "store")
 MODE_OF = {"winograd_conv3x3": "winograd", "direct_conv": "direct", "linear": "linear", "add": "add",
            "maxpool": "maxpool", "avgpool": "avgpool"}
 ACC_BYTES = 4
@@ -187,7 +186,7 @@ class _Program:
         qs, qd = self.ops[src]["queue"], self.ops[dst]["queue"]
         if src <= self.deps.satisfied.get((qs, qd), -1):
             return
-        forward = QUEUE_ORDER.index(qs) < QUEUE_ORDER.index(qd)
+        forward = isa.QUEUE_ORDER.index(qs) < isa.QUEUE_ORDER.index(qd)
         self.ops[src]["fields"]["push_next" if forward else "push_prev"] = 1
         self.ops[dst]["fields"]["pop_prev" if forward else "pop_next"] = 1
         self.deps.satisfied[(qs, qd)] = src

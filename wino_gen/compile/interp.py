@@ -21,14 +21,10 @@ import numpy as np
 from .. import golden, isa
 from ..config import AcceleratorConfig
 from ..errors import UsageError
+from ..isa import CHANNELS, STATUS
 from ..limits import int_range
 from . import image as im
 
-#: error status -> meaning (0: ran to END)
-STATUS = {0: "ok", 1: "bad instruction", 2: "memory outside its regions", 3: "deadlock", 4: "overflow",
-          5: "tokens left at END"}
-#: token counters: (from queue, to queue)
-CHANNELS = (("load", "compute"), ("compute", "load"), ("compute", "store"), ("store", "compute"))
 _NEIGHBOUR = {("load", "next"): "compute", ("compute", "prev"): "load", ("compute", "next"): "store",
               ("store", "prev"): "compute"}
 
