@@ -9,23 +9,34 @@ ignored): the Winograd tile buffer's beat (:func:`rtl.tilebuf.input_beat_layout`
 the padding columns. Output ``o``: the chunks of :func:`wino_gen.schedule.direct_steps`, beat
 for beat those of ``wino_gen.flow.host.DirectLayer.x_beats``.
 
-Structure (all sizes from the constructor: ``max_width``, ``max_channels``, ``max_kernel``)::
+Structure (all sizes from the constructor: ``max_width``, ``max_channels``, ``max_kernel``,
+``sets``)::
 
-    x ─► line buffer: R x Q banks ─► window k x k ─► group: unroll_in channels ─► FIFO ─► gearbox ─► o
-         (padded row ys: bank        rotated,         x k² patch elements, the     (credits)  L = unroll_in*n²
-          ys mod R, slot ys//R mod 2; masked          next ones of the (c,ky,kx)              elements a chunk
-          column xs: bank xs mod Q)                   im2col order
+    x ─► line buffer: P x R x Q banks ─► windows k x k ─► read: par groups ─► FIFO ─► gearbox ─► o
+         (group cg: set cg mod P;        of par sets,     x unroll_in          (credits)  L = unroll_in*n²
+          padded row ys: bank ys mod R,  rotated,         channels x k², the              elements a chunk
+          slot ys//R mod 2; column xs:   masked           next ones of the
+          bank xs mod Q)                                  (c,ky,kx) order
 
-One read of all R x Q banks yields a whole k x k window (``k <= R, Q``) of one channel group:
-``G = unroll_in * k²`` consecutive patch elements (channels ``cg*unroll_in ..`` are adjacent in
-the ``(c, ky, kx)`` order). The gearbox packs groups into chunks of L, zero-fills a pixel's
-last chunk and drops what lies past its ``n_step`` chunks (only zero channels). Zero padding
-is masking on read: nothing outside the image is stored. The read pipeline runs free (no
-stall enable): a credit counter keeps at most ``schedule.FIFO_DEPTH`` groups issued and not
-yet taken, which is exactly enough that the gearbox never waits on a group that could be read.
+One read of all banks yields the k x k windows (``k <= R, Q``) of ``par`` adjacent channel
+groups (``wino_gen.schedule.window_par``: as many as fill a chunk, up to P), which are
+``par * unroll_in * k²`` consecutive patch elements (channels ``cg*unroll_in ..`` are adjacent
+in the ``(c, ky, kx)`` order). So the gearbox, which packs reads into chunks of L, zero-fills
+a pixel's last chunk and drops what lies past its ``n_step`` chunks (only zero channels), can
+emit a chunk every cycle for 3x3 and larger kernels; where a pixel's patch is shorter than
+its reads (1x1: ``par * unroll_in`` elements a read) it waits for them. Zero padding is
+masking on read: nothing outside the image is stored. The read pipeline runs free (no stall
+enable): a credit counter keeps at most ``schedule.FIFO_DEPTH`` reads issued and not yet
+taken, which is exactly enough that the gearbox never waits on a read that could be issued.
 
-A row is overwritten only once the gearbox has started a window row that no longer needs it,
-and the next pass's rows load once the gearbox has taken the pass's last group. The geometry
+What bounds the rate where it is not a chunk a cycle: the ``x`` stream (a beat of n columns
+of ``unroll_in`` channels a cycle, the image once per output-channel block, every row, also
+those of a stride-2 layer that no window needs), so 3x3 s2 and 1x1 layers are input-bound;
+a 1x1 s1 layer also by its reads (P groups a cycle against the n a beat brings, when P < n).
+
+A row is overwritten only once the gearbox has started a window row that no longer needs it;
+the passes' rows follow each other round the ring of 2R rows, so the next pass's first rows
+load while the gearbox finishes this one (as far as their slots are free). The geometry
 (``WindowBuffer``, ``WindowGeometry``), the input order, the pipeline constants and the timing
 recurrence ``window_cycles`` are ``wino_gen.schedule``'s; the generator asserts at elaboration
 that its read pipeline has the schedule's stage counts.
@@ -49,6 +60,7 @@ from wino_gen.schedule import (
     ceil_log2,
     pe_geometry,
     window_buffer,
+    window_par,
     window_x_order,
 )
 
@@ -63,7 +75,7 @@ def window_fields(g: WindowGeometry) -> dict:
     d = g.d
     return {"h": d.H, "w": d.W, "pad": d.pad, "k": d.kh, "stride": d.stride, "n_cg": g.n_cg,
             "c_last": g.c_last, "nxb": g.nxb, "ho": d.Ho, "wo": d.Wo, "n_step": d.n_step,
-            "n_kb": d.n_kb, "group": g.group}
+            "n_kb": d.n_kb, "par": g.par, "group": g.group}
 
 
 def window_x_beats(g: WindowGeometry, buf: WindowBuffer, x) -> list:
@@ -88,12 +100,13 @@ def window_layer_layout(buf: WindowBuffer, cfg: AcceleratorConfig) -> data.Struc
         "c_last": unsigned(ceil_log2(buf.unroll_in + 1)), "nxb": c, "ho": c, "wo": c,
         "n_step": unsigned(ceil_log2(pe_geometry(cfg).depth + 1)),
         "n_kb": unsigned(ceil_log2(cfg.max_channels + 1)),
+        "par": unsigned(ceil_log2(buf.sets + 1)),
         "group": unsigned(ceil_log2(buf.group_max + 1)),
     })
 
 
 def group_layout(buf: WindowBuffer) -> data.StructLayout:
-    """A read of the line buffer: G patch elements (zero beyond G), the pixel's and the pass's
+    """A read of the line buffer: its patch elements (zero beyond them), the pixel's and the pass's
     last group, a window row's first group with its top row ``y0`` (which frees row slots)."""
     return data.StructLayout({
         "data": data.ArrayLayout(signed(buf.act_bits), buf.group_max),
@@ -106,12 +119,13 @@ class WindowGenerator(wiring.Component):
     """The window generator (module doc). Set ``layer`` (:func:`window_fields`), pulse
     ``start``, stream ``x`` (:func:`wino_gen.schedule.window_x_order`); ``o`` carries the direct engine's chunks
     in :func:`wino_gen.schedule.direct_steps` order. ``max_width``/``max_channels``/
-    ``max_kernel`` size the buffers (:func:`wino_gen.schedule.window_buffer`); ``blackbox_ram`` as in
-    :class:`rtl.ram.SDPRam`."""
+    ``max_kernel`` size the buffers and ``sets`` (channel groups a read can take; None: the
+    schedule's choice) their banking (:func:`wino_gen.schedule.window_buffer`); ``blackbox_ram``
+    as in :class:`rtl.ram.SDPRam`."""
 
     def __init__(self, cfg: AcceleratorConfig, *, max_width: int, max_channels: int, max_kernel: int,
-                 blackbox_ram: bool = False):
-        self.buf = window_buffer(cfg, max_width, max_channels, max_kernel)
+                 sets: int | None = None, blackbox_ram: bool = False):
+        self.buf = window_buffer(cfg, max_width, max_channels, max_kernel, sets)
         self.cfg, self.blackbox_ram = cfg, blackbox_ram
         super().__init__({
             "layer": In(window_layer_layout(self.buf, cfg)),
@@ -124,16 +138,17 @@ class WindowGenerator(wiring.Component):
         m = Module()
         buf = self.buf
         word = data.ArrayLayout(signed(buf.act_bits), buf.unroll_in)
-        mems = [[SDPRam(word.size, buf.depth, blackbox=self.blackbox_ram) for _ in range(buf.cols)]
-                for _ in range(buf.rows)]
-        for r, row in enumerate(mems):
-            for q, mem in enumerate(row):
-                m.submodules[f"bank{r}_{q}"] = mem
+        mems = [[[SDPRam(word.size, buf.depth, blackbox=self.blackbox_ram) for _ in range(buf.cols)]
+                 for _ in range(buf.rows)] for _ in range(buf.sets)]
+        for p, rows in enumerate(mems):
+            for r, row in enumerate(rows):
+                for q, mem in enumerate(row):
+                    m.submodules[f"bank{p}_{r}_{q}"] = mem
         gkb = Signal.like(self.layer.n_kb)          # passes whose last group the gearbox took
         y0_gb = Signal(buf.coord_bits)              # the gearbox's window row (its top row)
-        ys, wkb = self._write_side(m, mems, word, gkb, y0_gb)
+        ys, wkb, bases = self._write_side(m, mems, word, gkb, y0_gb)
         take = Signal()
-        fields = self._issue(m, mems, ys, wkb, take)
+        fields = self._issue(m, mems, ys, wkb, bases, take)
         group = self._group(m, mems, word, fields)
         # the read pipeline (_issue, _group): the read issued, RAM data, the group register; then
         # the FIFO's write-to-read cycle. A credit per group in flight there keeps it full.
@@ -144,29 +159,38 @@ class WindowGenerator(wiring.Component):
         m.d.comb += [fifo.w_en.eq(fields["v"]), fifo.w_data.eq(group.as_value())]
         g = Signal(group_layout(buf))
         m.d.comb += g.as_value().eq(fifo.r_data)
-        self._gearbox(m, fifo, g, take, gkb, y0_gb)
+        in_done = Signal()      # the last pass's rows are all in: no x beat left
+        m.d.comb += in_done.eq((wkb + 1 == self.layer.n_kb) & (ys == self.layer.h + self.layer.pad))
+        self._gearbox(m, fifo, g, take, gkb, y0_gb, in_done)
         return m
 
     def _addr(self, xd, slot, cg):
-        """Bank word ``{xd, slot, cg}``, ``cg`` in the low bits: no multiplier in the address."""
+        """Bank word ``{xd, slot, cg // P}``, the group in the low bits: no multiplier in the
+        address (``cg mod P`` is the set)."""
         buf = self.buf
-        return Cat(cg[:buf.cg_field], slot, xd[:ceil_log2(buf.xd_max)])
+        lo = ceil_log2(buf.sets)
+        return Cat(cg[lo:lo + buf.cg_field], slot, xd[:ceil_log2(buf.xd_max)])
 
     def _write_side(self, m, mems, word, gkb, y0_gb):
-        """Writes ``x`` beats: padded row ``ys`` into row bank ``ys mod R``, slot ``ys//R mod 2``,
-        column ``xs`` into column bank ``xs mod Q`` (a beat's n columns rotated onto the banks).
-        A row is taken once its slot is free (``ys < y0_gb + 2R``); rows of a pass whose reads
-        are done are taken and dropped; the next pass starts once the gearbox took this one's
-        last group. Returns ``ys`` (rows ``pad .. ys-1`` loaded) and the pass ``wkb``."""
+        """Writes ``x`` beats: channel group ``cg`` into set ``cg mod P``, the padded row ``ys``
+        of pass ``kb`` at ring position ``v = kb * h + ys`` (row bank ``v mod R``, slot
+        ``v//R mod 2``: the passes' rows follow each other round the 2R rows), column ``xs``
+        into column bank ``xs mod Q`` (a beat's n columns rotated onto the banks).
+        A row is taken once its slot is free: ``ys < y0_gb + 2R`` in the gearbox's pass,
+        ``ys + h < y0_gb + 2R`` one pass ahead of it; rows of a pass whose reads are done are
+        taken and dropped. The next pass starts once this one's rows are in and the gearbox has
+        reached this pass. Returns ``ys`` (rows ``pad .. ys-1`` loaded), the pass ``wkb`` and
+        each pass parity's ring base (``kb * h`` as row bank and slot parity)."""
         buf, lay, x = self.buf, self.layer, self.x
-        R, Q, n = buf.rows, buf.cols, buf.n
+        P, R, Q, n = buf.sets, buf.rows, buf.cols, buf.n
         ys, wx, fdiv = Signal(buf.coord_bits), Signal(buf.coord_bits), Signal(buf.coord_bits)
         wk, fmod, wsub = Signal(range(R)), Signal(range(Q)), Signal()
         wcg, wxb, wkb = Signal.like(lay.n_cg), Signal.like(lay.nxb), Signal.like(lay.n_kb)
-        mine = Signal()
-        m.d.comb += [mine.eq(wkb == gkb),
-                     x.ready.eq((ys < lay.h + lay.pad) & (~mine | (ys < y0_gb + 2 * R)))]
-        wen = x.valid & x.ready & mine
+        same, ahead, behind = Signal(), Signal(), Signal()
+        m.d.comb += [same.eq(wkb == gkb), ahead.eq(wkb == gkb + 1), behind.eq(wkb + 1 == gkb),
+                     x.ready.eq((ys < lay.h + lay.pad) & (behind | (same & (ys < y0_gb + 2 * R)) |
+                                                          (ahead & (ys + lay.h < y0_gb + 2 * R))))]
+        wen = x.valid & x.ready & ~behind
         for q in range(Q):
             j = Signal(range(Q), name=f"wcol{q}")     # the beat column that lands in bank q
             with m.Switch(fmod):
@@ -180,9 +204,11 @@ class WindowGenerator(wiring.Component):
                         m.d.comb += wdata.eq(x.payload[c])
             ok = (j < n) & (wx + j < lay.w)
             addr = self._addr(fdiv + (q < fmod), wsub, wcg)
-            for r in range(R):
-                mem = mems[r][q]
-                m.d.comb += [mem.waddr.eq(addr), mem.wdata.eq(wdata), mem.we.eq(wen & ok & (wk == r))]
+            for p in range(P):
+                for r in range(R):
+                    mem = mems[p][r][q]
+                    sel = (wk == r) & (wcg[:ceil_log2(P)] == p) if P > 1 else wk == r
+                    m.d.comb += [mem.waddr.eq(addr), mem.wdata.eq(wdata), mem.we.eq(wen & ok & sel)]
         with m.If(x.valid & x.ready):
             m.d.sync += [wxb.eq(wxb + 1), wx.eq(wx + n)]
             with m.If(fmod + n >= Q):
@@ -197,51 +223,66 @@ class WindowGenerator(wiring.Component):
                         m.d.sync += [wk.eq(0), wsub.eq(~wsub)]
                     with m.Else():
                         m.d.sync += wk.eq(wk + 1)
-        restart = [ys.eq(lay.pad), wk.eq(lay.pad), wsub.eq(0), wcg.eq(0), wxb.eq(0), wx.eq(0),
-                   fmod.eq(lay.pad), fdiv.eq(0)]
-        with m.If((ys == lay.h + lay.pad) & ~mine & (gkb != lay.n_kb)):
-            m.d.sync += restart + [wkb.eq(gkb)]
+        bases = [(Signal(range(R), name=f"bmod{i}"), Signal(name=f"bpar{i}")) for i in range(2)]
+        restart = [ys.eq(lay.pad), wcg.eq(0), wxb.eq(0), wx.eq(0), fmod.eq(lay.pad), fdiv.eq(0)]
+        with m.If((ys == lay.h + lay.pad) & (same | behind) & (wkb + 1 != lay.n_kb)):
+            m.d.sync += restart + [wkb.eq(wkb + 1)]
+            for i, (bmod, bpar) in enumerate(bases):    # the ring position of ys = 0: v - pad
+                with m.If(wkb[0] != i):
+                    with m.If(wk >= lay.pad):
+                        m.d.sync += [bmod.eq(wk - lay.pad), bpar.eq(wsub)]
+                    with m.Else():
+                        m.d.sync += [bmod.eq(wk + R - lay.pad), bpar.eq(~wsub)]
         with m.If(self.start):
-            m.d.sync += restart + [wkb.eq(0)]
-        return ys, wkb
+            m.d.sync += restart + [wkb.eq(0), wk.eq(lay.pad), wsub.eq(0), bases[0][0].eq(0), bases[0][1].eq(0)]
+        return ys, wkb, bases
 
-    def _issue(self, m, mems, ys, wkb, take):
-        """Stage 1: for pass, window row, column, channel group one read of every bank, once
-        the window's rows are loaded and a credit is free; registers what the later stages
-        need (rotations, row/column/channel masks, tags). Returns those registers."""
+    def _issue(self, m, mems, ys, wkb, bases, take):
+        """Stage 1: for pass, window row, column, ``par`` channel groups one read of every
+        bank, once the window's rows are loaded and a credit is free; registers what the later
+        stages need (rotations, the first group's set, row/column/channel masks, tags).
+        Returns those registers."""
         buf, lay = self.buf, self.layer
-        R, Q, ui = buf.rows, buf.cols, buf.unroll_in
+        P, R, Q, ui = buf.sets, buf.rows, buf.cols, buf.unroll_in
         ikb, oy, ox, cg = (Signal.like(lay.n_kb), Signal.like(lay.ho), Signal.like(lay.wo),
                            Signal.like(lay.n_cg))
         y0, y0div, x0, x0div = (Signal(buf.coord_bits) for _ in range(4))
         y0mod, x0mod = Signal(range(R)), Signal(range(Q))
         busy, issue = Signal(), Signal()
         inflight = Signal(range(FIFO_DEPTH + 1))
-        band_ok = (wkb == ikb) & ((ys >= y0 + lay.k) | (ys >= lay.h + lay.pad))
+        band_ok = ((wkb == ikb) & ((ys >= y0 + lay.k) | (ys >= lay.h + lay.pad))) | (wkb == ikb + 1)
         m.d.comb += issue.eq(busy & band_ok & (inflight < FIFO_DEPTH))
         m.d.sync += inflight.eq(inflight + issue - take)
+        # the window's top row on the ring: the pass's base plus y0
+        bmod, bpar = (Mux(ikb[0], bases[1][k], bases[0][k]) for k in range(2))
+        vsum, vmod, vpar = Signal(range(2 * R)), Signal(range(R)), Signal()
+        m.d.comb += [vsum.eq(y0mod + bmod), vmod.eq(Mux(vsum >= R, vsum - R, vsum)),
+                     vpar.eq(y0div[0] ^ bpar ^ (vsum >= R))]
         for r in range(R):
-            slot = y0div[0] ^ (y0mod > r)           # row bank r wrapped past R: the next slot
+            slot = vpar ^ (vmod > r)                # row bank r wrapped past R: the next slot
             for q in range(Q):
-                m.d.comb += [mems[r][q].raddr.eq(self._addr(x0div + (x0mod > q), slot, cg)),
-                             mems[r][q].re.eq(issue)]
-        last_cg, last_ox, last_oy = cg + 1 == lay.n_cg, ox + 1 == lay.wo, oy + 1 == lay.ho
+                for p in range(P):
+                    m.d.comb += [mems[p][r][q].raddr.eq(self._addr(x0div + (x0mod > q), slot, cg)),
+                                 mems[p][r][q].re.eq(issue)]
+        last_cg, last_ox, last_oy = cg + lay.par >= lay.n_cg, ox + 1 == lay.wo, oy + 1 == lay.ho
         f = {"v": Signal(name="v1"), "ymod": Signal.like(y0mod, name="ymod1"),
              "xmod": Signal.like(x0mod, name="xmod1"), "rowv": Signal(R, name="rowv1"),
-             "colv": Signal(Q, name="colv1"), "chv": Signal(ui, name="chv1"),
+             "colv": Signal(Q, name="colv1"), "chv": Signal(P * ui, name="chv1"),
+             "set": Signal(range(P), name="set1"),
              "last_pix": Signal(name="last_pix1"), "first_row": Signal(name="first_row1"),
              "last_pass": Signal(name="last_pass1"), "y0": Signal.like(y0, name="y01")}
-        n_ch = Signal(range(ui + 1))
-        m.d.comb += n_ch.eq(Mux(last_cg, lay.c_last, ui))
-        m.d.sync += [f["v"].eq(issue), f["ymod"].eq(y0mod), f["xmod"].eq(x0mod), f["y0"].eq(y0),
+        m.d.sync += [f["set"].eq(cg[:ceil_log2(P)] if P > 1 else 0),
+                     f["v"].eq(issue), f["ymod"].eq(vmod), f["xmod"].eq(x0mod), f["y0"].eq(y0),
                      f["last_pix"].eq(last_cg), f["first_row"].eq((ox == 0) & (cg == 0)),
                      f["last_pass"].eq(last_cg & last_ox & last_oy)]
         for i in range(R):
             m.d.sync += f["rowv"][i].eq((i < lay.k) & (y0 + i >= lay.pad) & (y0 + i < lay.h + lay.pad))
         for i in range(Q):
             m.d.sync += f["colv"][i].eq((i < lay.k) & (x0 + i >= lay.pad) & (x0 + i < lay.w + lay.pad))
-        for c in range(ui):
-            m.d.sync += f["chv"][c].eq(c < n_ch)
+        for j in range(P):        # group cg + j: whole before the last, c_last channels in it
+            g_last = cg + j + 1 == lay.n_cg
+            for c in range(ui):
+                m.d.sync += f["chv"][j * ui + c].eq((cg + j + 1 < lay.n_cg) | (g_last & (c < lay.c_last)))
 
         def step(pos, mod, div, size):
             with m.If(mod + lay.stride >= size):
@@ -251,7 +292,7 @@ class WindowGenerator(wiring.Component):
             m.d.sync += pos.eq(pos + lay.stride)
 
         with m.If(issue):
-            m.d.sync += cg.eq(cg + 1)
+            m.d.sync += cg.eq(cg + lay.par)
             with m.If(last_cg):
                 m.d.sync += [cg.eq(0), ox.eq(ox + 1)]
                 step(x0, x0mod, x0div, Q)
@@ -268,35 +309,48 @@ class WindowGenerator(wiring.Component):
         return f
 
     def _group(self, m, mems, word, f):
-        """Stage 2: the banks' words rotated into window order, masked outside the image and
-        past the channels, flattened into the ``(c, ky, kx)`` order of the layer's k and
-        registered with the tags (``f["v"]`` becomes the group's valid)."""
+        """Stage 2: the banks' words rotated into window order (sets from the first group's,
+        rows, columns), masked outside the image and past the channels, flattened into the
+        ``(c, ky, kx)`` order of the layer's k (the read's groups one after the other: their
+        channels are adjacent) and registered with the tags (``f["v"]`` becomes the read's
+        valid)."""
         buf, lay = self.buf, self.layer
-        R, Q, ui = buf.rows, buf.cols, buf.unroll_in
-        rows = [[Signal(word, name=f"rot_r{i}_{j}") for j in range(Q)] for i in range(R)]
+        P, R, Q, ui = buf.sets, buf.rows, buf.cols, buf.unroll_in
+        sets = [[[Signal(word, name=f"set{p}_{i}_{j}") for j in range(Q)] for i in range(R)] for p in range(P)]
+        with m.Switch(f["set"]):
+            for s in range(P):
+                with m.Case(s):
+                    for p in range(P):
+                        for i in range(R):
+                            for j in range(Q):
+                                m.d.comb += sets[p][i][j].eq(mems[(s + p) % P][i][j].rdata)
+        rows = [[[Signal(word, name=f"rot{p}_r{i}_{j}") for j in range(Q)] for i in range(R)] for p in range(P)]
         with m.Switch(f["ymod"]):
             for r in range(R):
                 with m.Case(r):
-                    for i in range(R):
-                        for j in range(Q):
-                            m.d.comb += rows[i][j].eq(mems[(r + i) % R][j].rdata)
-        win = [[Signal(word, name=f"win{i}_{j}") for j in range(Q)] for i in range(R)]
+                    for p in range(P):
+                        for i in range(R):
+                            for j in range(Q):
+                                m.d.comb += rows[p][i][j].eq(sets[p][(r + i) % R][j])
+        win = [[[Signal(word, name=f"win{p}_{i}_{j}") for j in range(Q)] for i in range(R)] for p in range(P)]
         with m.Switch(f["xmod"]):
             for r in range(Q):
                 with m.Case(r):
-                    for i in range(R):
-                        for j in range(Q):
-                            m.d.comb += win[i][j].eq(rows[i][(r + j) % Q])
+                    for p in range(P):
+                        for i in range(R):
+                            for j in range(Q):
+                                m.d.comb += win[p][i][j].eq(rows[p][i][(r + j) % Q])
         g = Signal(group_layout(buf))
         with m.Switch(lay.k):
             for k in range(1, buf.max_kernel + 1):
                 with m.Case(k):
-                    for lane in range(ui * k * k):
+                    size = window_par(ui, buf.lanes, P, buf.max_kernel, k) * ui * k * k
+                    for lane in range(size):
                         c, q = divmod(lane, k * k)
                         i, j = divmod(q, k)
                         ok = f["rowv"][i] & f["colv"][j] & f["chv"][c]
-                        m.d.sync += g.data[lane].eq(Mux(ok, win[i][j][c], 0))
-                    for lane in range(ui * k * k, buf.group_max):
+                        m.d.sync += g.data[lane].eq(Mux(ok, win[c // ui][i][j][c % ui], 0))
+                    for lane in range(size, buf.group_max):
                         m.d.sync += g.data[lane].eq(0)
         m.d.sync += [g.last_pix.eq(f["last_pix"]), g.first_row.eq(f["first_row"]),
                      g.last_pass.eq(f["last_pass"]), g.y0.eq(f["y0"])]
@@ -305,11 +359,14 @@ class WindowGenerator(wiring.Component):
         f["v"] = v2
         return g
 
-    def _gearbox(self, m, fifo, g, take, gkb, y0_gb):
-        """Packs groups into chunks of L: appends a group at the fill count while that is below
-        L, emits the first L elements once there are L (or the pixel's groups are all in: the
+    def _gearbox(self, m, fifo, g, take, gkb, y0_gb, in_done):
+        """Packs reads into chunks of L: appends a read at the fill count while that is below
+        L, emits the first L elements once there are L (or the pixel's reads are all in: the
         last, zero-filled chunk) and clears after a pixel's ``n_step`` chunks. Elements past
-        the fill count are always zero, so an append is an OR."""
+        the fill count are always zero, so an append is an OR. The layer's last chunk waits
+        for ``in_done``: rows no window needs (the last of an even image at stride 2) are
+        still taken from ``x`` before the command ends, so the next one finds ``x`` at its
+        first beat."""
         buf, lay, o = self.buf, self.layer, self.o
         L, B, ebits = buf.lanes, buf.gear, buf.act_bits
         arr = data.ArrayLayout(signed(ebits), B)
@@ -322,7 +379,8 @@ class WindowGenerator(wiring.Component):
             for t in range(S):
                 m.d.comb += o.payload[i][t].eq(gb[i * S + t])
         emit, last = Signal(), Signal()
-        m.d.comb += [o.valid.eq((cnt >= L) | pend), emit.eq(o.valid & o.ready),
+        final = (gkb == lay.n_kb) & (chunk + 1 == lay.n_step)
+        m.d.comb += [o.valid.eq(((cnt >= L) | pend) & (in_done | ~final)), emit.eq(o.valid & o.ready),
                      last.eq(emit & (chunk + 1 == lay.n_step)), pend_e.eq(pend & ~last)]
         with m.If(last):
             m.d.comb += [base.as_value().eq(0), cnt_e.eq(0)]

@@ -598,22 +598,37 @@ class WindowBuffer:
         return self.sets * self.rows * self.cols
 
     @property
+    def memory(self) -> Memory:
+        """The line buffer's RAMs (``wino_gen.perf`` counts block RAMs from such a list): its
+        ``P * R * Q`` banks."""
+        return Memory("window buffer", self.banks, self.depth, self.unroll_in * self.act_bits)
+
+    @property
     def gear(self) -> int:
         """Gearbox elements: a chunk short of one element, plus a read."""
         return self.lanes - 1 + self.group_max
 
 
-def window_par(n: int, unroll_in: int, lanes: int, sets: int, kernel: int) -> int:
+def window_par(unroll_in: int, lanes: int, sets: int, max_kernel: int, kernel: int) -> int:
     """Channel groups one read takes for a ``kernel``: the fewest (a power of two, at most
-    ``sets``) whose patch elements fill a chunk, so that the gearbox can emit a chunk a cycle
-    without a wider read than that needs."""
-    need = _ceil(lanes, unroll_in * kernel * kernel)
-    return min(sets, 1 << ceil_log2(need))
+    ``sets``) whose patch elements fill a chunk of ``lanes``, so that the gearbox can emit a
+    chunk a cycle; halved while the read is longer than both a ``max_kernel`` window and a
+    3 x 3 read of all sets (those size the gearbox: a 4 x 4 or 5 x 5 kernel then reads less
+    than a chunk a cycle instead of widening it)."""
+    cap = unroll_in * max(max_kernel ** 2, sets * min(max_kernel, 3) ** 2)
+    p = min(sets, 1 << ceil_log2(_ceil(lanes, unroll_in * kernel * kernel)))
+    while p > 1 and p * unroll_in * kernel * kernel > cap:
+        p //= 2
+    return p
 
 
-def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max_kernel: int) -> WindowBuffer:
-    """The generator's buffers for a direct config; ValueError names a bad parameter. ``P``:
-    enough sets that a 3 x 3 read (or the ``max_kernel`` one, if smaller) fills a chunk."""
+def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max_kernel: int,
+                  sets: int | None = None) -> WindowBuffer:
+    """The generator's buffers for a direct config; ValueError names a bad parameter. ``sets``
+    (P, a power of two) trades block RAM for speed; by default enough that a 3 x 3 read (or
+    the ``max_kernel`` one, if smaller) fills a chunk, at most n groups (rounded up to a power
+    of two). ``sets=1`` is one window of one group a cycle (``P * R * Q`` banks: each is at
+    least one block RAM however shallow)."""
     if cfg.algo != "direct":
         raise ValueError("cfg: the window generator feeds the direct engine (algo='direct')")
     lo, hi = WINDOW_KERNEL_RANGE
@@ -626,11 +641,15 @@ def window_buffer(cfg: AcceleratorConfig, max_width: int, max_channels: int, max
     n, ui = cfg.n, cfg.unroll_in
     L = pe_geometry(cfg).lanes
     cg_max = max_channels // ui
-    P = min(1 << ceil_log2(_ceil(n * n, min(max_kernel, 3) ** 2)), 1 << ceil_log2(cg_max))
+    if sets is None:   # no more than 1x1 s1 can use (its input brings n groups a cycle) or there are
+        sets = 1 << ceil_log2(min(_ceil(n * n, min(max_kernel, 3) ** 2), n, cg_max))
+    if not isinstance(sets, int) or sets < 1 or sets & (sets - 1):
+        raise ValueError(f"sets: {sets!r} must be a power of two")
+    P = sets
     R, Q = max(max_kernel, max(WINDOW_STRIDES)), max(max_kernel, n)
     cg_field = ceil_log2(_ceil(cg_max, P))
     xd_max = _ceil(max_width + 2 * (max_kernel - 1), Q) + 1
-    group_max = max(window_par(n, ui, L, P, k) * ui * k * k for k in range(1, max_kernel + 1))
+    group_max = max(window_par(ui, L, P, max_kernel, k) * ui * k * k for k in range(1, max_kernel + 1))
     return WindowBuffer(n=n, unroll_in=ui, act_bits=cfg.act_bits, lanes=L, max_width=max_width,
                         max_channels=max_channels, max_kernel=max_kernel, sets=P, rows=R, cols=Q, cg_max=cg_max,
                         cg_field=cg_field, xd_max=xd_max, depth=xd_max * 2 * (1 << cg_field),
@@ -696,7 +715,7 @@ def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H
                          f"{pe_geometry(cfg).depth}")
     ui = buf.unroll_in
     n_cg = _ceil(C, ui)
-    par = window_par(buf.n, ui, buf.lanes, buf.sets, kernel)
+    par = window_par(ui, buf.lanes, buf.sets, buf.max_kernel, kernel)
     return WindowGeometry(d=d, n_cg=n_cg, c_last=C - (n_cg - 1) * ui, nxb=_ceil(W, buf.n), par=par,
                           group=par * ui * kernel * kernel)
 
@@ -714,26 +733,40 @@ def window_cycles(g: WindowGeometry, buf: WindowBuffer) -> int:
     """Cycles from ``start`` (cycle 0) up to and including the one in which the last chunk is
     taken, with an input that never stalls and an output that is always ready.
 
-    Fill: a window row's first group is taken ``READ_LATENCY`` cycles after the last beat
+    Fill: a window row's first read is taken ``READ_LATENCY`` cycles after the last beat
     of its rows (or once the previous pixel is out); steady state: one pixel per
     :attr:`WindowGeometry.period`. An image row of ``row_beats`` beats starts when the
-    previous one is in and the gearbox has started the window row that frees its slot; the
-    next pass starts the cycle after the write side has its rows in and has seen the pass's
-    last group taken."""
-    t, pix_end, restart = 0, 0, 0
-    for _ in range(g.d.n_kb):
-        t, pix_end = _pass_timing(g, buf.rows, max(t, restart) + 1, pix_end)
-        restart = pix_end - g.period + g.last_take + 1
-    return pix_end + 1
+    previous one is in and its slot is free: the gearbox has started the window row of its
+    pass that frees it, or, one pass ahead, the window row of the previous pass above which
+    the row's ring position lies (or that pass is done). A pass's rows start the cycle after
+    the previous pass's are in and the gearbox has finished the pass before that. The last
+    chunk also waits for the last input beat (rows that no window needs are still taken)."""
+    t, pix_end, prev, done = 0, 0, None, []
+    for kb in range(g.d.n_kb):
+        first = max(t, done[kb - 2] if kb >= 2 else 0) + 1
+        t, pix_end, first_take = _pass_timing(g, buf.rows, first, pix_end, prev)
+        done.append(pix_end - g.period + g.last_take + 1)   # the gearbox shows the pass done
+        prev = first_take, done[-1]
+    return max(pix_end, t) + 1
 
 
-def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, int]:
-    """One pass from its first beat in cycle ``t``: the cycle after its last beat and the cycle
-    in which its last chunk leaves."""
+def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int,
+                 prev: tuple[list[int], int] | None) -> tuple[int, int, list[int]]:
+    """One pass from its first beat in cycle ``t`` (``prev``: the previous pass's window rows'
+    first takes and the cycle its end shows): the cycle after its last beat, the cycle in
+    which its last chunk leaves and its window rows' first takes."""
     d = g.d
     k, s, p = d.kh, d.stride, d.pad
     row_end: list[int] = []      # per image row: the cycle after its last beat
-    first_take: list[int] = []   # per window row: the cycle its first group is taken
+    first_take: list[int] = []   # per window row: the cycle its first read is taken
+
+    def free_ahead(ys):
+        """The cycle from which row ``ys``'s slot is free of the previous pass's rows."""
+        thr = ys + d.H - 2 * R
+        if prev is None or thr < 0:
+            return 0
+        takes, end = prev
+        return next((c + 1 for oy, c in enumerate(takes) if oy * s > thr), end)
 
     def load_until(r):
         nonlocal t
@@ -741,6 +774,8 @@ def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, 
             ys = len(row_end) + p
             if ys >= 2 * R:       # the slot frees once window row oy (top > ys - 2R) has begun
                 t = max(t, first_take[(ys - 2 * R) // s + 1] + 1)
+            else:
+                t = max(t, free_ahead(ys))
             t += g.row_beats
             row_end.append(t)
 
@@ -751,7 +786,7 @@ def _pass_timing(g: WindowGeometry, R: int, t: int, pix_end: int) -> tuple[int, 
         first_take.append(take)
         pix_end = take + d.Wo * g.period
     load_until(d.H - 1)
-    return t, pix_end
+    return t, pix_end, first_take
 
 
 # -- the compute core (rtl.core) --------------------------------------------------------------
@@ -963,3 +998,10 @@ def core_pool_cycles(p: PoolGeometry, groups: int, max_pool: int) -> int:
     last position holds an output (:func:`pool_ends_on_output`), that beat leaves the pool in
     its last cycle and the packer's register one later; otherwise it left earlier."""
     return ELTWISE_START + pool_cycles(p, groups, max_pool) + (SEGMENT_PACK_LATENCY if pool_ends_on_output(p) else 0)
+
+
+def eltwise_multipliers(cfg: AcceleratorConfig) -> int:
+    """Multipliers of the core's element-wise unit beside the PE array's: the add's two per lane
+    (``n * unroll_in`` lanes: a row segment a cycle) and the avgpool requant's one per pool lane
+    (``unroll_in``)."""
+    return 2 * cfg.n * cfg.unroll_in + cfg.unroll_in
