@@ -1,45 +1,72 @@
 """One compute core: Winograd F(m x m, 3 x 3) and direct k x k / stride s convolution on the
-same ``unroll`` x ``unroll_in`` x n² multipliers, a mode per command.
+same ``unroll`` x ``unroll_in`` x n² multipliers, ``linear`` as a direct 1x1 convolution of a
+1x1 image, and the element-wise modes ``add``, ``maxpool`` and ``avgpool``: every
+``wino_gen.isa.MODES`` mode, one per command.
 
 ::
 
                  ┌─ Winograd: TileBuffer ◄ LayerController ─► InputTransform ─► V requant ─┐
     x beats ─────┤                                                                         ├─► PEArray ─┐
-                 └─ direct:   WindowGenerator ─► DirectSteps (tags) ───────────────────────┘   (dual)   │
-    w beats ─────────────────────────────────────────────────────────────────────────────────────► ┘    │
-                 ┌─ Winograd: Serializer ─► OutputStage (M requant, Aᵀ M A, bias, y requant) ─┐◄──────┘
-    o beats ◄────┤                                                                            │
-                 └─ direct:   DirectOutput (bias, y requant, ReLU) ───────────────────────────┘
+                 ├─ direct:   WindowGenerator ─► DirectSteps (tags) ───────────────────────┘   (dual)   │
+                 │  (linear)                                                                            │
+    w beats ─────┼────────────────────────────────────────────────────────────────────────────► ┘    │
+                 │  ┌─ Winograd: Serializer ─► OutputStage (M requant, Aᵀ M A, bias, y requant) ─┐◄───┘
+    o beats ◄────┼──┤                                                                            │
+                 │  └─ direct:   DirectOutput (bias, y requant, ReLU) ───────────────────────────┘
+                 └─ element-wise (EltwiseModes): x, x2 ─► EltwiseAdd ──────────────────────► o
+                                                 x ─► SegmentSplitter ─► Pool ─► SegmentPacker ─► o
 
 The PE array is :class:`rtl.pe.PEArray` with ``modes=("winograd", "direct")``: one accumulator
 per tap in both modes and, for direct mode, a tree over the taps behind them
 (:func:`wino_gen.schedule.dual_pe`). ``direct_only=True`` compiles Winograd mode out: the
 direct engine's own array (one tree over the chunk, one accumulator per channel) behind the
-same window generator, with the same multipliers: the baseline at equal multipliers.
+same window generator, with the same multipliers: the baseline at equal multipliers. Both
+builds carry the element-wise unit (:func:`wino_gen.schedule.eltwise_multipliers` more
+multipliers: the add's and the avgpool requant's).
 
 Interface (all streams valid/ready, any stall allowed):
 
 - ``layer`` (:func:`core_layer_layout`): ``mode`` (numbered as ``wino_gen.isa.MODES``), the
   Winograd engine's config word (``wino``, :func:`rtl.top.winograd_layer_layout`; absent in a
-  direct-only build) and the windowed direct engine's (``direct``,
-  :func:`rtl.window.windowed_direct_layout`). Hold it during a command; pulse ``start`` while
-  ``busy`` is low. ``busy`` stays high until the command's last output beat is taken, so
-  every command finds the pipeline empty and a mode switch needs nothing else. (The name
-  ``layer`` is the tops' config port's: ``sim.backend`` runs a core command like a top.)
-- ``x``: :func:`rtl.tilebuf.input_beat_layout` beats, in the mode's order: the tile buffer's
-  (``wino_gen.schedule.winograd_x_order``, padded columns) or the window generator's
-  (``wino_gen.schedule.window_x_order``, the image once per output-channel block).
-- ``w``: :func:`rtl.pe.weight_stream_layout` words in ``winograd_w_order`` / ``direct_w_order``.
-- ``o``: one stream of :func:`core_out_layout`: ``max(m², unroll)`` activations, a Winograd
-  beat (m x m outputs of one tile and channel) in the first m², a direct beat (``unroll``
-  channels of one pixel) in the first ``unroll``, the rest zero. Element ``i`` sits where the
+  direct-only build), the windowed direct engine's (``direct``, also ``linear``'s:
+  :func:`rtl.window.windowed_direct_layout`) and the element-wise unit's (``elt``,
+  :func:`eltwise_layer_layout`, :func:`eltwise_word`). Hold it during a command; pulse
+  ``start`` while ``busy`` is low. ``busy`` stays high until the command's last output beat is
+  taken (and a pooling's unit has walked its last positions), so every command finds the
+  pipeline empty and a mode switch needs nothing else. (The name ``layer`` is the tops' config
+  port's: ``sim.backend`` runs a core command like a top.)
+- ``x``: :func:`rtl.tilebuf.input_beat_layout` beats (n columns of one row, ``unroll_in``
+  channels each), in the mode's order: the tile buffer's (``wino_gen.schedule.winograd_x_order``,
+  padded columns), the window generator's (``wino_gen.schedule.window_x_order``, the image
+  once per output-channel block; ``linear``: its C inputs as the channels of a 1x1 image), or,
+  for the element-wise modes, **row segments** in ``wino_gen.schedule.segment_order``:
+  channel group ``cg`` -> row ``y`` -> segment ``xb``, the beat holding columns
+  ``xb*n .. xb*n+n-1`` of channels ``cg*unroll_in ..`` (element ``[column][channel]``), zeros
+  past the row and past C (:func:`rtl.eltwise.segment_beats`). That is the beat an
+  activation reader already makes from a ``[C][H][W]`` region (``unroll_in`` windows of n
+  bytes), walked group-major so that the pool's line buffer holds k rows of one group.
+- ``x2``: ``add``'s second operand (``b`` of ``golden.add``; ``x`` is ``a``), the same
+  segments in the same order, beside ``x``; unused (never ready) in every other mode. A
+  stream of its own rather than beats interleaved on ``x``: the add takes a segment of each a
+  cycle (as fast as the readers deliver, no pairing register), the reader for it is a second
+  instance of the first at ``in2_addr``, and nothing else in the core changes its order.
+- ``w``: :func:`rtl.pe.weight_stream_layout` words in ``winograd_w_order`` / ``direct_w_order``
+  (none in the element-wise modes).
+- ``o``: one stream of :func:`core_out_layout`: ``max(m², unroll, n * unroll_in)``
+  activations, a Winograd beat (m x m outputs of one tile and channel) in the first m², a
+  direct beat (``unroll`` channels of one pixel) in the first ``unroll``, an element-wise
+  beat (a row segment of the output, ``segment_order`` of the ``[C, Ho, Wo]`` result, zeros
+  past the row) in the first ``n * unroll_in``, the rest zero. Element ``i`` sits where the
   engines' own layouts put it, so their host decoders read a core beat unchanged, and one
-  activation writer takes both kinds.
+  activation writer takes all three kinds (a segment: ``unroll_in`` writes of up to n bytes).
+
+Cycles: ``wino_gen.perf.core_cycles`` (convolutions, linear) and
+``wino_gen.perf.core_eltwise_cycles`` (``schedule.core_add_cycles``, ``core_pool_cycles``).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,6 +74,7 @@ from wino_gen.config import AcceleratorConfig
 from wino_gen.isa import LAYOUTS, MODES
 from wino_gen.options import BuildOptions
 from wino_gen.schedule import (
+    PoolGeometry,
     core_outputs_in_flight,
     core_window,
     direct_view,
@@ -55,6 +83,16 @@ from wino_gen.schedule import (
 )
 
 from .arith import rq_pipeline
+from .eltwise import (
+    EltwiseAdd,
+    Pool,
+    SegmentPacker,
+    SegmentSplitter,
+    add_params_layout,
+    pool_cmd_layout,
+    pool_fields,
+    segment_layout,
+)
 from .pe import PEArray, Serializer, step_tag_layout, weight_stream_layout
 from .pipeline import delay, stage_enable
 from .requant import Requantizer
@@ -71,10 +109,19 @@ from .top import (
 from .transform import InputTransform, OutputStage
 from .window import WindowGenerator, windowed_direct_layout
 
-#: The ``wino_gen.isa`` COMPUTE modes a core runs.
-CORE_MODES = ("winograd", "direct")
+#: The PE array's modes (:class:`rtl.pe.PEArray` ``modes``).
+PE_MODES = ("winograd", "direct")
+#: Modes on the direct datapath: ``linear`` is a 1x1 convolution of a 1x1 image.
+DIRECT_MODES = ("direct", "linear")
+#: Modes on the element-wise unit (:class:`EltwiseModes`).
+ELTWISE_MODES = ("add", "maxpool", "avgpool")
+#: The ``wino_gen.isa`` COMPUTE modes a core runs: all of them.
+CORE_MODES = ("winograd", *DIRECT_MODES, *ELTWISE_MODES)
+assert set(CORE_MODES) == set(MODES)
 #: Width of the command's ``mode`` field: the instruction format's.
 MODE_BITS = next(f.bits for f in LAYOUTS["COMPUTE"] if f.name == "mode")
+#: Largest pooling window a core is built for by default: ResNet's stem maxpool (3x3 s2).
+DEFAULT_MAX_POOL = 3
 
 
 def mode_number(mode: str) -> int:
@@ -84,25 +131,117 @@ def mode_number(mode: str) -> int:
     return MODES.index(mode)
 
 
-def core_layer_layout(cfg: AcceleratorConfig, max_kernel: int, *, direct_only: bool = False) -> data.StructLayout:
+def _mode_in(field, modes) -> Value:
+    """``field`` names one of ``modes``."""
+    return Cat(*(field == mode_number(md) for md in modes)).any()
+
+
+def _max_groups(cfg: AcceleratorConfig) -> int:
+    """Channel groups of ``unroll_in`` channels in the widest tensor."""
+    return -(-cfg.max_channels // cfg.unroll_in)
+
+
+def eltwise_layer_layout(cfg: AcceleratorConfig, max_pool: int) -> data.StructLayout:
+    """The element-wise modes' config word: ``beats`` (the command's ``o`` beats), the add's
+    parameters (:func:`rtl.eltwise.add_params`) and the pooling command
+    (:meth:`rtl.eltwise.Pool.command`, whose ``w``/``ow`` are also the segment widths)."""
+    beats = _max_groups(cfg) * cfg.max_width * (-(-cfg.max_width // cfg.n))
+    return data.StructLayout({"beats": unsigned(beats.bit_length()), "add": add_params_layout(),
+                              "pool": pool_cmd_layout(cfg.max_width, max_pool, _max_groups(cfg))})
+
+
+def core_layer_layout(cfg: AcceleratorConfig, max_kernel: int, *, direct_only: bool = False,
+                      max_pool: int = DEFAULT_MAX_POOL) -> data.StructLayout:
     """The command port: the mode and each built mode's config word."""
     fields = {"mode": unsigned(MODE_BITS)}
     if not direct_only:
         fields["wino"] = winograd_layer_layout(cfg)
     fields["direct"] = windowed_direct_layout(core_window(cfg, max_kernel), direct_view(cfg))
+    fields["elt"] = eltwise_layer_layout(cfg, max_pool)
     return data.StructLayout(fields)
 
 
 def core_out_layout(cfg: AcceleratorConfig) -> data.ArrayLayout:
-    return data.ArrayLayout(signed(cfg.act_bits), max(cfg.tile ** 2, cfg.unroll))
+    """``o``: room for a Winograd beat (m²), a direct beat (``unroll``) and a row segment
+    (``n * unroll_in``)."""
+    return data.ArrayLayout(signed(cfg.act_bits), max(cfg.tile ** 2, cfg.unroll, cfg.n * cfg.unroll_in))
 
 
 def command_word(layout: data.StructLayout, mode: str, word: int) -> int:
     """A command of ``layout`` (:func:`core_layer_layout`): ``mode`` and its config word
-    ``word`` (packed for the mode's field: ``WinogradLayer.word``, or the windowed direct
-    engine's word); the other mode's field is zero."""
-    field = "wino" if mode == "winograd" else "direct"
+    ``word`` (packed for the mode's field: ``WinogradLayer.word``, the windowed direct
+    engine's word, or :func:`eltwise_word`); the other modes' fields are zero."""
+    field = "wino" if mode == "winograd" else "direct" if mode in DIRECT_MODES else "elt"
     return mode_number(mode) << layout["mode"].offset | word << layout[field].offset
+
+
+def eltwise_word(layout: data.StructLayout, *, beats: int, add: dict | None = None, pool: dict | None = None) -> int:
+    """The ``elt`` field of a command: an add (``add``: :func:`rtl.eltwise.add_params`) or a
+    pooling (``pool``: :meth:`rtl.eltwise.Pool.command`) of ``beats`` output beats."""
+    value = layout["elt"].shape.const({"beats": beats, "add": add or {}, "pool": pool or {}})
+    return value.as_value().value
+
+
+class EltwiseModes(wiring.Component):
+    """The core's ``add``, ``maxpool`` and ``avgpool`` on row segments (module doc): ``x`` and
+    ``x2`` straight into :class:`rtl.eltwise.EltwiseAdd` (``n * unroll_in`` lanes, a segment a
+    cycle), or ``x`` through :class:`rtl.eltwise.SegmentSplitter` into
+    :class:`rtl.eltwise.Pool` (``unroll_in`` lanes, a position a cycle) and
+    :class:`rtl.eltwise.SegmentPacker` back into segments. ``add`` says which; ``start``
+    begins a command (a pooling's ``cmd`` beat is offered from the next cycle); ``busy``
+    until its ``layer.beats``-th output beat is taken and the pool is free for the next.
+    Cycles: :func:`wino_gen.schedule.core_add_cycles`, :func:`~wino_gen.schedule.core_pool_cycles`."""
+
+    def __init__(self, cfg: AcceleratorConfig, max_pool: int):
+        if not isinstance(max_pool, int) or not 2 <= max_pool <= cfg.max_width:
+            raise ValueError(f"max_pool: {max_pool!r} must be an integer in 2..{cfg.max_width} (cfg.max_width)")
+        self.cfg, self.max_pool = cfg, max_pool
+        seg = stream.Signature(segment_layout(cfg.act_bits, cfg.n, cfg.unroll_in))
+        super().__init__({
+            "layer": In(eltwise_layer_layout(cfg, max_pool)), "add": In(1), "start": In(1), "busy": Out(1),
+            "x": In(seg), "x2": In(seg), "o": Out(seg),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay, n, ui = self.cfg, self.layer, self.cfg.n, self.cfg.unroll_in
+        seg = dict(n=n, lanes=ui, act_bits=cfg.act_bits, max_width=cfg.max_width)
+        m.submodules.adder = adder = EltwiseAdd(lanes=n * ui, act_bits=cfg.act_bits)
+        m.submodules.split = split = SegmentSplitter(**seg)
+        m.submodules.pool = pool = Pool(lanes=ui, max_width=cfg.max_width, max_kernel=self.max_pool,
+                                        max_groups=_max_groups(cfg), act_bits=cfg.act_bits)
+        m.submodules.packer = packer = SegmentPacker(**seg)
+        add = self.add
+        m.d.comb += [adder.params.eq(lay.add), split.w.eq(lay.pool.w), packer.w.eq(lay.pool.ow),
+                     pool.cmd.payload.eq(lay.pool)]
+        for c in range(n):
+            for ch in range(ui):
+                m.d.comb += [adder.a.payload.data[c * ui + ch].eq(self.x.payload[c][ch]),
+                             adder.b.payload.data[c * ui + ch].eq(self.x2.payload[c][ch]),
+                             self.o.payload[c][ch].eq(Mux(add, adder.o.payload.data[c * ui + ch],
+                                                          packer.o.payload[c][ch]))]
+        m.d.comb += [adder.a.valid.eq(self.x.valid & add), adder.b.valid.eq(self.x2.valid & add),
+                     split.i.valid.eq(self.x.valid & ~add), split.i.payload.eq(self.x.payload),
+                     self.x.ready.eq(Mux(add, adder.a.ready, split.i.ready)), self.x2.ready.eq(adder.b.ready & add),
+                     self.o.valid.eq(Mux(add, adder.o.valid, packer.o.valid)),
+                     adder.o.ready.eq(self.o.ready & add), packer.o.ready.eq(self.o.ready & ~add)]
+        wiring.connect(m, split.o, pool.i)
+        wiring.connect(m, pool.o, packer.i)
+        pend = Signal()                              # the pooling command not yet taken
+        with m.If(pool.cmd.ready):
+            m.d.sync += pend.eq(0)
+        with m.If(self.start & ~add):
+            m.d.sync += pend.eq(1)
+        m.d.comb += pool.cmd.valid.eq(pend)
+        left = Signal.like(lay.beats)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += left.eq(left - 1)
+        with m.If(self.start):
+            m.d.sync += left.eq(lay.beats)
+        # busy until the last output is taken and the pool has walked its trailing positions
+        # (rows and columns no window reaches: their input beats still come in) and drained
+        m.d.comb += self.busy.eq((left != 0) | pend | ~pool.cmd.ready)
+        return m
 
 
 class DirectSteps(wiring.Component):
@@ -185,13 +324,17 @@ class Core(wiring.Component):
     """The compute core (module doc). ``cfg``: the multipliers, widths and buffer limits (a
     Winograd config; a direct-only build takes either algo). ``max_kernel``: the largest
     direct kernel side the window generator holds (``wino_gen.limits.WINDOW_KERNEL_RANGE``,
-    at most ``cfg.max_width``). ``direct_only``: Winograd mode compiled out. ``options``: as
-    for the tops (:class:`~wino_gen.options.BuildOptions`)."""
+    at most ``cfg.max_width``). ``max_pool``: the largest pooling window side (2 ..
+    ``cfg.max_width``; a global average pool's is the image's). ``direct_only``: Winograd mode
+    compiled out. ``options``: as for the tops (:class:`~wino_gen.options.BuildOptions`)."""
 
-    def __init__(self, cfg: AcceleratorConfig, *, max_kernel: int, direct_only: bool = False,
-                 options: BuildOptions = DEFAULT_OPTIONS):
-        if not isinstance(max_kernel, int) or isinstance(max_kernel, bool):
-            raise ValueError(f"max_kernel: expected an integer, got {max_kernel!r}")
+    def __init__(self, cfg: AcceleratorConfig, *, max_kernel: int, max_pool: int = DEFAULT_MAX_POOL,
+                 direct_only: bool = False, options: BuildOptions = DEFAULT_OPTIONS):
+        for name, v in (("max_kernel", max_kernel), ("max_pool", max_pool)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"{name}: expected an integer, got {v!r}")
+        if not 2 <= max_pool <= cfg.max_width:
+            raise ValueError(f"max_pool: {max_pool} must be in 2..{cfg.max_width} (cfg.max_width)")
         if not direct_only and cfg.algo != "winograd":
             raise ValueError("cfg.algo: a core with Winograd mode needs algo='winograd' (or direct_only=True)")
         if not direct_only and getattr(cfg, "weights", "winograd") != "winograd":
@@ -200,25 +343,61 @@ class Core(wiring.Component):
             raise ValueError("cfg.weights: the core's Winograd mode takes U words (weights='winograd')")
         self.buf = core_window(cfg, max_kernel)          # ValueError naming max_kernel
         self.cfg, self.dcfg = cfg, direct_view(cfg)
-        self.max_kernel, self.direct_only = max_kernel, direct_only
+        self.max_kernel, self.max_pool, self.direct_only = max_kernel, max_pool, direct_only
         self.options = options
         super().__init__({
-            "layer": In(core_layer_layout(cfg, max_kernel, direct_only=direct_only)),
+            "layer": In(core_layer_layout(cfg, max_kernel, direct_only=direct_only, max_pool=max_pool)),
             "start": In(1),
             "busy": Out(1),
             "x": In(stream.Signature(input_beat_layout(cfg))),
+            "x2": In(stream.Signature(input_beat_layout(cfg))),
             "w": In(stream.Signature(weight_stream_layout(cfg))),
             "o": Out(stream.Signature(core_out_layout(cfg))),
         })
+
+    def pool_fields(self, g: PoolGeometry, *, groups: int, avg: bool, mult: int = 1, shift: int = 0) -> dict:
+        """The ``elt.pool`` field of a pooling command (:func:`rtl.eltwise.pool_fields` with
+        this core's limits: ValueError naming what it cannot take)."""
+        return pool_fields(g, max_width=self.cfg.max_width, max_kernel=self.max_pool,
+                           max_groups=_max_groups(self.cfg), groups=groups, avg=avg, mult=mult, shift=shift)
 
     def _pe(self) -> PEArray:
         opt = self.options
         if self.direct_only:
             return PEArray(self.dcfg, mac16=opt.ice40_mac16, blackbox_ram=opt.blackbox_ram)
-        return PEArray(self.cfg, modes=CORE_MODES, mac16=opt.ice40_mac16, blackbox_ram=opt.blackbox_ram)
+        return PEArray(self.cfg, modes=PE_MODES, mac16=opt.ice40_mac16, blackbox_ram=opt.blackbox_ram)
 
     def elaborate(self, platform):
         m = Module()
+        cx = stream.Signature(input_beat_layout(self.cfg)).create()     # the convolutions' x and o
+        co = stream.Signature(core_out_layout(self.cfg)).create()
+        conv_busy = self._conv(m, cx, co)
+        self._eltwise(m, cx, co, conv_busy)
+        return m
+
+    def _eltwise(self, m, cx, co, conv_busy):
+        """The element-wise unit beside the convolutions: ``x`` to the mode's side, ``x2`` to
+        the unit, ``o`` from the mode's side (a segment in the first ``n * unroll_in``)."""
+        cfg, lay = self.cfg, self.layer
+        m.submodules.elt = elt = EltwiseModes(cfg, self.max_pool)
+        is_elt = Signal()
+        m.d.comb += [is_elt.eq(_mode_in(lay.mode, ELTWISE_MODES)), elt.layer.eq(lay.elt),
+                     elt.add.eq(lay.mode == mode_number("add")), elt.start.eq(self.start & is_elt)]
+        wiring.connect(m, wiring.flipped(self.x2), elt.x2)
+        m.d.comb += [cx.valid.eq(self.x.valid & ~is_elt), cx.payload.eq(self.x.payload),
+                     elt.x.valid.eq(self.x.valid & is_elt), elt.x.payload.eq(self.x.payload),
+                     self.x.ready.eq(Mux(is_elt, elt.x.ready, cx.ready)),
+                     self.o.valid.eq(Mux(is_elt, elt.o.valid, co.valid)),
+                     co.ready.eq(self.o.ready & ~is_elt), elt.o.ready.eq(self.o.ready & is_elt),
+                     self.busy.eq(conv_busy | elt.busy)]
+        zero = Const(0, signed(cfg.act_bits))
+        for e in range(len(self.o.payload)):
+            c, ch = divmod(e, cfg.unroll_in)
+            se = elt.o.payload[c][ch] if c < cfg.n else zero
+            m.d.comb += self.o.payload[e].eq(Mux(is_elt, se, co.payload[e]))
+
+    def _conv(self, m, x, o):
+        """The convolution modes (winograd, direct, linear) between ``x`` and ``o``."""
         cfg, dcfg, lay, opt = self.cfg, self.dcfg, self.layer, self.options
         m.submodules.pe = pe = self._pe()
         m.submodules.gen = gen = WindowGenerator(dcfg, max_width=self.buf.max_width,
@@ -228,7 +407,7 @@ class Core(wiring.Component):
         sum_bits = pe.acc_bits if self.direct_only else pe.sum_bits
         m.submodules.dout = dout = DirectOutput(dcfg, sum_bits)
         direct = Signal()
-        m.d.comb += direct.eq(1 if self.direct_only else lay.mode == mode_number("direct"))
+        m.d.comb += direct.eq(_mode_in(lay.mode, DIRECT_MODES))
         eng = lay.direct.eng
         m.d.comb += [gen.layer.eq(lay.direct.win), steps.layer.eq(eng), dout.layer.eq(eng),
                      gen.start.eq(self.start & direct), steps.start.eq(self.start & direct),
@@ -237,20 +416,19 @@ class Core(wiring.Component):
         wiring.connect(m, gen.o, steps.i)
         if self.direct_only:
             wiring.connect(m, steps.o, pe.i)
-            wiring.connect(m, wiring.flipped(self.x), gen.x)
+            wiring.connect(m, x, gen.x)
             m.d.comb += pe.steps.eq(eng.n_step)
             self._direct_tail(m, pe, dout, lambda k: pe.o.payload.acc[k][0])
-            m.d.comb += [self.o.valid.eq(dout.o.valid), dout.o.ready.eq(self.o.ready)]
-            self._out_payload(m, direct, None, dout.o.payload)
+            m.d.comb += [o.valid.eq(dout.o.valid), dout.o.ready.eq(o.ready)]
+            self._out_payload(m, o, direct, None, dout.o.payload)
             issued = steps.o.valid & steps.o.ready & steps.o.payload.tag.last
-            self._busy(m, steps.busy, issued)
-            return m
-        wino_x, wino_steps, wino_busy, wino_o = self._winograd_front(m, direct)
+            return self._busy(m, o, steps.busy, issued)
+        wino_x, wino_steps, wino_busy, wino_o = self._winograd_front(m)
         m.d.comb += [pe.mode.eq(direct), pe.steps.eq(Mux(direct, eng.n_step, lay.wino.geom.n_cg))]
         # x: to the mode's buffer only (the other one's ready may be high on stale fields)
-        m.d.comb += [wino_x.valid.eq(self.x.valid & ~direct), wino_x.payload.eq(self.x.payload),
-                     gen.x.valid.eq(self.x.valid & direct), gen.x.payload.eq(self.x.payload),
-                     self.x.ready.eq(Mux(direct, gen.x.ready, wino_x.ready))]
+        m.d.comb += [wino_x.valid.eq(x.valid & ~direct), wino_x.payload.eq(x.payload),
+                     gen.x.valid.eq(x.valid & direct), gen.x.payload.eq(x.payload),
+                     x.ready.eq(Mux(direct, gen.x.ready, wino_x.ready))]
         # PE input: the mode's step source
         src = Signal(pe.i.payload.shape())
         m.d.comb += src.tag.eq(wino_steps.payload.tag)
@@ -268,23 +446,22 @@ class Core(wiring.Component):
                      pe.o.ready.eq(Mux(direct, dout.i.ready, ser.i.ready))]
         # o: the mode's beats, zero-extended to the core's layout
         wo, do = ost.o, dout.o
-        m.d.comb += [self.o.valid.eq(Mux(direct, do.valid, wo.valid)),
-                     wo.ready.eq(self.o.ready & ~direct), do.ready.eq(self.o.ready & direct)]
-        self._out_payload(m, direct, wo.payload.data, do.payload)
+        m.d.comb += [o.valid.eq(Mux(direct, do.valid, wo.valid)),
+                     wo.ready.eq(o.ready & ~direct), do.ready.eq(o.ready & direct)]
+        self._out_payload(m, o, direct, wo.payload.data, do.payload)
         issued = Mux(wino_o, cfg.unroll, 0) + (steps.o.valid & steps.o.ready & steps.o.payload.tag.last)
-        self._busy(m, wino_busy | steps.busy, issued)
-        return m
+        return self._busy(m, o, wino_busy | steps.busy, issued)
 
-    def _out_payload(self, m, direct, wino, dir_):
+    def _out_payload(self, m, o, direct, wino, dir_):
         """``o``'s elements: the mode's beat (``wino``: m² outputs, ``dir_``: ``unroll``; a
         missing mode gives zeros), zero beyond its length."""
         zero = Const(0, signed(self.cfg.act_bits))
-        for e in range(len(self.o.payload)):
+        for e in range(len(o.payload)):
             we = wino[e] if wino is not None and e < len(wino) else zero
             de = dir_[e] if e < len(dir_) else zero
-            m.d.comb += self.o.payload[e].eq(Mux(direct, de, we))
+            m.d.comb += o.payload[e].eq(Mux(direct, de, we))
 
-    def _winograd_front(self, m, direct):
+    def _winograd_front(self, m):
         """The Winograd engine's front: layer controller, tile buffer (its skid buffer as the
         options say), input transform, V requant. Returns the tile buffer's ``x`` port, the V
         requant's output, the controller's ``busy`` and whether a tile's last step command is
@@ -299,7 +476,7 @@ class Core(wiring.Component):
         m.submodules.vrq = vrq = Requantizer(groups=cfg.unroll_in, lanes=S, in_bits=cfg.widths.in_full,
                                              out_bits=cfg.transform_bits, n_params=n_p,
                                              mult_bits=_mult_bits(cfg), tag_shape=tag)
-        start = self.start & ~direct
+        start = self.start & (lay.mode == mode_number("winograd"))
         m.d.comb += [ctrl.geom.eq(lay.wino.geom), ctrl.start.eq(start),
                      tbuf.geom.eq(lay.wino.geom), tbuf.start.eq(start), vrq.params.eq(lay.wino.v)]
         wiring.connect(m, ctrl.cmd, tbuf.cmd)
@@ -335,9 +512,11 @@ class Core(wiring.Component):
         if self.direct_only:
             m.d.comb += [dout.i.valid.eq(pe.o.valid), pe.o.ready.eq(dout.i.ready)]
 
-    def _busy(self, m, source_busy, issued):
-        """``busy``: a step source still running, or output beats owed: ``issued`` beats are
+    def _busy(self, m, o, source_busy, issued):
+        """The convolutions' ``busy``: a step source still running, or output beats owed: ``issued`` beats are
         added when a tile's (pixel's) last step is issued, one taken off per ``o`` beat."""
         owed = Signal(range(core_outputs_in_flight(self.cfg, direct_only=self.direct_only) + 1))
-        m.d.sync += owed.eq(owed + issued - (self.o.valid & self.o.ready))
-        m.d.comb += self.busy.eq(source_busy | (owed != 0))
+        m.d.sync += owed.eq(owed + issued - (o.valid & o.ready))
+        busy = Signal()
+        m.d.comb += busy.eq(source_busy | (owed != 0))
+        return busy

@@ -11,6 +11,12 @@ Winograd ``x`` order) is what lets the pool's line buffer hold k rows of one gro
 k rows of every channel. ``add`` is order-free: lane ``l`` of beat ``t`` of ``a`` meets lane
 ``l`` of beat ``t`` of ``b``.
 
+The compute core (``rtl.core``) streams row segments instead (n columns of one row,
+``lanes`` channels each: its ``x`` beat): :class:`SegmentSplitter` turns them into this
+order's pixels for :class:`Pool` and :class:`SegmentPacker` back; :class:`EltwiseAdd` takes
+them whole, one lane a segment element. :func:`segment_beats` / :func:`segment_image` are the
+host side (``wino_gen.schedule.segment_order``).
+
 Both are stall-as-a-whole pipelines (:func:`rtl.pipeline.stage_enable`): ``o`` not ready
 freezes every stage, nothing is lost.
 
@@ -21,6 +27,7 @@ assert at elaboration that their structure has the schedule's stage counts.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -33,7 +40,16 @@ from wino_gen.limits import (
     SHIFT_BITS,
     int_range,
 )
-from wino_gen.schedule import ADD_LATENCY, PoolGeometry, ceil_log2, pool_latency, rq_latency, tree_levels
+from wino_gen.schedule import (
+    ADD_LATENCY,
+    PoolGeometry,
+    SegmentGeometry,
+    ceil_log2,
+    pool_latency,
+    rq_latency,
+    segment_order,
+    tree_levels,
+)
 
 from .arith import rq_pipeline
 from .pipeline import delay, payload_layout, stage_enable
@@ -130,6 +146,25 @@ def pool_cmd_layout(max_width: int, max_kernel: int, max_groups: int) -> data.St
     })
 
 
+def pool_fields(g: PoolGeometry, *, max_width: int, max_kernel: int, max_groups: int, groups: int, avg: bool,
+                mult: int = 1, shift: int = 0) -> dict:
+    """The ``cmd`` beat (:func:`pool_cmd_layout`) for pooling ``groups`` channel groups with
+    geometry ``g`` on a unit of these limits; ValueError naming what the unit (or the format)
+    cannot take. ``avgpool`` has no padding in the format (``golden.avgpool``)."""
+    _check("kernel", g.kernel, 1, max_kernel)
+    _check("stride", g.stride, 1, max_kernel)
+    _check("H", g.H, 1, max_width)
+    _check("W", g.W, 1, max_width)
+    _check("groups", groups, 1, max_groups)
+    if avg:
+        _check("padding", g.padding, 0, 0)
+        _check("mult", mult, *AVGPOOL_MULT_RANGE)
+        _check("shift", shift, *AVGPOOL_SHIFT_RANGE)
+    return {"avg": int(avg), "kernel": g.kernel, "stride": g.stride, "pad": g.padding,
+            "h": g.H, "w": g.W, "rows": g.rows, "cols": g.cols, "oh": g.oh, "ow": g.ow,
+            "groups": groups, "mult": mult if avg else 1, "shift": shift if avg else 0}
+
+
 def _coord_bits(max_width: int, max_kernel: int) -> int:
     """Image coordinates up to ``max_width``, plus the padding columns and one stride past
     the last window end that the column counters reach."""
@@ -208,21 +243,10 @@ class Pool(wiring.Component):
         })
 
     def command(self, g: PoolGeometry, *, groups: int, avg: bool, mult: int = 1, shift: int = 0) -> dict:
-        """The ``cmd`` beat for pooling ``groups`` channel groups with geometry ``g``;
-        ValueError naming what this unit (or the format) cannot take. ``avgpool`` has no
-        padding in the format (``golden.avgpool``)."""
-        _check("kernel", g.kernel, 1, self.max_kernel)
-        _check("stride", g.stride, 1, self.max_kernel)
-        _check("H", g.H, 1, self.max_width)
-        _check("W", g.W, 1, self.max_width)
-        _check("groups", groups, 1, self.max_groups)
-        if avg:
-            _check("padding", g.padding, 0, 0)
-            _check("mult", mult, *AVGPOOL_MULT_RANGE)
-            _check("shift", shift, *AVGPOOL_SHIFT_RANGE)
-        return {"avg": int(avg), "kernel": g.kernel, "stride": g.stride, "pad": g.padding,
-                "h": g.H, "w": g.W, "rows": g.rows, "cols": g.cols, "oh": g.oh, "ow": g.ow,
-                "groups": groups, "mult": mult if avg else 1, "shift": shift if avg else 0}
+        """The ``cmd`` beat for pooling ``groups`` channel groups with geometry ``g``
+        (:func:`pool_fields` with this unit's limits)."""
+        return pool_fields(g, max_width=self.max_width, max_kernel=self.max_kernel, max_groups=self.max_groups,
+                           groups=groups, avg=avg, mult=mult, shift=shift)
 
     def elaborate(self, platform):
         m = Module()
@@ -340,3 +364,115 @@ class Pool(wiring.Component):
         column = [[rows1[lane], *(Mux(live1[b], banks[b][lane], ident) for b in range(nb))]
                   for lane in range(self.lanes)]
         return column, _delay_view(m, en, tag, 1, "tag_c")
+
+
+# -- row segments (the compute core's element-wise beats) -------------------------------------
+
+def segment_layout(act_bits: int, n: int, lanes: int) -> data.ArrayLayout:
+    """A row segment: ``n`` consecutive columns of one image row, ``lanes`` channels each
+    (``[column][lane]``), the compute core's ``x`` beat (:func:`rtl.tilebuf.input_beat_layout`)."""
+    return data.ArrayLayout(data.ArrayLayout(signed(act_bits), lanes), n)
+
+
+def _check_segments(n: int, lanes: int, act_bits: int, max_width: int):
+    for name, v, lo in (("n", n, 1), ("lanes", lanes, 1), ("act_bits", act_bits, 2), ("max_width", max_width, 1)):
+        if not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} ({v!r}) must be an integer >= {lo}")
+
+
+class SegmentSplitter(wiring.Component):
+    """Row segments -> pixels: each ``i`` segment gives its columns ``0 .. n-1`` as ``o``
+    beats of ``lanes`` channels, up to the image's last column (``w``, the image width: a row's
+    last segment holds ``w mod n`` real columns, the rest are skipped). One pixel a cycle: the
+    next segment is taken in the cycle the last pixel of the held one leaves, so a source of
+    one segment a cycle never starves a consumer of one pixel a cycle. ``w`` is configuration
+    (constant while beats are in flight); the column count restarts at each row's end."""
+
+    def __init__(self, *, n: int, lanes: int, act_bits: int, max_width: int):
+        _check_segments(n, lanes, act_bits, max_width)
+        self.n, self.lanes, self.max_width = n, lanes, max_width
+        super().__init__({
+            "w": In(range(max_width + 1)),
+            "i": In(stream.Signature(segment_layout(act_bits, n, lanes))),
+            "o": Out(stream.Signature(lanes_layout(act_bits, lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        seg = Signal(self.i.payload.shape())
+        full = Signal()
+        j = Signal(range(self.n))                   # column within the segment
+        x = Signal(range(self.max_width))           # column within the row
+        row_end = x == self.w - 1
+        last = (j == self.n - 1) | row_end
+        m.d.comb += [self.o.valid.eq(full), self.i.ready.eq(~full | (self.o.ready & last))]
+        with m.Switch(j):
+            for c in range(self.n):
+                with m.Case(c):
+                    m.d.comb += self.o.payload.data.eq(seg[c])
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [j.eq(Mux(last, 0, j + 1)), x.eq(Mux(row_end, 0, x + 1))]
+            with m.If(last):
+                m.d.sync += full.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [seg.eq(self.i.payload), full.eq(1)]
+        return m
+
+
+class SegmentPacker(wiring.Component):
+    """Pixels -> row segments, :class:`SegmentSplitter`'s inverse: ``n`` consecutive pixels of
+    a row (``w`` pixels a row) fill a segment's columns in order; a segment leaves when full
+    or at the row's end, its columns past the row zero. One register: a segment is offered the
+    cycle after its last pixel is taken; a pixel is refused only while a finished segment
+    waits."""
+
+    def __init__(self, *, n: int, lanes: int, act_bits: int, max_width: int):
+        _check_segments(n, lanes, act_bits, max_width)
+        self.n, self.lanes, self.max_width = n, lanes, max_width
+        super().__init__({
+            "w": In(range(max_width + 1)),
+            "i": In(stream.Signature(lanes_layout(act_bits, lanes))),
+            "o": Out(stream.Signature(segment_layout(act_bits, n, lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        part = Signal(self.o.payload.shape())       # the segment being filled (zero past j)
+        j = Signal(range(self.n))
+        x = Signal(range(self.max_width))
+        row_end = x == self.w - 1
+        done = (j == self.n - 1) | row_end
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [j.eq(Mux(done, 0, j + 1)), x.eq(Mux(row_end, 0, x + 1))]
+            with m.If(done):
+                m.d.sync += [self.o.valid.eq(1), part.eq(0)]
+            for c in range(self.n):
+                with m.If(j == c):
+                    with m.If(done):
+                        m.d.sync += self.o.payload[c].eq(self.i.payload.data)
+                    with m.Else():
+                        m.d.sync += part[c].eq(self.i.payload.data)
+                with m.Elif(done):
+                    m.d.sync += self.o.payload[c].eq(part[c])
+        return m
+
+
+def segment_beats(g: SegmentGeometry, x) -> list:
+    """``x[C, H, W]`` as row segments in :func:`wino_gen.schedule.segment_order` (nested lists
+    ``[column][channel]``, zeros past the image and past C)."""
+    n, ui = g.n, g.unroll_in
+    xp = np.zeros((g.groups * ui, g.H, g.nxb * n), dtype=np.int64)
+    xp[:g.C, :, :g.W] = x
+    return [xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n].T.tolist() for cg, y, xb in segment_order(g)]
+
+
+def segment_image(g: SegmentGeometry, beats) -> np.ndarray:
+    """:func:`segment_beats`' inverse: ``[C, H, W]`` from segments (``[column][channel]``)."""
+    n, ui = g.n, g.unroll_in
+    xp = np.zeros((g.groups * ui, g.H, g.nxb * n), dtype=np.int64)
+    for (cg, y, xb), b in zip(segment_order(g), beats, strict=True):
+        xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n] = np.asarray(b).reshape(n, ui).T
+    return xp[:g.C, :, :g.W]

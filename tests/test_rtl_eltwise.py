@@ -7,12 +7,21 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.eltwise import EltwiseAdd, Pool, add_params
+from rtl.eltwise import (
+    EltwiseAdd,
+    Pool,
+    SegmentPacker,
+    SegmentSplitter,
+    add_params,
+    segment_beats,
+    segment_image,
+)
 from sim.streams import Lane, get, pack, put
 from wino_gen import golden
+from wino_gen.config import AcceleratorConfig
 from wino_gen.format import load_model
 from wino_gen.limits import ADD_MULT_RANGE
-from wino_gen.schedule import add_cycles, pool_cycles, pool_geometry
+from wino_gen.schedule import add_cycles, pool_cycles, pool_geometry, segment_geometry
 
 STALL = 0.3
 PERIOD = 1e-6
@@ -271,3 +280,48 @@ def test_tiny_res_and_pool_layers():
     outs, _, _ = run_pools(dut, [(x.astype(np.int64), op) for x in p["x"]], seed=9)
     for got, want in zip(outs, p["y"], strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+# -- row segments -----------------------------------------------------------------------------
+
+def _segments(C, H, W, n, ui, seed):
+    """A random tensor, its segment geometry (n columns, ui channels) and segments."""
+    x = np.random.default_rng(seed).integers(-128, 128, size=(C, H, W))
+    cfg = AcceleratorConfig(tile=n - 2, unroll=2, unroll_in=ui, max_width=16, max_channels=16)
+    g = segment_geometry(cfg, C, H, W)
+    return x, g, segment_beats(g, x)
+
+
+@pytest.mark.parametrize("C,H,W,n,ui", [(5, 3, 7, 4, 2), (3, 2, 12, 6, 1), (2, 3, 1, 4, 1)])
+def test_segments_split_into_pixels_and_pack_back(C, H, W, n, ui):
+    """A segment's real columns (``W`` not a multiple of n: short last segments) leave the
+    splitter as pixels in the pool's stream order; the packer rebuilds the segments, zeros
+    past the row; under stalls on both sides, and the host encoders invert each other."""
+    x, g, segs = _segments(C, H, W, n, ui, seed=C * W)
+    np.testing.assert_array_equal(segment_image(g, segs), x)
+    seg = dict(n=n, lanes=ui, act_bits=8, max_width=16)
+    split = SegmentSplitter(**seg)
+    pixels, _ = simulate(split, [(split.i, segs)], g.groups * H * W, stall=STALL, seed=1,
+                         setup=lambda ctx: ctx.set(split.w, W))
+    np.testing.assert_array_equal(from_beats(pixels, C, H, W, ui), x)
+    pack_ = SegmentPacker(**seg)
+    got, _ = simulate(pack_, [(pack_.i, pixels)], len(segs), stall=STALL, seed=2,
+                      setup=lambda ctx: ctx.set(pack_.w, W))
+    assert got == segs
+
+
+def test_segments_one_pixel_a_cycle():
+    """No stalls: the splitter gives a pixel every cycle (segments offered one a cycle), the
+    packer a segment the cycle after its last pixel."""
+    x, g, segs = _segments(2, 2, 9, 4, 1, seed=3)
+    split = SegmentSplitter(n=4, lanes=1, act_bits=8, max_width=16)
+    pixels, cycles = simulate(split, [(split.i, segs)], 2 * 2 * 9, stall=0.0, seed=0,
+                              setup=lambda ctx: ctx.set(split.w, 9))
+    assert cycles == 1 + len(pixels)
+
+
+def test_segment_units_check_their_parameters():
+    with pytest.raises(ValueError, match="lanes"):
+        SegmentSplitter(n=4, lanes=0, act_bits=8, max_width=8)
+    with pytest.raises(ValueError, match="max_width"):
+        SegmentPacker(n=4, lanes=1, act_bits=8, max_width=0)

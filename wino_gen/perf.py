@@ -453,14 +453,32 @@ def core_direct_cycles(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *
 def core_cycles(cfg: AcceleratorConfig, mode: str, C: int, K: int, H: int, W: int, *, kernel: int = 3,
                 stride: int = 1, padding: int = 1, max_kernel: int, direct_only: bool = False) -> int:
     """Cycles of one core command (``mode`` ``winograd``: the Winograd engine's datapath,
-    :func:`winograd_layer`; ``direct``: :func:`core_direct_cycles`). A command starts once the
-    previous one's last output is taken (``busy`` low), so a sequence of commands, of one mode
-    or mixed, takes the sum: the mode switch costs nothing beyond each command's own drain."""
+    :func:`winograd_layer`; ``direct``, and ``linear`` as its 1x1 case: :func:`core_direct_cycles`).
+    A command starts once the previous one's last output is taken (``busy`` low), so a sequence
+    of commands, of one mode or mixed, takes the sum: the mode switch costs nothing beyond each command's own drain."""
     if mode == "winograd":
         if direct_only or kernel != 3 or stride != 1:
             raise ValueError("winograd mode: a 3x3 stride-1 layer on a core with Winograd built in")
         return winograd_layer(cfg, C, K, H, W, padding)["cycles"]
-    if mode != "direct":
-        raise ValueError(f"mode {mode!r}: the core runs 'winograd' and 'direct'")
+    if mode == "linear":    # a 1x1 convolution of a 1x1 image: C inputs, K outputs
+        if (H, W, kernel, stride, padding) != (1, 1, 1, 1, 0):
+            raise ValueError("linear mode: a 1x1 image, kernel 1, stride 1, no padding")
+    elif mode != "direct":
+        raise ValueError(f"mode {mode!r}: core_cycles counts 'winograd', 'direct' and 'linear' "
+                         "(element-wise modes: core_eltwise_cycles)")
     return core_direct_cycles(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding,
                               max_kernel=max_kernel, direct_only=direct_only)
+
+
+def core_eltwise_cycles(cfg: AcceleratorConfig, mode: str, C: int, H: int, W: int, *, kernel: int = 1,
+                        stride: int = 1, padding: int = 0, max_pool: int) -> int:
+    """Cycles of one element-wise core command on a ``[C, H, W]`` input with no stalls, from
+    ``start`` to the next command's: ``add`` (:func:`schedule.core_add_cycles`), ``maxpool`` /
+    ``avgpool`` with the pooling's ``kernel``/``stride``/``padding`` on a core built for
+    ``max_pool`` (:func:`schedule.core_pool_cycles`)."""
+    g = schedule.segment_geometry(cfg, C, H, W)
+    if mode == "add":
+        return schedule.core_add_cycles(g)
+    if mode not in ("maxpool", "avgpool"):
+        raise ValueError(f"mode {mode!r}: the element-wise modes are 'add', 'maxpool' and 'avgpool'")
+    return schedule.core_pool_cycles(schedule.pool_geometry(H, W, kernel, stride, padding), g.groups, max_pool)
