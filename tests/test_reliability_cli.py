@@ -66,7 +66,7 @@ def test_config_out_checked_before_elaboration(tmp_path, target, monkeypatch, ca
 def test_unknown_subcommand(capsys):
     assert cli(["chek", "DIR"]) == 2
     assert one_error_line(capsys.readouterr().err) == \
-        "error: unknown subcommand 'chek'; subcommands: check, report, build, compile"
+        "error: unknown subcommand 'chek'; subcommands: check, report, build, compile, run"
 
 
 # -- report -----------------------------------------------------------------------------------

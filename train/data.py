@@ -4,62 +4,20 @@ ImageNet / CIFAR-like sets on a user's machine. Nothing is ever downloaded."""
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import math
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from wino_gen.datasets import FASHION_DIR, FASHION_MEAN, FASHION_STD
+from wino_gen.datasets import find_idx as _find
+from wino_gen.datasets import read_idx as _read_idx
 from wino_gen.errors import UsageError
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-_APT = "sudo apt-get install dataset-fashion-mnist"
-MAX_IDX_BYTES = 1 << 30
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """An unsigned-byte IDX array; a truncated, corrupt or oversized file is one line naming it."""
-    try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-            return _parse_idx(f, path)
-    except (OSError, EOFError, zlib.error) as e:
-        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        raise UsageError(f"{path}: cannot be read ({reason}); reinstall it with `{_APT}` "
-                         "or pass --data-dir DIR holding intact IDX files") from None
-
-
-def _parse_idx(f, path: Path) -> np.ndarray:
-    """Reads the header first, so a header declaring a huge array never allocates it."""
-    head = f.read(4)
-    if len(head) < 4 or head[:3] != b"\0\0\x08":
-        raise UsageError(f"{path}: not an unsigned-byte IDX file")
-    raw = f.read(4 * head[3])
-    if len(raw) < 4 * head[3]:
-        raise UsageError(f"{path}: IDX header is truncated")
-    dims = [int.from_bytes(raw[i:i + 4], "big") for i in range(0, len(raw), 4)]
-    n = math.prod(dims)
-    if n > MAX_IDX_BYTES:
-        raise UsageError(f"{path}: IDX header says {dims}, more than {MAX_IDX_BYTES >> 30} GiB")
-    data = f.read(n + 1)
-    if len(data) != n:
-        held = f"{len(data)} bytes" if len(data) < n else "more"
-        raise UsageError(f"{path}: IDX header says {dims} ({n} bytes), file holds {held}")
-    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
-
-
-def _find(root: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem):
-        if (root / name).is_file():
-            return root / name
-    raise UsageError(f"Fashion-MNIST not found: {root / (stem + '.gz')} is missing; install it with `{_APT}`"
-                     " (or pass --data-dir DIR holding the IDX files)")
 
 
 def fashion_mnist(root: str | os.PathLike | None = None, train: bool = True, limit: int | None = None):

@@ -7,6 +7,10 @@
     python -m wino_gen compile MODEL_DIR --config C --board B -o image.bin [--run]
                                                      model dir -> memory image (docs/image.md),
                                                      --run interprets it with the golden model
+    python -m wino_gen run --board B --port PORT MODEL_DIR (--images X.npy | --data fashion-mnist)
+                                                     load it into a board over the serial link, run
+                                                     every input, print predictions, accuracy, cycles
+                                                     (--port golden: the golden model, not the RTL)
 
 Generator flags include ``--model MODEL_DIR``: the config that runs that model dir.
 Bad input ends with one line on stderr and exit status 2, never a traceback; Ctrl-C with
@@ -21,12 +25,14 @@ from . import check
 from .compile import cli as compile_cli
 from .errors import UsageError, run_cli
 from .flow import build, generate, report
+from .run import cli as runtime_cli
 from .safeio import printable
 
 USAGE = __doc__
 
 # subcommand -> its ``main(argv) -> int``
-SUBCOMMANDS = {"check": check.main, "report": report.main, "build": build.main, "compile": compile_cli.main}
+SUBCOMMANDS = {"check": check.main, "report": report.main, "build": build.main, "compile": compile_cli.main,
+               "run": runtime_cli.main}
 
 
 def main(argv: list[str] | None = None) -> int:

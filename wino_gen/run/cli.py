@@ -1,0 +1,190 @@
+"""`python -m wino_gen run`: run a model on a board over its serial host link (docs/run.md).
+
+    python -m wino_gen run --board ulx3s-85f --port /dev/ttyUSB0 MODEL_DIR --images x.npy [--labels y.npy]
+    python -m wino_gen run --board ulx3s-85f --port golden MODEL_DIR --data fashion-mnist --limit 100
+
+It compiles MODEL_DIR for the config (--config, else the config that runs the model dir, as
+the generator's --model gives it) or takes a compiled --image, connects, refuses a bitstream
+built for another config (VERSION's sha256), loads the image, runs every input, and prints the
+predictions (argmax of the classifier's int8 outputs), the accuracy when the data has labels,
+the cycles per image read from the hardware's counter and the time per image at --clock
+(the link does not carry the bitstream's clock). --verify also runs the golden model on the
+same inputs and compares every output byte (exit 1 on a mismatch).
+
+--port golden is the golden model (wino_gen.compile.interp behind the link protocol), NOT the
+RTL: it checks the host code and the image, not the hardware; its cycle counts are the plan's.
+--port sim (the RTL system through Verilator) is not built yet.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import numpy as np
+
+from .. import link, memory, nets, network, plan, progress
+from ..compile import image as im
+from ..compile import interp
+from ..compile.compiler import DEFAULT_CLOCK_MHZ, compile_model
+from ..config import AcceleratorConfig
+from ..errors import ArgumentParser, UsageError, number
+from ..format import load_model
+from ..safeio import printable
+from . import board as boards
+from . import data
+from .runtime import Runtime
+
+DEFAULT_BAUD = 115200
+
+
+def _parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="wino_gen run", description=__doc__)
+    ap.add_argument("model_dir", help="model dir (manifest.json + one .npz per layer)")
+    ap.add_argument("--board", default="ulx3s-85f", help="the board (its memory holds the image)")
+    ap.add_argument("--port", required=True,
+                    help="serial port of the board (/dev/ttyUSB0, COM3, a pyserial URL such as socket://HOST:PORT); "
+                         "'golden': the golden model, not the RTL; 'sim': the RTL through Verilator (not built yet)")
+    ap.add_argument("--baud", type=number(int, lo=300, hi=12_000_000), default=DEFAULT_BAUD,
+                    help="serial rate: the bitstream's --baud")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", metavar="FILE.npy", help="int8 network inputs [N, C, H, W]")
+    src.add_argument("--data", choices=data.DATASETS, help="a data set's test split, quantized for the model")
+    ap.add_argument("--labels", metavar="FILE.npy", help="class labels [N] of --images")
+    ap.add_argument("--limit", type=number(int, lo=1), help="the first N images of --data")
+    ap.add_argument("--data-dir", help=f"where --data's files are (default: {data.FASHION_DIR})")
+    how = ap.add_argument_group("the image")
+    how.add_argument("--config", help="accelerator config JSON the bitstream was built for (default: the config "
+                                      "that runs MODEL_DIR)")
+    how.add_argument("--image", help="a compiled memory image (wino_gen compile) instead of compiling MODEL_DIR")
+    how.add_argument("--batch", type=number(int, lo=1, hi=4096), help="images per run when compiling (default 1)")
+    ap.add_argument("--clock", type=number(float, lo=0, lo_open=True), default=DEFAULT_CLOCK_MHZ,
+                    help="the bitstream's clock in MHz (report.json's clock_mhz): the plan's clock and the one "
+                         "ms/image is computed at")
+    ap.add_argument("--timeout", type=number(float, lo=0, lo_open=True), default=link.TIMEOUT_S,
+                    help="seconds to wait for each part of a reply (3 tries per request)")
+    ap.add_argument("--run-timeout", type=number(float, lo=0, lo_open=True), default=10.0,
+                    help="seconds one run may take before it counts as hung")
+    ap.add_argument("--verify", action="store_true",
+                    help="run the golden model on the same inputs and compare every output byte (exit 1 on a mismatch)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    return ap
+
+
+def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
+    """``golden(cfg, cycles, memory_bytes=...)`` makes the board of ``--port golden`` (tests
+    pass one with faults)."""
+    args = _parser().parse_args(argv)
+    if args.labels and not args.images:
+        raise UsageError("wino_gen run: --labels goes with --images (--data brings its own labels)")
+    if args.limit and not args.data:
+        raise UsageError("wino_gen run: --limit goes with --data (cut the --images file instead)")
+    if args.port == boards.SIM:           # refused before any compiling: not built yet
+        boards.open_transport(args.port, args.baud, golden=None)
+    model = load_model(args.model_dir)
+    x, labels = _inputs(args, model)
+    cfg = AcceleratorConfig.load(args.config) if args.config else network.config_for(model)
+    img, cycles = _image(args, model, cfg)
+    show = progress.wanted(args.no_progress)
+    memory_bytes = _memory_bytes(args.board)
+    make = functools.partial(golden, cfg, cycles, memory_bytes=memory_bytes)
+    outs, counted, resent, seconds = _on_board(args, img, x, make, show)
+    preds = outs.reshape(len(x), -1).argmax(axis=1)
+    _report(args, model, img, preds, labels, counted, cycles, resent, seconds)
+    return _verify(model, x, outs) if args.verify else 0
+
+
+# -- the image and the inputs --------------------------------------------------------------------
+
+def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, int]:
+    """The image to load and the plan's cycles for one run of it."""
+    if args.image is None:
+        c = compile_model(model, cfg, args.board, args.clock, plan.Options(batch=args.batch or 1, weights=cfg.weights))
+        return c.image, c.plan.cycles
+    img = _read_image(args.image)
+    if args.config:
+        interp.check_config(img, cfg)
+    if args.batch is not None and args.batch != img.batch:
+        raise UsageError(f"--batch {args.batch}: the image {args.image} runs batches of {img.batch}")
+    if img.slot(im.INPUT_SLOT).shape != tuple(model.manifest["input"]["shape"]):
+        raise UsageError(f"--image {args.image}: its input slot is not the input of {args.model_dir}")
+    # the image's scratchpads are the plan's: planned again with them, its plan comes back
+    opts = plan.Options(batch=img.batch, weights=cfg.weights, act_bytes=img.act_scratch, weight_bytes=img.wgt_scratch)
+    return img, plan.plan(nets.from_model_dir(model.path), cfg, args.board, args.clock, opts).cycles
+
+
+def _read_image(path) -> im.Image:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 31)
+    except OSError as e:
+        raise UsageError(f"--image {path}: {e.strerror or e}") from None
+    return im.Image.from_bytes(raw, f"--image {path}")
+
+
+def _inputs(args, model) -> tuple[np.ndarray, np.ndarray | None]:
+    if args.data:
+        return data.fashion_inputs(model, args.data_dir, args.limit)
+    x = data.npy_inputs(args.images, model)
+    return x, data.npy_labels(args.labels, len(x)) if args.labels else None
+
+
+def _memory_bytes(board: str) -> int:
+    """The board's external memory, the golden board's size (a power of two, as addr_bits says)."""
+    ext = memory.board_memory(board).external
+    if ext is None:
+        raise UsageError(f"--board: {board} has no external RAM to hold a memory image")
+    return 1 << max(0, ext.capacity - 1).bit_length()
+
+
+# -- the board ------------------------------------------------------------------------------------
+
+def _on_board(args, img: im.Image, x: np.ndarray, make_golden, show: bool):
+    """Load the image and run every batch: the outputs ``[N, ...]``, the hardware's cycles per
+    run, the requests resent, the seconds the whole session took."""
+    t0 = time.monotonic()
+    transport = boards.open_transport(args.port, args.baud, make_golden)
+    try:
+        client = link.Client(transport, name=args.port, timeout=args.timeout)
+        rt = Runtime(client, img, run_timeout=args.run_timeout, show=show)
+        rt.connect()
+        rt.load()
+        B, outs, cycles = img.batch, [], []
+        for lo in progress.bar(range(0, len(x), B), "run", show, total=math.ceil(len(x) / B)):
+            chunk = np.zeros((B, *x.shape[1:]), np.int64)
+            chunk[:min(B, len(x) - lo)] = x[lo:lo + B]
+            r = rt.run(chunk)
+            outs.append(r.outputs)
+            cycles.append(r.cycles)
+    finally:
+        transport.close()
+    return np.concatenate(outs)[:len(x)], cycles, client.retries, time.monotonic() - t0
+
+
+def _report(args, model, img, preds, labels, counted, plan_cycles, resent, seconds) -> None:
+    golden = args.port == boards.GOLDEN
+    where = "golden (the golden model, not the RTL)" if golden else printable(args.port)
+    for i, p in enumerate(preds):
+        print(f"image {i}: class {p}" + (f" (label {labels[i]})" if labels is not None else ""))
+    n, runs = len(preds), len(counted)
+    print(f"run {printable(model.name)} on {where}: {n} images in {runs} runs of batch {img.batch}, "
+          f"{img.memory_size} bytes loaded, {resent} requests resent, {seconds:.2f} s")
+    if labels is not None:
+        right = int(np.count_nonzero(preds == labels))
+        print(f"accuracy: {right}/{n} = {100 * right / n:.1f}%")
+    per_image = sum(counted) / (runs * img.batch)
+    source = "the plan's count: the golden board has no clock" if golden else "the board's cycle counter"
+    print(f"cycles: {per_image:.0f} per image ({source}; the plan predicts {plan_cycles / img.batch:.0f}); "
+          f"{per_image / (args.clock * 1e3):.4f} ms per image at {args.clock:g} MHz (--clock: the link does not "
+          f"carry the bitstream's clock)")
+
+
+def _verify(model, x: np.ndarray, outs: np.ndarray) -> int:
+    """Every output byte against the golden model on the same inputs."""
+    want = network.run_model(model, x)[model.layers[-1].name].reshape(outs.shape)
+    bad = int(np.count_nonzero(want != outs))
+    same = int(np.count_nonzero(want.reshape(len(x), -1).argmax(1) == outs.reshape(len(x), -1).argmax(1)))
+    print(f"verify: {outs.size} output bytes, {bad} mismatches against the golden model; "
+          f"{same}/{len(x)} predictions equal")
+    return 0 if bad == 0 else 1
