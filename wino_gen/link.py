@@ -393,7 +393,8 @@ class Client:
         return bytes(out)
 
     def start(self, entry: int = 0) -> None:
-        """Start the accelerator at ``entry`` (the image's byte address)."""
+        """Start the accelerator at ``entry``: the byte address of the first instruction to run
+        (docs/link.md, START)."""
         self._check_range(entry, 0, "start")
         self._request("START", "START", 0, entry=entry)
 
