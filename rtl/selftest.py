@@ -9,21 +9,23 @@ Pieces (the same code runs in Amaranth simulation and on the board):
 - :class:`SelfTest` builds the accelerator top (:func:`rtl.top.build_top`) with one ROM per
   input stream and one for the expected output, feeds the streams (valid/ready), counts
   mismatches and cycles, and reports ``done``/``passed``/``failed``.
-- :class:`UartTx` and :class:`StatusLine` print ``wino selftest PASS ...`` once a second.
+- :class:`StatusLine` prints (through :class:`rtl.io.uart.UARTTx`) ``wino selftest PASS ...`` once a second.
 - :class:`BoardTop` puts it on a board: LEDs and UART from the platform, the clock from the
   oscillator or a PLL (:mod:`rtl.pll`).
 """
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Array, Cat, ClockDomain, Const, Elaboratable, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.hdl import Array, ClockDomain, Const, Elaboratable, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from wino_gen.clocks import ClockPlan, plan_clock
 from wino_gen.config import AcceleratorConfig
 
+from .io.uart import UARTTx
+from .io.uart import divisor as uart_divisor
 from .pll import PllClock
 from .skid import SkidBuffer
 from .top import DEFAULT_OPTIONS, build_top
@@ -163,37 +165,6 @@ class SelfTest(wiring.Component):
 # -- UART status line -------------------------------------------------------------------------
 
 
-class UartTx(wiring.Component):
-    """8N1 transmitter: ``data`` is sent when ``valid`` and ``ready``."""
-
-    valid: In(1)
-    data: In(8)
-    ready: Out(1)
-    tx: Out(1, init=1)
-
-    def __init__(self, divisor: int):
-        self.divisor = divisor
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        div = Signal(range(self.divisor))
-        shreg = Signal(10)
-        left = Signal(range(11))
-        m.d.comb += self.ready.eq(left == 0)
-        with m.If(left == 0):
-            with m.If(self.valid):
-                # start bit now; then data LSB first, then stop (ones shift in behind)
-                m.d.sync += [self.tx.eq(0), shreg.eq(Cat(self.data, Const(0b11, 2))),
-                             left.eq(10), div.eq(0)]
-        with m.Elif(div == self.divisor - 1):
-            m.d.sync += [div.eq(0), left.eq(left - 1), self.tx.eq(shreg[0]),
-                         shreg.eq(Cat(shreg[1:], Const(1, 1)))]
-        with m.Else():
-            m.d.sync += div.eq(div + 1)
-        return m
-
-
 def status_text(passed: bool, mismatches: int, outputs: int, cycles: int) -> str:
     """The line :class:`StatusLine` prints (for tests and docs)."""
     return (f"wino selftest {'PASS' if passed else 'FAIL'} mism={mismatches:04X} "
@@ -203,9 +174,9 @@ def status_text(passed: bool, mismatches: int, outputs: int, cycles: int) -> str
 class StatusLine(Elaboratable):
     """Prints :func:`status_text` for ``selftest`` over ``uart`` every ``period`` cycles once done."""
 
-    def __init__(self, selftest: SelfTest, divisor: int, period: int):
+    def __init__(self, selftest: SelfTest, *, clock_hz, baud: int, period: int):
         self.st = selftest
-        self.uart = UartTx(divisor)
+        self.uart = UARTTx(clock_hz=clock_hz, baud=baud)
         self.period = period
         self.tx = Signal(init=1)
 
@@ -263,9 +234,9 @@ class StatusLine(Elaboratable):
         # registered: idx moves only when the UART takes a character, ten bit times apart
         m.d.sync += char.eq(Mux(sel != 0, Mux(nib < 10, nib + ord("0"), nib + (ord("A") - 10)),
                                 Mux(st.passed, table(c_pass, 8)[idx], table(c_fail, 8)[idx])))
-        m.d.comb += [uart.data.eq(char), uart.valid.eq(sending), self.tx.eq(uart.tx)]
+        m.d.comb += [uart.i.payload.data.eq(char), uart.i.valid.eq(sending), self.tx.eq(uart.tx)]
         with m.If(sending):
-            with m.If(uart.ready):
+            with m.If(uart.i.ready):
                 m.d.sync += idx.eq(idx + 1)
                 with m.If(idx == len(expanded) - 1):
                     m.d.sync += [sending.eq(0), idx.eq(0), wait.eq(0)]
@@ -295,8 +266,6 @@ class BoardTop(Elaboratable):
     and the heartbeat count cycles of that clock.
     """
 
-    # baud error the FTDI receivers tolerate comfortably (8N1 fails near 5%)
-    MAX_BAUD_ERROR = 0.02
     # the iCE40's block RAMs read zeros for ~3 us after configuration: Amaranth's iCE40 platform
     # holds its sync domain in reset for 15 us after it; a PLL domain does the same after lock
     ICE40_BRAM_HOLD_S = 15e-6
@@ -307,10 +276,7 @@ class BoardTop(Elaboratable):
         if clock.oscillator_mhz != board.clock_mhz or (clock.pll and clock.pll.family != board.family):
             raise ValueError(f"clock {clock.to_dict()} is not a clock of the {board.name} "
                              f"({board.family}, {board.clock_mhz:g} MHz oscillator)")
-        divisor = round(clock.hz / baud)
-        if divisor < 2 or abs(clock.hz / divisor / baud - 1) > self.MAX_BAUD_ERROR:
-            raise ValueError(f"baud={baud}: a {float(clock.mhz):g} MHz clock cannot make it within "
-                             f"{self.MAX_BAUD_ERROR:.0%}")
+        divisor = uart_divisor(clock.hz, baud)
         self.selftest = SelfTest(cfg, data, options=options, corrupt=corrupt)
         self.board = board
         self.baud = baud
@@ -346,6 +312,6 @@ class BoardTop(Elaboratable):
         if self.board.uart:
             uart = platform.request("uart", 0, dir="-")
             m.submodules.uart_tx_buf = txb = io.Buffer("o", uart.tx)
-            m.submodules.status = status = StatusLine(st, self.divisor, clk_hz)
+            m.submodules.status = status = StatusLine(st, clock_hz=self.clock.hz, baud=self.baud, period=clk_hz)
             m.d.comb += txb.o.eq(status.tx)
         return m
