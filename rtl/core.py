@@ -151,12 +151,13 @@ def eltwise_layer_layout(cfg: AcceleratorConfig, max_pool: int) -> data.StructLa
 
 
 def core_layer_layout(cfg: AcceleratorConfig, max_kernel: int, *, direct_only: bool = False,
-                      max_pool: int = DEFAULT_MAX_POOL) -> data.StructLayout:
-    """The command port: the mode and each built mode's config word."""
+                      max_pool: int = DEFAULT_MAX_POOL, window_sets: int | None = None) -> data.StructLayout:
+    """The command port: the mode and each built mode's config word (the window generator's
+    for its ``window_sets``)."""
     fields = {"mode": unsigned(MODE_BITS)}
     if not direct_only:
         fields["wino"] = winograd_layer_layout(cfg)
-    fields["direct"] = windowed_direct_layout(core_window(cfg, max_kernel), direct_view(cfg))
+    fields["direct"] = windowed_direct_layout(core_window(cfg, max_kernel, window_sets), direct_view(cfg))
     fields["elt"] = eltwise_layer_layout(cfg, max_pool)
     return data.StructLayout(fields)
 
@@ -326,10 +327,12 @@ class Core(wiring.Component):
     direct kernel side the window generator holds (``wino_gen.limits.WINDOW_KERNEL_RANGE``,
     at most ``cfg.max_width``). ``max_pool``: the largest pooling window side (2 ..
     ``cfg.max_width``; a global average pool's is the image's). ``direct_only``: Winograd mode
-    compiled out. ``options``: as for the tops (:class:`~wino_gen.options.BuildOptions`)."""
+    compiled out. ``options``: as for the tops (:class:`~wino_gen.options.BuildOptions`).
+    ``window_sets``: the window generator's channel sets (block RAM for speed:
+    :func:`wino_gen.schedule.window_buffer`'s ``sets``; None: its default)."""
 
     def __init__(self, cfg: AcceleratorConfig, *, max_kernel: int, max_pool: int = DEFAULT_MAX_POOL,
-                 direct_only: bool = False, options: BuildOptions = DEFAULT_OPTIONS):
+                 direct_only: bool = False, options: BuildOptions = DEFAULT_OPTIONS, window_sets: int | None = None):
         for name, v in (("max_kernel", max_kernel), ("max_pool", max_pool)):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise ValueError(f"{name}: expected an integer, got {v!r}")
@@ -341,12 +344,14 @@ class Core(wiring.Component):
             # one ``w`` layout for both modes: U words (a spatial-weights front for Winograd
             # mode alone, rtl.wtransform, is not built in yet)
             raise ValueError("cfg.weights: the core's Winograd mode takes U words (weights='winograd')")
-        self.buf = core_window(cfg, max_kernel)          # ValueError naming max_kernel
+        self.buf = core_window(cfg, max_kernel, window_sets)     # ValueError naming max_kernel / sets
+        self.window_sets = window_sets
         self.cfg, self.dcfg = cfg, direct_view(cfg)
         self.max_kernel, self.max_pool, self.direct_only = max_kernel, max_pool, direct_only
         self.options = options
         super().__init__({
-            "layer": In(core_layer_layout(cfg, max_kernel, direct_only=direct_only, max_pool=max_pool)),
+            "layer": In(core_layer_layout(cfg, max_kernel, direct_only=direct_only, max_pool=max_pool,
+                                          window_sets=window_sets)),
             "start": In(1),
             "busy": Out(1),
             "x": In(stream.Signature(input_beat_layout(cfg))),
@@ -402,7 +407,8 @@ class Core(wiring.Component):
         m.submodules.pe = pe = self._pe()
         m.submodules.gen = gen = WindowGenerator(dcfg, max_width=self.buf.max_width,
                                                  max_channels=self.buf.max_channels,
-                                                 max_kernel=self.buf.max_kernel, blackbox_ram=opt.blackbox_ram)
+                                                 max_kernel=self.buf.max_kernel, sets=self.window_sets,
+                                                 blackbox_ram=opt.blackbox_ram)
         m.submodules.steps = steps = DirectSteps(dcfg, pe.i.payload.shape())
         sum_bits = pe.acc_bits if self.direct_only else pe.sum_bits
         m.submodules.dout = dout = DirectOutput(dcfg, sum_bits)

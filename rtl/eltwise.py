@@ -15,7 +15,8 @@ The compute core (``rtl.core``) streams row segments instead (n columns of one r
 ``lanes`` channels each: its ``x`` beat): :class:`SegmentSplitter` turns them into this
 order's pixels for :class:`Pool` and :class:`SegmentPacker` back; :class:`EltwiseAdd` takes
 them whole, one lane a segment element. :func:`segment_beats` / :func:`segment_image` are the
-host side (``wino_gen.schedule.segment_order``).
+host side (``wino_gen.schedule.segment_order``), defined with the host's other encoders in
+:mod:`wino_gen.flow.host` and imported here for the units' tests.
 
 Both are stall-as-a-whole pipelines (:func:`rtl.pipeline.stage_enable`): ``o`` not ready
 freezes every stage, nothing is lost.
@@ -27,11 +28,12 @@ assert at elaboration that their structure has the schedule's stage counts.
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from wino_gen.flow.host import segment_beats as segment_beats
+from wino_gen.flow.host import segment_image as segment_image
 from wino_gen.limits import (
     ADD_MULT_RANGE,
     ADD_SHIFT_RANGE,
@@ -43,11 +45,9 @@ from wino_gen.limits import (
 from wino_gen.schedule import (
     ADD_LATENCY,
     PoolGeometry,
-    SegmentGeometry,
     ceil_log2,
     pool_latency,
     rq_latency,
-    segment_order,
     tree_levels,
 )
 
@@ -458,21 +458,3 @@ class SegmentPacker(wiring.Component):
                 with m.Elif(done):
                     m.d.sync += self.o.payload[c].eq(part[c])
         return m
-
-
-def segment_beats(g: SegmentGeometry, x) -> list:
-    """``x[C, H, W]`` as row segments in :func:`wino_gen.schedule.segment_order` (nested lists
-    ``[column][channel]``, zeros past the image and past C)."""
-    n, ui = g.n, g.unroll_in
-    xp = np.zeros((g.groups * ui, g.H, g.nxb * n), dtype=np.int64)
-    xp[:g.C, :, :g.W] = x
-    return [xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n].T.tolist() for cg, y, xb in segment_order(g)]
-
-
-def segment_image(g: SegmentGeometry, beats) -> np.ndarray:
-    """:func:`segment_beats`' inverse: ``[C, H, W]`` from segments (``[column][channel]``)."""
-    n, ui = g.n, g.unroll_in
-    xp = np.zeros((g.groups * ui, g.H, g.nxb * n), dtype=np.int64)
-    for (cg, y, xb), b in zip(segment_order(g), beats, strict=True):
-        xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n] = np.asarray(b).reshape(n, ui).T
-    return xp[:g.C, :, :g.W]

@@ -7,9 +7,13 @@ layer's input without a host reshuffle.
   (:func:`rtl.tilebuf.input_beat_layout`), in :func:`wino_gen.schedule.winograd_x_order` with
   the padded-column rule of :mod:`rtl.top` (mode 0: column ``xs`` holds image column
   ``xs - pad``) or, for the window generator, in :func:`wino_gen.schedule.window_x_order`
-  (mode 1: column ``xs`` holds ``xs``, the band once per output-channel block); beat for beat
+  (mode 1: column ``xs`` holds ``xs``, the band once per output-channel block) or, for the
+  element-wise modes (3, 4, 5: ``add``, ``maxpool``, ``avgpool``), row segments of a
+  ``[C][H][W]`` tensor in :func:`wino_gen.schedule.segment_order` (channel group -> row ->
+  segment; ``add``'s second operand from a second reader on the core's ``x2``); beat for beat
   the host encoder's (``wino_gen.flow.host.WinogradLayer.x_beats``,
-  :func:`rtl.window.window_x_beats`): zeros outside the image and past the channels.
+  :func:`rtl.window.window_x_beats`, :func:`wino_gen.flow.host.segment_beats`): zeros outside
+  the image and past the channels.
 - :class:`WeightReader`: a weight block ``[k][c][t]`` (dense, row ``k`` of ``E = (c1-c0)*T``
   bytes) as ``w`` words (:func:`rtl.pe.weight_stream_layout`): word ``j`` of a block takes
   bytes ``j*L .. j*L + L-1`` of each of its ``unroll`` rows (``L = unroll_in * n²``: a
@@ -22,10 +26,12 @@ layer's input without a host reshuffle.
   ``bias_addr``), read beside the block's first word and carried on every word, as the host
   encoder does.
 - :class:`OutputWriter`: the Winograd engine's m x m beats
-  (:func:`wino_gen.schedule.winograd_output_order`) or the direct engine's ``unroll``-channel
-  beats (:func:`wino_gen.schedule.direct_output_order`) as int8 ``[K][rows][Wo]`` at
-  ``out_addr``, channels ``out_cstride`` apart, partial tiles and the block's channels past
-  ``k1`` cropped (``wino_gen.flow.host.WinogradLayer.collect``).
+  (:func:`wino_gen.schedule.winograd_output_order`), the direct engine's ``unroll``-channel
+  beats (:func:`wino_gen.schedule.direct_output_order`) or the element-wise modes' row
+  segments (``segment_order`` of the result) as int8 ``[K][rows][Wo]`` at ``out_addr``,
+  channels ``out_cstride`` apart, partial tiles, the block's channels past ``k1`` and a
+  segment's columns past ``Wo`` cropped (``wino_gen.flow.host.WinogradLayer.collect``,
+  :func:`wino_gen.flow.host.segment_image`).
 
 Each takes its command (the COMPUTE fields it needs and the layer's geometry:
 :func:`activation_fields`, :func:`weight_fields`, :func:`output_fields`), held during a run;
@@ -41,7 +47,8 @@ byte address), one access a window and cycle, one cycle of read latency. Rates w
   engine takes a word per tile column (``tw`` steps), the direct engine a block's words once
   per ``n_pix`` pixels, so fewer windows often keep up;
 - writer: a Winograd beat every ``ceil(m / ports)`` cycles (a tile row of m bytes a window),
-  a direct beat every ``ceil(unroll / ports)`` (a byte a channel); ``ports = m`` (``unroll``)
+  a direct beat every ``ceil(unroll / ports)`` (a byte a channel), a segment every
+  ``ceil(unroll_in / ports)`` (n bytes a channel); ``ports = m`` (``unroll``, ``unroll_in``)
   takes a beat a cycle, the engine's most.
 
 With those, a layer from the scratchpads takes the host-fed engine's cycles plus at most the
@@ -50,7 +57,7 @@ feeders' lag at the start (``tests/test_rtl_feed.py`` checks it against ``wino_g
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
@@ -58,8 +65,16 @@ from amaranth.utils import bits_for, ceil_log2
 from wino_gen.config import AcceleratorConfig
 from wino_gen.isa import MODES
 from wino_gen.limits import MAX_PAD, PAD_FIELD_BITS
-from wino_gen.schedule import DirectGeometry, WindowGeometry, WinogradGeometry, feed_rates, pe_geometry
+from wino_gen.schedule import (
+    DirectGeometry,
+    SegmentGeometry,
+    WindowGeometry,
+    WinogradGeometry,
+    feed_rates,
+    pe_geometry,
+)
 
+from .core import ELTWISE_MODES, MODE_BITS, core_out_layout
 from .mem.scratchpad import ByteReadSignature, ByteWriteSignature
 from .pe import weight_stream_layout
 from .tilebuf import input_beat_layout
@@ -68,6 +83,8 @@ from .top import direct_out_layout, winograd_out_layout
 #: ActivationReader modes: the COMPUTE instruction's numbers of the modes they feed
 #: (``wino_gen.isa.MODES``), so that a sequencer copies its ``mode`` field.
 WINOGRAD, WINDOW = MODES.index("winograd"), MODES.index("direct")
+#: The element-wise modes' numbers: row segments (``wino_gen.schedule.segment_order``) in and out.
+SEGMENT_MODES = tuple(MODES.index(md) for md in ELTWISE_MODES)
 
 #: Bits of an int8 scratchpad element, and of a bias in the parameter block.
 BYTE, BIAS_WORD = 8, 32
@@ -93,6 +110,19 @@ def _coord(cfg):
 
 def _chan(cfg):
     return unsigned(bits_for(cfg.max_channels))
+
+
+def _segments(mode) -> Value:
+    """``mode`` (a command's field) is an element-wise mode: row segments."""
+    return Cat(*(mode == v for v in SEGMENT_MODES)).any()
+
+
+def _mode_number(mode: str | None, allowed: tuple[str, ...]) -> int:
+    """A segment command's ``mode`` field: the ISA number of the element-wise ``mode`` (the
+    reader and writer walk all three alike; the field is the COMPUTE's, copied)."""
+    if mode not in allowed:
+        raise ValueError(f"mode {mode!r}: a segment command is for one of {allowed}")
+    return MODES.index(mode)
 
 
 def _count(m, counters, step):
@@ -127,13 +157,18 @@ def _count(m, counters, step):
 
 def activation_layout(cfg: AcceleratorConfig, depth: int) -> data.StructLayout:
     a, c, ch = ceil_log2(depth), _coord(cfg), _chan(cfg)
-    return data.StructLayout({"mode": 1, "in_addr": a, "in_cstride": a, "rows": c, "w": c,
+    return data.StructLayout({"mode": MODE_BITS, "in_addr": a, "in_cstride": a, "rows": c, "w": c,
                               "pad": PAD_FIELD_BITS, "channels": ch, "n_cg": ch, "nxb": c, "n_kb": ch})
 
 
-def activation_fields(g: WinogradGeometry | WindowGeometry, *, in_addr: int, in_cstride: int) -> dict:
+def activation_fields(g: WinogradGeometry | WindowGeometry | SegmentGeometry, *, in_addr: int, in_cstride: int,
+                      mode: str | None = None) -> dict:
     """The reader's command for a band of ``g``'s geometry (its ``C``, ``H`` the band's
-    channels ``c1 - c0`` and rows) at ``in_addr``: Winograd engine or window generator."""
+    channels ``c1 - c0`` and rows) at ``in_addr``: Winograd engine, window generator, or
+    (``SegmentGeometry``) the element-wise ``mode``'s row segments of a ``[C][H][W]`` tensor."""
+    if isinstance(g, SegmentGeometry):
+        return {"mode": _mode_number(mode, ELTWISE_MODES), "in_addr": in_addr, "in_cstride": in_cstride,
+                "rows": g.H, "w": g.W, "pad": 0, "channels": g.C, "n_cg": g.groups, "nxb": g.nxb, "n_kb": 1}
     if isinstance(g, WinogradGeometry):
         return {"mode": WINOGRAD, "in_addr": in_addr, "in_cstride": in_cstride, "rows": g.H, "w": g.W,
                 "pad": g.pad, "channels": g.C, "n_cg": g.n_cg, "nxb": g.nxb, "n_kb": 1}
@@ -145,7 +180,9 @@ def activation_fields(g: WinogradGeometry | WindowGeometry, *, in_addr: int, in_
 class ActivationReader(wiring.Component):
     """``x`` beats from a band in the scratchpad (module doc): ``unroll_in`` read windows
     ``rd`` of ``width`` bits (at least n bytes: one beat a cycle), one per channel of a beat,
-    on a scratchpad of ``depth`` bytes."""
+    on a scratchpad of ``depth`` bytes. The convolutions walk ``kb -> y -> cg -> xb``; the
+    element-wise modes ``cg -> y -> xb`` (``segment_order``: the pool's line buffer holds
+    rows of one group), columns unshifted as the window generator's."""
 
     def __init__(self, cfg: AcceleratorConfig, *, depth: int, width: int):
         aw = _check(cfg, depth, width, cfg.n, "a beat's n columns in one read")
@@ -168,8 +205,9 @@ class ActivationReader(wiring.Component):
         row, grp = Signal(aw, name="row"), Signal(aw, name="grp")   # in_addr + y*W; + cg*ui*in_cstride
         xs, c_base = Signal(len(cmd.nxb) + ceil_log2(n) + 1), Signal.like(cmd.channels, name="c_base")
         walking = Signal()
-        off = Mux(cmd.mode == WINDOW, 0, cmd.pad)
+        off = Mux(cmd.mode == WINOGRAD, cmd.pad, 0)
         passes = Mux(cmd.mode == WINDOW, cmd.n_kb, 1)
+        seg = _segments(cmd.mode)
         en = Signal()
         m.d.comb += [en.eq(~x.valid | x.ready), self.busy.eq(walking | x.valid)]
         issue = en & walking
@@ -186,12 +224,21 @@ class ActivationReader(wiring.Component):
             for i in range(ui):
                 byte = self.rd[i].data.word_select(j, BYTE)
                 m.d.comb += x.payload[j][i].eq(Mux(colv[j] & chv[i], byte[:cfg.act_bits], 0))
-        done = _count(m, [
+        cols = (xb, cmd.nxb, [xs.eq(xs + n)], [xs.eq(0)])
+        conv_done = _count(m, [
             (kb, passes, [], []),
             (y, cmd.rows, [row.eq(row + cmd.w), grp.eq(row + cmd.w)], [row.eq(cmd.in_addr), grp.eq(cmd.in_addr)]),
             (cg, cmd.n_cg, [grp.eq(grp + ui * cmd.in_cstride), c_base.eq(c_base + ui)], [c_base.eq(0)]),
-            (xb, cmd.nxb, [xs.eq(xs + n)], [xs.eq(0)]),
-        ], issue)
+            cols,
+        ], issue & ~seg)
+        # segments: ``row`` is the group's base (in_addr + cg*ui*in_cstride), ``grp`` the row's
+        group_step = row + ui * cmd.in_cstride
+        seg_done = _count(m, [
+            (cg, cmd.n_cg, [row.eq(group_step), grp.eq(group_step), c_base.eq(c_base + ui)], []),
+            (y, cmd.rows, [grp.eq(grp + cmd.w)], [grp.eq(row)]),
+            cols,
+        ], issue & seg)
+        done = Mux(seg, seg_done, conv_done)
         with m.If(issue & done):
             m.d.sync += walking.eq(0)
         with m.If(self.start):
@@ -336,27 +383,38 @@ class WeightReader(wiring.Component):
 #: The engines whose output beats an OutputWriter takes (its ``mode`` field: their
 #: ``wino_gen.isa.MODES`` numbers).
 OUT_MODES = ("winograd", "direct")
+#: Everything a writer can take: the engines' beats and the element-wise unit's row segments
+#: (``eltwise``: the ``mode`` field's add, maxpool and avgpool numbers), in this order.
+WRITER_MODES = (*OUT_MODES, "eltwise")
 
 
 def output_layout(cfg: AcceleratorConfig, depth: int, modes: tuple[str, ...] | None = None) -> data.StructLayout:
-    """The writer's command for ``modes`` (by default ``cfg.algo``'s); ``mode`` where there are two."""
+    """The writer's command for ``modes`` (by default ``cfg.algo``'s); ``mode`` where there are
+    several (the ISA's mode number)."""
     modes = (cfg.algo,) if modes is None else modes
     a, c, ch = ceil_log2(depth), _coord(cfg), _chan(cfg)
-    f = {"mode": 1} if len(modes) > 1 else {}
+    f = {"mode": MODE_BITS} if len(modes) > 1 else {}
     f.update(out_addr=a, out_cstride=a, kc=ch, n_kb=ch)
     if "winograd" in modes:
         f.update(ho=c, wo=c, th=c, tw=c, skip=PAD_FIELD_BITS)
     if "direct" in modes:
         f.update(n_pix=bits_for(cfg.max_width ** 2))
+    if "eltwise" in modes:
+        f.update(ho=c, wo=c, n_cg=ch, nxb=c)
     return data.StructLayout(f)
 
 
-def output_fields(g: WinogradGeometry | DirectGeometry, *, out_addr: int, out_cstride: int,
-                  rows: tuple[int, int] | None = None) -> dict:
+def output_fields(g: WinogradGeometry | DirectGeometry | SegmentGeometry, *, out_addr: int, out_cstride: int,
+                  rows: tuple[int, int] | None = None, mode: str | None = None) -> dict:
     """The writer's command for a tile of ``g``'s geometry (its ``K`` the tile's ``k1 - k0``)
-    written at ``out_addr``; ``mode`` is for a two-mode writer. Winograd ``rows``: the engine's
+    written at ``out_addr``; ``mode`` is for a multi-mode writer. Winograd ``rows``: the engine's
     output rows ``[a, b)`` to keep, by default all ``Ho`` (a band that starts inside the image
-    drops the rows that saw the engine's padding: :func:`wino_gen.schedule.winograd_band`)."""
+    drops the rows that saw the engine's padding: :func:`wino_gen.schedule.winograd_band`).
+    ``SegmentGeometry``: the element-wise ``mode``'s output ``[C][H][W]`` (its ``C``, ``H``,
+    ``W`` the result's)."""
+    if isinstance(g, SegmentGeometry):
+        return {"mode": _mode_number(mode, ELTWISE_MODES), "out_addr": out_addr, "out_cstride": out_cstride,
+                "kc": g.C, "n_kb": 0, "ho": g.H, "wo": g.W, "n_cg": g.groups, "nxb": g.nxb}
     f = {"out_addr": out_addr, "out_cstride": out_cstride, "kc": g.K, "n_kb": g.n_kb}
     if isinstance(g, WinogradGeometry):
         a, b = rows or (0, g.Ho)
@@ -365,38 +423,40 @@ def output_fields(g: WinogradGeometry | DirectGeometry, *, out_addr: int, out_cs
 
 
 def output_beat_layout(cfg: AcceleratorConfig, modes: tuple[str, ...]) -> data.ArrayLayout:
-    """The beats a writer of ``modes`` takes: an engine's own, or for both the compute core's
-    one stream of ``max(m², unroll)`` activations, a Winograd beat in the first m², a direct
-    one in the first ``unroll`` (``rtl.core``)."""
+    """The beats a writer of ``modes`` takes: an engine's own, or otherwise the compute core's
+    one stream (:func:`rtl.core.core_out_layout`: a Winograd beat in the first m², a direct
+    one in the first ``unroll``, a row segment in the first ``n * unroll_in``)."""
     if modes == ("winograd",):
         return winograd_out_layout(cfg)
     if modes == ("direct",):
         return direct_out_layout(cfg)
-    return data.ArrayLayout(signed(cfg.act_bits), max(cfg.tile ** 2, cfg.unroll))
+    return core_out_layout(cfg)
 
 
 class OutputWriter(wiring.Component):
-    """Writes ``o`` beats of the engines in ``modes`` (by default ``cfg.algo``'s; both, from a
-    Winograd config: the compute core's, chosen by the command's ``mode``) into the
-    scratchpad (module doc) through ``ports`` write windows ``wr`` of ``width`` bits
-    (Winograd: at least m bytes, a tile row a window) on a scratchpad of ``depth`` bytes:
-    window ``l`` writes rows (channels, direct) ``l, l + ports, ..`` of a beat, so a beat takes
-    ``ceil(m / ports)`` (``ceil(unroll / ports)``) cycles."""
+    """Writes ``o`` beats of the engines in ``modes`` (by default ``cfg.algo``'s; several, from
+    a Winograd config: the compute core's, chosen by the command's ``mode``; ``eltwise``: the
+    element-wise modes' row segments) into the scratchpad (module doc) through ``ports`` write
+    windows ``wr`` of ``width`` bits (Winograd: at least m bytes, a tile row a window;
+    segments: at least n bytes, a channel's n columns a window) on a scratchpad of ``depth``
+    bytes: window ``l`` writes rows (channels, direct and segments) ``l, l + ports, ..`` of a
+    beat, so a beat takes ``ceil(m / ports)`` (``ceil(unroll / ports)``, ``ceil(unroll_in /
+    ports)``) cycles."""
 
     def __init__(self, cfg: AcceleratorConfig, *, depth: int, width: int, ports: int = 1,
                  modes: tuple[str, ...] | None = None):
         modes = (cfg.algo,) if modes is None else tuple(modes)
-        if not modes or len(set(modes)) != len(modes) or not set(modes) <= set(OUT_MODES):
-            raise ValueError(f"modes: {modes!r} must be distinct values of {OUT_MODES}")
-        if len(modes) == 2:
-            modes = OUT_MODES
-            if cfg.algo != "winograd":
-                raise ValueError("modes: a two-mode writer is the compute core's (cfg.algo='winograd')")
-        elif modes[0] != cfg.algo:
+        if not modes or len(set(modes)) != len(modes) or not set(modes) <= set(WRITER_MODES):
+            raise ValueError(f"modes: {modes!r} must be distinct values of {WRITER_MODES}")
+        modes = tuple(md for md in WRITER_MODES if md in modes)
+        if len(modes) > 1 and "winograd" in modes and cfg.algo != "winograd":
+            raise ValueError("modes: a writer of Winograd and other beats is the compute core's (cfg.algo='winograd')")
+        if modes in (("winograd",), ("direct",)) and modes[0] != cfg.algo:
             raise ValueError(f"modes: a one-mode writer takes cfg.algo's beats ({cfg.algo!r}), not {modes[0]!r}")
-        wino = "winograd" in modes
-        aw = _check(cfg, depth, width, cfg.tile if wino else 1, "a tile row in one write" if wino else "a byte")
-        parts = max(cfg.tile if wino else 1, cfg.unroll if "direct" in modes else 1)
+        wino, elt = "winograd" in modes, "eltwise" in modes
+        least = max(cfg.tile if wino else 1, cfg.n if elt else 1)
+        aw = _check(cfg, depth, width, least, "a tile row / a segment in one write" if least > 1 else "a byte")
+        parts = max(cfg.tile if wino else 1, cfg.unroll if "direct" in modes else 1, cfg.unroll_in if elt else 1)
         if not 1 <= ports <= parts:
             raise ValueError(f"ports {ports}: must be in 1..{parts} (the beat's rows or channels)")
         self.cfg, self.depth, self.width, self.ports, self.modes = cfg, depth, width, ports, modes
@@ -413,9 +473,13 @@ class OutputWriter(wiring.Component):
         i, cmd = self.i, self.cmd
         cur, full, busy = Signal(i.payload.shape(), name="cur"), Signal(name="full"), Signal(name="busy_r")
         beat_end, done = Signal(), Signal()
+        walks = {"winograd": self._winograd, "direct": self._direct, "eltwise": self._segments}
         for mode in self.modes:
-            here = full if len(self.modes) == 1 else full & (cmd.mode == MODES.index(mode))
-            walk = self._winograd if mode == "winograd" else self._direct
+            if len(self.modes) == 1:
+                here = full
+            else:
+                here = full & (_segments(cmd.mode) if mode == "eltwise" else cmd.mode == MODES.index(mode))
+            walk = walks[mode]
             w_end, w_done, lanes = walk(m, cur, here)
             with m.If(here):
                 m.d.comb += [beat_end.eq(w_end), done.eq(w_done)]
@@ -506,4 +570,44 @@ class OutputWriter(wiring.Component):
         ], full)
         with m.If(self.start):
             m.d.sync += [kb.eq(0), pix.eq(0), sub.eq(0), blk.eq(cmd.out_addr), uo.eq(0), kbase.eq(0), ubase.eq(0)]
+        return sub == G - 1, done, lanes
+
+    def _segments(self, m, cur, full):
+        """Channels ``sub*P + l`` of the held segment, one a window: element ``c*unroll_in + ch``
+        of the beat is channel ``cg*unroll_in + ch``, row ``y``, column ``xb*n + c``, so a
+        window writes n bytes at ``out_addr + ch*out_cstride + y*wo + xb*n``, cropped past
+        ``wo`` and ``kc`` (segment_order: ``cg -> y -> xb``)."""
+        cmd, cfg, P = self.cmd, self.cfg, self.ports
+        n, ui = cfg.n, cfg.unroll_in
+        G = -(-ui // P)
+        aw = len(self.wr[0].addr)
+        cg, y, xb = Signal.like(cmd.n_cg, name="cg"), Signal.like(cmd.ho, name="y"), Signal.like(cmd.nxb, name="xb")
+        sub = Signal(range(G), name="sub")
+        # the group's base (out_addr + cg*ui*cs), the row's (+ y*wo), the window's channel offset
+        grp, row, uo = Signal(aw, name="grp"), Signal(aw, name="row"), Signal(aw, name="uo")
+        col, cbase = Signal(len(cmd.nxb) + ceil_log2(n) + 1, name="col"), Signal.like(cmd.kc, name="cbase")
+        ubase = Signal(range(G * P + 1), name="ubase")        # sub * P
+        cs = cmd.out_cstride
+        lanes = self._lanes("seg")
+        for lane, (addr, dat, en) in enumerate(lanes):
+            ok = full & (cbase + ubase + lane < cmd.kc) & (ubase + lane < ui)
+            m.d.comb += addr.eq(row + col + uo + lane * cs)
+            for j in range(n):
+                m.d.comb += en[j].eq(ok & (col + j < cmd.wo))
+            with m.Switch(sub):
+                for g in range(G):
+                    ch = g * P + lane
+                    with m.Case(g):
+                        if ch < ui:
+                            m.d.comb += [dat.word_select(j, BYTE).eq(cur[j * ui + ch]) for j in range(n)]
+        group_step = grp + ui * cs
+        done = _count(m, [
+            (cg, cmd.n_cg, [grp.eq(group_step), row.eq(group_step), cbase.eq(cbase + ui)], []),
+            (y, cmd.ho, [row.eq(row + cmd.wo)], [row.eq(grp)]),
+            (xb, cmd.nxb, [col.eq(col + n)], [col.eq(0)]),
+            (sub, G, [uo.eq(uo + P * cs), ubase.eq(ubase + P)], [uo.eq(0), ubase.eq(0)]),
+        ], full)
+        with m.If(self.start):
+            m.d.sync += [cg.eq(0), y.eq(0), xb.eq(0), sub.eq(0), grp.eq(cmd.out_addr), row.eq(cmd.out_addr),
+                         uo.eq(0), col.eq(0), cbase.eq(0), ubase.eq(0)]
         return sub == G - 1, done, lanes

@@ -8,17 +8,25 @@ host's crop, touching no byte beside its tile; each feeder's cycles against the 
 preloaded scratchpad through the unchanged engines (and two chained layers through the
 compute core) and back, against golden."""
 
+import collections
+import re
+
 import numpy as np
 import pytest
-from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.back import rtlil
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from rtl.core import DEFAULT_MAX_POOL, Core, command_word, core_out_layout
 from rtl.feed import (
+    WRITER_MODES,
     ActivationReader,
     OutputWriter,
     WeightReader,
     activation_fields,
+    output_beat_layout,
     output_fields,
     weight_fields,
 )
@@ -27,20 +35,22 @@ from rtl.mem.port import PortSignature
 from rtl.mem.scratchpad import Scratchpad
 from rtl.tilebuf import input_beat_layout
 from rtl.top import WinogradAccel, direct_out_layout, winograd_out_layout
-from rtl.window import WindowedDirectAccel, window_fields, window_x_beats, windowed_direct_layout
+from rtl.window import WindowedDirectAccel, group_layout, window_fields, window_x_beats, windowed_direct_layout
 from sim.layers import random_direct, random_winograd
 from sim.memory import MemoryModel, timing
-from sim.streams import Stalls, get, put
+from sim.streams import Stalls, get, lane_id, put
 from wino_gen import golden, perf, schedule
 from wino_gen.config import AcceleratorConfig
-from wino_gen.flow.host import DirectLayer, WinogradLayer, pack
+from wino_gen.flow.host import DirectLayer, EltwiseLayer, WinogradLayer, pack, segment_image
 from wino_gen.limits import int_range
 
 STALL = 0.3
 
 
 def _cfg(tile, unroll, ui, algo="winograd", **kw):
-    return AcceleratorConfig(tile=tile, unroll=unroll, unroll_in=ui, algo=algo, max_width=16, max_channels=16, **kw)
+    """A small config: 16 columns, 16 channels (18 where ``unroll_in`` is 3)."""
+    chans = 18 if ui == 3 else 16
+    return AcceleratorConfig(tile=tile, unroll=unroll, unroll_in=ui, algo=algo, max_width=16, max_channels=chans, **kw)
 
 
 def _place(image: bytearray, addr: int, a, strides) -> None:
@@ -49,16 +59,43 @@ def _place(image: bytearray, addr: int, a, strides) -> None:
         image[addr + sum(i * s for i, s in zip(idx, strides, strict=True))] = int(a[idx]) & 0xFF
 
 
+class _Gate(wiring.Component):
+    """A stream passed on while ``open`` (a testbench's stall on it, both sides), except that a
+    beat once offered stays offered until taken (the stream contract)."""
+
+    def __init__(self, shape):
+        super().__init__({"open": In(1), "i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal()
+        go = self.open | held
+        m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid & go),
+                     self.i.ready.eq(self.o.ready & go)]
+        m.d.sync += held.eq(self.o.valid & ~self.o.ready)
+        return m
+
+
 class _Bench(wiring.Component):
     """A scratchpad and the feeders on its windows: ``feeders`` (name -> component), each read
     window ``rd`` / write window ``wr`` on the scratchpad's next one (a weight reader's on the
     weight scratchpad ``wsp`` where there is one); ``params`` an int32 parameter memory
     behind a weight reader's ``bias`` ports; ``engine`` (optional) between the readers ``act``
-    and ``wgt`` and the writer ``out``."""
+    (``x``), ``act2`` (``x2``, where there is one) and ``wgt`` (where there is one) and the
+    writer ``out``; ``gated``: every engine stream through a :class:`_Gate` (``gates``)."""
 
-    def __init__(self, sp, feeders, params=None, engine=None, wsp=None):
+    def __init__(self, sp, feeders, params=None, engine=None, wsp=None, gated=False):
         self.sp, self.wsp, self.feeders, self.params, self.engine = sp, wsp, feeders, params, engine
+        self.gated, self.gates = gated, {}
         super().__init__({})
+
+    def _link(self, m, name, src, dst):
+        if not self.gated:
+            wiring.connect(m, src, dst)
+            return
+        m.submodules[f"gate_{name}"] = gate = self.gates[name] = _Gate(src.payload.shape())
+        wiring.connect(m, src, gate.i)
+        wiring.connect(m, gate.o, dst)
 
     def elaborate(self, platform):
         m = Module()
@@ -80,9 +117,13 @@ class _Bench(wiring.Component):
                     wiring.connect(m, port, self.params.rd[j])
         if self.engine is not None:
             m.submodules.engine = eng = self.engine
-            wiring.connect(m, self.feeders["act"].x, eng.x)
-            wiring.connect(m, self.feeders["wgt"].w, eng.w)
-            wiring.connect(m, eng.o, self.feeders["out"].i)
+            f = self.feeders
+            self._link(m, "x", f["act"].x, eng.x)
+            if "act2" in f:
+                self._link(m, "x2", f["act2"].x, eng.x2)
+            if "wgt" in f:
+                self._link(m, "w", f["wgt"].w, eng.w)
+            self._link(m, "o", eng.o, f["out"].i)
         return m
 
 
@@ -305,6 +346,28 @@ def test_activation_reader_window_beats(ui, C, K, H, W, k, s, p):
     assert got == want
 
 
+# tile, unroll_in, C, H, W: channels not a multiple of unroll_in, rows not a multiple of n,
+# a row of one segment, a 1-pixel-wide image
+SEGMENT_CASES = [(2, 1, 3, 4, 7), (2, 2, 3, 5, 9), (4, 2, 5, 3, 11), (4, 1, 2, 4, 5), (6, 2, 3, 2, 1)]
+
+
+@pytest.mark.parametrize("case", SEGMENT_CASES, ids=lambda c: "F{}-ui{}-C{}-{}x{}".format(*c))
+def test_activation_reader_segment_beats(case):
+    """The element-wise modes: row segments in ``segment_order`` (group -> row -> segment),
+    beat for beat the host encoder's (``EltwiseLayer.x_beats``: ``segment_beats``)."""
+    tile, ui, C, H, W = case
+    cfg = _cfg(tile, 2, ui)
+    depth, width = 1024, _pow2_bits(cfg.n)
+    rng = np.random.default_rng(list(case))
+    x, addr, cs, image = _band(rng, cfg, C, H, W, depth=depth)
+    g = schedule.segment_geometry(cfg, C, H, W)
+    want = EltwiseLayer(cfg, "maxpool").x_beats(x)
+    assert len(want) == g.beats
+    got = _run_reader(cfg, activation_fields(g, in_addr=addr, in_cstride=cs, mode="maxpool"), image, len(want),
+                      depth=depth, width=width, seed=sum(case))
+    assert got == want
+
+
 # -- weight reader ----------------------------------------------------------------------------
 
 def _weights(rng, cfg, K, C, T, *, depth, bias_addr):
@@ -456,6 +519,43 @@ def test_output_writer_direct(un, K, H, W, k, s, ports, modes):
     np.testing.assert_array_equal(got, _expect_written(image, addr, y, cs))
 
 
+# tile, unroll_in, C, H, W, ports, modes: channels not a multiple of unroll_in, widths not a
+# multiple of n; windows writing channels side by side; the compute core's three-mode writer
+@pytest.mark.parametrize("case", [(2, 2, 3, 4, 7, 1, ("eltwise",)), (2, 2, 3, 3, 9, 2, WRITER_MODES),
+                                  (4, 3, 5, 3, 8, 2, ("eltwise",)), (6, 1, 2, 2, 5, 1, WRITER_MODES)],
+                         ids=lambda c: "F{}-ui{}-C{}-{}x{}-p{}-{}".format(*c[:6], len(c[6])))
+def test_output_writer_segments(case):
+    """Element-wise outputs: element ``c*unroll_in + ch`` of a core beat is channel
+    ``cg*unroll_in + ch``, column ``xb*n + c`` of row ``y``; the columns past the row and the
+    channels past C (and the beat's elements past ``n * unroll_in``, random here) are not
+    written."""
+    tile, ui, C, H, W, ports, modes = case
+    cfg = _cfg(tile, 2, ui)
+    depth = 1024
+    rng = np.random.default_rng(list(case[:6]))
+    g = schedule.segment_geometry(cfg, C, H, W)
+    lay = output_beat_layout(cfg, modes)
+    assert lay == core_out_layout(cfg)
+    lo, hi = int_range(cfg.act_bits)
+    beats = [rng.integers(lo, hi + 1, lay.length).tolist() for _ in range(g.beats)]
+    y = segment_image(g, [b[:cfg.n * ui] for b in beats])
+    cs = H * W + int(rng.integers(0, 4))
+    addr = int(rng.integers(depth - C * cs))
+    image = rng.integers(0, 256, depth, dtype=np.uint8).tobytes()
+    got = _run_writer(cfg, output_fields(g, out_addr=addr, out_cstride=cs, mode="avgpool"), beats, image,
+                      depth=depth, width=_pow2_bits(cfg.n), seed=sum(case[:6]), ports=ports, modes=modes)
+    np.testing.assert_array_equal(got, _expect_written(image, addr, y, cs))
+
+
+def test_core_writer_beats_are_the_cores():
+    """One definition of the core's ``o`` beat: a multi-mode writer takes ``core_out_layout``, also
+    where a segment (n * unroll_in) is longer than a Winograd or a direct beat."""
+    cfg = _cfg(2, 2, 2)
+    assert cfg.n * cfg.unroll_in > max(cfg.tile ** 2, cfg.unroll)
+    for modes in (BOTH, WRITER_MODES):
+        assert OutputWriter(cfg, depth=1024, width=32, modes=modes).i.payload.shape() == core_out_layout(cfg)
+
+
 # -- cycles and arguments ---------------------------------------------------------------------
 
 def _last_cycle(dut, unit, word, stream_fn):
@@ -511,6 +611,28 @@ def test_feeder_cycles_are_the_schedules():
         assert t == schedule.output_write_cycles(g.n_out, -(-cfg.tile // ports))
 
 
+def test_segment_feeder_cycles():
+    """Segments, nothing stalling: a beat a cycle from the reader; ``ceil(unroll_in / ports)``
+    cycles a beat into the writer (``unroll_in`` windows: a beat a cycle, the add's rate)."""
+    rng = np.random.default_rng(8)
+    cfg = _cfg(4, 2, 3)
+    C, H, W = 5, 4, 13
+    x, addr, cs, image = _band(rng, cfg, C, H, W, depth=1024)
+    g = schedule.segment_geometry(cfg, C, H, W)
+    rd = ActivationReader(cfg, depth=1024, width=64)
+    dut = _Bench(Scratchpad(1024, 64, dma_width=8, reads=3, init=image), {"rd": rd})
+    word = pack(rd.cmd.shape(), activation_fields(g, in_addr=addr, in_cstride=cs, mode="add"))
+    assert _last_cycle(dut, rd, word, lambda ctx, lane: get(ctx, rd.x, g.beats, lane=lane)) == \
+        schedule.activation_read_cycles(g.beats)
+    beats = [pack(core_out_layout(cfg), [1] * 18) for _ in range(g.beats)]
+    for ports in (1, 2, 3):
+        ow = OutputWriter(cfg, depth=1024, width=64, ports=ports, modes=("eltwise",))
+        dut = _Bench(Scratchpad(1024, 64, dma_width=8, reads=0, writes=ports), {"ow": ow})
+        word = pack(ow.cmd.shape(), output_fields(g, out_addr=0, out_cstride=60, mode="add"))
+        t = _last_cycle(dut, ow, word, lambda ctx, lane, ow=ow: put(ctx, ow.i, beats, lane=lane, packed=True))
+        assert t == schedule.output_write_cycles(g.beats, -(-cfg.unroll_in // ports))
+
+
 @pytest.mark.parametrize("make,match", [
     (lambda: Scratchpad(1000, 64, dma_width=8), "depth 1000"),
     (lambda: Scratchpad(1024, 48, dma_width=8), "width 48"),
@@ -525,6 +647,15 @@ def test_feeder_cycles_are_the_schedules():
     (lambda: OutputWriter(_cfg(4, 2, 1), depth=1024, width=32, ports=5), "ports 5"),
     (lambda: OutputWriter(_cfg(4, 2, 1, "direct"), depth=1024, width=32, modes=BOTH), "modes"),
     (lambda: OutputWriter(_cfg(4, 2, 1), depth=1024, width=32, modes=("direct",)), "modes"),
+    (lambda: OutputWriter(_cfg(4, 2, 1, "direct"), depth=1024, width=32, modes=("winograd", "eltwise")), "modes"),
+    (lambda: OutputWriter(_cfg(4, 2, 1), depth=1024, width=32, modes=("eltwise", "pool")), "modes"),
+    (lambda: OutputWriter(_cfg(4, 2, 1), depth=1024, width=32, modes=("eltwise",)), "width 32"),
+    (lambda: OutputWriter(_cfg(2, 2, 2), depth=1024, width=32, modes=("eltwise",), ports=3), "ports 3"),
+    (lambda: activation_fields(schedule.segment_geometry(_cfg(2, 2, 1), 2, 3, 3), in_addr=0, in_cstride=9),
+     "mode None"),
+    (lambda: output_fields(schedule.segment_geometry(_cfg(2, 2, 1), 2, 3, 3), out_addr=0, out_cstride=9,
+                           mode="direct"), "mode 'direct'"),
+    (lambda: EltwiseLayer(_cfg(2, 2, 1), "conv"), "mode 'conv'"),
 ])
 def test_bad_arguments_are_named(make, match):
     with pytest.raises(ValueError, match=match):
@@ -674,8 +805,6 @@ def test_two_layers_on_the_core_from_scratchpad():
     layer, then a direct 3x3 stride-2 layer that reads the first one's output where the writer
     left it (a layer's output is the next one's input, no reshuffle); the core's one output
     stream through the two-mode writer. Golden's outputs, byte for byte."""
-    from rtl.core import Core, command_word
-
     cfg = _cfg(2, 2, 1)
     core = Core(cfg, max_kernel=3)
     rng = np.random.default_rng(3)
@@ -726,6 +855,198 @@ def test_two_layers_on_the_core_from_scratchpad():
     np.testing.assert_array_equal(res["sp"], _expect_written(want.tobytes(), out2, want2.reshape(K2, 1, np2), np2))
 
 
+def _eltwise_on_core(core, layer, operands, *, stall, seed):
+    """``layer`` (:class:`EltwiseLayer`) on ``core`` from one preloaded scratchpad: its
+    operands (``[C, H, W]``: one, two for ``add``) at unaligned addresses read by an
+    ActivationReader each (the second on ``x2``), the result written back by an element-wise
+    writer of ``unroll_in`` windows (a segment a cycle), every stream between them and the
+    core stalling with probability ``stall``. Returns the scratchpad's bytes, what they should
+    be with ``want`` written, and the cycles from ``start`` until every unit is idle."""
+    cfg, (C, H, W) = core.cfg, operands[0].shape
+    gi, go, _ = layer.geometry(C, H, W)
+    want = (golden.add(*operands, **layer.add) if layer.mode == "add" else
+            golden.maxpool(operands[0][None], **{k: layer.pool[k] for k in ("kernel", "stride", "padding")})[0]
+            if layer.mode == "maxpool" else
+            golden.avgpool(operands[0][None], **{k: layer.pool[k] for k in ("kernel", "stride", "mult", "shift")})[0])
+    depth, width, rng = 2048, _pow2_bits(cfg.n), np.random.default_rng(seed)
+    cs_in, cs_out = H * W + 1, go.H * go.W + 2
+    image, addrs = _layer_image(rng, depth, [*((x, (cs_in, W, 1)) for x in operands),
+                                             (np.zeros_like(want), (cs_out, go.W, 1))])
+    readers = {name: ActivationReader(cfg, depth=depth, width=width) for name in ("act", "act2")[:len(operands)]}
+    out = OutputWriter(cfg, depth=depth, width=width, ports=cfg.unroll_in, modes=WRITER_MODES)
+    sp = Scratchpad(depth, width, dma_width=8, reads=cfg.unroll_in * len(operands), writes=cfg.unroll_in, init=image)
+    dut = _Bench(sp, {**readers, "out": out}, engine=core, gated=True)
+    units = [(rd, pack(rd.cmd.shape(), activation_fields(gi, in_addr=a, in_cstride=cs_in, mode=layer.mode)))
+             for rd, a in zip(readers.values(), addrs, strict=False)]
+    units.append((out, pack(out.cmd.shape(), output_fields(go, out_addr=addrs[-1], out_cstride=cs_out,
+                                                           mode=layer.mode))))
+    stalls, res = Stalls(stall, seed), {}
+
+    async def gates(ctx):
+        cycle = 0
+        while True:
+            for name, gate in dut.gates.items():
+                ctx.set(gate.open, not stalls.stalled(lane_id(name), cycle))
+            await ctx.tick()
+            cycle += 1
+
+    async def bench(ctx):
+        ctx.set(core.layer.as_value(), layer.word(core, C, H, W))
+        ctx.set(core.start, 1)
+        await _start(ctx, *units)
+        ctx.set(core.start, 0)
+        t = 0
+        while any(ctx.get(u.busy) for u in (core, *(u for u, _ in units))):
+            await ctx.tick()
+            t += 1
+        res["cycles"] = t
+        res["sp"] = np.frombuffer(bytes(sp.byte_at(ctx, a) for a in range(depth)), np.uint8)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(gates, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    return res["sp"], _expect_written(image, addrs[-1], want, cs_out), res["cycles"], want
+
+
+def _extremes(rng, C, H, W):
+    lo, hi = int_range(8)
+    x = rng.integers(lo, hi + 1, (C, H, W))
+    x[:, 0, 0], x[:, -1, -1] = hi, lo
+    return x
+
+
+# cfg (tile, unroll, unroll_in), mode, parameters, C, H, W: an add whose segment (n * unroll_in = 8) is
+# longer than a Winograd beat (m² = 4), saturating at both ends; a maxpool whose windows reach
+# the padded corner; an avgpool 2x2 s2 with a trailing row and column no window reaches
+ELTWISE_E2E = [((2, 2, 2), "add", dict(a_mult=8192, b_mult=8192, shift=13), 3, 5, 7),
+               ((2, 2, 1), "maxpool", dict(kernel=3, stride=2, padding=1), 3, 5, 8),
+               ((2, 2, 2), "avgpool", dict(kernel=2, stride=2, mult=1, shift=2), 3, 5, 7)]
+
+
+@pytest.mark.parametrize("case", ELTWISE_E2E, ids=lambda c: "F{}-ui{}-".format(*c[0][::2]) + c[1])
+def test_eltwise_layer_on_the_core_from_scratchpad(case):
+    """add (two readers: the second on x2), maxpool and avgpool from a preloaded scratchpad
+    through the compute core and back: golden's result, byte for byte, nothing else changed,
+    with random stalls on x, x2 and o; without stalls the core's own cycles
+    (``perf.core_eltwise_cycles``) plus at most the reader's read latency."""
+    (tile, un, ui), mode, kw, C, H, W = case
+    cfg = _cfg(tile, un, ui)
+    layer = EltwiseLayer(cfg, mode, **kw)
+    core = Core(cfg, max_kernel=3)
+    rng = np.random.default_rng([tile, ui, C, H, W])
+    operands = [_extremes(rng, C, H, W) for _ in range(2 if mode == "add" else 1)]
+    if mode == "add":
+        operands[1][:, 0, 0] = int_range(8)[0]          # -128 + 127: the extremes meet
+        operands[1][:, 1, 1] = operands[0][:, 1, 1] = int_range(8)[1]
+    got, want_sp, _, want = _eltwise_on_core(core, layer, operands, stall=0.3, seed=C + H)
+    np.testing.assert_array_equal(got, want_sp)
+    if mode == "add":
+        assert (want == 127).any() and (want == -128).any()
+    geo = {} if mode == "add" else {k: layer.pool[k] for k in ("kernel", "stride", "padding")}
+    model = perf.core_eltwise_cycles(cfg, mode, C, H, W, max_pool=core.max_pool, **geo)
+    got, _, cycles, _ = _eltwise_on_core(core, layer, operands, stall=0.0, seed=C + H)
+    np.testing.assert_array_equal(got, want_sp)
+    # the reader's first segment comes a read later than a host's; an avgpool whose pool walks
+    # positions past its last output hides that
+    assert 0 <= cycles - model <= schedule.FEED_READ_LATENCY, (cycles, model)
+
+
+def _run_core_commands(dut, core, commands, *, stall, seed):
+    """``commands`` (``(core word, [(feeder, its fields)])``) one after the other on ``core``
+    in ``dut`` (a gated :class:`_Bench`), each started with its feeders once the previous
+    one's units are idle, every gated stream stalling with probability ``stall``; the
+    scratchpad's bytes at the end."""
+    stalls, res = Stalls(stall, seed), {}
+
+    async def gates(ctx):
+        cycle = 0
+        while True:
+            for name, gate in dut.gates.items():
+                ctx.set(gate.open, not stalls.stalled(lane_id(name), cycle))
+            await ctx.tick()
+            cycle += 1
+
+    async def bench(ctx):
+        for word, units in commands:
+            ctx.set(core.layer.as_value(), word)
+            ctx.set(core.start, 1)
+            await _start(ctx, *[(u, pack(u.cmd.shape(), f)) for u, f in units])
+            ctx.set(core.start, 0)
+            await _until_idle(ctx, [core, *(u for u, _ in units)], 20000)
+        res["sp"] = np.frombuffer(bytes(dut.sp.byte_at(ctx, a) for a in range(dut.sp.depth)), np.uint8)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(gates, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    return res["sp"]
+
+
+def test_network_chain_on_the_core_from_scratchpad():
+    """conv -> add -> pool -> linear on one core from one scratchpad, each layer reading the
+    previous one's output where the writer left it: a Winograd F2 conv, the residual add of
+    its output and the conv's input (two readers, two channel strides), a global avgpool
+    written one byte a channel (``out_cstride`` 1: the flattened vector), the linear layer
+    reading that vector as the channels of a 1x1 image; random stalls on x, x2, w and o.
+    Every layer's result equals golden's, byte for byte, and nothing else changed."""
+    cfg = _cfg(2, 2, 1)
+    core = Core(cfg, max_kernel=3, max_pool=4)
+    rng = np.random.default_rng(13)
+    depth, n, C, K2, H, W = 4096, cfg.n, 3, 5, 4, 4
+    x1, kw1 = random_winograd(cfg, C, C, H, W, rng, relu=True, extremes=True)
+    y1 = golden.winograd_conv3x3(x1, tile=2, cfg=cfg, **kw1)[0]
+    add = EltwiseLayer(cfg, "add", a_mult=8192, b_mult=4164, shift=13, relu=True)
+    y2 = golden.add(y1, x1[0], **add.add)
+    pool = EltwiseLayer(cfg, "avgpool", kernel=4, stride=4, mult=1, shift=4)
+    y3 = golden.avgpool(y2[None], kernel=4, stride=4, mult=1, shift=4)[0]
+    _, kw4 = random_direct(core.dcfg, C, K2, 1, 1, rng, kernel=1, stride=1, padding=0, relu=False)
+    y4 = golden.direct_conv(y3[None], cfg=core.dcfg, **kw4)[0]
+    assert len(np.unique(y2)) > 5 and len(np.unique(y4)) > 2
+    s1, s4 = WinogradLayer(cfg, **kw1), DirectLayer(core.dcfg, **kw4)
+    g1 = s1.geometry(H, W)
+    g4 = schedule.window_geometry(core.buf, core.dcfg, C, K2, 1, 1, kernel=1, stride=1, padding=0)
+    cs1, hw = H * W + 3, H * W
+    image, (in1, w1, out1, out2, out3, w4, out4) = _layer_image(rng, depth, [
+        (x1[0], (cs1, W, 1)), (kw1["U"].reshape(C, C, n * n), (C * n * n, n * n, 1)),
+        (np.zeros((C, H, W), np.int64), (hw, W, 1)), (np.zeros((C, H, W), np.int64), (hw, W, 1)),
+        (np.zeros(C, np.int64), (1,)), (kw4["W"].reshape(K2, C), (C, 1)), (np.zeros(K2, np.int64), (1,))])
+    params = np.zeros(64, np.int64)
+    params[:C], params[32:32 + K2] = kw1["bias"], kw4["bias"]
+    act, act2 = (ActivationReader(cfg, depth=depth, width=64) for _ in range(2))
+    wgt = WeightReader(cfg, depth=depth, width=64, param_bytes=256)
+    out = OutputWriter(cfg, depth=depth, width=64, modes=WRITER_MODES, ports=2)
+    sp = Scratchpad(depth, 64, dma_width=8, reads=3, writes=2, init=image)
+    dut = _Bench(sp, {"act": act, "act2": act2, "wgt": wgt, "out": out}, _params(params), core, gated=True)
+    lay = core.layer.shape()
+    dl = lay["direct"].shape
+    seg = schedule.segment_geometry(cfg, C, H, W)
+    pooled = schedule.segment_geometry(cfg, C, 1, 1)
+    commands = [
+        (command_word(lay, "winograd", s1.word(H, W)),
+         [(act, activation_fields(g1, in_addr=in1, in_cstride=cs1)), (wgt, weight_fields(g1, w_addr=w1, bias_addr=0)),
+          (out, output_fields(g1, out_addr=out1, out_cstride=hw))]),
+        (add.word(core, C, H, W),
+         [(act, activation_fields(seg, in_addr=out1, in_cstride=hw, mode="add")),
+          (act2, activation_fields(seg, in_addr=in1, in_cstride=cs1, mode="add")),
+          (out, output_fields(seg, out_addr=out2, out_cstride=hw, mode="add"))]),
+        (pool.word(core, C, H, W),
+         [(act, activation_fields(seg, in_addr=out2, in_cstride=hw, mode="avgpool")),
+          (out, output_fields(pooled, out_addr=out3, out_cstride=1, mode="avgpool"))]),
+        (command_word(lay, "linear", pack(dl["win"].shape, window_fields(g4)) | s4.word(1, 1) << dl["eng"].offset),
+         [(act, activation_fields(g4, in_addr=out3, in_cstride=1)),
+          (wgt, weight_fields(g4.d, w_addr=w4, bias_addr=4 * 32)),
+          (out, output_fields(g4.d, out_addr=out4, out_cstride=1))]),
+    ]
+    got = _run_core_commands(dut, core, commands, stall=0.25, seed=4)
+    want = _expect_written(image, out1, y1, hw)
+    want = _expect_written(want.tobytes(), out2, y2, hw)
+    want = _expect_written(want.tobytes(), out3, y3, 1)
+    np.testing.assert_array_equal(got, _expect_written(want.tobytes(), out4, y4, 1))
+
+
 def test_winograd_layer_in_row_bands():
     """A layer as the planner splits it: COMPUTEs of output rows ``[r0, r1)`` one after the
     other on the unchanged engine, each reading only its band of input rows in place
@@ -772,3 +1093,29 @@ def test_winograd_layer_in_row_bands():
 
     _sim(dut, bench)
     np.testing.assert_array_equal(res["sp"], _expect_written(image, out_addr, want, cs_out))
+
+
+# -- the core's resource estimate -------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg,kw", [
+    (AcceleratorConfig(tile=2, unroll=2, unroll_in=2, requant="fixed", max_width=8, max_channels=4),
+     dict(max_pool=4, window_sets=1)),
+    (AcceleratorConfig(tile=2, unroll=1, requant="fixed", max_width=8, max_channels=4), dict(direct_only=True)),
+], ids=["dual-fixed-sets1-pool4", "direct-only-fixed"])
+def test_core_resource_estimate_counts_the_rtlil(cfg, kw):
+    """``perf.estimate_resources(cfg, max_kernel=...)`` of a core: its block RAMs
+    (``perf.core_memories``: weight buffer, Winograd line buffer, the window generator's banks,
+    the pool's line buffer) are the core's RTLIL memories but the window generator's FIFO, and
+    its DSPs (PE array, requant multipliers, the element-wise unit's) its ``$mul`` cells."""
+    core = Core(cfg, max_kernel=3, **kw)
+    text = rtlil.convert(core)
+    got = collections.Counter((int(w), int(d)) for w, d in re.findall(r"memory width (\d+) size (\d+) ", text))
+    got -= collections.Counter({(group_layout(core.buf).size, schedule.FIFO_DEPTH): 1})
+    mems = perf.core_memories(cfg, 3, **kw)
+    assert got == collections.Counter({(mem.width, mem.depth): mem.count for mem in mems})
+    assert [mem.name for mem in mems][-2:] == ["window buffer", "pool line buffer"]
+    est = perf.estimate_resources(cfg, max_kernel=3, **kw)
+    assert est["dsp"] == len(re.findall(r"cell \$mul ", text))
+    assert est["dsp"] > cfg.multipliers + schedule.eltwise_multipliers(cfg)      # and the requants'
+    assert est["memory_bits"] == sum(mem.count * mem.depth * mem.width for mem in mems)
+    assert perf.CORE_MAX_POOL == DEFAULT_MAX_POOL

@@ -27,6 +27,7 @@ import math
 
 from . import golden, schedule
 from .config import AcceleratorConfig
+from .limits import ADD_MULT_RANGE, AVGPOOL_MULT_RANGE
 
 
 def _ceil(a, b):
@@ -265,9 +266,14 @@ def _lin_comb_adders(T, width: int) -> int:
 
 
 def _rq_cost(cfg: AcceleratorConfig, in_bits: int, out_bits: int) -> tuple[int, int]:
-    """(LUTs, FFs) of one requantizer lane (``rtl.arith.rq_pipeline``)."""
-    fixed = cfg.requant == "fixed"
-    pw = in_bits + cfg.mult_bits + 1 if fixed else in_bits
+    """(LUTs, FFs) of one requantizer lane (``rtl.arith.rq_pipeline``) in the config's mode."""
+    return _rq_lane(cfg.requant == "fixed", in_bits, out_bits, cfg.mult_bits)
+
+
+def _rq_lane(fixed: bool, in_bits: int, out_bits: int, mult_bits: int) -> tuple[int, int]:
+    """(LUTs, FFs) of one ``rtl.arith.rq_pipeline`` lane: ``fixed`` (a ``mult_bits`` product
+    first) or ``pow2``."""
+    pw = in_bits + mult_bits + 1 if fixed else in_bits
     return pw + out_bits * 3 // 2 + 3, (pw if fixed else 0) + 2 * out_bits + 2
 
 
@@ -347,14 +353,81 @@ def _add_weight_transform(cfg: AcceleratorConfig, lut, ff, dsp, mults_on_dsp: bo
     return lut, ff, dsp
 
 
+#: The core's pooling window by default (``rtl.core.DEFAULT_MAX_POOL``, pinned by a test).
+CORE_MAX_POOL = 3
+
+
+def pool_memory(cfg: AcceleratorConfig, max_pool: int) -> schedule.Memory:
+    """The pool's line buffer (``rtl.eltwise.Pool``): ``max_pool - 1`` row banks of
+    ``max_width + 1`` words, each ``unroll_in`` row sums of ``act_bits + ceil_log2(max_pool)``
+    bits."""
+    return schedule.Memory("pool line buffer", max_pool - 1, cfg.max_width + 1,
+                           cfg.unroll_in * (cfg.act_bits + schedule.ceil_log2(max_pool)))
+
+
+def core_memories(cfg: AcceleratorConfig, max_kernel: int, *, max_pool: int = CORE_MAX_POOL,
+                  window_sets: int | None = None, direct_only: bool = False) -> list[schedule.Memory]:
+    """The block RAMs of a compute core (``rtl.core.Core``): its PE array's weight buffer (the
+    dual array's, the Winograd one; direct-only: the direct engine's) and the Winograd line
+    buffer (dual build), the window generator's banks (:func:`schedule.core_window`) and the
+    pool's line buffer. The window generator's FIFO (``schedule.FIFO_DEPTH`` words) maps to
+    LUTs, as the engines' register files do, and is not listed."""
+    engine = schedule.memories(schedule.direct_view(cfg) if direct_only else cfg)
+    return [*engine, schedule.core_window(cfg, max_kernel, sets=window_sets).memory, pool_memory(cfg, max_pool)]
+
+
+def _core_logic(cfg: AcceleratorConfig, max_kernel: int, max_pool: int, window_sets: int | None,
+                direct_only: bool) -> tuple[float, float]:
+    """(LUTs, FFs) a core adds to its engine, counted from the structure as the engines' are
+    but not yet calibrated against a build: the window generator's gearbox and FIFO, the
+    direct tail of a dual core (bias add, y requant), the add's ``n * unroll_in`` lanes
+    (products, sum, pow2 requant), the pool's ``unroll_in`` lanes (window register, row and
+    column trees, fixed requant) and the segment splitter/packer."""
+    buf = schedule.core_window(cfg, max_kernel, sets=window_sets)
+    a, ui, lanes = cfg.act_bits, cfg.unroll_in, cfg.n * cfg.unroll_in
+    ff = buf.gear * a + schedule.FIFO_DEPTH * buf.group_max * a
+    lut = buf.gear * a * 2 + buf.group_max * a
+    if not direct_only:
+        w = cfg.widths
+        rl, rf = _rq_cost(cfg, w.out_sum, a)
+        lut += cfg.unroll * (w.out_sum + rl)
+        ff += cfg.unroll * (w.out_sum + rf)
+    prod = a + ADD_MULT_RANGE[1].bit_length()
+    rl, rf = _rq_lane(False, prod + 1, a, 0)
+    ff += lanes * (3 * prod + 1 + rf)
+    lut += lanes * (prod + 1 + rl)
+    row, total = a + schedule.ceil_log2(max_pool), a + 2 * schedule.ceil_log2(max_pool)
+    rl, rf = _rq_lane(True, total, a, AVGPOOL_MULT_RANGE[1].bit_length())
+    ff += ui * (max_pool * a + (max_pool - 1) * (row + total) + rf)
+    lut += ui * ((max_pool - 1) * (row + total) * 2 + rl)
+    ff += 2 * lanes * a
+    lut += 2 * lanes * a
+    return lut, ff
+
+
 def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
-                       use_dsp: bool = True) -> dict:
+                       use_dsp: bool = True, *, max_kernel: int | None = None, max_pool: int = CORE_MAX_POOL,
+                       window_sets: int | None = None, direct_only: bool = False) -> dict:
     """LUT/FF/DSP/BRAM estimate of the accelerator from the structure of ``rtl/``: register
     bits counted stage by stage, LUTs as adder/mux bits per block, calibrated per family
     against builds (:data:`_LUT_FIT`, :data:`_FF_SCALE`). On the iCE40 ``lut`` is logic cells (LUT + FF pairs), the
     unit nextpnr reports and the device is sized in; with DSPs the products go two per
-    SB_MAC16 (:func:`mac16_pairs`)."""
+    SB_MAC16 (:func:`mac16_pairs`).
+
+    ``max_kernel`` asks for a compute core (``rtl.core.Core(cfg, max_kernel=..., max_pool=...,
+    window_sets=..., direct_only=...)``) instead of ``cfg.algo``'s engine: the engine it holds
+    (the Winograd one; direct-only: the direct engine of :func:`schedule.direct_view`), plus
+    :func:`core_memories`' RAMs, the element-wise unit's
+    :func:`schedule.eltwise_multipliers` (a DSP each) and, in a dual ``fixed`` core, the direct
+    tail's ``unroll`` y-requant multipliers; their logic is :func:`_core_logic`'s."""
     family = "ice40" if "ice" in board else "ecp5"
+    if max_kernel is not None:
+        return _core_resources(cfg, family, use_dsp, max_kernel, max_pool, window_sets, direct_only)
+    return _calibrated(family, *_engine_logic(cfg, family, use_dsp), memories(cfg))
+
+
+def _engine_logic(cfg: AcceleratorConfig, family: str, use_dsp: bool) -> tuple[float, float, int]:
+    """(LUTs, FFs, DSPs) of ``cfg.algo``'s engine, counted from the structure (uncalibrated)."""
     w = cfg.widths
     n, S, ui, un = cfg.n, cfg.n * cfg.n, cfg.unroll_in, cfg.unroll
     mults = cfg.multipliers
@@ -425,15 +498,37 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
         lut += n_rq * cfg.mult_bits * 12
     if cfg.algo == "winograd" and cfg.weights == "spatial":
         lut, ff, dsp = _add_weight_transform(cfg, lut, ff, dsp, use_dsp and not pairs)
+    return lut, ff, dsp
+
+
+def _calibrated(family: str, lut: float, ff: float, dsp: int, mems) -> dict:
+    """The structural counts through the family's calibration, and the block RAMs of ``mems``."""
     scale, offset = _LUT_FIT[family]
     lut = lut * scale + offset
     ff *= _FF_SCALE
     if family == "ice40":
         lut += _ICE40_FF_CELLS * ff
-    bram = sum(c * _brams(d, wd, family) for _, c, d, wd in memories(cfg))
-    bits = sum(c * d * wd for _, c, d, wd in memories(cfg))
+    bram = sum(c * _brams(d, wd, family) for _, c, d, wd in mems)
+    bits = sum(c * d * wd for _, c, d, wd in mems)
     return {"lut": int(lut), "ff": int(ff), "dsp": int(dsp), "bram": int(bram),
             "memory_bits": int(bits)}
+
+
+def _core_resources(cfg, family, use_dsp, max_kernel, max_pool, window_sets, direct_only) -> dict:
+    """:func:`estimate_resources` of a compute core (its doc)."""
+    if not 2 <= max_pool <= cfg.max_width:
+        raise ValueError(f"max_pool: {max_pool} must be in 2..{cfg.max_width} (cfg.max_width)")
+    lut, ff, dsp = _engine_logic(schedule.direct_view(cfg) if direct_only else cfg, family, use_dsp)
+    core_lut, core_ff = _core_logic(cfg, max_kernel, max_pool, window_sets, direct_only)
+    extra = schedule.eltwise_multipliers(cfg)
+    if cfg.requant == "fixed" and not direct_only:
+        extra += cfg.unroll
+    if use_dsp:
+        dsp += extra
+    else:
+        core_lut += extra * cfg.act_bits * 16
+    mems = core_memories(cfg, max_kernel, max_pool=max_pool, window_sets=window_sets, direct_only=direct_only)
+    return _calibrated(family, lut + core_lut, ff + core_ff, dsp, mems)
 
 
 # -- the compute core (rtl.core) --------------------------------------------------------------

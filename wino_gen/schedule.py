@@ -859,10 +859,11 @@ def core_latencies(cfg: AcceleratorConfig, *, direct_only: bool = False) -> Core
     return CoreLatencies(winograd=latencies(cfg).winograd, direct=pe + dlat.direct_output, direct_pe=pe)
 
 
-def core_window(cfg: AcceleratorConfig, max_kernel: int) -> WindowBuffer:
+def core_window(cfg: AcceleratorConfig, max_kernel: int, sets: int | None = None) -> WindowBuffer:
     """The core's window generator: sized by the config's ``max_width`` and ``max_channels``
-    and the build's ``max_kernel`` (ValueError naming a bad one)."""
-    return window_buffer(direct_view(cfg), cfg.max_width, cfg.max_channels, max_kernel)
+    and the build's ``max_kernel``, banked into ``sets`` channel sets (None: the
+    :func:`window_buffer` default); ValueError naming a bad one."""
+    return window_buffer(direct_view(cfg), cfg.max_width, cfg.max_channels, max_kernel, sets)
 
 
 def core_outputs_in_flight(cfg: AcceleratorConfig, *, direct_only: bool = False) -> int:

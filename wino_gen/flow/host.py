@@ -307,6 +307,97 @@ class DirectLayer:
         return out[:self.K].reshape(self.K, g.Ho, g.Wo)
 
 
+# -- element-wise layers on the compute core --------------------------------------------------
+
+#: The core's element-wise modes (``rtl.core.ELTWISE_MODES``, ``wino_gen.isa.MODES``' names).
+ELTWISE_OPS = ("add", "maxpool", "avgpool")
+
+
+def segment_beats(g: schedule.SegmentGeometry, x) -> list:
+    """``x[C, H, W]`` as row segments in :func:`wino_gen.schedule.segment_order` (nested lists
+    ``[column][channel]``, zeros past the image and past C)."""
+    n, ui = g.n, g.unroll_in
+    xp = np.zeros((g.groups * ui, g.H, g.nxb * n), dtype=np.int64)
+    xp[:g.C, :, :g.W] = x
+    return [xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n].T.tolist() for cg, y, xb in schedule.segment_order(g)]
+
+
+def segment_image(g: schedule.SegmentGeometry, beats) -> np.ndarray:
+    """:func:`segment_beats`' inverse: ``[C, H, W]`` from segments (``[column][channel]``)."""
+    n, ui = g.n, g.unroll_in
+    xp = np.zeros((g.groups * ui, g.H, g.nxb * n), dtype=np.int64)
+    for (cg, y, xb), b in zip(schedule.segment_order(g), beats, strict=True):
+        xp[cg * ui:(cg + 1) * ui, y, xb * n:(xb + 1) * n] = np.asarray(b).reshape(n, ui).T
+    return xp[:g.C, :, :g.W]
+
+
+class EltwiseLayer:
+    """Streams of one element-wise layer for the compute core (:class:`rtl.core.Core`): ``add``
+    (``golden.add``'s ``a_mult``, ``b_mult``, ``shift``, ``relu``), ``maxpool`` (``kernel``,
+    ``stride``, ``padding``) or ``avgpool`` (``kernel``, ``stride``, ``mult``, ``shift``). Its
+    command word, its ``x`` (and ``add``'s ``x2``) row segments, its output segments back into
+    an image. ``rtl.core`` and ``rtl.eltwise`` are imported where they are used: ``rtl.eltwise``
+    imports this module's segment encoders."""
+
+    def __init__(self, cfg: AcceleratorConfig, mode: str, *, a_mult: int = 1, b_mult: int = 1, shift: int = 0,
+                 relu: bool = False, kernel: int = 1, stride: int = 1, padding: int = 0, mult: int = 1):
+        if mode not in ELTWISE_OPS:
+            raise ValueError(f"mode {mode!r}: an element-wise layer is one of {ELTWISE_OPS}")
+        self.cfg, self.mode = cfg, mode
+        self.add = dict(a_mult=a_mult, b_mult=b_mult, shift=shift, relu=relu)
+        self.pool = dict(kernel=kernel, stride=stride, padding=padding, mult=mult, shift=shift)
+        self.xlay = input_beat_layout(cfg)
+
+    def geometry(self, C: int, H: int, W: int):
+        """The input's and the output's segments and (pools) the pooling geometry of a ``[C, H, W]``
+        input, refused where it does not fit the build."""
+        if max(H, W) > self.cfg.max_width or C > self.cfg.max_channels:
+            raise DoesNotFit(f"tensor {C}x{H}x{W} exceeds max_width={self.cfg.max_width} / "
+                             f"max_channels={self.cfg.max_channels}")
+        gi = schedule.segment_geometry(self.cfg, C, H, W)
+        if self.mode == "add":
+            return gi, gi, None
+        p = self.pool
+        try:
+            pg = schedule.pool_geometry(H, W, p["kernel"], p["stride"], p["padding"])
+        except ValueError as e:
+            raise DoesNotFit(f"{self.mode} on {H}x{W}: {e}") from None
+        return gi, schedule.segment_geometry(self.cfg, C, pg.oh, pg.ow), pg
+
+    def word(self, core, C: int, H: int, W: int) -> int:
+        """The command word of ``core`` (a :class:`rtl.core.Core`) for a ``[C, H, W]`` input."""
+        from rtl.core import command_word, eltwise_word
+        from rtl.eltwise import add_params
+
+        gi, go, pg = self.geometry(C, H, W)
+        lay = core.layer.shape()
+        try:
+            if pg is None:
+                add = add_params(**self.add)
+                word = eltwise_word(lay, beats=go.beats, add=add)
+            else:
+                avg = self.mode == "avgpool"
+                pool = core.pool_fields(pg, groups=gi.groups, avg=avg, mult=self.pool["mult"], shift=self.pool["shift"])
+                word = eltwise_word(lay, beats=go.beats, pool=pool)
+        except ValueError as e:
+            raise DoesNotFit(f"{self.mode} does not fit the core: {e}") from None
+        return command_word(lay, self.mode, word)
+
+    def x_beats(self, x) -> list[int]:
+        """``x[C, H, W]`` (or ``add``'s second operand, for ``x2``) as packed ``x`` segments."""
+        gi, _, _ = self.geometry(*np.shape(x))
+        return [pack(self.xlay, b) for b in segment_beats(gi, x)]
+
+    def collect(self, beats, C: int, H: int, W: int) -> np.ndarray:
+        """The output ``[C, Ho, Wo]`` from the core's ``o`` beats (a segment in the first
+        ``n * unroll_in`` elements) for a ``[C, H, W]`` input."""
+        from rtl.core import core_out_layout
+
+        _, go, _ = self.geometry(C, H, W)
+        olay, seg = core_out_layout(self.cfg), self.cfg.n * self.cfg.unroll_in
+        return segment_image(go, [unpack(olay, b)[:seg] for b in beats])
+
+
 # -- the self-test layer ----------------------------------------------------------------------
 
 
