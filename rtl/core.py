@@ -73,6 +73,7 @@ from amaranth.lib.wiring import In, Out
 from wino_gen.config import AcceleratorConfig
 from wino_gen.isa import LAYOUTS, MODES
 from wino_gen.options import BuildOptions
+from wino_gen.schedule import DEFAULT_MAX_POOL as _DEFAULT_MAX_POOL
 from wino_gen.schedule import (
     PoolGeometry,
     core_outputs_in_flight,
@@ -120,8 +121,7 @@ CORE_MODES = ("winograd", *DIRECT_MODES, *ELTWISE_MODES)
 assert set(CORE_MODES) == set(MODES)
 #: Width of the command's ``mode`` field: the instruction format's.
 MODE_BITS = next(f.bits for f in LAYOUTS["COMPUTE"] if f.name == "mode")
-#: Largest pooling window a core is built for by default: ResNet's stem maxpool (3x3 s2).
-DEFAULT_MAX_POOL = 3
+DEFAULT_MAX_POOL = _DEFAULT_MAX_POOL
 
 
 def mode_number(mode: str) -> int:

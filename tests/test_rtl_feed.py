@@ -19,7 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rtl.core import DEFAULT_MAX_POOL, Core, command_word, core_out_layout
+from rtl.core import Core, command_word, core_out_layout
 from rtl.feed import (
     WRITER_MODES,
     ActivationReader,
@@ -1118,4 +1118,3 @@ def test_core_resource_estimate_counts_the_rtlil(cfg, kw):
     assert est["dsp"] == len(re.findall(r"cell \$mul ", text))
     assert est["dsp"] > cfg.multipliers + schedule.eltwise_multipliers(cfg)      # and the requants'
     assert est["memory_bits"] == sum(mem.count * mem.depth * mem.width for mem in mems)
-    assert perf.CORE_MAX_POOL == DEFAULT_MAX_POOL

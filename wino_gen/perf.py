@@ -353,8 +353,7 @@ def _add_weight_transform(cfg: AcceleratorConfig, lut, ff, dsp, mults_on_dsp: bo
     return lut, ff, dsp
 
 
-#: The core's pooling window by default (``rtl.core.DEFAULT_MAX_POOL``, pinned by a test).
-CORE_MAX_POOL = 3
+CORE_MAX_POOL = schedule.DEFAULT_MAX_POOL
 
 
 def pool_memory(cfg: AcceleratorConfig, max_pool: int) -> schedule.Memory:

@@ -975,6 +975,8 @@ def segment_order(g: SegmentGeometry) -> Iterator[tuple[int, int, int]]:
 
 #: Cycles of a core element-wise command beyond its unit's own: ``start`` (the operands, or
 #: the pooling's command, offered the cycle after), and the segment packer's register.
+#: Largest pooling window a core is built for by default: ResNet's stem maxpool (3x3 s2).
+DEFAULT_MAX_POOL = 3
 ELTWISE_START = 1
 SEGMENT_PACK_LATENCY = 1
 
