@@ -39,7 +39,7 @@ QUEUE_ORDER = ("load", "compute", "store")
 CHANNELS = (("load", "compute"), ("compute", "load"), ("compute", "store"), ("store", "compute"))
 #: error status -> meaning (0: ran to END), the same for the interpreter and the hardware
 STATUS = {0: "ok", 1: "bad instruction", 2: "memory outside its regions", 3: "deadlock", 4: "overflow",
-          5: "tokens left at END"}
+          5: "tokens left at END", 6: "unsupported"}
 #: dependency flags each queue may carry: LOAD has no previous queue, STORE no next one
 FLAGS = ("pop_prev", "pop_next", "push_prev", "push_next")
 ALLOWED_FLAGS = {"load": ("pop_next", "push_next"), "compute": FLAGS, "store": ("pop_prev", "push_prev"), None: ()}

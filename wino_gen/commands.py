@@ -1,0 +1,116 @@
+"""The compute unit's arithmetic on a COMPUTE instruction (``rtl.compute.ComputeUnit``), as pure
+Python: which tiles it runs, where in the parameter block it reads, how it divides by the
+config's constants, and how many cycles its setup takes. The hardware derives the feeders'
+and the core's commands from these; the tests check it against this module and the image
+interpreter (``wino_gen.compile.interp``).
+
+What it runs (:func:`why_unsupported`): ``add`` tiles, whole poolings, and convolution tiles
+(winograd, direct, linear) that compute their outputs whole (``accumulate`` 0, ``finish`` 1,
+so all input channels). The engines pad every side of the band they are given, so a band that
+starts inside the image is given to them from earlier rows and their first output rows are
+dropped (:func:`engine_band`); that needs the tile's first input row inside the image (``r0 *
+stride >= padding``). Everything else (partial sums, a pooling band) is answered with
+:data:`UNSUPPORTED`, never computed wrong.
+"""
+
+from __future__ import annotations
+
+from .compile.image import DESC_WORDS, TAP_ARRAYS
+from .config import AcceleratorConfig
+from .isa import STATUS
+
+#: DONE status of a COMPUTE the unit cannot run: the interpreter's "unsupported" where its table
+#: has one, else the code after docs/image.md's table
+UNSUPPORTED = next(k for k, v in STATUS.items() if v == "unsupported")
+#: the modes the unit runs
+RUNS = ("winograd", "direct", "linear", "add", "maxpool", "avgpool")
+#: bytes of a parameter word
+WORD = 4
+#: registered derivation stages of the feeders' and the core's commands (each a step of small
+#: multiplies and divisions by constants)
+DERIVE_STAGES = 4
+#: cycles of the unit's setup after its parameters are in: taking the instruction, the check,
+#: the derivation stages, the command registers, and the answer's cycle once the feeders and
+#: the core are idle
+SETUP_CYCLES = 4 + DERIVE_STAGES
+
+
+def word_index(name: str) -> int:
+    """The parameter block's word ``name`` (docs/image.md)."""
+    return DESC_WORDS.index(name)
+
+
+def tap_word(array: str, tap: int, taps: int) -> int:
+    """Word of ``array``'s (``TAP_ARRAYS``) tap ``tap`` in a block of ``taps`` taps."""
+    return len(DESC_WORDS) + TAP_ARRAYS.index(array) * taps + tap
+
+
+def tap_reads(cfg: AcceleratorConfig) -> list[tuple[str, int]]:
+    """The ``(array, tap)`` words of a Winograd block the build uses, in address order: V and M
+    requant per tap (``tap`` granularity) or tap 0 (``layer``: one value, repeated), their
+    mults only for ``fixed`` requant, the M alignment shifts where the build has them."""
+    n_p = cfg.n ** 2 if cfg.granularity == "tap" else 1
+    used = {"v_shift", "m_shift"} | ({"v_mult", "m_mult"} if cfg.requant == "fixed" else set())
+    out = [(a, t) for a in TAP_ARRAYS if a in used for t in range(n_p)]
+    if cfg.tap_shift:
+        out += [("m_align", t) for t in range(cfg.n ** 2)]
+    return out
+
+
+def param_words(cfg: AcceleratorConfig, mode: str) -> int:
+    """Words the unit reads from a block: the header, and what the build uses of a Winograd
+    layer's tap arrays (:func:`tap_reads`)."""
+    return len(DESC_WORDS) + (len(tap_reads(cfg)) if mode == "winograd" else 0)
+
+
+def bias_byte(taps: int, k0: int) -> int:
+    """Byte address (in the parameter memory) of output channel ``k0``'s bias."""
+    return WORD * (len(DESC_WORDS) + len(TAP_ARRAYS) * taps + k0)
+
+
+def reciprocal(d: int, bits: int) -> tuple[int, int]:
+    """``(mult, shift)`` with ``x // d == (x * mult) >> shift`` for every ``0 <= x < 2**bits``:
+    ``shift = bits + ceil(log2 d)``, ``mult = ceil(2**shift / d)`` (the error ``x * (mult*d -
+    2**shift) / (d * 2**shift)`` stays below ``1/d``)."""
+    if d < 1 or bits < 1:
+        raise ValueError(f"d {d}, bits {bits}: must be positive")
+    shift = bits + (d - 1).bit_length()
+    return -(-(1 << shift) // d), shift
+
+
+def why_unsupported(mode: str, *, accumulate: int, finish: int, r0: int, r1: int, c0: int, c1: int, C: int,
+                    Ho: int, stride: int, padding: int) -> str | None:
+    """Why the unit answers :data:`UNSUPPORTED` to a well-formed COMPUTE, or None when it runs it."""
+    if mode not in RUNS:
+        return f"mode {mode}: not on the compute unit yet"
+    if accumulate or not finish or (c0, c1) != (0, C):
+        return "partial sums (accumulate / finish 0 / an input-channel split)"
+    if 0 < r0 * stride < padding:
+        return "a band whose first input row is padding"
+    if mode in ("maxpool", "avgpool") and (r0, r1) != (0, Ho):
+        return "a pooling band"
+    return None
+
+
+def engine_band(mode: str, *, H: int, kernel: int, stride: int, padding: int, r0: int, r1: int,
+                tile: int) -> tuple[int, int, int]:
+    """The image rows ``[a_e, b)`` the unit gives the engine for output rows ``[r0, r1)`` (``a_e``
+    may lie before the loaded band, even before row 0: those rows only feed dropped outputs),
+    and the engine's output rows it drops on top. From row 0 nothing is dropped; a later
+    Winograd band starts ``tile`` rows early, so that its tiles fall where the interpreter's
+    (from ``r0``) do, and drops that tile row; a later direct band starts ``q`` output rows
+    early, ``q = ceil(padding / stride)``, so that no kept row reads the engine's top padding."""
+    s, k = (1, 3) if mode == "winograd" else (stride, kernel)
+    b = min(H, (r1 - 1) * s - padding + k)
+    if r0 == 0:
+        return 0, b, 0
+    if mode == "winograd":
+        return r0 - tile, b, tile
+    q = -(-padding // s)
+    return (r0 - q) * s, b, q
+
+
+def setup_cycles(cfg: AcceleratorConfig, mode: str, cached: bool) -> int:
+    """Cycles a COMPUTE spends outside the feeders and the core: the parameter reads (one word
+    a cycle, one cycle of read latency; none when the block is cached) and the setup."""
+    return (0 if cached else param_words(cfg, mode) + 1) + SETUP_CYCLES
