@@ -42,7 +42,7 @@ Interface (all streams valid/ready, any stall allowed):
   for the element-wise modes, **row segments** in ``wino_gen.schedule.segment_order``:
   channel group ``cg`` -> row ``y`` -> segment ``xb``, the beat holding columns
   ``xb*n .. xb*n+n-1`` of channels ``cg*unroll_in ..`` (element ``[column][channel]``), zeros
-  past the row and past C (:func:`rtl.eltwise.segment_beats`). That is the beat an
+  past the row and past C (:func:`wino_gen.flow.host.segment_beats`). That is the beat an
   activation reader already makes from a ``[C][H][W]`` region (``unroll_in`` windows of n
   bytes), walked group-major so that the pool's line buffer holds k rows of one group.
 - ``x2``: ``add``'s second operand (``b`` of ``golden.add``; ``x`` is ``a``), the same

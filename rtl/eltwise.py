@@ -14,9 +14,8 @@ k rows of every channel. ``add`` is order-free: lane ``l`` of beat ``t`` of ``a`
 The compute core (``rtl.core``) streams row segments instead (n columns of one row,
 ``lanes`` channels each: its ``x`` beat): :class:`SegmentSplitter` turns them into this
 order's pixels for :class:`Pool` and :class:`SegmentPacker` back; :class:`EltwiseAdd` takes
-them whole, one lane a segment element. :func:`segment_beats` / :func:`segment_image` are the
-host side (``wino_gen.schedule.segment_order``), defined with the host's other encoders in
-:mod:`wino_gen.flow.host` and imported here for the units' tests.
+them whole, one lane a segment element. The host side of those beats is
+:func:`wino_gen.flow.host.segment_beats` / ``segment_image`` (``wino_gen.schedule.segment_order``).
 
 Both are stall-as-a-whole pipelines (:func:`rtl.pipeline.stage_enable`): ``o`` not ready
 freezes every stage, nothing is lost.
@@ -32,8 +31,6 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from wino_gen.flow.host import segment_beats as segment_beats
-from wino_gen.flow.host import segment_image as segment_image
 from wino_gen.limits import (
     ADD_MULT_RANGE,
     ADD_SHIFT_RANGE,

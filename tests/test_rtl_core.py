@@ -14,7 +14,7 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from rtl.core import Core, command_word, core_layer_layout, core_out_layout, eltwise_word, mode_number
-from rtl.eltwise import add_params, segment_beats, segment_image
+from rtl.eltwise import add_params
 from rtl.tilebuf import input_beat_layout
 from rtl.top import build_top
 from rtl.window import window_fields, window_x_beats
@@ -23,7 +23,7 @@ from sim.layers import random_direct, random_winograd
 from sim.streams import Lane, Stalls, get, put
 from wino_gen import golden, network, perf, schedule
 from wino_gen.config import AcceleratorConfig
-from wino_gen.flow.host import DirectLayer, WinogradLayer, pack, unpack
+from wino_gen.flow.host import DirectLayer, WinogradLayer, pack, segment_beats, segment_image, unpack
 from wino_gen.format import INPUT, load_model
 from wino_gen.limits import ADD_MULT_RANGE, AVGPOOL_MULT_RANGE, int_range
 

@@ -13,12 +13,11 @@ from rtl.eltwise import (
     SegmentPacker,
     SegmentSplitter,
     add_params,
-    segment_beats,
-    segment_image,
 )
 from sim.streams import Lane, get, pack, put
 from wino_gen import golden
 from wino_gen.config import AcceleratorConfig
+from wino_gen.flow.host import segment_beats, segment_image
 from wino_gen.format import load_model
 from wino_gen.limits import ADD_MULT_RANGE
 from wino_gen.schedule import add_cycles, pool_cycles, pool_geometry, segment_geometry
