@@ -206,6 +206,7 @@ def test_direct_command(cfg, C, K, H, W, k, s, p):
     _check(cmd, beats)
 
 
+@pytest.mark.slow
 def test_linear_command():
     """``linear`` (C inputs, K outputs) as a 1x1 convolution of a 1x1 image: golden's
     ``linear``, outputs that saturate, cycles the model's, then one again under stalls; C and
@@ -222,6 +223,7 @@ def test_linear_command():
     _check(cmds[1], beats)
 
 
+@pytest.mark.slow
 def test_f6_commands():
     """F6 (n = 8, 64 taps) on the core: Winograd (tap scales, fixed requant, partial tiles),
     direct 3x3 s2 on the same 64-lane array, a maxpool; cycles the model's (stalls: the same
@@ -378,6 +380,7 @@ def tiny_command(core, model, layer, inputs):
     return EltCommand(core, layer.op, x, op)
 
 
+@pytest.mark.slow
 def test_tiny_host_ops_on_stored_inputs():
     """examples/tiny's add, global avgpool and linear layers back to back on one core, each
     on its stored reference input: its stored reference output, cycles the model's (the
