@@ -35,9 +35,13 @@ def lint(session):
 @nox.session
 def sim(session):
     """Run a model dir on the simulated accelerator, layer by layer, comparing every output
-    byte: `nox -s sim` (examples/tiny) or `nox -s sim -- DIR [--backend verilator] [--vcd F]`."""
+    byte, then (examples/tiny only) the whole compiled image on the full system (`--system`,
+    every stored layer output against the image interpreter; ~4 min on pysim): `nox -s sim`
+    or `nox -s sim -- DIR [--backend verilator] [--vcd F]` (layer by layer only)."""
     _install(session)
     session.run("python", "-m", "sim", *session.posargs)
+    if not session.posargs:
+        session.run("python", "-m", "sim", "--system", "--memory", "sdram-ulx3s")
 
 
 @nox.session

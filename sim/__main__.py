@@ -8,6 +8,14 @@ the exit status is 1 on any mismatch. Bad input (a flag, the model dir, an outpu
 Verilator, an unwritable Verilator cache) is one line on stderr and exit 2, found before any
 layer runs; Ctrl-C is exit 130. ``--vcd`` and ``--config-out`` files appear whole or not at
 all, ``--config-out`` only after a run with no mismatch.
+
+``--system`` instead compiles the model dir into a memory image (``wino_gen.compile``, every
+layer output stored) and runs ``--images`` inputs through the full system (:mod:`sim.system`)
+behind a ``--memory`` timing; every stored tensor is compared with the image interpreter's,
+per layer the measured COMPUTE cycles are printed beside the plan's and ``perf``'s core cycles.
+The last line is ``sim: system, <L> layers, <I> image(s), <N> outputs, 0 mismatches, <C> cycles
+(plan <P>)``, or ``sim: system, failed: ...`` naming the first mismatching layer or the
+hardware's error status (instruction index and opcode), exit 1.
 """
 
 from __future__ import annotations
@@ -57,7 +65,15 @@ def parser():
     p.add_argument("--stall-seed", type=number(int, lo=0, hi=2**64 - 1), default=0,
                    help="seed of the stall pattern")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress line while Verilator builds (shown only on a terminal)")
+                   help="no progress line while Verilator builds or the system runs (shown only on a terminal)")
+    p.add_argument("--system", action="store_true",
+                   help="run the whole network on the full system (sequencer, DMA, scratchpads, core) from "
+                        "the compiled memory image instead of layer by layer (pysim only)")
+    p.add_argument("--memory", default="ideal", metavar="ideal|sdram-ulx3s|B,L",
+                   help="--system: the external memory's timing (B bytes a cycle after L cycles)")
+    p.add_argument("--images", type=number(int, lo=1), default=None,
+                   help="--system: inputs to run, the model's export samples (default 1)")
+    p.add_argument("--board", default="ulx3s-85f", help="--system: the board the image is compiled for")
     return p
 
 
@@ -70,6 +86,31 @@ def check_args(args) -> None:
         safeio.check_output_file(args.vcd, "--vcd")
     if args.config_out:
         safeio.check_output_file(args.config_out, "--config-out")
+    if args.system:
+        check_system_args(args)
+    else:
+        for flag, given in (("--memory", args.memory != "ideal"), ("--images", args.images is not None),
+                            ("--board", args.board != "ulx3s-85f")):
+            if given:
+                raise UsageError(f"{flag} needs --system")
+
+
+def check_system_args(args) -> None:
+    """The flags ``--system`` refuses: what the system run is not built for yet, and the
+    layer-by-layer run's own selections."""
+    from wino_gen import memory
+
+    from .memory import timing
+
+    if args.backend != "pysim":
+        raise UsageError(f"--system --backend {args.backend}: not built yet (the system runs on pysim only)")
+    if args.weights != "winograd":
+        raise UsageError(f"--system --weights {args.weights}: not built yet (the system takes U words)")
+    for flag, given in (("--layer", args.layer), ("--samples", args.samples), ("--config-out", args.config_out)):
+        if given:
+            raise UsageError(f"{flag}: not with --system (it runs every layer; --images N picks the inputs)")
+    timing(args.memory)
+    memory.board_memory(args.board)
 
 
 def selected_layers(model, names):
@@ -136,6 +177,81 @@ def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None, stall: tuple
     return Result(y, engine, sum(r.cycles for r in runs), pc * len(y))
 
 
+def compile_for(model, cfg, args):
+    """The model dir compiled for ``cfg`` on ``--board`` (every layer output stored, so that each
+    can be compared); a ``B,L`` ``--memory`` is also the memory the planner plans for."""
+    from wino_gen.compile import compiler
+
+    spec = None if args.memory in ("ideal", "sdram-ulx3s") else args.memory
+    return compiler.compile_model(model, cfg, board=args.board, memory_spec=spec, trace=True)
+
+
+def reference(img, cfg, x):
+    """The image interpreter's stored tensors for ``x`` (``wino_gen check``'s outputs)."""
+    from wino_gen.compile import interp
+
+    return interp.run(img, cfg, x)
+
+
+def system_main(args, model, cfg) -> int:
+    """``--system``: the whole network from the compiled image on the full system, image batch
+    by image batch; every stored tensor compared with the interpreter's, per layer the measured
+    COMPUTE cycles beside the plan's and ``perf``'s core cycles."""
+    from wino_gen import memory
+    from wino_gen.compile import interp
+
+    from . import system
+
+    xs = model.layers[0].arrays["x"]
+    n = args.images or 1
+    if n > len(xs):
+        raise UsageError(f"--images {n}: {safeio.printable(str(args.model))} holds {len(xs)} export samples")
+    c = compile_for(model, cfg, args)
+    img = c.image
+    word = memory.board_memory(args.board).external.word_bytes if args.memory == "sdram-ulx3s" else 1
+    max_pool = system.max_pool_for(model)
+    limit = 20 * c.plan.cycles * img.batch + 100_000
+    print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}) on the system, "
+          f"F({cfg.tile}x{cfg.tile},3x3) unroll {cfg.unroll}x{cfg.unroll_in}, board {args.board}, memory "
+          f"{args.memory} ({word}-byte port), {len(img.program)} instructions, {n} image(s)", flush=True)
+    show = progress.wanted(args.no_progress)
+    totals, total_cycles, t0 = {}, 0, time.perf_counter()
+    for lo in range(0, n, img.batch):
+        x = xs[lo:min(n, lo + img.batch)]
+        with progress.step(f"sim: system, images {lo + 1}..{lo + len(x)} of {n}", show):
+            run = system.run_image(img, cfg, x, word_bytes=word, memory=args.memory, stall=args.stall,
+                                   seed=args.stall_seed + lo, max_pool=max_pool, limit=limit)
+        err = system.status_line(img, run.status)
+        if err:
+            raise SystemFailure(f"image {lo}: {err}")
+        try:
+            want = reference(img, cfg, x)
+        except interp.Fault as e:
+            raise SystemFailure(f"image {lo}: the system ended well, the interpreter did not: {e}") from None
+        bad = system.first_mismatch(c, want, run.got)
+        if bad:
+            name, count, idx, g, w = bad
+            where = "never stored" if idx is None else f"{count} mismatches, first at {idx}: got {g}, reference {w}"
+            raise SystemFailure(f"layer {safeio.printable(name)}: {where} (image {lo})")
+        for name, got, planned, core in system.layer_cycles(c, cfg, run.computes, max_pool):
+            t = totals.setdefault(name, [0, 0, 0])
+            t[0], t[1], t[2] = t[0] + got, t[1] + planned, t[2] + core
+        total_cycles += run.status[2]
+    col = max([12] + [len(safeio.printable(k)) for k in totals])
+    for name, (got, planned, core) in totals.items():
+        print(f"  {safeio.printable(name):<{col}} {got} cycles measured, plan {planned} ({got / planned:.3f}x), "
+              f"perf core {core}", flush=True)
+    print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    outputs = sum(v.size for v in want.values()) * n // len(x)
+    print(f"sim: system, {len(totals)} layers, {n} image(s), {outputs} outputs, 0 mismatches, {total_cycles} cycles "
+          f"(plan {c.plan.cycles * -(-n // img.batch)})")
+    return 0
+
+
+class SystemFailure(Exception):
+    """A system run that ended wrong: the hardware's error status or a mismatching layer."""
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     check_args(args)
@@ -145,6 +261,14 @@ def main(argv=None) -> int:
     from .backend import make_backend
 
     model = load_model(args.model)
+    if args.system:
+        cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in)
+        try:
+            return system_main(args, model, cfg)
+        except SystemFailure as e:
+            print(f"sim: {e}", file=sys.stderr)
+            print(f"sim: system, failed: {e}")
+            return 1
     if args.weights == "spatial":
         bare = [la.name for la in model.layers if la.op == "winograd_conv3x3" and "W" not in la.arrays]
         if bare:

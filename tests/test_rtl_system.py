@@ -11,21 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtl.core import DEFAULT_MAX_POOL
-from rtl.mem.port import PortSignature
-from rtl.system import System
-from sim.memory import MemoryModel, timing
-from sim.streams import Stalls, put
+from sim import system
 from wino_gen import commands as cm
 from wino_gen import format as fmt
-from wino_gen import isa, network, perf, plan, schedule
+from wino_gen import isa, network, plan, schedule
 from wino_gen.compile import compiler, interp
 from wino_gen.compile import image as im
 from wino_gen.example import _Builder
 from wino_gen.format import INPUT
-from wino_gen.schedule import pe_geometry
 
 STALL = 0.2
 TINY = Path(__file__).resolve().parent.parent / "examples" / "tiny"
@@ -38,17 +33,14 @@ def _model(tmp_path, build, *, tile=2, channels=4, size=6, seed=0):
     return fmt.write_model(tmp_path / "m", b.manifest, b.arrays)
 
 
-def _pow2_bits(nbytes):
-    return 8 * (1 << (nbytes - 1).bit_length())
-
-
 def _run(model, cfg, *, W=4, mem_model="3,5", seed=0, opts=None, edit=None, max_pool=DEFAULT_MAX_POOL,
          limit=400_000):
     """Compile ``model`` for ``cfg`` (``edit``: a change to its program, by instruction index),
-    run it on the system; the compiled model, the interpreter's stored tensors (none for an
-    edited program), the system's (those whose STORE ran, read back from memory), the
-    sequencer's (status, index, cycles) and each COMPUTE's cycles (hand-over to answer, and
-    its setup: hand-over to the core's start, plus the answer's cycle) by instruction index."""
+    run it on the system (``sim.system.run_image``); the compiled model, the interpreter's
+    stored tensors (none for an edited program), the system's (those whose STORE ran, read back
+    from memory), the sequencer's (status, index, cycles), each COMPUTE's cycles (hand-over to
+    answer, and its setup: hand-over to the core's start, plus the answer's cycle) by
+    instruction index, and the memory."""
     c = compiler.compile_model(model, cfg, options=plan.Options(**(opts or {})), memory_spec="2,4", trace=True)
     img = c.image
     if edit:
@@ -58,69 +50,9 @@ def _run(model, cfg, *, W=4, mem_model="3,5", seed=0, opts=None, edit=None, max_
         img = dataclasses.replace(img, program=tuple(prog))
     x = model.layers[0].arrays["x"][:img.batch]
     want = None if edit else interp.run(img, cfg, x)
-    mem = np.zeros(-(-img.memory_size // W) * W + W, np.uint8)
-    mem[:img.file_size] = np.frombuffer(img.to_bytes(), np.uint8)
-    slot = img.slot(im.INPUT_SLOT)
-    mem[slot.offset:slot.offset + slot.size] = x.astype(np.int8).view(np.uint8).ravel()
-    port = PortSignature(data_width=8 * W, addr_width=max(1, (len(mem) // W - 1).bit_length()), max_burst=8)
-    # feeders at the engine's rate (rtl.feed): a weight word a cycle (a window per row of a word,
-    # a row in one read), a Winograd beat a cycle (a window per tile row)
-    dut = System(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
-                 mem_bytes=len(mem), act_width=_pow2_bits(cfg.n), wgt_width=_pow2_bits(pe_geometry(cfg).lanes),
-                 weight_ports=cfg.unroll, out_ports=cfg.tile, max_pool=max_pool, max_instrs=len(img.program) + 1)
-    rng = np.random.default_rng(seed)
-    model_ = MemoryModel(mem, timing(mem_model), word_bytes=W, stalls=Stalls(STALL, int(rng.integers(1 << 32))))
-    res, computes, stored = {}, {}, set()
-
-    async def monitor(ctx):
-        cu = dut.cu
-        t, began = 0, {}
-        tr = dut.seq.trace.store
-        async for _, _, iv, ir, idx, st, dv, dr, sr, si in ctx.tick().sample(
-                cu.instr.valid, cu.instr.ready, cu.instr.payload.index, cu.core_start, cu.done.valid, cu.done.ready,
-                tr.retire, tr.index):
-            if sr:
-                stored.add(int(si))
-            if iv and ir:
-                began = {"i": int(idx), "t": t, "start": None}
-            if st:
-                began["start"] = t
-            if dv and dr:
-                s0 = began["start"]
-                computes[began["i"]] = (t - began["t"], None if s0 is None else s0 - began["t"] + 1)
-            t += 1
-
-    async def main(ctx):
-        lo = img.regions()["params"][0]
-        ctx.set(dut.load_lo, lo)
-        ctx.set(dut.load_hi, img.memory_size)
-        ctx.set(dut.store_lo, img.regions()["act"][0])
-        ctx.set(dut.store_hi, img.regions()["act"][1])
-        await put(ctx, dut.start, [{"addr": img.program_offset, "count": len(img.program)}], rng=rng, stall=STALL)
-        for _ in range(limit):
-            if ctx.get(dut.done):
-                break
-            await ctx.tick()
-        else:
-            raise AssertionError(f"not done after {limit} cycles")
-        res["status"] = (ctx.get(dut.status), ctx.get(dut.index), ctx.get(dut.cycles))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(model_.serve(dut.mem), background=True)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(main)
-    sim.run()
-    names = {i: c.image.tensors[_stored_tensor(img, ins)].name for i, ins in enumerate(img.program)
-             if ins.OP == "STORE" and i in stored}
-    got = {t.name: mem[t.offset:t.offset + t.size].view(np.int8).astype(np.int64).reshape(t.batch, *t.shape)
-           for t in img.tensors if t.name in set(names.values())}
-    return c, want, got, res["status"], computes, mem
-
-
-def _stored_tensor(img, ins) -> int:
-    """The tensor a STORE writes into."""
-    return next(k for k, t in enumerate(img.tensors) if t.offset <= ins.ext_addr < t.offset + t.size)
+    r = system.run_image(img, cfg, x, word_bytes=W, memory=mem_model, stall=STALL, seed=seed, max_pool=max_pool,
+                         limit=limit)
+    return c, want, r.got, r.status, r.computes, r.mem
 
 
 def _compare(c, want, got, status, computes, mem, cfg, *, stop=None, max_pool=DEFAULT_MAX_POOL):
@@ -151,16 +83,7 @@ def _compare(c, want, got, status, computes, mem, cfg, *, stop=None, max_pool=DE
             continue
         assert setup == cm.setup_cycles(cfg, mode, (ins.layer, ins.mode) == cached), (i, setup)
         cached = ins.layer, ins.mode
-        C, H, W = lay.in_shape
-        if mode in ("add", "maxpool", "avgpool"):
-            rows = ins.r1 - ins.r0 if mode == "add" else H
-            core = perf.core_eltwise_cycles(cfg, mode, C, rows, W, kernel=lay.kernel, stride=lay.stride,
-                                            padding=lay.padding, max_pool=max_pool)
-        else:
-            a_e, b, _ = cm.engine_band(mode, H=H, kernel=lay.kernel, stride=lay.stride, padding=lay.padding,
-                                       r0=ins.r0, r1=ins.r1, tile=cfg.tile)
-            core = perf.core_cycles(cfg, mode, ins.c1 - ins.c0, ins.k1 - ins.k0, b - a_e, W, kernel=lay.kernel,
-                                    stride=lay.stride, padding=lay.padding, max_kernel=3)
+        core = system.core_cycles(cfg, ins, lay, max_pool)
         # the feeders' lag behind a host-fed core (tests/test_rtl_feed.py's bound)
         late = cycles - setup - core
         assert 0 <= late <= schedule.FEED_READ_LATENCY + schedule.WEIGHT_WORD_STAGES, (i, late)

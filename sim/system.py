@@ -1,0 +1,195 @@
+"""The full system (:class:`rtl.system.System`) running a compiled memory image in pysim.
+
+A model dir compiled by :mod:`wino_gen.compile` is one memory image: program, parameters,
+weights and the activation slots. :func:`run_image` loads it into a
+:class:`sim.memory.MemoryModel` (the timing :func:`sim.memory.timing` names, random stalls),
+writes the input into the input slot, starts the sequencer on the program and runs until it is
+done; it returns every tensor whose STORE retired, read back from memory, the sequencer's
+status, and each COMPUTE's cycles. ``python -m sim --system`` and tests/test_rtl_system.py
+share it, so that the CLI measures exactly what the tests check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from rtl.core import DEFAULT_MAX_POOL
+from rtl.mem.port import PortSignature
+from rtl.system import System
+from wino_gen import commands as cm
+from wino_gen import isa, perf
+from wino_gen.compile import image as im
+from wino_gen.config import AcceleratorConfig
+from wino_gen.schedule import pe_geometry
+
+from .memory import MemoryModel, timing
+from .streams import Stalls, put
+
+#: the port's longest burst in words
+MAX_BURST = 8
+ELTWISE = ("add", "maxpool", "avgpool")
+
+
+@dataclass
+class SystemRun:
+    """What one run of the system left: ``got`` the stored tensors by name (``[batch, C, H, W]``),
+    ``status`` the sequencer's (status, instruction index, cycles), ``computes`` each COMPUTE's
+    (hand-over to answer, hand-over to the core's start + 1 or None) by instruction index, and
+    ``mem`` the memory after the run."""
+    got: dict[str, np.ndarray]
+    status: tuple[int, int, int]
+    computes: dict[int, tuple[int, int | None]]
+    mem: np.ndarray
+
+
+def pow2_bits(nbytes: int) -> int:
+    """A feeder window's bits: ``nbytes`` rounded up to a power of two (``rtl.feed``'s rule)."""
+    return 8 * (1 << (nbytes - 1).bit_length())
+
+
+def stored_tensor(img: im.Image, ins) -> int:
+    """The index of the tensor a STORE writes into."""
+    return next(k for k, t in enumerate(img.tensors) if t.offset <= ins.ext_addr < t.offset + t.size)
+
+
+def max_pool_for(model) -> int:
+    """The pool window the core must be built for: the model's largest (the default without one)."""
+    return max([DEFAULT_MAX_POOL] + [layer.spec.get("kernel", 0) for layer in model.layers
+                                     if layer.op in ("maxpool", "avgpool", "global_avgpool")])
+
+
+def _memory(img: im.Image, x: np.ndarray, word_bytes: int) -> np.ndarray:
+    """The external memory: the image, the input in its slot (a short last batch padded with
+    zero images, as the interpreter pads it), a spare word at the top."""
+    mem = np.zeros(-(-img.memory_size // word_bytes) * word_bytes + word_bytes, np.uint8)
+    mem[:img.file_size] = np.frombuffer(img.to_bytes(), np.uint8)
+    slot = img.slot(im.INPUT_SLOT)
+    chunk = np.zeros((img.batch, *slot.shape), np.int8)
+    chunk[:len(x)] = np.asarray(x).reshape(-1, *slot.shape)
+    mem[slot.offset:slot.offset + slot.size] = chunk.view(np.uint8).ravel()
+    return mem
+
+
+def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int,
+          max_pool: int = DEFAULT_MAX_POOL) -> System:
+    """The system sized for ``img``: its scratchpads, feeders at the engine's rate (rtl.feed: a
+    weight word a cycle, a Winograd beat a cycle), a port of ``word_bytes`` over ``mem_bytes``."""
+    port = PortSignature(data_width=8 * word_bytes, addr_width=max(1, (mem_bytes // word_bytes - 1).bit_length()),
+                         max_burst=MAX_BURST)
+    return System(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
+                  mem_bytes=mem_bytes, act_width=pow2_bits(cfg.n), wgt_width=pow2_bits(pe_geometry(cfg).lanes),
+                  weight_ports=cfg.unroll, out_ports=cfg.tile, max_pool=max_pool, max_instrs=len(img.program) + 1)
+
+
+def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_bytes: int = 1, memory: str = "ideal",
+              stall: float = 0.0, seed: int = 0, max_pool: int = DEFAULT_MAX_POOL, limit: int = 400_000,
+              vcd: str | None = None) -> SystemRun:
+    """Run one batch ``x`` (``img.batch`` images) through ``img`` on the system; AssertionError
+    when the sequencer is not done after ``limit`` cycles."""
+    mem = _memory(img, x, word_bytes)
+    dut = build(img, cfg, len(mem), word_bytes, max_pool)
+    rng = np.random.default_rng(seed)
+    model = MemoryModel(mem, timing(memory), word_bytes=word_bytes, stalls=Stalls(stall, int(rng.integers(1 << 32))))
+    res, computes, stored = {}, {}, set()
+
+    async def monitor(ctx):
+        cu, tr = dut.cu, dut.seq.trace.store
+        t, began = 0, {}
+        async for _, _, iv, ir, idx, st, dv, dr, sr, si in ctx.tick().sample(
+                cu.instr.valid, cu.instr.ready, cu.instr.payload.index, cu.core_start, cu.done.valid, cu.done.ready,
+                tr.retire, tr.index):
+            if sr:
+                stored.add(int(si))
+            if iv and ir:
+                began = {"i": int(idx), "t": t, "start": None}
+            if st:
+                began["start"] = t
+            if dv and dr:
+                s0 = began["start"]
+                computes[began["i"]] = (t - began["t"], None if s0 is None else s0 - began["t"] + 1)
+            t += 1
+
+    async def main(ctx):
+        ctx.set(dut.load_lo, img.regions()["params"][0])
+        ctx.set(dut.load_hi, img.memory_size)
+        ctx.set(dut.store_lo, img.regions()["act"][0])
+        ctx.set(dut.store_hi, img.regions()["act"][1])
+        await put(ctx, dut.start, [{"addr": img.program_offset, "count": len(img.program)}], rng=rng, stall=stall)
+        for _ in range(limit):
+            if ctx.get(dut.done):
+                break
+            await ctx.tick()
+        else:
+            raise AssertionError(f"the system is not done after {limit} cycles")
+        res["status"] = (ctx.get(dut.status), ctx.get(dut.index), ctx.get(dut.cycles))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(model.serve(dut.mem), background=True)
+    sim.add_testbench(monitor, background=True)
+    sim.add_testbench(main)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    names = {img.tensors[stored_tensor(img, ins)].name for i, ins in enumerate(img.program)
+             if ins.OP == "STORE" and i in stored}
+    got = {t.name: mem[t.offset:t.offset + t.size].view(np.int8).astype(np.int64).reshape(t.batch, *t.shape)
+           for t in img.tensors if t.name in names}
+    return SystemRun(got, res["status"], computes, mem)
+
+
+def core_cycles(cfg: AcceleratorConfig, ins, layer, max_pool: int = DEFAULT_MAX_POOL) -> int:
+    """``perf``'s cycles for the core's part of one COMPUTE ``ins`` of ``layer`` (the band the
+    unit gives the engine)."""
+    mode = isa.MODES[ins.mode]
+    C, H, W = layer.in_shape
+    if mode in ELTWISE:
+        rows = ins.r1 - ins.r0 if mode == "add" else H
+        return perf.core_eltwise_cycles(cfg, mode, C, rows, W, kernel=layer.kernel, stride=layer.stride,
+                                        padding=layer.padding, max_pool=max_pool)
+    a_e, b, _ = cm.engine_band(mode, H=H, kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+                               r0=ins.r0, r1=ins.r1, tile=cfg.tile)
+    return perf.core_cycles(cfg, mode, ins.c1 - ins.c0, ins.k1 - ins.k0, b - a_e, W, kernel=layer.kernel,
+                            stride=layer.stride, padding=layer.padding, max_kernel=3)
+
+
+def layer_cycles(compiled, cfg: AcceleratorConfig, computes, max_pool: int = DEFAULT_MAX_POOL):
+    """Per layer of the plan, in order: (name, measured COMPUTE cycles, the plan's compute
+    cycles, ``perf``'s core cycles), for the layers whose COMPUTEs answered."""
+    img, layers = compiled.image, compiled.plan.layers
+    measured, core = {}, {}
+    for i, (cycles, _) in sorted(computes.items()):
+        ins = img.program[i]
+        measured[ins.layer] = measured.get(ins.layer, 0) + cycles
+        core[ins.layer] = core.get(ins.layer, 0) + core_cycles(cfg, ins, layers[ins.layer].layer, max_pool)
+    return [(layers[k].layer.name, v, layers[k].cost.compute, core[k]) for k, v in sorted(measured.items())]
+
+
+def status_line(img: im.Image, status: tuple[int, int, int]) -> str | None:
+    """The hardware's error, one line (None when it ended well)."""
+    code, index, _ = status
+    if code == 0:
+        return None
+    op = img.program[index].OP if 0 <= index < len(img.program) else "?"
+    return f"the system stopped: {isa.STATUS.get(code, f'status {code}')} at instruction {index} ({op})"
+
+
+def first_mismatch(compiled, want: dict[str, np.ndarray], got: dict[str, np.ndarray]):
+    """(tensor name, mismatches, first index, got, want) of the first stored tensor, in the plan's
+    layer order, that differs from the interpreter's or was never stored; None when all match."""
+    order = [lp.layer.name for lp in compiled.plan.layers]
+    names = sorted(want, key=lambda n: order.index(n) if n in order else len(order))
+    for name in names:
+        if name not in got:
+            return name, want[name].size, None, None, None
+        g, w = got[name][:len(want[name])], want[name]
+        bad = g != w
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            return name, int(bad.sum()), idx, int(g[idx]), int(w[idx])
+    return None
