@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from trainlayers import calibrated_layer
 
 from train import cli, models
 from train.convert import convert
@@ -26,17 +27,8 @@ R = golden.Requant
 
 
 def _layer(tile, gran, rq, balance="smooth"):
-    torch.manual_seed(tile * 11 + len(gran) + len(rq))
-    w = WinogradConv2d(12, 7, tile=tile, granularity=gran, requant=rq, relu=True, balance=balance,
-                       weights="spatial")
-    with torch.no_grad():
-        w.bias.normal_()
-    x = torch.randn(2, 12, 9, 10)
-    w.observers = {}
-    w.forward_real(x)
-    w.apply_calibration()
-    w.observers = None
-    return w, x
+    return calibrated_layer(tile * 11 + len(gran) + len(rq), tile=tile, granularity=gran, requant=rq, relu=True,
+                            balance=balance, weights="spatial")
 
 
 @pytest.mark.parametrize("tile", [2, 4, 6])

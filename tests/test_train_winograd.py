@@ -4,6 +4,7 @@ the fake-quant layer with wino_gen.golden on the exported integers."""
 import numpy as np
 import pytest
 import torch
+from trainlayers import calibrated_layer
 
 from train.quant import exact_ratio, fq
 from train.winograd_conv import WinogradConv2d
@@ -34,16 +35,8 @@ def test_fq_matches_golden_rq():
 
 
 def _layer(tile, gran, rq, relu=True, balance="none"):
-    torch.manual_seed(tile * 7 + len(gran) + len(rq))
-    w = WinogradConv2d(12, 7, tile=tile, granularity=gran, requant=rq, relu=relu, bias=True, balance=balance)
-    with torch.no_grad():
-        w.bias.normal_()
-    x = torch.randn(2, 12, 9, 10)
-    w.observers = {}
-    w.forward_real(x)
-    w.apply_calibration()
-    w.observers = None
-    return w, x
+    return calibrated_layer(tile * 7 + len(gran) + len(rq), tile=tile, granularity=gran, requant=rq, relu=relu,
+                            bias=True, balance=balance)
 
 
 @pytest.mark.parametrize("tile", [2, 4, 6])
