@@ -855,6 +855,26 @@ def test_two_layers_on_the_core_from_scratchpad():
     np.testing.assert_array_equal(res["sp"], _expect_written(want.tobytes(), out2, want2.reshape(K2, 1, np2), np2))
 
 
+def _run_gated(dut, bench, *, stall, seed):
+    """``bench`` on ``dut`` (a gated :class:`_Bench`) with every gated stream closed with
+    probability ``stall`` per cycle (``sim.streams.Stalls``'s pattern, a lane per gate)."""
+    stalls = Stalls(stall, seed)
+
+    async def gates(ctx):
+        cycle = 0
+        while True:
+            for name, gate in dut.gates.items():
+                ctx.set(gate.open, not stalls.stalled(lane_id(name), cycle))
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(gates, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def _eltwise_on_core(core, layer, operands, *, stall, seed):
     """``layer`` (:class:`EltwiseLayer`) on ``core`` from one preloaded scratchpad: its
     operands (``[C, H, W]``: one, two for ``add``) at unaligned addresses read by an
@@ -880,15 +900,7 @@ def _eltwise_on_core(core, layer, operands, *, stall, seed):
              for rd, a in zip(readers.values(), addrs, strict=False)]
     units.append((out, pack(out.cmd.shape(), output_fields(go, out_addr=addrs[-1], out_cstride=cs_out,
                                                            mode=layer.mode))))
-    stalls, res = Stalls(stall, seed), {}
-
-    async def gates(ctx):
-        cycle = 0
-        while True:
-            for name, gate in dut.gates.items():
-                ctx.set(gate.open, not stalls.stalled(lane_id(name), cycle))
-            await ctx.tick()
-            cycle += 1
+    res = {}
 
     async def bench(ctx):
         ctx.set(core.layer.as_value(), layer.word(core, C, H, W))
@@ -902,11 +914,7 @@ def _eltwise_on_core(core, layer, operands, *, stall, seed):
         res["cycles"] = t
         res["sp"] = np.frombuffer(bytes(sp.byte_at(ctx, a) for a in range(depth)), np.uint8)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(gates, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    _run_gated(dut, bench, stall=stall, seed=seed)
     return res["sp"], _expect_written(image, addrs[-1], want, cs_out), res["cycles"], want
 
 
@@ -958,15 +966,7 @@ def _run_core_commands(dut, core, commands, *, stall, seed):
     in ``dut`` (a gated :class:`_Bench`), each started with its feeders once the previous
     one's units are idle, every gated stream stalling with probability ``stall``; the
     scratchpad's bytes at the end."""
-    stalls, res = Stalls(stall, seed), {}
-
-    async def gates(ctx):
-        cycle = 0
-        while True:
-            for name, gate in dut.gates.items():
-                ctx.set(gate.open, not stalls.stalled(lane_id(name), cycle))
-            await ctx.tick()
-            cycle += 1
+    res = {}
 
     async def bench(ctx):
         for word, units in commands:
@@ -977,11 +977,7 @@ def _run_core_commands(dut, core, commands, *, stall, seed):
             await _until_idle(ctx, [core, *(u for u, _ in units)], 20000)
         res["sp"] = np.frombuffer(bytes(dut.sp.byte_at(ctx, a) for a in range(dut.sp.depth)), np.uint8)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(gates, background=True)
-    sim.add_testbench(bench)
-    sim.run()
+    _run_gated(dut, bench, stall=stall, seed=seed)
     return res["sp"]
 
 
