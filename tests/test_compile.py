@@ -8,6 +8,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import netgen
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -202,103 +203,13 @@ def test_cli_compile_spatial(tmp_path, capsys, spatial):
     assert "--weights winograd" in capsys.readouterr().err
 
 
-def test_u_images_keep_the_old_layout(tiny):
-    """A U-weight image's header word 164 (``weight_format``) is 0, which every image before
-    spatial weights had there, and its parameter blocks hold no u arrays: old images read the
-    same (the image format stays 1)."""
-    model, cfg, _ = tiny
-    data = compiler.compile_model(model, cfg).image.to_bytes()
-    assert im.VERSION == 1 and data[164:168] == bytes(4)
-    assert im.Image.from_bytes(data).weight_format == im.WEIGHTS_U
-
-
 # -- random small networks ----------------------------------------------------------------------
-
-def _i32(v):
-    return np.asarray(v, dtype=np.int32)
-
 
 @st.composite
 def networks(draw):
-    """A random model dir (manifest, arrays) of the ops the format allows, on small shapes."""
-    tile = draw(st.sampled_from((2, 4)))
-    gran = draw(st.sampled_from(("layer", "tap")))
-    mode = draw(st.sampled_from(("pow2", "fixed")))
-    n = tile + 2
-    seed = draw(st.integers(0, 2**31))
-    rng = np.random.default_rng(seed)
-    C0, H0 = draw(st.integers(1, 4)), draw(st.integers(3, 9))
-    shape = {fmt.INPUT: (C0, H0, draw(st.integers(3, 9)))}
-    man = {"model": "rand", "tile": tile, "granularity": gran, "requant": mode, "act_bits": 8,
-           "weight_bits": 8, "transform_bits": 8, "input": {"shape": list(shape[fmt.INPUT])}, "layers": []}
-    arrays, acts = {}, {fmt.INPUT: rng.integers(-128, 128, (2, *shape[fmt.INPUT]))}
-    model = fmt.Model(Path("."), man, [])
-
-    def req(shift):
-        size = np.shape(shift) if gran == "tap" else ()
-        mult = np.broadcast_to(rng.integers(1 << 14, 1 << 15, size) if mode == "fixed" else 1, np.shape(shift))
-        return _i32(mult), _i32(np.asarray(shift) + (15 if mode == "fixed" else 0))
-
-    def taps(lo, hi):
-        return rng.integers(lo, hi + 1, (n, n)) if gran == "tap" else np.full((n, n), rng.integers(lo, hi + 1))
-
-    cur = fmt.INPUT
-    ops = draw(st.lists(st.sampled_from(("wino", "wino", "direct", "add", "maxpool", "avgpool")), min_size=1,
-                        max_size=4)) + draw(st.sampled_from(([], ["linear"])))
-    for i, op in enumerate(ops):
-        C, H, W = shape[cur]
-        name = f"l{i}"
-        spec = {"name": name, "inputs": [cur]}
-        if op == "wino" and min(H, W) >= 3:
-            K, p = draw(st.integers(1, 6)), draw(st.integers(0, 1))
-            vm, vs = req(taps(0, 3))
-            mm, ms = req(taps(5, 8))
-            ym, ys = req(np.asarray(draw(st.integers(0, 3))))
-            a = {"U": rng.integers(-128, 128, (K, C, n, n)).astype(np.int8), "bias": _i32(rng.integers(-500, 500, K)),
-                 "v_mult": vm, "v_shift": vs, "m_mult": mm, "m_shift": ms,
-                 "m_align": _i32(taps(0, 2) if gran == "tap" else np.zeros((n, n))), "y_mult": ym, "y_shift": ys}
-            spec.update(op="winograd_conv3x3", padding=p, relu=draw(st.booleans()))
-        elif op == "direct":
-            k = draw(st.sampled_from([k for k in (1, 3) if k <= min(H, W)]))
-            s, p = draw(st.integers(1, 2)), draw(st.integers(0, k - 1))
-            K = draw(st.integers(1, 6))
-            ym, ys = req(np.asarray(draw(st.integers(6, 10))))
-            a = {"W": rng.integers(-128, 128, (K, C, k, k)).astype(np.int8), "bias": _i32(rng.integers(-999, 999, K)),
-                 "y_mult": ym, "y_shift": ys}
-            spec.update(op="direct_conv", stride=s, padding=p, relu=draw(st.booleans()))
-        elif op == "add":
-            same = [t for t in shape if shape[t] == shape[cur]]
-            spec["inputs"] = [cur, draw(st.sampled_from(same))]
-            a = {"a_mult": _i32(rng.integers(0, 1 << 15)), "b_mult": _i32(rng.integers(0, 1 << 15)),
-                 "shift": _i32(15)}
-            spec.update(op="add", relu=draw(st.booleans()))
-        elif op == "maxpool" and min(H, W) >= 2:
-            k = draw(st.integers(2, min(3, H, W)))
-            spec.update(op="maxpool", kernel=k, stride=draw(st.integers(1, 2)), padding=draw(st.integers(0, k // 2)))
-            a = {}
-        elif op == "avgpool" and min(H, W) >= 2:
-            k = draw(st.integers(2, min(H, W)))
-            spec.update(op="avgpool", kernel=k, stride=draw(st.integers(1, k)))
-            a = {"mult": _i32(rng.integers(1, 1 << 16)), "shift": _i32(16)}
-        elif op == "linear":
-            K = draw(st.integers(1, 5))
-            a = {"W": rng.integers(-128, 128, (K, C * H * W)).astype(np.int8), "bias": _i32(rng.integers(-99, 99, K)),
-                 "y_mult": req(np.asarray(9))[0], "y_shift": req(np.asarray(9))[1]}
-            spec.update(op="linear", relu=False)
-        else:
-            continue
-        lay = fmt.Layer(name, spec["op"], spec["inputs"], spec, f"{name}.npz", a)
-        y = network.run_layer(model, lay, [acts[s] for s in spec["inputs"]])
-        a = {**a, "x": acts[spec["inputs"][0]].astype(np.int8), "y": y.astype(np.int8)}
-        if spec["op"] == "add":
-            a["x2"] = acts[spec["inputs"][1]].astype(np.int8)
-        spec.update(in_shape=list(shape[cur]), out_shape=list(y.shape[1:]))
-        man["layers"].append(spec)
-        arrays[name], acts[name] = a, y
-        shape[name] = tuple(y.shape[1:]) if y.ndim == 4 else (y.shape[1], 1, 1)
-        cur = name
-        if spec["op"] == "linear":
-            break
+    """A random model dir (tests/netgen.py) and the build, scratchpads and queue seed to run it on."""
+    man, arrays = netgen.random_network(netgen.Drawn(draw), ("wino", "wino", "direct", "add", "maxpool", "avgpool",
+                                                             "linear"))
     unroll, unroll_in = draw(st.integers(1, 4)), draw(st.integers(1, 2))
     pools = draw(st.integers(0, 6))
     return man, arrays, unroll, unroll_in, pools, draw(st.integers(0, 99))
@@ -310,8 +221,10 @@ POOLS = [(96, 64), (160, 128), (256, 256), (400, 400), (600, 300), (1200, 800), 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                                   HealthCheck.function_scoped_fixture])
-@given(networks(), st.integers(1, 2))
-def test_random_networks_equal_golden(tmp_path, net, batch):
+@given(networks(), st.integers(1, 2), st.sampled_from((1, 2, 4)))
+def test_random_networks_equal_golden(tmp_path, net, batch, port):
+    """... on a memory port of 1, 2 or 4 bytes: every transfer row starts on a port word, and
+    the realigned transfers (rows that start early, the bytes a STORE rewrites) change nothing."""
     man, arrays, unroll, unroll_in, first_pool, seed = net
     model = fmt.write_model(tmp_path / f"m{seed}", man, arrays)
     model = fmt.load_model(tmp_path / f"m{seed}")
@@ -319,13 +232,79 @@ def test_random_networks_equal_golden(tmp_path, net, batch):
     for a, w in POOLS[first_pool:]:
         try:
             c = compiler.compile_model(model, cfg, options=plan.Options(batch=batch, act_bytes=a, weight_bytes=w),
-                                       memory_spec="2,4", trace=True)
+                                       memory_spec="2,4", trace=True, port_bytes=port)
             break
         except UsageError as e:       # the planner's refusal of a scratchpad too small, never the compiler's
             assert "\n" not in str(e) and "outside its regions" not in str(e)
+            why = str(e)
+    else:
+        raise AssertionError(f"no scratchpad compiles: {why}")
+    assert c.image.port_bytes == port
+    assert not [im.misaligned(ins, port) for ins in c.image.program if ins.OP in ("LOAD", "STORE")
+                if im.misaligned(ins, port)]
     x = model.layers[0].arrays["x"]
     got = _check(c.image, cfg, model, x, seed)
     assert {la.name for la in model.layers} <= set(got)
+
+
+# -- the memory port's word -----------------------------------------------------------------------
+
+def test_realign_rows():
+    """A block whose external rows start off the word: each row starts early by its offset in
+    the word, rows with the same offset go together (a stride of 25 on a 4-byte word: 4 blocks
+    of stride 100), rows back to back on both sides become one."""
+    blocks = compiler.realign(e=27, es=25, count=6, burst=10, s=3, ss=17, w=4)
+    assert [(b.ext, b.es, b.count, b.burst, b.sp, b.ss, b.head) for b in blocks] == [
+        (24, 100, 2, 13, 0, 68, 3), (52, 100, 2, 10, 20, 68, 0), (76, 100, 1, 11, 36, 68, 1),
+        (100, 100, 1, 12, 52, 68, 2)]
+    rows = {(b.ext + b.head + i * b.es, b.sp + b.head + i * b.ss) for b in blocks for i in range(b.count)}
+    assert rows == {(27 + 25 * j, 3 + 17 * j) for j in range(6)}
+    assert [(b.count, b.burst) for b in compiler.realign(e=8, es=12, count=3, burst=12, s=4, ss=12, w=4)] == [(1, 36)]
+    with pytest.raises(AssertionError, match="congruent"):
+        compiler.realign(e=1, es=4, count=2, burst=4, s=0, ss=4, w=4)
+
+
+@pytest.mark.parametrize("port", [2, 4])
+def test_odd_planes_on_a_wide_port(tmp_path, port):
+    """5x5 planes (25 bytes: no stride of a channel is a port word) cut into row bands and
+    channel blocks: the program's rows all start on words, the STOREs that start early keep the
+    bytes before them (the interpreter equals golden on every tensor), the compiler's own layout
+    runs on a port of the word it names and refuses to run on a wider one."""
+    man, arrays = netgen.random_network(netgen.Seeded(6), ("wino", "direct"), tiles=(2,), grans=("layer",),
+                                        modes=("pow2",), max_ops=2, max_k=6, max_pad=1, channels=(5, 5), size=(5, 5))
+    model = fmt.write_model(tmp_path / "m", man, arrays)
+    cfg = network.config_for(model, unroll=2)
+    c = compiler.compile_model(model, cfg, options=plan.Options(act_bytes=160, weight_bytes=400), trace=True,
+                               port_bytes=port)
+    prog = c.image.program
+    assert [la.out_shape for la in model.layers] == [(6, 5, 5)]
+    assert min(ins.r1 - ins.r0 for ins in prog if ins.OP == "COMPUTE") < 5       # banded
+    heads = [i for i, ins in enumerate(prog) if ins.OP == "LOAD" and ins.ext_addr >= c.image.act_offset
+             and prog[i + 1].OP in ("SYNC", "STORE")]
+    assert heads, "no STORE started early"
+    for seed in (None, 1, 2):
+        _check(c.image, cfg, model, model.layers[0].arrays["x"], seed)
+    wider = dataclasses.replace(c.image, port_bytes=2 * port)
+    with pytest.raises(interp.Fault, match="error status 1 .* not a multiple of the"):
+        interp.run(wider, cfg, model.layers[0].arrays["x"])
+
+
+def test_image_names_its_port_word(tiny):
+    """Image format 2: header word 168 (``port_bytes``) is the word every transfer row starts
+    on; word 164 (``weight_format``) stays 0 for U weights; a word that is not a power of two up
+    to the 64-byte alignment is refused, as is an image of format 1."""
+    model, cfg, _ = tiny
+    data = compiler.compile_model(model, cfg, port_bytes=4).image.to_bytes()
+    assert im.VERSION == 2 and data[164:168] == bytes(4) and data[168:172] == (4).to_bytes(4, "little")
+    assert im.Image.from_bytes(data).port_bytes == 4
+    assert compiler.compile_model(model, cfg).image.port_bytes == memory.board_memory("ulx3s-85f").external.word_bytes
+    for bad in (3, 128):
+        with pytest.raises(UsageError, match="port_bytes"):
+            im.Image.from_bytes(data[:168] + bad.to_bytes(4, "little") + data[172:])
+    with pytest.raises(UsageError, match="version: image format 1"):
+        im.Image.from_bytes(data[:8] + (1).to_bytes(4, "little") + data[12:])
+    with pytest.raises(UsageError, match="--port-bits: 24"):
+        compiler.compile_model(model, cfg, port_bytes=3)
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -428,6 +407,21 @@ def test_cli_compile_and_run(tmp_path, capsys, tiny):
     err = capsys.readouterr().err
     assert re.fullmatch(r"error: image: compiled for config sha256 \S+ --config has \S+ \(compile it for this "
                         r"config\)\n", err)
+
+
+def test_cli_port_bits(tmp_path, capsys, tiny):
+    """``--port-bits`` names the port the image is aligned to (default: the board's 16-bit SDRAM)."""
+    model, cfg, _ = tiny
+    cfg.save(tmp_path / "top.json")
+    base = [str(TINY), "--config", str(tmp_path / "top.json"), "-o", str(tmp_path / "image.bin"), "--act-bytes",
+            "1600", "--weight-bytes", "4700", "--trace"]
+    for bits, want in ((None, 16), (32, 32), (8, 8)):
+        assert run_cli(cli.main, base + (["--port-bits", str(bits)] if bits else []) + ["--run"]) == 0
+        out = capsys.readouterr().out
+        assert f"({want}-bit port)" in out and "0 mismatches" in out
+        assert im.Image.from_bytes((tmp_path / "image.bin").read_bytes()).port_bytes == want // 8
+    assert run_cli(cli.main, base + ["--port-bits", "12"]) == 2
+    assert "--port-bits: 12" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -202,7 +202,7 @@ def tiny():
 
 
 def _tiny_bench(model, cfg, x, opts, W, mem_model, seed):
-    img = compiler.compile_model(model, cfg, options=plan.Options(**opts), trace=True).image
+    img = compiler.compile_model(model, cfg, options=plan.Options(**opts), trace=True, port_bytes=W).image
     x = x[:img.batch]
     mem = np.zeros(-(-img.memory_size // W) * W, np.uint8)
     mem[:img.file_size] = np.frombuffer(img.to_bytes(), np.uint8)

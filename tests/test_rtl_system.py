@@ -41,7 +41,8 @@ def _run(model, cfg, *, W=4, mem_model="3,5", seed=0, opts=None, edit=None, max_
     from memory), the sequencer's (status, index, cycles), each COMPUTE's cycles (hand-over to
     answer, and its setup: hand-over to the core's start, plus the answer's cycle) by
     instruction index, and the memory."""
-    c = compiler.compile_model(model, cfg, options=plan.Options(**(opts or {})), memory_spec="2,4", trace=True)
+    c = compiler.compile_model(model, cfg, options=plan.Options(**(opts or {})), memory_spec="2,4", trace=True,
+                               port_bytes=W)
     img = c.image
     if edit:
         prog = list(img.program)

@@ -2,6 +2,7 @@
 interpreter that checks it.
 
     python -m wino_gen compile MODEL_DIR --config top.json --board ulx3s-85f -o image.bin [--run] [--weights spatial]
+        [--port-bits N]
     python -m wino_gen compile MODEL_DIR --config top.json --run image.bin
 
 The first form plans the model on the board, compiles the plan and writes the image
@@ -45,6 +46,9 @@ def _parser() -> ArgumentParser:
                     help="the Winograd layers' weights in the image: U, or spatial int8 kernels W that the "
                          "engine transforms (default, and it must be: the config's weights)")
     ap.add_argument("--trace", action="store_true", help="store every layer's output, not only the plan's")
+    ap.add_argument("--port-bits", type=number(int, lo=8, hi=8 * im.ALIGN),
+                    help="the memory port's width every transfer is aligned to (default: the board's external "
+                         "memory, ULX3S 16); the image runs on this port or a narrower one")
     ap.add_argument("--seed", type=number(int, lo=0), help="interpret with queues picked at random from this seed")
     return ap
 
@@ -61,13 +65,16 @@ def main(argv: list[str]) -> int:
         model = load_model(args.model_dir)
         opts = plan.Options(batch=args.batch, weights=args.weights or cfg.weights, act_bytes=args.act_bytes,
                             weight_bytes=args.weight_bytes)
-        c = compile_model(model, cfg, args.board, args.clock, opts, args.memory, args.trace)
+        if args.port_bits is not None and args.port_bits % 8:
+            raise UsageError(f"--port-bits: {args.port_bits} is not a whole number of bytes")
+        c = compile_model(model, cfg, args.board, args.clock, opts, args.memory, args.trace,
+                          None if args.port_bits is None else args.port_bits // 8)
         atomic_write(out, c.image.to_bytes(), "-o")
         img, p = c.image, c.plan
-        print(f"compile {printable(model.name)} on {args.board}: {len(img.program)} instructions, "
-              f"{len(img.weights)} weight bytes, {img.memory_size} bytes of memory; plan {p.cycles} cycles per "
-              f"batch of {p.options.batch}, {c.plan_bytes} bytes moved by the plan, {c.step_bytes} by the program "
-              f"(+{c.extra_bytes} parameters/resident weights/output stores) -> {printable(str(out))}")
+        print(f"compile {printable(model.name)} on {args.board} ({8 * img.port_bytes}-bit port): {len(img.program)} "
+              f"instructions, {len(img.weights)} weight bytes, {img.memory_size} bytes of memory; plan {p.cycles} "
+              f"cycles per batch of {p.options.batch}, {c.plan_bytes} bytes moved by the plan, {c.step_bytes} by the "
+              f"program (+{c.extra_bytes} parameters/resident weights/output stores) -> {printable(str(out))}")
         if not args.run:
             return 0
         path = out

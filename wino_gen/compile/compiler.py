@@ -13,6 +13,7 @@ loads run ahead of compute as far as the double buffers allow.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -205,12 +206,15 @@ class _Program:
 
 @dataclass
 class _Buffers:
-    """A layer's scratchpad buffers: ``(base, slot size, slots)`` each (None where absent)."""
+    """A layer's scratchpad buffers: ``(base, slot size, slots)`` each (None where absent), and
+    the bytes between channels of each input (``in_cs``) and of the output buffer (``out_cs``)."""
 
     inputs: list
     out: tuple | None
     acc: tuple | None
     wgt: tuple | None
+    in_cs: list
+    out_cs: int
 
     @property
     def act_bytes(self) -> int:
@@ -224,29 +228,73 @@ def _taps(lp: plan.LayerPlan, cfg: AcceleratorConfig) -> int:
     return lay.kernel ** 2 if lay.op == "conv" else 1
 
 
-def _buffers(lp: plan.LayerPlan, cfg: AcceleratorConfig, B: int, top: int, held: int) -> _Buffers:
-    """The layer's buffers as ``layercost.needs`` counts them: activations placed downwards
-    from ``top`` of the activation scratchpad, weights upwards from ``held``."""
+def _up(n: int, w: int) -> int:
+    """``n`` rounded up to a multiple of ``w``."""
+    return -(-n // w) * w
+
+
+def _pitch(used: int, plane: int, bands, head: int, w: int) -> int:
+    """Bytes between channels of a band buffer holding ``used`` bytes a channel, for a tensor of
+    ``plane`` bytes a channel moved in bands of ``bands`` bytes a channel, each channel's row
+    starting up to ``head`` bytes early (docs/image.md, "Port words"): ``plane`` itself when the
+    buffer holds whole planes and every partial band leaves that room before the next channel,
+    else the smallest pitch with the room congruent to ``plane`` modulo the ``w``-byte word."""
+    if used == plane and all(b == plane or plane - b >= head for b in bands):
+        return plane
+    need = used + head
+    return need + (plane - need) % w
+
+
+def _head(starts, w: int) -> int:
+    """The most bytes any of these external row starts lies past a port word."""
+    return max((e % w for e in starts), default=0)
+
+
+def _buffers(lp: plan.LayerPlan, cfg: AcceleratorConfig, B: int, repeat: int, top: int, held: int,
+             w: int) -> _Buffers:
+    """The layer's buffers as ``layercost.needs`` counts them, each with the room its realigned
+    transfers need on a port of ``w`` bytes (the most any row of the layer's steps starts early,
+    images ``range(repeat)`` when they go one by one): activations placed downwards from ``top``
+    of the activation scratchpad, weights upwards from ``held`` (both multiples of ``w``)."""
     lay, t = lp.layer, lp.tiling
-    (C, _, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
+    (C, H, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
     n_b, n_k, n_c = -(-Ho // t.band), -(-K // t.kc), -(-C // t.cc)
+    T = _taps(lp, cfg)
 
     def slots(units):
         return 2 if t.double and units > 1 else 1
 
-    sizes = []
+    def rows(shape, row, chans):
+        """Region-relative starts of a block's rows (the first ``w`` channels: the rest repeat them)."""
+        n, h, wd = shape
+        for s in lp.steps:
+            for i in ([s.image] if repeat == 1 else range(repeat)):
+                for c in range(*chans(s))[:w]:
+                    yield ((i * n + c) * h + row(s)) * wd
+
+    sizes, in_cs = [], []
     for src in lay.inputs:
         if lp.placement[src] == "chip":
             sizes.append(None)
+            in_cs.append(H * W)
             continue
         ch, units = (C, n_b * B) if t.order == "rows" else (t.cc, n_b * n_k * n_c * B)
-        sizes.append((_rows_max(lay, t.band) * W * ch, slots(units)))
-    out = None if lp.placement[lay.name] == "chip" else (t.kc * t.band * Wo, slots(n_b * n_k * B))
+        used = _rows_max(lay, t.band) * W
+        head = _head(rows(lay.in_shape, lambda s: rows_in(lay, *s.rows)[0],
+                          lambda s: (0, C) if t.order == "rows" else s.c), w)
+        cs = _pitch(used, H * W, {(b - a) * W for a, b in (rows_in(lay, *s.rows) for s in lp.steps)}, head, w)
+        in_cs.append(cs)
+        sizes.append((_up(head + (ch - 1) * cs + used, w), slots(units)))
+    out, band = None, min(t.band, Ho)
+    head = _head(rows(lay.out_shape, lambda s: s.rows[0], lambda s: s.k), w)
+    out_cs = _pitch(band * Wo, Ho * Wo, {(s.rows[1] - s.rows[0]) * Wo for s in lp.steps}, head, w)
+    if lp.placement[lay.name] != "chip":
+        out = (_up(head + (t.kc - 1) * out_cs + band * Wo, w), slots(n_b * n_k * B))
     acc = None
     if n_c > 1:
         m = cfg.tile
         tiles = -(-t.band // m) * -(-Wo // m) * cfg.n ** 2 if lp.engine == "winograd" else t.band * Wo
-        acc = (tiles * t.kc * ACC_BYTES, 1)
+        acc = (_up(tiles * t.kc * ACC_BYTES, w), 1)
     placed, at = [], top
     for s in [*sizes, out, acc]:
         if s is None:
@@ -256,24 +304,37 @@ def _buffers(lp: plan.LayerPlan, cfg: AcceleratorConfig, B: int, top: int, held:
         placed.append((at, *s))
     wgt = None
     hold = t.hold if lay.has_weights else "resident"
-    wbytes = C * K * _taps(lp, cfg)
     if hold == "layer":
-        wgt = (held, wbytes, 1)
-    elif hold == "block":
-        wgt = (held, t.kc * t.cc * _taps(lp, cfg), slots(n_b * n_k * n_c * B)) if t.order == "rows" else \
-            (held, t.kc * C * _taps(lp, cfg), slots(n_k))
-    return _Buffers(placed[:len(sizes)], placed[-2], placed[-1], wgt)
+        wgt = (held, _up(C * K * T, w), 1)
+    elif hold == "block":       # a block (k-block, c-split) starts k0·C·T + (k1 − k0)·c0·T into the blob
+        if t.order == "rows":
+            head = _head(((s.k[0] * C + (s.k[1] - s.k[0]) * s.c[0]) * T for s in lp.steps), w)
+            wgt = (held, _up(head + t.kc * t.cc * T, w), slots(n_b * n_k * n_c * B))
+        else:
+            wgt = (held, _up(_head((s.k[0] * C * T for s in lp.steps), w) + t.kc * C * T, w), slots(n_k))
+    return _Buffers(placed[:len(sizes)], placed[-2], placed[-1], wgt, in_cs, out_cs)
 
 
-def _allocate_chip(lps, sizes: dict, tops: list[int]) -> dict[str, int]:
-    """Addresses of the on-chip tensors in the activation scratchpad below each layer's buffers
-    (``tops[i]``): first fit by birth, else by size; a UsageError when neither fits."""
+def _lives(lps) -> tuple[dict, dict]:
+    """Every tensor's first and last layer (the network input is born at -1)."""
     born = {INPUT: -1} | {lp.layer.name: i for i, lp in enumerate(lps)}
     last = dict(born)
     for i, lp in enumerate(lps):
         for s in lp.layer.inputs:
             last[s] = i
-    chip = [t for t in sizes if any(lp.placement.get(t) == "chip" for lp in lps)]
+    return born, last
+
+
+def _on_chip(lps, tensors) -> list[str]:
+    return [t for t in tensors if any(lp.placement.get(t) == "chip" for lp in lps)]
+
+
+def _allocate_chip(lps, sizes: dict, tops: list[int], w: int) -> dict[str, int]:
+    """Addresses (multiples of ``w``) of the on-chip tensors in the activation scratchpad below
+    each layer's buffers (``tops[i]``): first fit by birth, else by size; a UsageError when
+    neither fits."""
+    born, last = _lives(lps)
+    chip = _on_chip(lps, sizes)
     for order in (sorted(chip, key=lambda t: born[t]), sorted(chip, key=lambda t: -sizes[t])):
         at: dict[str, int] = {}
         for t in order:
@@ -283,7 +344,7 @@ def _allocate_chip(lps, sizes: dict, tops: list[int]) -> dict[str, int]:
             for lo, hi in busy:
                 if a + sizes[t] <= lo:
                     break
-                a = max(a, hi)
+                a = _up(max(a, hi), w)
             if all(a + sizes[t] <= tops[i] for i in life if i >= 0):
                 at[t] = a
             else:
@@ -316,14 +377,10 @@ def _desc(index: int, lay, lp: plan.LayerPlan, cfg: AcceleratorConfig, bufs: _Bu
     """The parameter block of a layer: geometry, strides of its buffers, requant, bias."""
     nl, a, s = lp.layer, lay.arrays, lay.spec
     (C, H, W), (K, Ho, Wo) = nl.in_shape, nl.out_shape
-
-    def cstride(j):
-        return H * W if bufs.inputs[j] is None else _rows_max(nl, lp.tiling.band) * W
-
     words = dict(layer=index, mode=isa.MODES.index(MODE_OF[lay.op]), C=C, H=H, W=W, K=K, Ho=Ho, Wo=Wo,
                  kernel=nl.kernel, stride=nl.stride, padding=nl.padding, relu=int(s.get("relu", False)),
-                 in_cstride=cstride(0), in2_cstride=cstride(1) if len(nl.inputs) > 1 else 0,
-                 out_cstride=Ho * Wo if bufs.out is None else lp.tiling.band * Wo,
+                 in_cstride=bufs.in_cs[0], in2_cstride=bufs.in_cs[1] if len(nl.inputs) > 1 else 0,
+                 out_cstride=Ho * Wo if bufs.out is None else bufs.out_cs,
                  acc_addr=bufs.acc[0] if bufs.acc else 0, taps=0, mult=0, shift=0, mult2=0)
     taps, bias = {}, np.zeros(0, np.int64)
     if lay.op in ("winograd_conv3x3", "direct_conv", "linear"):
@@ -385,6 +442,41 @@ class _Ctx:
     cfg: AcceleratorConfig
     chip_batch: int         # images an on-chip tensor holds: the batch, or 1 when images go one by one
     where: dict             # instruction index -> layer name (for messages)
+    w: int                  # the memory port's word in bytes: every transfer row starts on one
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One transfer instruction's block (region-relative external offset ``ext``); ``head``:
+    the bytes it moves before the first byte asked for, to start on a port word."""
+
+    ext: int
+    es: int
+    count: int
+    burst: int
+    sp: int
+    ss: int
+    head: int
+
+
+def realign(e: int, es: int, count: int, burst: int, s: int, ss: int, w: int) -> list[_Rows]:
+    """A block of ``count`` rows of ``burst`` bytes, row ``j`` from external ``e + j*es`` to
+    scratchpad ``s + j*ss``, as blocks whose rows start on ``w``-byte words on both sides
+    (docs/image.md, "Port words"): rows that lie back to back on both sides are one row; each
+    row starts ``e_j % w`` bytes early (the scratchpad side is congruent: ``s ≡ e`` and ``ss ≡
+    es`` modulo ``w``), and rows with the same offset in the word go together, so a stride that
+    is not a multiple of the word gives at most ``w`` blocks of a stride that is."""
+    if (s - e) % w or (ss - es) % w:
+        raise AssertionError(f"scratchpad {s}/{ss} not congruent to external {e}/{es} modulo the {w}-byte word")
+    if count > 1 and es == ss == burst:
+        count, burst = 1, count * burst
+    period = w // math.gcd(es % w, w) if count > 1 else 1
+    out = []
+    for g in range(min(period, count)):
+        eg, sg = e + g * es, s + g * ss
+        r = eg % w
+        out.append(_Rows(eg - r, period * es, len(range(g, count, period)), burst + r, sg - r, period * ss, r))
+    return out
 
 
 class _Emitter:
@@ -393,11 +485,12 @@ class _Emitter:
     def __init__(self, ctx: _Ctx, lp: plan.LayerPlan, index: int, op: str, bufs: _Buffers):
         self.c, self.lp, self.index, self.op, self.bufs = ctx, lp, index, op, bufs
         self.taps = _taps(lp, ctx.cfg)
-        self.in_slot: list = [None] * len(lp.layer.inputs)     # (slot base, first channel held)
-        self.w_slot = None                                      # (slot base, block offset held first)
-        self.out_slot = 0
+        self.in_slot: list = [None] * len(lp.layer.inputs)     # (first channel's address, first channel held)
+        self.w_slot = None                                      # (block's address, block offset held first)
+        self.out_slot = (0, 0)                                  # (slot base, first channel's address)
         self.next: dict = {}
         self.plan_bytes = 0
+        self.pending: list = []                                 # STOREs held back (:meth:`_transfer`)
 
     def emit(self, op: str, **kw) -> None:
         self.c.where[self.c.prog.emit(op, **kw)] = self.lp.layer.name
@@ -416,7 +509,40 @@ class _Emitter:
         return ("ext", off, off + self.c.L.sizes[tensor])
 
     def _chip(self, tensor: str, img: int) -> int:
-        return self.c.chip_at[tensor] + (img % self.c.chip_batch) * math.prod(self.c.L.shapes[tensor])
+        """Where image ``img`` of an on-chip tensor starts: congruent to its external address
+        modulo the port word (an image after the first of a region holding one image at a time
+        starts a little later in its allocation)."""
+        n, B = math.prod(self.c.L.shapes[tensor]), self.c.chip_batch
+        return self.c.chip_at[tensor] + (img - img % B) * n % self.c.w + (img % B) * n
+
+    def _transfer(self, op: str, region: str, ext_rng, *, e: int, es: int, count: int, burst: int, s: int, ss: int,
+                  buffer: int, reads, writes) -> None:
+        """Emit a block (:func:`realign`); a STORE's rows that start early first LOAD the bytes
+        before them from external memory, so that it writes back what was there. That LOAD
+        waits for the STORE before it (a SYNC in the compute queue), so such a STORE is held
+        back until the next step's LOADs are out (:meth:`flush`): they prefetch meanwhile."""
+        blocks = realign(e, es, count, burst, s, ss, self.c.w)
+
+        def go():
+            for b in blocks if op == "STORE" else ():
+                if b.head:
+                    heads = [("act", b.sp + i * b.ss, b.sp + i * b.ss + b.head) for i in range(b.count)]
+                    self.emit("LOAD", reads=[ext_rng], writes=heads, buffer=buffer, ext_addr=(region, b.ext),
+                              ext_stride=b.es, count=b.count, burst=b.head, sp_addr=b.sp, sp_stride=b.ss)
+            for b in blocks:
+                self.emit(op, reads=reads, writes=writes, buffer=buffer, ext_addr=(region, b.ext), ext_stride=b.es,
+                          count=b.count, burst=b.burst, sp_addr=b.sp, sp_stride=b.ss)
+
+        if op == "STORE" and any(b.head for b in blocks):
+            self.pending.append(go)
+        else:
+            go()
+
+    def flush(self) -> None:
+        """Emit the STOREs held back."""
+        for go in self.pending:
+            go()
+        self.pending.clear()
 
     def step(self, s: plan.Step, img: int) -> None:
         nl = self.lp.layer
@@ -427,6 +553,7 @@ class _Emitter:
                 self._load_w(s)
             else:
                 self._load_in(next(ins), s, img)
+        self.flush()
         self._compute(s, img)
         for x in s.stores:
             self.plan_bytes += x.bytes
@@ -439,11 +566,12 @@ class _Emitter:
         c0, c1 = (0, C) if t.order == "rows" else s.c
         buf = self.bufs.inputs[j]
         base = self._slot(("in", j), buf)
-        count, burst = (1, (c1 - c0) * H * W) if b - a == H else (c1 - c0, (b - a) * W)
-        self.in_slot[j] = (base, c0)
-        self.emit("LOAD", reads=[self._ext_range(src)], writes=[("act", base, base + buf[1])], buffer=0,
-                  ext_addr=("act", self._ext(src, nl.in_shape, img, c0, a)), ext_stride=H * W, count=count,
-                  burst=burst, sp_addr=base, sp_stride=_rows_max(nl, t.band) * W)
+        e = self._ext(src, nl.in_shape, img, c0, a)
+        first = base + e % self.c.w
+        self.in_slot[j] = (first, c0)
+        self._transfer("LOAD", "act", self._ext_range(src), e=e, es=H * W, count=c1 - c0, burst=(b - a) * W,
+                       s=first, ss=self.bufs.in_cs[j], buffer=0, reads=[self._ext_range(src)],
+                       writes=[("act", base, base + buf[1])])
 
     def _load_w(self, s: plan.Step) -> None:
         nl, t = self.lp.layer, self.lp.tiling
@@ -455,10 +583,10 @@ class _Emitter:
         else:
             start, size = blocks[(s.k, (0, min(C, t.cc)))], (s.k[1] - s.k[0]) * C * self.taps
         base = self._slot("w", self.bufs.wgt)
-        self.w_slot = (base, start)
-        self.emit("LOAD", writes=[("wgt", base, base + self.bufs.wgt[1])], buffer=1,
-                  ext_addr=("weights", self.c.L.w_off[nl.name] + start), ext_stride=0, count=1, burst=size,
-                  sp_addr=base, sp_stride=0)
+        e = self.c.L.w_off[nl.name] + start
+        self.w_slot = (base + e % self.c.w, start)
+        self._transfer("LOAD", "weights", None, e=e, es=0, count=1, burst=size, s=self.w_slot[0], ss=0, buffer=1,
+                       reads=(), writes=[("wgt", base, base + self.bufs.wgt[1])])
 
     def _w_addr(self, s: plan.Step):
         nl = self.lp.layer
@@ -468,8 +596,9 @@ class _Emitter:
         if nl.name in self.c.resident:
             lo = self.c.resident[nl.name]
             return lo + off, [("wgt", lo, lo + len(self.c.L.weights[nl.name]))]
-        base, start = self.w_slot
-        return base + off - start, [("wgt", base, base + self.bufs.wgt[1])]
+        first, start = self.w_slot
+        base = first - first % self.c.w
+        return first + off - start, [("wgt", base, base + self.bufs.wgt[1])]
 
     def _in_addr(self, j: int, s: plan.Step, img: int):
         nl = self.lp.layer
@@ -479,9 +608,9 @@ class _Emitter:
         if self.bufs.inputs[j] is None:
             base = self._chip(src, img)
             return base + c0 * H * W + a * W, [("act", base, base + C * H * W)]
-        slot, held = self.in_slot[j]
-        cs = _rows_max(nl, self.lp.tiling.band) * W
-        return slot + (c0 - held) * cs, [("act", slot, slot + self.bufs.inputs[j][1])]
+        first, held = self.in_slot[j]
+        base = first - first % self.c.w
+        return first + (c0 - held) * self.bufs.in_cs[j], [("act", base, base + self.bufs.inputs[j][1])]
 
     def _compute(self, s: plan.Step, img: int) -> None:
         nl = self.lp.layer
@@ -506,8 +635,10 @@ class _Emitter:
             out = base + s.k[0] * Ho * Wo + s.rows[0] * Wo
             writes.append(("act", base, base + K * Ho * Wo))
         elif finish:
-            out = self.out_slot = self._slot("out", self.bufs.out)
-            writes.append(("act", out, out + self.bufs.out[1]))
+            base = self._slot("out", self.bufs.out)
+            out = base + self._ext(nl.name, nl.out_shape, img, s.k[0], s.rows[0]) % self.c.w
+            self.out_slot = (base, out)
+            writes.append(("act", base, base + self.bufs.out[1]))
         self.emit("COMPUTE", reads=reads, writes=writes, mode=isa.MODES.index(MODE_OF[self.op]),
                   accumulate=int(not first), finish=int(finish), layer=self.index, r0=s.rows[0], r1=s.rows[1],
                   k0=s.k[0], k1=s.k[1], c0=c0, c1=c1, in_addr=addrs[0], in2_addr=addrs[1] if len(addrs) > 1 else 0,
@@ -517,20 +648,20 @@ class _Emitter:
         nl = self.lp.layer
         K, Ho, Wo = nl.out_shape
         (k0, k1), (r0, r1) = s.k, s.rows
-        count, burst = (1, (k1 - k0) * Ho * Wo) if r1 - r0 == Ho else (k1 - k0, (r1 - r0) * Wo)
-        self.emit("STORE", reads=[("act", self.out_slot, self.out_slot + self.bufs.out[1])],
-                  writes=[self._ext_range(nl.name)], buffer=0,
-                  ext_addr=("act", self._ext(nl.name, nl.out_shape, img, k0, r0)), ext_stride=Ho * Wo,
-                  count=count, burst=burst, sp_addr=self.out_slot, sp_stride=self.lp.tiling.band * Wo)
+        base, first = self.out_slot
+        self._transfer("STORE", "act", self._ext_range(nl.name), e=self._ext(nl.name, nl.out_shape, img, k0, r0),
+                       es=Ho * Wo, count=k1 - k0, burst=(r1 - r0) * Wo, s=first, ss=self.bufs.out_cs, buffer=0,
+                       reads=[("act", base, base + self.bufs.out[1])], writes=[self._ext_range(nl.name)])
 
     def store_whole(self, img: int) -> None:
         """STORE the on-chip output whole (the network output, or every layer with ``trace``):
         every image it holds, the first of them image ``img``."""
         name = self.lp.layer.name
         n = self.c.chip_batch * math.prod(self.c.L.shapes[name])
-        sp, ext = self.c.chip_at[name], self.c.L.t_off[name] + img * math.prod(self.c.L.shapes[name])
-        self.emit("STORE", reads=[("act", sp, sp + n)], writes=[self._ext_range(name)], buffer=0,
-                  ext_addr=("act", ext), ext_stride=0, count=1, burst=n, sp_addr=sp, sp_stride=0)
+        sp, ext = self._chip(name, img), self.c.L.t_off[name] + img * math.prod(self.c.L.shapes[name])
+        lo = sp - sp % self.c.w
+        self._transfer("STORE", "act", self._ext_range(name), e=ext, es=0, count=1, burst=n, s=sp, ss=0, buffer=0,
+                       reads=[("act", lo, sp + n)], writes=[self._ext_range(name)])
 
 
 def _shapes(model: Model, layers) -> dict[str, tuple[int, int, int]]:
@@ -538,12 +669,71 @@ def _shapes(model: Model, layers) -> dict[str, tuple[int, int, int]]:
     return {INPUT: tuple(model.manifest["input"]["shape"]), **{la.name: la.out_shape for la in layers}}
 
 
+_REPLANS = 6
+
+
+def port_word(board: str, port_bytes: int | None = None) -> int:
+    """The memory port's word in bytes the image is compiled for: ``port_bytes``, by default
+    the width of the board's external memory (ULX3S: 2, its 16-bit SDRAM; a ``--memory`` study
+    memory keeps the board's port); a power of two up to :data:`image.ALIGN`."""
+    if port_bytes is None:
+        ext = memory.board_memory(board).external
+        port_bytes = getattr(ext, "word_bytes", 1)
+    if port_bytes < 1 or port_bytes & (port_bytes - 1) or port_bytes > im.ALIGN:
+        raise UsageError(f"--port-bits: {8 * port_bytes}: the memory port's word must be 8 bits or a power of two "
+                         f"multiple of it, at most {8 * im.ALIGN}")
+    return port_bytes
+
+
+@dataclass(frozen=True)
+class _Tight:
+    """The aligned buffers exceed the scratchpads: by about ``act`` and ``wgt`` bytes."""
+
+    act: int
+    wgt: int
+
+
+def _place(p: plan.Plan, cfg: AcceleratorConfig, shapes: dict, batch: int, A: int, Wt: int, w: int):
+    """``(resident weights, buffers per layer, on-chip tensors)`` of ``p`` in scratchpads of
+    ``A`` and ``Wt`` bytes, everything a transfer touches on ``w``-byte words; or :class:`_Tight`.
+    Weight scratchpad: resident weights from 0, then the layer's buffers; activation scratchpad:
+    the layer's buffers at the top, the on-chip tensors below them."""
+    B = batch if p.repeat == 1 else 1
+    resident, held = {}, 0
+    for lp in p.layers:
+        if lp.placement.get(lp.layer.name + ".w") == "resident":
+            resident[lp.layer.name] = held
+            held = _up(held + lp.layer.in_shape[0] * lp.layer.out_shape[0] * _taps(lp, cfg), w)
+    top = A - A % w
+    bufs = [_buffers(lp, cfg, B, p.repeat, top, held, w) for lp in p.layers]
+    d_wgt = max([held - Wt] + [held + b.wgt[1] * b.wgt[2] - Wt for b in bufs if b.wgt])
+    if w == 1 and (d_wgt > 0 or any(b.act_bytes > lp.cost.need_act for lp, b in zip(p.layers, bufs, strict=True))):
+        raise AssertionError("buffers exceed the plan's scratchpad")
+    # an image after the first of a tensor on chip one image at a time may start inside a word
+    sizes = {t: _up(B * math.prod(s) + _head((i * math.prod(s) for i in range(p.repeat)), w), w)
+             for t, s in shapes.items()}
+    try:
+        chip_at = _allocate_chip(p.layers, sizes, [top - b.act_bytes for b in bufs], w)
+    except UsageError:          # fragmented: a plan on a smaller scratchpad may leave room
+        chip_at = None
+    born, last = _lives(p.layers)
+    chip = _on_chip(p.layers, sizes)
+    d_act = max(b.act_bytes + sum(sizes[t] for t in chip if born[t] <= i <= last[t]) - top
+                for i, b in enumerate(bufs))
+    if chip_at is None or d_act > 0 or d_wgt > 0:
+        return _Tight(max(w, d_act) if chip_at is None or d_act > 0 else 0, max(0, d_wgt))
+    return resident, bufs, chip_at
+
+
 def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f",
                   clock_mhz: float = DEFAULT_CLOCK_MHZ, options: plan.Options | None = None,
-                  memory_spec: str | None = None, trace: bool = False) -> Compiled:
+                  memory_spec: str | None = None, trace: bool = False, port_bytes: int | None = None) -> Compiled:
     """The memory image that runs ``model`` on a build of ``cfg`` on ``board`` as the planner
     plans it; ``trace`` adds a STORE of every on-chip layer output so that every layer can be
-    read back (the network output is always stored)."""
+    read back (the network output is always stored). Every transfer starts on a word of the
+    memory port (``port_bytes``, else the plan's ``Options.port_bytes``, else :func:`port_word`'s
+    default); when the room that takes is more than the plan left, the plan is made again on
+    scratchpads smaller by the difference."""
     options = options or plan.Options(weights=cfg.weights)
     if options.weights != cfg.weights:
         raise UsageError(f"--weights {options.weights}: the config's engine takes {cfg.weights} weights "
@@ -553,28 +743,33 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     if bm.external is None:
         raise UsageError(f"--board: {board} has no external RAM to hold a memory image")
     layers = nets.from_model_dir(model.path)
+    planned = getattr(options, "port_bytes", None)      # the port the planner prices transfers on
+    if port_bytes is not None and planned is not None and port_bytes != planned:
+        raise UsageError(f"--port-bits {8 * port_bytes}: the plan is made for a {8 * planned}-bit port")
+    w = port_word(board, port_bytes if port_bytes is not None else planned)
     p = plan.plan(layers, cfg, board, clock_mhz, options, memory_spec)
-    B = options.batch if p.repeat == 1 else 1         # images the plan's on-chip tensors hold
+    A, Wt = p.act_bytes, p.weight_bytes               # the scratchpads the image declares
     L = _Layout(_shapes(model, layers), options.batch)
-
-    # weight scratchpad: resident weights from 0, then the layer's buffers; activation
-    # scratchpad: the layer's buffers at the top, the on-chip tensors below them
-    resident, held = {}, 0
-    for lp in p.layers:
-        if lp.placement.get(lp.layer.name + ".w") == "resident":
-            resident[lp.layer.name] = held
-            held += lp.layer.in_shape[0] * lp.layer.out_shape[0] * _taps(lp, cfg)
-    bufs = [_buffers(lp, cfg, B, p.act_bytes, held) for lp in p.layers]
-    for lp, b in zip(p.layers, bufs, strict=True):
-        if b.act_bytes > lp.cost.need_act or (b.wgt and held + b.wgt[1] * b.wgt[2] > p.weight_bytes):
-            raise AssertionError(f"{lp.layer.name}: buffers exceed the plan's scratchpad")
-    chip_at = _allocate_chip(p.layers, {t: B * math.prod(s) for t, s in L.shapes.items()},
-                             [p.act_bytes - b.act_bytes for b in bufs])
+    for _ in range(_REPLANS):
+        placed = _place(p, cfg, L.shapes, options.batch, A, Wt, w)
+        if not isinstance(placed, _Tight):
+            break
+        # the aligned buffers need room the plan did not count: plan on smaller scratchpads
+        shrunk = dataclasses.replace(options, act_bytes=p.act_bytes - placed.act,
+                                     weight_bytes=p.weight_bytes - placed.wgt)
+        if min(shrunk.act_bytes, shrunk.weight_bytes) < 0:
+            break
+        p = plan.plan(layers, cfg, board, clock_mhz, shrunk, memory_spec)
+    if isinstance(placed, _Tight):
+        raise UsageError(f"{model.name}: the plan's buffers do not fit the scratchpads ({A} + {Wt} bytes) once "
+                         f"aligned to the {w}-byte memory port (try --act-bytes / --weight-bytes)")
+    resident, bufs, chip_at = placed
+    B = options.batch if p.repeat == 1 else 1         # images the plan's on-chip tensors hold
     for i, (lp, fl) in enumerate(zip(p.layers, model.layers, strict=True)):
         L.add_param(_desc(i, fl, lp, cfg, bufs[i]).to_bytes())
         if lp.layer.has_weights:
             L.add_weights(fl.name, *_weight_blocks(fl, lp, cfg))
-    ctx = _Ctx(_Program(), L, chip_at, resident, cfg, B, {})
+    ctx = _Ctx(_Program(), L, chip_at, resident, cfg, B, {}, w)
     prog = ctx.prog
 
     # prologue: resident weights, loaded once per power-up; its SYNC takes their token
@@ -596,19 +791,23 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
             before = prog.moved
             for s in lp.steps:
                 em.step(s, s.image if p.repeat == 1 else r)
+            em.flush()
             step_bytes += prog.moved - before
             plan_bytes += em.plan_bytes
             if lp.placement[fl.name] == "chip" and (trace or fl.name == final):
                 em.store_whole(r)
+                em.flush()
     prog.emit("END")
     stored = {lp.layer.name for lp in p.layers if lp.placement[lp.layer.name] == "external" or trace} | {final}
     img = _assemble(ctx, p, main_entry, options.batch, stored, f"{model.name} on {board} ({bm.external.part})",
-                    bm.external.capacity)
+                    bm.external.capacity, (A, Wt))
     return Compiled(img, p, plan_bytes, step_bytes, prog.moved - extra0 - step_bytes)
 
 
-def _assemble(ctx: _Ctx, p: plan.Plan, main_entry: int, B: int, stored: set, where: str, capacity: int) -> im.Image:
-    """Resolve the region-relative addresses, build the image, check its size and every transfer."""
+def _assemble(ctx: _Ctx, p: plan.Plan, main_entry: int, B: int, stored: set, where: str, capacity: int,
+              scratch: tuple[int, int]) -> im.Image:
+    """Resolve the region-relative addresses, build the image (``scratch``: its activation and
+    weight scratchpad bytes), check its size and every transfer."""
     L, prog = ctx.L, ctx.prog
     params, weights = _blob(L.params), _blob(L.weights.values())
     program_offset = im.align(im.HEADER_BYTES + im.TENSOR_RECORD * len(L.shapes))
@@ -633,11 +832,14 @@ def _assemble(ctx: _Ctx, p: plan.Plan, main_entry: int, B: int, stored: set, whe
         tensors.append(im.Tensor(t, act_offset + L.t_off[t], shape, B, flags))
     fmt = im.WEIGHTS_SPATIAL if ctx.cfg.weights == "spatial" else im.WEIGHTS_U
     img = im.Image(im.config_sha256(ctx.cfg), B, prog.resolve(ctx.where), main_entry, params, weights,
-                   tuple(tensors), act_offset, act_size, p.act_bytes, p.weight_bytes,
-                   max(len(b) for b in L.params), len(p.layers), fmt)
+                   tuple(tensors), act_offset, act_size, *scratch, max(len(b) for b in L.params), len(p.layers), fmt,
+                   ctx.w)
     for i, ins in enumerate(img.program):
         why = im.check_transfer(img, ins) if ins.OP in ("LOAD", "STORE") else None
         if why:
             raise UsageError(f"{ctx.where.get(i, 'program')}: instruction {i} ({ins.OP}) references memory outside "
                              f"its regions: {why}")
+        odd = im.misaligned(ins, ctx.w) if ins.OP in ("LOAD", "STORE") else None
+        if odd:
+            raise AssertionError(f"{ctx.where.get(i, 'program')}: instruction {i} ({ins.OP}): {odd}")
     return img

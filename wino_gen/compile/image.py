@@ -20,7 +20,8 @@ from ..config import AcceleratorConfig
 from ..errors import UsageError
 
 MAGIC = b"WINOIMG\0"
-VERSION = 1
+#: 2: every transfer starts on a word of the memory port the header names (``port_bytes``)
+VERSION = 2
 HEADER_BYTES = 256
 ALIGN = 64                     # every region and tensor starts on a multiple of this
 NAME_BYTES = 96
@@ -32,7 +33,7 @@ _HEADER = (("magic", "8s"), ("version", "I"), ("isa_version", "I"), ("config_sha
            ("program_count", "Q"), ("params_offset", "Q"), ("params_size", "Q"), ("weights_offset", "Q"),
            ("weights_size", "Q"), ("act_offset", "Q"), ("act_size", "Q"), ("memory_size", "Q"),
            ("tensors_offset", "Q"), ("act_scratch", "I"), ("wgt_scratch", "I"), ("param_scratch", "I"),
-           ("input_tensor", "I"), ("output_tensor", "I"), ("weight_format", "I"))
+           ("input_tensor", "I"), ("output_tensor", "I"), ("weight_format", "I"), ("port_bytes", "I"))
 _HEADER_FMT = "<" + "".join(code for _, code in _HEADER)
 _TENSOR_FMT = "<QIIIIII"          # offset, C, H, W, batch, flags, name length
 STORED, INPUT_SLOT, OUTPUT_SLOT = 1, 2, 4    # tensor flags
@@ -135,6 +136,7 @@ class Image:
     param_scratch: int
     n_layers: int
     weight_format: int = WEIGHTS_U
+    port_bytes: int = 1            # the memory port's word every transfer row starts on
 
     # -- layout ------------------------------------------------------------------------------
     @property
@@ -183,7 +185,7 @@ class Image:
                     memory_size=self.memory_size, tensors_offset=self.tensors_offset,
                     act_scratch=self.act_scratch, wgt_scratch=self.wgt_scratch,
                     param_scratch=self.param_scratch, input_tensor=inp, output_tensor=out,
-                    weight_format=self.weight_format)
+                    weight_format=self.weight_format, port_bytes=self.port_bytes)
         buf = bytearray(self.file_size)
         buf[:struct.calcsize(_HEADER_FMT)] = struct.pack(_HEADER_FMT, *(vals[k] for k, _ in _HEADER))
         for i, t in enumerate(self.tensors):
@@ -261,17 +263,33 @@ def _assemble(h: dict, data: bytes, tensors, what: str) -> Image:
     if h["weight_format"] not in (WEIGHTS_U, WEIGHTS_SPATIAL):
         raise UsageError(f"{what}: weight_format: {h['weight_format']} is neither {WEIGHTS_U} (U) nor "
                          f"{WEIGHTS_SPATIAL} (spatial)")
+    w = h["port_bytes"]
+    if not 1 <= w <= ALIGN or w & (w - 1):
+        raise UsageError(f"{what}: port_bytes: {w} is not a power of two in 1..{ALIGN}")
     img = Image(h["config_sha256"], h["batch"], tuple(program), h["main_entry"],
                 data[h["params_offset"]:h["params_offset"] + h["params_size"]],
                 data[h["weights_offset"]:h["weights_offset"] + h["weights_size"]], tensors,
                 h["act_offset"], h["act_size"], h["act_scratch"], h["wgt_scratch"], h["param_scratch"],
-                h["n_layers"], h["weight_format"])
+                h["n_layers"], h["weight_format"], w)
     lo, hi = img.regions()["act"]
     for t in tensors:
         if t.offset < lo or t.offset + t.size > hi:
             raise UsageError(f"{what}: tensor {t.name!r}: region {t.offset}..{t.offset + t.size} lies outside the "
                              f"activation regions {lo}..{hi}")
     return img
+
+
+def misaligned(instr, word: int) -> str | None:
+    """Why a LOAD/STORE does not start every row on a ``word``-byte memory port word (None when
+    it does): ``ext_addr`` and ``sp_addr``, and when it moves several rows ``ext_stride`` and
+    ``sp_stride``, are multiples of the word (a row's length need not be: the DMA masks the
+    last word). The rule of the hardware's LOAD/STORE executors (``rtl.ctrl.transfer``): the
+    compiler keeps it, the interpreter stops with "bad instruction" where it is broken."""
+    if instr.count == 0 or instr.burst == 0:
+        return None
+    fields = ("ext_addr", "sp_addr") + (("ext_stride", "sp_stride") if instr.count > 1 else ())
+    odd = [f"{f} {getattr(instr, f)}" for f in fields if getattr(instr, f) % word]
+    return f"{', '.join(odd)} not a multiple of the {word}-byte port word" if odd else None
 
 
 def check_transfer(img: Image, instr) -> str | None:

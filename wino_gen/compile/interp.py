@@ -124,6 +124,9 @@ class Machine:
         why = im.check_transfer(self.img, ins)
         if why:
             raise Fault(2, i, f"{ins.OP}: {why}")
+        odd = im.misaligned(ins, self.img.port_bytes)
+        if odd:
+            raise Fault(1, i, f"{ins.OP}: {odd}")
         if ins.count == 0 or ins.burst == 0:
             return
         rows, cols = np.arange(ins.count)[:, None], np.arange(ins.burst)[None, :]
