@@ -12,12 +12,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from wino_gen import boards, layercost, memory, nets, perf, plan
+from wino_gen import commands as cm
 from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import UsageError
 
 F2 = AcceleratorConfig(tile=2, unroll=2, unroll_in=1, max_channels=8, max_width=8)
 CONV = nets.Layer("c", "conv", (nets.INPUT,), (4, 8, 8), (4, 8, 8), 3, 1, 1, winograd=True)
 ONE = "1,0"    # 1 byte per cycle, no latency: memory cycles equal bytes
+#: on ONE: a LOAD/STORE's executor cycles around its bytes, an instruction's fetch (32 bytes),
+#: CONV's parameter block (header, 5 tap arrays of 16, 4 biases: 104 words) and its LOAD
+XFER = layercost.XFER_ISSUE + layercost.XFER_ANSWER
+FETCH = 32
+PARAMS = 4 * (20 + 5 * 16 + 4)
+PARAM_LOAD = FETCH + XFER + PARAMS
 
 
 def _eval(tiling, chip, **opts):
@@ -28,8 +35,14 @@ def _wbytes(lp):
     return sum(x.bytes for s in lp.steps for x in s.loads if x.tensor.endswith(".w"))
 
 
-def _perf(C, K, H):
-    return perf.winograd_layer(F2, C, K, H, 8, 1)["cycles"]
+def _tile(K, r0, r1, cached, cfg=F2):
+    """One COMPUTE of CONV's output rows [r0, r1) and K outputs: the unit's setup (parameter
+    reads unless ``cached``), the core on the band the unit gives it (from a tile row early
+    after the first band), the feeders' lag."""
+    a_e, b, _ = cm.engine_band("winograd", H=8, kernel=3, stride=1, padding=1, r0=r0, r1=r1, tile=cfg.tile)
+    assert a_e == (0 if r0 == 0 else r0 - cfg.tile)
+    core = perf.core_cycles(cfg, "winograd", 4, K, b - a_e, 8, max_kernel=3)
+    return cm.setup_cycles(cfg, "winograd", cached) + core + cm.FEED_LAG
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -96,12 +109,13 @@ def test_on_chip_budget():
 
 def test_weights_fit():
     """Weights resident, output kept on chip: only the input crosses, in one burst, before the
-    one tile; the tile's compute is perf's exact count."""
+    one tile, after the layer's parameter LOAD; the tile's compute is its COMPUTE's exact count;
+    two instructions (the LOAD, the COMPUTE) are fetched."""
     lp = _eval(plan.Tiling("rows", 8, 4, 4, "resident"), {nets.INPUT: False, "c": True})
     c = lp.cost
-    assert (c.read, c.written, c.memory) == (256, 0, 256)
-    assert c.compute == _perf(4, 4, 8)
-    assert c.total == 256 + c.compute
+    assert (c.read, c.written, c.memory) == (256 + PARAMS, 0, 256 + XFER + 2 * FETCH + PARAM_LOAD)
+    assert c.compute == _tile(4, 0, 8, False)
+    assert c.total == PARAM_LOAD + 256 + XFER + c.compute
     assert (c.need_act, c.need_w) == (256, 0)
     assert lp.placement == {nets.INPUT: "external", "c": "chip", "c.w": "resident"}
 
@@ -111,9 +125,9 @@ def test_input_fits():
     of 2 x 4 x 16 U bytes crosses once; the first is exposed, the second overlaps."""
     lp = _eval(plan.Tiling("weights", 8, 2, 4, "block"), {nets.INPUT: True, "c": True})
     c = lp.cost
-    assert (c.read, c.written) == (256, 0)
-    assert c.compute == 2 * _perf(4, 2, 8)
-    assert c.total == 128 + max(c.compute, 256 - 128)
+    assert (c.read, c.written) == (256 + PARAMS, 0)
+    assert c.compute == _tile(2, 0, 8, False) + _tile(2, 0, 8, True)
+    assert c.total == PARAM_LOAD + 128 + XFER + max(c.compute, 128 + XFER + 4 * FETCH)
     assert (c.need_act, c.need_w) == (0, 2 * 128)
 
 
@@ -123,11 +137,12 @@ def test_neither_fits():
     writes 4 rows x 2 channels."""
     lp = _eval(plan.Tiling("rows", 4, 2, 4, "block"), {nets.INPUT: False, "c": False})
     c = lp.cost
-    assert (c.read, c.written) == (2 * 6 * 8 * 4 + 4 * 128, 4 * 4 * 8 * 2)
-    assert c.memory == c.read + c.written
-    assert c.compute == 4 * _perf(4, 2, 4)
-    first, last = 6 * 8 * 4 + 128, 4 * 8 * 2
-    assert c.total == first + max(c.compute, c.memory - first - last) + last
+    assert (c.read, c.written) == (2 * 6 * 8 * 4 + 4 * 128 + PARAMS, 4 * 4 * 8 * 2)
+    steps = c.read - PARAMS + c.written + 10 * XFER + 14 * FETCH     # 10 transfers, 4 COMPUTEs
+    assert c.memory == steps + PARAM_LOAD
+    assert c.compute == _tile(2, 0, 4, False) + _tile(2, 0, 4, True) + 2 * _tile(2, 4, 8, True)
+    first, last = 6 * 8 * 4 + 128 + 2 * XFER, 4 * 8 * 2 + XFER
+    assert c.total == PARAM_LOAD + first + max(c.compute, steps - first - last) + last
     assert (c.need_act, c.need_w) == (2 * 6 * 8 * 4 + 2 * 2 * 4 * 8, 2 * 128)
     assert len(lp.steps) == 4 and [s.rows for s in lp.steps] == [(0, 4), (0, 4), (4, 8), (4, 8)]
 
@@ -136,8 +151,9 @@ def test_batch_amortizes_weights():
     one = _eval(plan.Tiling("weights", 8, 2, 4, "block"), {nets.INPUT: False, "c": True})
     four = _eval(plan.Tiling("weights", 8, 2, 4, "block"), {nets.INPUT: False, "c": True}, batch=4)
     assert _wbytes(one) == _wbytes(four) == 256
-    assert four.cost.read - _wbytes(four) == 4 * (one.cost.read - _wbytes(one))
-    assert four.cost.compute == 4 * one.cost.compute
+    assert four.cost.read - _wbytes(four) - PARAMS == 4 * (one.cost.read - _wbytes(one) - PARAMS)
+    reads = cm.setup_cycles(F2, "winograd", False) - cm.setup_cycles(F2, "winograd", True)
+    assert four.cost.compute == 4 * one.cost.compute - 3 * reads     # the parameters are read once
 
 
 def test_u_versus_spatial():
@@ -152,8 +168,9 @@ def test_u_versus_spatial():
     slow = plan.evaluate(CONV, one_lane, "ulx3s-85f", 50.0, t, chip, plan.Options(weights="spatial"),
                          memory_spec=ONE)
     fast = dataclasses.replace(one_lane, weight_lanes=16)
-    assert slow.cost.compute == 4 * perf.winograd_layer(one_lane, 4, 2, 4, 8, 1)["cycles"]
-    assert slow.cost.compute > 4 * perf.winograd_layer(fast, 4, 2, 4, 8, 1)["cycles"]
+    tiles = [(0, 4, False), (0, 4, True), (4, 8, True), (4, 8, True)]
+    assert slow.cost.compute == sum(_tile(2, *t, cfg=one_lane) for t in tiles)
+    assert slow.cost.compute > sum(_tile(2, *t, cfg=fast) for t in tiles)
 
 
 # -- whole networks -------------------------------------------------------------------------------
@@ -284,15 +301,17 @@ def test_search_cost_equals_steps(net, cfg, data, mem, weights, batch):
     chip = {t: data.draw(st.booleans()) for t in (*lay.inputs, lay.name)}
     t = data.draw(st.sampled_from(list(layercost.tilings(ctx, data.draw(st.booleans())))))
     steps = tuple(layercost.layer_steps(ctx, t, chip))
-    assert layercost.fast_cost(ctx, t, chip) == layercost.cost_of(steps, layercost.needs(ctx, t, chip), t.double)
+    assert layercost.fast_cost(ctx, t, chip) == layercost.cost_of(steps, layercost.needs(ctx, t, chip),
+                                                                  layercost.overheads(ctx), t.double)
 
 
 @settings(max_examples=60, deadline=None)
 @given(CFGS, st.integers(1, 4), st.integers(1, 9), st.integers(3, 12), st.sampled_from([(3, 1, 1), (3, 1, 0), (1, 1, 0),
                                                                                      (3, 2, 1), (7, 2, 3)]))
 def test_one_tile_compute_is_perf(cfg, C, K, H, ksp):
-    """A layer planned as one tile costs exactly what perf counts for it (a direct layer on the
-    direct engine of equal multipliers, whose adder tree spans all L lanes)."""
+    """A layer planned as one tile costs exactly its one COMPUTE on the core: the unit's setup,
+    perf's core cycles (Winograd, or a direct k x k / stride s on the same PE array), the
+    feeders' lag."""
     k, s, p = ksp
     cfg = dataclasses.replace(cfg, max_channels=24)     # room for a 7x7 kernel of 4 channels
     assume((H + 2 * p - k) // s + 1 >= 1)
@@ -300,9 +319,11 @@ def test_one_tile_compute_is_perf(cfg, C, K, H, ksp):
     lay = nets.Layer("c", "conv", (nets.INPUT,), (C, H, H), (K, Ho, Ho), k, s, p, winograd=(k, s) == (3, 1))
     lp = plan.evaluate(lay, cfg, "ulx3s-85f", 60.0, plan.Tiling("rows", Ho, K, C, "resident"),
                        {nets.INPUT: True, "c": True})
-    engine = cfg if lay.winograd else dataclasses.replace(cfg, algo="direct")   # the direct engine's own tree
-    assert lp.cost.compute == perf.layer_perf(engine, C, K, H, H, k, s, p)["cycles"]
-    assert lp.cost.memory == 0 and lp.cost.total == lp.cost.compute
+    mode = "winograd" if lay.winograd else "direct"
+    core = perf.core_cycles(cfg, mode, C, K, H, H, kernel=k, stride=s, padding=p, max_kernel=max(3, k))
+    assert lp.cost.compute == cm.setup_cycles(cfg, mode, False) + core + cm.FEED_LAG
+    over = layercost.overheads(layercost.make_ctx(lay, cfg, memory.board_memory("ulx3s-85f"), 60.0, plan.Options()))
+    assert lp.cost.total == lp.cost.compute + over.param_cycles     # the one exposed transfer
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ stride >= padding``). Everything else (partial sums, a pooling band) is answered
 
 from __future__ import annotations
 
-from .compile.image import DESC_WORDS, TAP_ARRAYS
+from .compile.image import DESC_WORDS, TAP_ARRAYS, Desc
 from .config import AcceleratorConfig
 from .isa import STATUS
+from .schedule import FEED_READ_LATENCY
 
 #: DONE status of a COMPUTE the unit cannot run: the interpreter's "unsupported" where its table
 #: has one, else the code after docs/image.md's table
@@ -33,6 +34,11 @@ DERIVE_STAGES = 4
 #: the derivation stages, the command registers, and the answer's cycle once the feeders and
 #: the core are idle
 SETUP_CYCLES = 4 + DERIVE_STAGES
+#: cycles the unit's answer comes after the core's own count (``perf.core_cycles`` from its
+#: ``start``): the feeders start on the registered command and their first window read
+#: takes :data:`wino_gen.schedule.FEED_READ_LATENCY`, so the core's first beat, and with it
+#: every later one, comes that much after a host-fed core's
+FEED_LAG = 1 + FEED_READ_LATENCY
 
 
 def word_index(name: str) -> int:
@@ -66,6 +72,14 @@ def param_words(cfg: AcceleratorConfig, mode: str) -> int:
 def bias_byte(taps: int, k0: int) -> int:
     """Byte address (in the parameter memory) of output channel ``k0``'s bias."""
     return WORD * (len(DESC_WORDS) + len(TAP_ARRAYS) * taps + k0)
+
+
+def param_bytes(cfg: AcceleratorConfig, mode: str, K: int) -> int:
+    """Bytes of a layer's parameter block (what its parameter LOAD moves): the header, a
+    Winograd layer's tap arrays, the bias of a layer with weights."""
+    taps = cfg.n ** 2 * len(Desc.tap_arrays(cfg.weights == "spatial")) if mode == "winograd" else 0
+    bias = K if mode in ("winograd", "direct", "linear") else 0
+    return WORD * (len(DESC_WORDS) + taps + bias)
 
 
 def reciprocal(d: int, bits: int) -> tuple[int, int]:
@@ -114,3 +128,10 @@ def setup_cycles(cfg: AcceleratorConfig, mode: str, cached: bool) -> int:
     """Cycles a COMPUTE spends outside the feeders and the core: the parameter reads (one word
     a cycle, one cycle of read latency; none when the block is cached) and the setup."""
     return (0 if cached else param_words(cfg, mode) + 1) + SETUP_CYCLES
+
+
+def compute_cycles(cfg: AcceleratorConfig, mode: str, cached: bool, core: int) -> int:
+    """Cycles of one COMPUTE from its hand-over to the unit's answer, with ``core`` the core's
+    cycles of the command (``perf.core_cycles`` / ``perf.core_eltwise_cycles`` on the band
+    :func:`engine_band` gives it): the setup, the core, the feeders' lag."""
+    return setup_cycles(cfg, mode, cached) + core + FEED_LAG

@@ -10,9 +10,11 @@ Execution model, stated once:
   once, weights are re-read per band unless the layer's weights are held) or ``weights``
   (block -> image -> band -> split: each weight block is read once per batch, the input is
   re-read per block); add/pool layers are cut into row bands;
-- each tile's compute is today's exact cycle model (``perf.winograd_layer`` /
-  ``perf.direct_layer``) applied to the tile, fed from the scratchpad at one beat per cycle; a
-  band is modelled as an image of its rows (its halo rows counted as padding, not as fill);
+- each tile is one COMPUTE on the one core (``rtl.compute``): the compute unit's setup (its
+  parameter reads on a layer's first COMPUTE, cached after), the core's exact cycles
+  (``perf.core_cycles`` / ``perf.core_eltwise_cycles``) on the band the unit gives the engine
+  (``commands.engine_band``: a later Winograd band starts a tile row early), and the feeders'
+  lag (``commands.compute_cycles``);
 - transfers are double buffered per tensor: a layer takes ``L_first + max(C, M - L_first -
   S_last) + S_last`` cycles (C compute, M memory cycles on the one memory port, the first
   tile's loads and the last tile's stores exposed). That is the least any schedule of these
@@ -22,22 +24,35 @@ Execution model, stated once:
   more, which the sequencer's simulation will show (issue 14). A layer done as one tile per
   image may instead be single buffered (half the scratchpad, no overlap: ``C + M``);
 - activations are stored channel-major (C, H, W), so a band of one channel is one burst; weights
-  in the order the plan reads them, so a weight block is one burst.
-Biases and requant parameters (< 1% of the bytes) are not counted.
+  in the order the plan reads them, so a weight block is one burst;
+- a transfer is one LOAD/STORE: its executor's issue and answer cycles (:data:`XFER_ISSUE`,
+  :data:`XFER_ANSWER`) around the memory's cycles, and never faster than one word of the
+  port (``Options.port_bytes``) a cycle; every instruction is fetched over the same port
+  (``isa.WORD_BYTES``), so its fetch counts as memory cycles;
+- a layer's parameter block (geometry, requant, bias) is one LOAD before its first COMPUTE,
+  which waits for the previous layer's last COMPUTE to be done with the one parameter buffer:
+  it is exposed, added to the layer's total.
+The whole run as the sequencer overlaps a compiled program's instructions is
+:func:`wino_gen.plan.program_cycles`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import memory, nets, perf, schedule
+from . import commands, isa, memory, nets, perf, schedule
 from .config import AcceleratorConfig
 from .errors import UsageError
 
 ACC_BYTES = 4          # a partial sum (int32)
+#: cycles from a transfer's start in its queue to its DMA's first burst command (the executor's
+#: IDLE, SPAN, CHECK and ISSUE states, the DMA's command register), and from its last word to
+#: its retire (the DMA's done, the executor's ANSWER): ``rtl.ctrl.transfer``
+XFER_ISSUE, XFER_ANSWER = 5, 2
+#: a STORE's write data comes a cycle after its burst's command (the scratchpad's read register)
+STORE_READ = 1
 
 
 def _ceil(a: int, b: int) -> int:
@@ -106,7 +121,19 @@ class Ctx:
     mem: object                     # activations' memory (None: none)
     wmem: object                    # weights' memory
     clock: float
-    opts: object                    # plan.Options: batch, weights, eltwise_lanes
+    opts: object                    # plan.Options: batch, weights
+    core: AcceleratorConfig         # the core's build, whose cycles its tiles take
+    max_kernel: int = 3             # the core's largest direct kernel
+    max_pool: int = schedule.DEFAULT_MAX_POOL    # the core's largest pooling window
+
+    @property
+    def mode(self) -> str:
+        """The core's mode for this layer's COMPUTEs."""
+        if self.engine == "eltwise":
+            return self.layer.op
+        if self.engine == "winograd":
+            return "winograd"
+        return "linear" if self.layer.op == "linear" else "direct"
 
     @property
     def wbytes(self) -> int:
@@ -120,8 +147,18 @@ def _engine(layer: nets.Layer, cfg: AcceleratorConfig) -> str:
     return "winograd" if layer.winograd and cfg.algo == "winograd" else "direct"
 
 
-def make_ctx(layer: nets.Layer, cfg: AcceleratorConfig, bm: memory.BoardMemory, clock: float, opts) -> Ctx:
-    """Engine, weight format and limits of ``layer``; a layer wider than the line buffer is refused."""
+def core_build(layers) -> tuple[int, int]:
+    """``(max_kernel, max_pool)`` of the core that runs ``layers``: their largest direct kernel
+    (at least 3) and pooling window (at least the schedule's default)."""
+    kernels = [la.kernel for la in layers if la.op == "conv" and not la.winograd]
+    pools = [la.kernel for la in layers if la.op in ("maxpool", "avgpool")]
+    return max([3, *kernels]), max([schedule.DEFAULT_MAX_POOL, *pools])
+
+
+def make_ctx(layer: nets.Layer, cfg: AcceleratorConfig, bm: memory.BoardMemory, clock: float, opts,
+             build: tuple[int, int] | None = None) -> Ctx:
+    """Engine, weight format and limits of ``layer`` on a core built for ``build``
+    (:func:`core_build`; None: the layer's own); a layer wider than the line buffer is refused."""
     engine = _engine(layer, cfg)
     C = layer.in_shape[0]
     if engine == "winograd":
@@ -141,25 +178,59 @@ def make_ctx(layer: nets.Layer, cfg: AcceleratorConfig, bm: memory.BoardMemory, 
                              f"({pe.depth * pe.lanes} elements)")
     else:
         ecfg, taps, cmax = cfg, 0, C
-    return Ctx(layer, engine, ecfg, taps, cmax, bm.external, bm.weight_store, clock, opts)
+    mk, mp = build or core_build([layer])
+    core = cfg
+    if engine == "winograd":
+        core = spatial_view(cfg) if opts.weights == "spatial" else dataclasses.replace(cfg, weights="winograd")
+    return Ctx(layer, engine, ecfg, taps, cmax, bm.external, bm.weight_store, clock, opts, core, mk, mp)
+
+
+def core_band_cycles(mode: str, core: AcceleratorConfig, layer: nets.Layer, r0: int, r1: int, kc: int, cc: int,
+                     max_kernel: int, max_pool: int) -> int:
+    """The core's cycles (``perf``, no stalls) of one COMPUTE: output rows ``[r0, r1)``, ``kc``
+    outputs, ``cc`` inputs, on the band the compute unit gives the engine
+    (:func:`wino_gen.commands.engine_band`); an add's band of rows; a pooling of the input rows
+    its band reads. A layer beyond the build's window generator (``max_width``, ``max_channels``:
+    ResNet-18's 224-wide stem on a 64-wide build) is priced on a window widened to it, the
+    build a system running it needs."""
+    C, H, W = layer.in_shape
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    if mode == "add":
+        rows = r1 - r0
+    elif mode in ("maxpool", "avgpool"):
+        rows = min(H, (r1 - 1) * s - p + k) - max(0, r0 * s - p)
+    else:
+        a_e, b, _ = commands.engine_band(mode, H=H, kernel=k, stride=s, padding=p, r0=r0, r1=r1, tile=core.tile)
+        rows = b - a_e
+    return _core_cycles(mode, core, cc, kc, rows, W, k, s, p, max_kernel, max_pool)
 
 
 @lru_cache(maxsize=1 << 16)
-def tile_cycles(engine: str, cfg: AcceleratorConfig, layer: nets.Layer, ho: int, kc: int, cc: int,
-                lanes: int, spatial: bool) -> int:
-    """Compute cycles of one tile (``ho`` output rows, ``kc`` outputs, ``cc`` inputs): perf's
-    exact model of the engine on the tile's shape, with spatial weights through the weight
-    transform (:func:`spatial_view`)."""
-    C, H, W = layer.in_shape
-    k, s, p = layer.kernel, layer.stride, layer.padding
-    if engine == "winograd":
-        ecfg = spatial_view(cfg) if spatial else dataclasses.replace(cfg, weights="winograd")
-        return perf.winograd_layer(ecfg, cc, kc, ho if p == 1 else ho + 2, W, p)["cycles"]
-    if engine == "direct":
-        return perf.direct_layer(cfg, cc, kc, (ho - 1) * s + k - 2 * p, W, k, s, p)["cycles"]
-    K, _, Wo = layer.out_shape
-    elems = ho * Wo * K if layer.op == "add" else _rows_in(layer, ho) * W * C
-    return _ceil(elems, lanes)
+def _core_cycles(mode: str, core: AcceleratorConfig, C: int, K: int, H: int, W: int, k: int, s: int, p: int,
+                 max_kernel: int, max_pool: int) -> int:
+    """``perf``'s cycles of one core command on an ``H``-row input, cached: a layer's bands
+    repeat a few heights many times over the search."""
+    if mode != "winograd" and (max(H, W) > core.max_width or C > core.max_channels):
+        chans = _ceil(max(core.max_channels, C), core.unroll_in) * core.unroll_in
+        core = dataclasses.replace(core, max_width=max(core.max_width, H, W), max_channels=chans)
+    if mode in ("add", "maxpool", "avgpool"):
+        kw = {} if mode == "add" else {"kernel": k, "stride": s, "padding": p}
+        return perf.core_eltwise_cycles(core, mode, C, H, W, max_pool=max_pool, **kw)
+    return perf.core_cycles(core, mode, C, K, H, W, kernel=k, stride=s, padding=p, max_kernel=max_kernel,
+                            direct_only=core.algo == "direct")
+
+
+def tile_cycles(ctx: Ctx, rows: tuple[int, int], kc: int, cc: int, cached: bool = True) -> int:
+    """Cycles of one tile's COMPUTE from its hand-over to the unit's answer
+    (:func:`wino_gen.commands.compute_cycles`); ``cached``: the unit holds the layer's
+    parameters already (every COMPUTE of a layer but its first)."""
+    core = core_band_cycles(ctx.mode, ctx.core, ctx.layer, *rows, kc, cc, ctx.max_kernel, ctx.max_pool)
+    return commands.compute_cycles(ctx.core, ctx.mode, cached, core)
+
+
+def first_setup(ctx: Ctx) -> int:
+    """Cycles a layer's first COMPUTE adds: its parameter reads."""
+    return commands.setup_cycles(ctx.core, ctx.mode, False) - commands.setup_cycles(ctx.core, ctx.mode, True)
 
 
 def spatial_view(cfg: AcceleratorConfig) -> AcceleratorConfig:
@@ -229,17 +300,52 @@ def tilings(ctx: Ctx, resident: bool):
             yield Tiling("rows", Ho, K, C, hold, double=False)
 
 
+def port_bytes(ctx: Ctx, mem) -> int | None:
+    """The port's word: ``Options.port_bytes``, else the memory's own word (an SDRAM's bus;
+    None for a generic memory: no port limit)."""
+    return ctx.opts.port_bytes or getattr(mem, "word_bytes", None)
+
+
 def _xfer(ctx: Ctx, tensor: str, nbytes: int, burst: int, write: bool = False, weights: bool = False) -> Transfer:
     mem = ctx.wmem if weights else ctx.mem
     if mem is None:
         raise UsageError(f"{ctx.layer.name}: tensor {tensor} off chip, but the board has no external RAM")
-    return Transfer(tensor, nbytes, burst, write, _mem_cycles(mem, nbytes, burst, ctx.clock, write))
+    return Transfer(tensor, nbytes, burst, write, _mem_cycles(mem, nbytes, burst, ctx.clock, write,
+                                                              port_bytes(ctx, mem)))
 
 
 @lru_cache(maxsize=1 << 16)
-def _mem_cycles(mem, nbytes: int, burst: int, clock: float, write: bool) -> int:
-    """The memory model's cycles, cached: the search asks for the same transfers many times."""
-    return mem.transfer_cycles(nbytes, burst, clock, write)
+def _mem_cycles(mem, nbytes: int, burst: int, clock: float, write: bool, port: int | None) -> int:
+    """One LOAD/STORE's cycles (module docstring), cached: the search asks for the same
+    transfers many times."""
+    if not nbytes:
+        return 0
+    full, rest = divmod(nbytes, burst)
+    words = full * _ceil(burst, port) + _ceil(rest, port) if port else 0
+    return XFER_ISSUE + XFER_ANSWER + max(mem.transfer_cycles(nbytes, burst, clock, write), words)
+
+
+def weight_load(ctx: Ctx) -> Transfer:
+    """The LOAD of all of a layer's weights in one burst (a resident layer's, at power-up)."""
+    return _xfer(ctx, ctx.layer.name + ".w", ctx.wbytes, ctx.wbytes, weights=True)
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """What a layer's instructions cost beyond its tiles: a fetch per instruction (memory
+    cycles), its parameter LOAD (bytes read; cycles exposed, fetch included)."""
+
+    fetch: int
+    param_bytes: int
+    param_cycles: int
+
+
+def overheads(ctx: Ctx) -> Overheads:
+    mem = ctx.wmem
+    port = port_bytes(ctx, mem)
+    fetch = _mem_cycles(mem, isa.WORD_BYTES, isa.WORD_BYTES, ctx.clock, False, port) - XFER_ISSUE - XFER_ANSWER
+    n = commands.param_bytes(ctx.core, ctx.mode, ctx.layer.out_shape[0])
+    return Overheads(fetch, n, fetch + _mem_cycles(mem, n, n, ctx.clock, False, port))
 
 
 def layer_steps(ctx: Ctx, t: Tiling, chip: dict):
@@ -247,7 +353,6 @@ def layer_steps(ctx: Ctx, t: Tiling, chip: dict):
     lay = ctx.layer
     (C, H, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
     bands, kbs, css = _pieces(Ho, t.band), _pieces(K, t.kc), _pieces(C, t.cc)
-    spatial = ctx.opts.weights == "spatial" and ctx.engine == "winograd"
 
     def load_in(r, c, first_of_band):
         if not first_of_band:
@@ -269,9 +374,11 @@ def layer_steps(ctx: Ctx, t: Tiling, chip: dict):
         burst = (kb[1] - kb[0]) * Ho * Wo if ho == Ho else ho * Wo
         return (_xfer(ctx, lay.name, ho * Wo * (kb[1] - kb[0]), burst, write=True),)
 
+    first_tile = [True]
+
     def tile(b, r, kb, c, loads):
-        cyc = tile_cycles(ctx.engine, ctx.cfg, lay, r[1] - r[0], kb[1] - kb[0], c[1] - c[0],
-                           ctx.opts.eltwise_lanes, spatial)
+        cyc = tile_cycles(ctx, r, kb[1] - kb[0], c[1] - c[0], cached=not first_tile[0])
+        first_tile[0] = False
         return Step(b, r, kb, c, loads, cyc, store(r, kb) if c == css[-1] else ())
 
     B = ctx.opts.batch
@@ -332,17 +439,20 @@ def _overlap(comp: int, mem: int, first: int, last: int, double: bool) -> int:
     return first + max(comp, mem - first - last) + last if double else comp + mem
 
 
-def cost_of(steps, need: tuple[int, int], double: bool = True) -> Cost:
-    """Totals of a step list and the overlap of its transfers with compute."""
+def cost_of(steps, need: tuple[int, int], over: Overheads, double: bool = True) -> Cost:
+    """Totals of a step list with its instructions' ``over``, and the overlap of its transfers
+    with compute."""
     comp = mem = rd = wr = 0
     for s in steps:
         comp += s.compute
+        mem += over.fetch * (1 + len(s.loads) + len(s.stores))
         for x in s.loads + s.stores:
             mem += x.cycles
             rd, wr = (rd, wr + x.bytes) if x.write else (rd + x.bytes, wr)
     first = sum(x.cycles for x in steps[0].loads)
     last = sum(x.cycles for x in steps[-1].stores)
-    return Cost(comp, mem, _overlap(comp, mem, first, last, double), rd, wr, *need)
+    total = _overlap(comp, mem, first, last, double) + over.param_cycles
+    return Cost(comp, mem + over.param_cycles, total, rd + over.param_bytes, wr, *need)
 
 
 def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
@@ -350,13 +460,19 @@ def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
     the search evaluates every tiling with it; a test checks it against the step list."""
     lay = ctx.layer
     (C, H, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
-    B, spatial = ctx.opts.batch, ctx.opts.weights == "spatial" and ctx.engine == "winograd"
+    B = ctx.opts.batch
     bands, kbs, css = _runs(Ho, t.band), _runs(K, t.kc), _runs(C, t.cc)
     srcs = [src for src in lay.inputs if not chip[src]]
-    acc = {"comp": 0, "mem": 0, "rd": 0, "wr": 0}
+    acc = {"comp": first_setup(ctx), "mem": 0, "rd": 0, "wr": 0}
+    over = overheads(ctx)
+    for r in _pieces(Ho, t.band):
+        for kc, nk in kbs:
+            for cc, nc in css:
+                acc["comp"] += B * nk * nc * tile_cycles(ctx, r, kc, cc)
+                acc["mem"] += B * nk * nc * over.fetch
 
     def add(x: Transfer, count: int) -> int:
-        acc["mem"] += x.cycles * count
+        acc["mem"] += (x.cycles + over.fetch) * count
         acc["wr" if x.write else "rd"] += x.bytes * count
         return x.cycles
 
@@ -373,9 +489,6 @@ def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
     for ho, nb in bands:
         for kc, nk in kbs:
             for cc, nc in css:
-                acc["comp"] += B * nb * nk * nc * tile_cycles(ctx.engine, ctx.cfg, lay, ho, kc, cc,
-                                                               ctx.opts.eltwise_lanes,
-                                                               spatial)
                 if t.order == "weights":
                     for _ in srcs:
                         add(inp(ho, cc), B * nb * nk * nc)
@@ -399,8 +512,9 @@ def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
     if srcs:
         first += len(srcs) * inp(bands[0][0], C if t.order == "rows" else css[0][0]).cycles
     last = 0 if chip[lay.name] else out(bands[-1][0], kbs[-1][0]).cycles
-    total = _overlap(acc["comp"], acc["mem"], first, last, t.double)
-    return Cost(acc["comp"], acc["mem"], total, acc["rd"], acc["wr"], *needs(ctx, t, chip))
+    total = _overlap(acc["comp"], acc["mem"], first, last, t.double) + over.param_cycles
+    return Cost(acc["comp"], acc["mem"] + over.param_cycles, total, acc["rd"] + over.param_bytes, acc["wr"],
+                *needs(ctx, t, chip))
 
 
 def ranked(ctx: Ctx, chip: dict, resident: bool) -> list[tuple[Cost, Tiling]]:
@@ -422,6 +536,6 @@ def compute_bound(ctx: Ctx) -> int:
         prods = _ceil(Ho, cfg.tile) * _ceil(Wo, cfg.tile) * cfg.n ** 2 * C * K
     elif ctx.engine == "direct":
         prods = Ho * Wo * C * K * lay.kernel ** 2
-    else:
-        return _ceil(Ho * Wo * K if lay.op == "add" else math.prod(lay.in_shape), ctx.opts.eltwise_lanes)
+    else:      # the element-wise unit's own rate: its cycles on the whole layer
+        return ctx.opts.batch * core_band_cycles(ctx.mode, ctx.core, lay, 0, Ho, K, C, ctx.max_kernel, ctx.max_pool)
     return _ceil(prods * ctx.opts.batch, cfg.multipliers)

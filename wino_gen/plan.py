@@ -9,6 +9,13 @@ images, or image by image when that is faster. The search is over fixed families
 placements by a size threshold, resident-weight prefixes of two fixed orders, the scratchpad
 splits of :data:`SPLITS`), each one needing more room the more it holds, and each layer takes
 its cheapest tiling that fits: so a bigger scratchpad never gives a slower plan.
+
+A layer's cost is what the system runs for it (:mod:`wino_gen.layercost`): every tile a
+COMPUTE on the one core, every transfer a LOAD/STORE through the DMA on the port, every
+instruction fetched over that port, the layer's parameter LOAD; ``Plan.startup`` is the
+prologue that loads the resident weights once. What a compiled program takes on the system,
+with the sequencer's queues and tokens and the port shared by fetch, loads and stores, is
+:func:`program_cycles`, cycle by cycle, against the memory timing the simulation uses.
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from . import isa, memory, nets
 from . import layercost as lc
-from . import memory, nets
 from .config import WEIGHT_FORMATS, AcceleratorConfig
 from .errors import UsageError
 from .layercost import Cost, Step, Tiling, Transfer
@@ -31,27 +38,27 @@ SPLITS = tuple(i / 8 for i in range(1, 8))   # activation shares of the free on-
 @dataclass(frozen=True)
 class Options:
     """What the user chooses. ``act_bytes``/``weight_bytes`` None: the board's free block RAM,
-    split between the two scratchpads as the best of :data:`SPLITS`. ``eltwise_lanes``: elements
-    per cycle of the add/pool unit (issue 13 builds it; assumed). The weight transform's rate is
-    the config's ``weight_lanes`` (:func:`wino_gen.layercost.spatial_view`)."""
+    split between the two scratchpads as the best of :data:`SPLITS`. The weight transform's rate is
+    the config's ``weight_lanes`` (:func:`wino_gen.layercost.spatial_view`). ``port_bytes``: the
+    memory port's word (None: the memory's own, :func:`wino_gen.layercost.port_bytes`)."""
 
     batch: int = 1
     weights: str = "winograd"
     act_bytes: int | None = None
     weight_bytes: int | None = None
-    eltwise_lanes: int = 8
+    port_bytes: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.batch, int) or self.batch < 1:
             raise UsageError(f"--batch: must be an integer >= 1, got {self.batch!r}")
         if self.weights not in WEIGHT_FORMATS:
             raise UsageError(f"--weights: {self.weights!r}; allowed: {', '.join(WEIGHT_FORMATS)}")
+        if self.port_bytes is not None and (self.port_bytes < 1 or self.port_bytes & (self.port_bytes - 1)):
+            raise UsageError(f"port_bytes: a power of two, got {self.port_bytes!r}")
         for name in ("act_bytes", "weight_bytes"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise UsageError(f"{name}: must be >= 0, got {v}")
-        if self.eltwise_lanes < 1:
-            raise UsageError("eltwise_lanes must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class Plan:
     bound_cycles: int               # per batch: max(peak compute, minimum traffic at peak rate)
     bound_bytes: float              # per batch
     repeat: int = 1                 # the layers' steps run this often: B when images go one by one
+    startup: int = 0                # cycles of the prologue: the resident weights' LOADs, once per power-up
 
     @property
     def cycles(self) -> int:
@@ -162,9 +170,8 @@ def _weight_candidates(ctxs) -> list[frozenset]:
     """Resident-weight sets searched: prefixes of the layers by ascending weight bytes and by
     weight bytes per compute cycle (the most memory-bound first)."""
     w = [i for i, c in enumerate(ctxs) if c.layer.has_weights]
-    whole = {i: lc.tile_cycles(ctxs[i].engine, ctxs[i].cfg, ctxs[i].layer, ctxs[i].layer.out_shape[1],
-                             ctxs[i].layer.out_shape[0], min(ctxs[i].layer.in_shape[0], ctxs[i].cmax), 1, False)
-             for i in w}
+    whole = {i: lc.tile_cycles(ctxs[i], (0, ctxs[i].layer.out_shape[1]), ctxs[i].layer.out_shape[0],
+                               min(ctxs[i].layer.in_shape[0], ctxs[i].cmax)) for i in w}
     orders = (sorted(w, key=lambda i: ctxs[i].wbytes), sorted(w, key=lambda i: -ctxs[i].wbytes / whole[i]))
     cands = {frozenset()}
     for order in orders:
@@ -295,7 +302,8 @@ def plan(layers, cfg: AcceleratorConfig, board: str, clock_mhz: float, options: 
     another (``Plan.repeat == B``) when that is faster or the batch does not fit."""
     bm = memory.board_memory(board, memory_spec)
     layers = tuple(layers)
-    ctxs = [lc.make_ctx(la, cfg, bm, clock_mhz, options) for la in layers]
+    build = lc.core_build(layers)
+    ctxs = [lc.make_ctx(la, cfg, bm, clock_mhz, options, build) for la in layers]
     _check_capacity(ctxs, layers, bm)
     free = bm.on_chip.free_bytes(memory.engine_blocks(cfg, board))
     best, repeat, B = None, 1, options.batch
@@ -311,7 +319,18 @@ def plan(layers, cfg: AcceleratorConfig, board: str, clock_mhz: float, options: 
             best, repeat = single, B
     act_pool, w_pool, lps = best
     bound_cycles, bound_bytes = _network_bound(layers, ctxs, free, bm)
-    return Plan(board, cfg, options, clock_mhz, act_pool, w_pool, lps, bound_cycles, bound_bytes, repeat)
+    return Plan(board, cfg, options, clock_mhz, act_pool, w_pool, lps, bound_cycles, bound_bytes, repeat,
+                _startup(lps, ctxs))
+
+
+def _startup(lps, ctxs) -> int:
+    """The prologue's cycles: a LOAD of every resident layer's weights, one after another on
+    the port, each fetched, and the SYNC that hands their token on."""
+    loads = [c for lp, c in zip(lps, ctxs, strict=True) if lp.placement.get(lp.layer.name + ".w") == "resident"]
+    if not loads:
+        return 0
+    over = lc.overheads(loads[0])
+    return over.fetch * (len(loads) + 1) + sum(lc.weight_load(c).cycles for c in loads)
 
 
 def _total(lps) -> int:
@@ -351,7 +370,7 @@ def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool) -> LayerPlan
     place = {s: "chip" if chip[s] else "external" for s in sub}
     if lay.has_weights:
         place[lay.name + ".w"] = "resident" if resident else ("flash" if not ctx.wmem.writable else "external")
-    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), t.double)
+    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), lc.overheads(ctx), t.double)
     return LayerPlan(lay, ctx.engine, place, t, cost, steps, lc.compute_bound(ctx))
 
 
@@ -372,3 +391,235 @@ def _network_bound(layers, ctxs, free: int, bm) -> tuple[int, float]:
     mem = _peak_cycles(a_bytes, bm.external) + _peak_cycles(w_bytes, bm.weight_store) if a_bytes or w_bytes else 0
     comp = sum(lc.compute_bound(c) for c in ctxs)
     return max(comp, math.ceil(mem)), float(a_bytes + w_bytes)
+
+
+# -- a compiled program on the system (the sequencer's overlap) ------------------------------------
+
+@dataclass(frozen=True)
+class SystemBuild:
+    """What of ``rtl.system.System``'s build the program's timing depends on (its defaults, as
+    ``sim.system.build`` makes it): the port's word and longest burst, the sequencer's prefetch
+    and queue depths, the memory's command queue, the DMA issuer's bursts ahead of its data."""
+
+    port_bytes: int = 1
+    max_burst: int = 8
+    fetch_depth: int = 2
+    queue_depth: int = 4
+    mem_depth: int = 4
+    dma_ahead: int = 2
+
+
+@dataclass
+class _Transfer:
+    """A LOAD/STORE in its DMA: its bursts ``(byte address, bytes)`` still to issue, how many
+    are granted and not yet served, the cycle its first may be issued, its last word's cycle."""
+
+    bursts: list
+    ready: int
+    flying: int = 0
+    last: int = -1
+
+
+class _Port:
+    """The one memory port: a round-robin arbiter granting one whole burst a cycle of fetch (0),
+    load (1) and store (2) into the memory's command queue, served in order by ``timing`` (the
+    protocol of ``sim.memory``'s timings: ``split``, ``start``, ``finish``, ``rate``), its words
+    one port word every ``word / rate`` cycles, at least one."""
+
+    def __init__(self, timing, build: SystemBuild):
+        self.t, self.W, self.depth = timing, build.port_bytes, build.mem_depth
+        rate = getattr(timing, "rate", None)
+        self.ivl = 1.0 if rate is None else max(1.0, self.W / float(rate))
+        self.queue: list = []         # granted: (address, bytes, write, done callback, cycle known)
+        self.busy_until = 0
+        self.last = 2
+
+    def cycle(self, now: int, wants) -> None:
+        if len(self.queue) < self.depth:
+            for k in range(1, 4):
+                m = (self.last + k) % 3
+                burst = wants[m](now)
+                if burst is not None:
+                    self.queue.append((*burst, now + 1))
+                    self.last = m
+                    break
+        while self.queue and self.busy_until <= now:
+            addr, nbytes, write, done, known = self.queue.pop(0)
+            end = now
+            for a, n in self.t.split(addr, nbytes):
+                first = max(self.t.start(a, n, write, known), known + lc.STORE_READ if write else 0)
+                end = math.ceil(first + self.ivl * math.ceil(n / self.W) - 1) + 1
+                self.t.finish(end)
+            self.busy_until = end
+            done(end - 1)
+
+
+class _Fetch:
+    """The sequencer's fetch: bursts of the program into a prefetch FIFO of ``fetch_depth``
+    instructions' words as far as it has room, one word a cycle into the instruction register."""
+
+    def __init__(self, n: int, start_addr: int, build: SystemBuild):
+        self.W, self.wpi, self.max_burst = build.port_bytes, isa.WORD_BYTES // build.port_bytes, build.max_burst
+        self.addr, self.left = start_addr, n * self.wpi
+        self.credit = max(build.fetch_depth * self.wpi, build.max_burst)
+        self.arrive: list[int] = []
+        self.fifo = self.have = self.index = 0
+        self.ready = self.ended = False
+
+    def want(self, now: int):
+        k = min(self.left, self.max_burst)
+        if self.ended or not k or self.credit < k:
+            return None
+        addr, self.addr, self.left, self.credit = self.addr, self.addr + k * self.W, self.left - k, self.credit - k
+        return addr, k * self.W, False, lambda last: self.arrive.extend(range(last - k + 1, last + 1))
+
+    def cycle(self, now: int) -> None:
+        """Words that arrived before ``now`` enter the FIFO; one goes on into the register."""
+        came = sum(a < now for a in self.arrive)
+        if came:
+            self.arrive, self.fifo = [a for a in self.arrive if a >= now], self.fifo + came
+        if not self.ready and self.fifo and not self.ended:
+            self.fifo, self.credit, self.have = self.fifo - 1, self.credit + 1, self.have + 1
+            if self.have == self.wpi:
+                self.have, self.ready = 0, True
+
+
+class _Sequencer:
+    """``rtl.ctrl.sequencer`` cycle by cycle: dispatch in program order into queues of
+    ``queue_depth``, each queue's head started once its tokens are there, retired when its unit
+    answers (a COMPUTE after its cycles, a SYNC the next cycle, a LOAD/STORE two cycles after its
+    last word), its tokens counted the cycle after."""
+
+    def __init__(self, program, compute_cycles, port: _Port, fetch: _Fetch, build: SystemBuild):
+        self.program, self.compute_cycles, self.port, self.fetch = program, compute_cycles, port, fetch
+        self.depth, self.W, self.max_burst, self.ahead = build.queue_depth, build.port_bytes, build.max_burst, \
+            build.dma_ahead
+        self.queues = {q: [] for q in isa.QUEUE_ORDER}          # (index, cycle it can start)
+        self.cur: dict = dict.fromkeys(isa.QUEUE_ORDER)          # (index, retire cycle or None: a transfer)
+        self.free = dict.fromkeys(isa.QUEUE_ORDER, 0)
+        self.tokens, self.pushed = dict.fromkeys(isa.CHANNELS, 0), []
+        self.xfer: dict = {"load": None, "store": None}
+        self.times: dict[int, tuple[int, int]] = {}
+
+    def dma_want(self, q: str):
+        def want(now):
+            x = self.xfer[q]
+            if x is None or not x.bursts or now < x.ready or x.flying >= self.ahead:
+                return None
+            x.flying += 1
+            addr, nbytes = x.bursts.pop(0)
+
+            def done(last):
+                x.flying -= 1
+                x.last = last
+            return addr, nbytes, q == "store", done
+        return want
+
+    def _answered(self, q: str, now: int) -> bool:
+        ends = self.cur[q][1]
+        if ends is not None:
+            return ends <= now
+        x = self.xfer[q]
+        return not x.bursts and not x.flying and x.last + lc.XFER_ANSWER <= now
+
+    def retire(self, now: int) -> None:
+        for ch in self.pushed:
+            self.tokens[ch] += 1
+        self.pushed.clear()
+        for q in isa.QUEUE_ORDER:
+            if self.cur[q] is None or not self._answered(q, now):
+                continue
+            i = self.cur[q][0]
+            self.pushed += [(q, _neighbour(q, s)) for s in ("prev", "next") if getattr(self.program[i], f"push_{s}", 0)]
+            self.times[i] = (self.times[i][0], now)
+            self.cur[q], self.free[q] = None, now + 1
+            if q in self.xfer:
+                self.xfer[q] = None
+
+    def start(self, now: int) -> None:
+        for q in isa.QUEUE_ORDER:
+            if self.cur[q] is not None or self.free[q] > now or not self.queues[q] or self.queues[q][0][1] > now:
+                continue
+            i = self.queues[q][0][0]
+            ins = self.program[i]
+            pops = [(_neighbour(q, s), q) for s in ("prev", "next") if getattr(ins, f"pop_{s}", 0)]
+            if any(self.tokens[ch] == 0 for ch in pops):
+                continue
+            for ch in pops:
+                self.tokens[ch] -= 1
+            self.queues[q].pop(0)
+            self.times[i] = (now, -1)
+            if ins.OP == "SYNC":
+                self.cur[q] = (i, now + 1)
+            elif ins.OP == "COMPUTE":
+                self.cur[q] = (i, now + 1 + self.compute_cycles(i))
+            else:
+                step = self.max_burst * self.W
+                bursts = [(ins.ext_addr + j * ins.ext_stride + o, min(step, ins.burst - o))
+                          for j in range(ins.count) for o in range(0, ins.burst, step)]
+                self.xfer[q] = _Transfer(bursts, now + lc.XFER_ISSUE)
+                self.cur[q] = (i, None if bursts else now + lc.XFER_ISSUE)
+
+    def dispatch(self, now: int) -> None:
+        f = self.fetch
+        if not f.ready or f.ended:
+            return
+        q = isa.QUEUES[self.program[f.index].OP]
+        if q is not None and len(self.queues[q]) >= self.depth:
+            return
+        if q is None:
+            f.ended = True
+        else:
+            self.queues[q].append((f.index, now + 1))
+        f.index, f.ready = f.index + 1, False
+
+    def done(self, now: int) -> bool:
+        return (self.fetch.ended and all(c is None for c in self.cur.values()) and not any(self.queues.values())
+                and self.port.busy_until <= now)
+
+
+def program_cycles(program, compute_cycles, timing, build: SystemBuild = SystemBuild(),
+                   start_addr: int = 0, limit: int = 10_000_000) -> tuple[int, dict[int, tuple[int, int]]]:
+    """The sequencer's cycles for ``program`` (``wino_gen.isa`` instructions, fetched from byte
+    ``start_addr``) and every instruction's (start, retire) cycle, as ``rtl.system`` runs it:
+    the fetch's bursts and the LOAD/STOREs' bursts share the port (``timing`` the memory's,
+    ``build`` the port's); a COMPUTE is busy ``compute_cycles(index)`` from its hand-over to its
+    answer (:func:`compute_costs`); tokens order the queues. ``limit``: cycles before an
+    AssertionError (a program that never ends)."""
+    port, fetch = _Port(timing, build), _Fetch(len(program), start_addr, build)
+    seq = _Sequencer(program, compute_cycles, port, fetch, build)
+    wants = (fetch.want, seq.dma_want("load"), seq.dma_want("store"))
+    for now in range(limit):
+        seq.retire(now)
+        seq.start(now)
+        seq.dispatch(now)
+        fetch.cycle(now)
+        port.cycle(now, wants)
+        if seq.done(now):
+            return now + 1, seq.times
+    raise AssertionError(f"the program is not done after {limit} cycles")
+
+
+def _neighbour(queue: str, side: str) -> str | None:
+    k = isa.QUEUE_ORDER.index(queue) + (1 if side == "next" else -1)
+    return isa.QUEUE_ORDER[k] if 0 <= k < len(isa.QUEUE_ORDER) else None
+
+
+def compute_costs(p: Plan, program) -> dict[int, int]:
+    """Every COMPUTE's cycles in ``program`` (compiled from ``p``), hand-over to answer, as the
+    plan prices its tiles (:func:`wino_gen.layercost.tile_cycles`); a COMPUTE after one of the
+    same layer and mode finds its parameters cached."""
+    build = lc.core_build([lp.layer for lp in p.layers])
+    bm = memory.board_memory(p.board)
+    ctxs = [lc.make_ctx(lp.layer, p.cfg, bm, p.clock_mhz, p.options, build) for lp in p.layers]
+    out, prev = {}, None
+    for i, ins in enumerate(program):
+        if ins.OP != "COMPUTE":
+            continue
+        ctx = ctxs[ins.layer]
+        if isa.MODES[ins.mode] != ctx.mode:
+            raise ValueError(f"instruction {i}: mode {isa.MODES[ins.mode]}, the plan's layer runs {ctx.mode}")
+        out[i] = lc.tile_cycles(ctx, (ins.r0, ins.r1), ins.k1 - ins.k0, ins.c1 - ins.c0,
+                                cached=(ins.layer, ins.mode) == prev)
+        prev = ins.layer, ins.mode
+    return out
