@@ -107,7 +107,8 @@ def test_one_winograd_layer(tmp_path):
 
 
 @pytest.mark.parametrize("tile,C,K,size,act_bytes", [pytest.param(2, 3, 3, 7, 250, marks=pytest.mark.slow),
-                                                     (4, 2, 2, 12, 500)], ids=["F2", "F4"])
+                                                     pytest.param(4, 2, 2, 12, 500, marks=pytest.mark.slow)],
+                         ids=["F2", "F4"])
 def test_winograd_layer_in_bands(tmp_path, tile, C, K, size, act_bytes):
     """A Winograd layer the planner cuts into row bands (and, F2, output-channel blocks) for a
     small activation scratchpad: the bands after the first are given to the engine from m rows
@@ -138,6 +139,7 @@ def test_linear_layer(tmp_path):
     _report(_compare(*_run(model, cfg, W=1, seed=2), cfg))
 
 
+@pytest.mark.slow
 def test_residual_add(tmp_path):
     """A Winograd layer and a residual add of its output and the input (3 channels on a core of
     unroll_in 2: a full and a partial channel group), the add's segments through the core's

@@ -18,7 +18,7 @@ CASES = [
     (4, 2, 2, "layer", "fixed", 4, 5, 10, 9),
     (4, 3, 1, "tap", "pow2", 5, 4, 9, 11),
     (6, 2, 1, "tap", "fixed", 4, 4, 8, 8),
-    (6, 2, 2, "layer", "pow2", 6, 3, 14, 13),
+    pytest.param((6, 2, 2, "layer", "pow2", 6, 3, 14, 13), marks=pytest.mark.slow),
 ]
 
 
