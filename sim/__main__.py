@@ -12,10 +12,12 @@ all, ``--config-out`` only after a run with no mismatch.
 ``--system`` instead compiles the model dir into a memory image (``wino_gen.compile``, every
 layer output stored) and runs ``--images`` inputs through the full system (:mod:`sim.system`)
 behind a ``--memory`` timing; every stored tensor is compared with the image interpreter's,
-per layer the measured COMPUTE cycles are printed beside the plan's and ``perf``'s core cycles.
-The last line is ``sim: system, <L> layers, <I> image(s), <N> outputs, 0 mismatches, <C> cycles
-(plan <P>)``, or ``sim: system, failed: ...`` naming the first mismatching layer or the
-hardware's error status (instruction index and opcode), exit 1.
+per layer the measured COMPUTE cycles are printed beside the plan's and ``perf``'s core cycles;
+``--backend verilator`` runs every image in one run of a cached Verilator build of the system
+(:mod:`sim.verilator_system`), cycle for cycle the pysim run. The last line is
+``sim: system, <L> layers, <I> image(s), <N> outputs, 0 mismatches, <C> cycles (plan <P>)``,
+or ``sim: system, failed: ...`` naming the first mismatching layer or the hardware's error status
+(instruction index and opcode), exit 1.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def parser():
                    help="no progress line while Verilator builds or the system runs (shown only on a terminal)")
     p.add_argument("--system", action="store_true",
                    help="run the whole network on the full system (sequencer, DMA, scratchpads, core) from "
-                        "the compiled memory image instead of layer by layer (pysim only)")
+                        "the compiled memory image instead of layer by layer (pysim, or verilator: one build "
+                        "per config, scratchpad sizes and port, cached)")
     p.add_argument("--memory", default="ideal", metavar="ideal|sdram-ulx3s|B,L",
                    help="--system: the external memory's timing (B bytes a cycle after L cycles)")
     p.add_argument("--images", type=number(int, lo=1), default=None,
@@ -102,8 +105,11 @@ def check_system_args(args) -> None:
 
     from .memory import timing
 
-    if args.backend != "pysim":
-        raise UsageError(f"--system --backend {args.backend}: not built yet (the system runs on pysim only)")
+    if args.backend == "verilator":
+        from .verilator import cache_dir, require_verilator
+
+        require_verilator()
+        cache_dir()
     if args.weights != "winograd":
         raise UsageError(f"--system --weights {args.weights}: not built yet (the system takes U words)")
     for flag, given in (("--layer", args.layer), ("--samples", args.samples), ("--config-out", args.config_out)):
@@ -216,11 +222,19 @@ def system_main(args, model, cfg) -> int:
           f"{args.memory} ({word}-byte port), {len(img.program)} instructions, {n} image(s)", flush=True)
     show = progress.wanted(args.no_progress)
     totals, total_cycles, t0 = {}, 0, time.perf_counter()
-    for lo in range(0, n, img.batch):
-        x = xs[lo:min(n, lo + img.batch)]
-        with progress.step(f"sim: system, images {lo + 1}..{lo + len(x)} of {n}", show):
-            run = system.run_image(img, cfg, x, word_bytes=word, memory=args.memory, stall=args.stall,
-                                   seed=args.stall_seed + lo, max_pool=max_pool, limit=limit)
+    starts = range(0, n, img.batch)
+    batches = [xs[lo:min(n, lo + img.batch)] for lo in starts]
+    # pysim: a progress line per batch; Verilator: every batch in one harness run
+    groups = [list(starts)] if args.backend == "verilator" else [[lo] for lo in starts]
+    runs = []
+    for group in groups:
+        first, last = group[0] + 1, group[-1] + len(batches[group[-1] // img.batch])
+        with progress.step(f"sim: system, images {first}..{last} of {n}", show):
+            runs += system.run_images(img, cfg, [batches[lo // img.batch] for lo in group],
+                                      seeds=[args.stall_seed + lo for lo in group], word_bytes=word,
+                                      memory=args.memory, stall=args.stall, max_pool=max_pool, limit=limit,
+                                      backend=args.backend, show=show)
+    for lo, x, run in zip(starts, batches, runs, strict=True):
         err = system.status_line(img, run.status)
         if err:
             raise SystemFailure(f"image {lo}: {err}")

@@ -23,13 +23,18 @@ from wino_gen import commands as cm
 from wino_gen import isa, perf
 from wino_gen.compile import image as im
 from wino_gen.config import AcceleratorConfig
+from wino_gen.errors import UsageError
 from wino_gen.schedule import pe_geometry
 
 from .memory import MemoryModel, timing
-from .streams import Stalls, put
+from .streams import Lane, Stalls, put
 
 #: the port's longest burst in words
 MAX_BURST = 8
+#: commands the memory model holds
+MEMORY_DEPTH = 4
+#: the start beat's lane in the stall pattern (sim.streams.Lane.random's)
+START_LANE = ""
 ELTWISE = ("add", "maxpool", "avgpool")
 
 
@@ -61,16 +66,51 @@ def max_pool_for(model) -> int:
                                      if layer.op in ("maxpool", "avgpool", "global_avgpool")])
 
 
-def _memory(img: im.Image, x: np.ndarray, word_bytes: int) -> np.ndarray:
-    """The external memory: the image, the input in its slot (a short last batch padded with
-    zero images, as the interpreter pads it), a spare word at the top."""
+def base_memory(img: im.Image, word_bytes: int) -> np.ndarray:
+    """The external memory before a run: the image, a spare word at the top."""
     mem = np.zeros(-(-img.memory_size // word_bytes) * word_bytes + word_bytes, np.uint8)
     mem[:img.file_size] = np.frombuffer(img.to_bytes(), np.uint8)
+    return mem
+
+
+def input_chunk(img: im.Image, x: np.ndarray) -> np.ndarray:
+    """The input slot's bytes for the batch ``x`` (a short last batch padded with zero images,
+    as the interpreter pads it)."""
     slot = img.slot(im.INPUT_SLOT)
     chunk = np.zeros((img.batch, *slot.shape), np.int8)
     chunk[:len(x)] = np.asarray(x).reshape(-1, *slot.shape)
-    mem[slot.offset:slot.offset + slot.size] = chunk.view(np.uint8).ravel()
+    return chunk.view(np.uint8).ravel()
+
+
+def _memory(img: im.Image, x: np.ndarray, word_bytes: int) -> np.ndarray:
+    """The external memory of a run of ``x``: the image, the input in its slot."""
+    mem = base_memory(img, word_bytes)
+    slot = img.slot(im.INPUT_SLOT)
+    mem[slot.offset:slot.offset + slot.size] = input_chunk(img, x)
     return mem
+
+
+def stall_patterns(seed: int, stall: float) -> tuple[Stalls, Stalls]:
+    """The stall patterns of a run seeded ``seed``: the memory port's and the start beat's (none
+    without stalls), drawn from one generator so that both backends stall alike."""
+    rng = np.random.default_rng(seed)
+    mem = Stalls(stall, int(rng.integers(1 << 32)))
+    return mem, (Stalls(stall, int(rng.integers(1 << 63))) if stall else Stalls())
+
+
+def regions(img: im.Image) -> dict[str, int]:
+    """The external windows the system's transfers may touch (``rtl.system.System``'s inputs)."""
+    r = img.regions()
+    return {"load_lo": r["params"][0], "load_hi": img.memory_size, "store_lo": r["act"][0], "store_hi": r["act"][1]}
+
+
+def result(img: im.Image, status: tuple[int, int, int], computes, stored: set[int], mem: np.ndarray) -> SystemRun:
+    """The run's :class:`SystemRun`: the tensors whose STORE retired, read back from ``mem``."""
+    names = {img.tensors[stored_tensor(img, ins)].name for i, ins in enumerate(img.program)
+             if ins.OP == "STORE" and i in stored}
+    got = {t.name: mem[t.offset:t.offset + t.size].view(np.int8).astype(np.int64).reshape(t.batch, *t.shape)
+           for t in img.tensors if t.name in names}
+    return SystemRun(got, status, computes, mem)
 
 
 def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int,
@@ -86,13 +126,19 @@ def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int
 
 def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_bytes: int = 1, memory: str = "ideal",
               stall: float = 0.0, seed: int = 0, max_pool: int = DEFAULT_MAX_POOL, limit: int = 400_000,
-              vcd: str | None = None) -> SystemRun:
+              vcd: str | None = None, backend: str = "pysim") -> SystemRun:
     """Run one batch ``x`` (``img.batch`` images) through ``img`` on the system; AssertionError
-    when the sequencer is not done after ``limit`` cycles."""
+    when the sequencer is not done after ``limit`` cycles. ``backend``: ``pysim`` or
+    ``verilator`` (:mod:`sim.verilator_system`: the same run, cycle for cycle)."""
+    if backend != "pysim":
+        if vcd:
+            raise UsageError("--vcd needs --backend pysim")
+        return run_images(img, cfg, [x], seeds=[seed], word_bytes=word_bytes, memory=memory, stall=stall,
+                          max_pool=max_pool, limit=limit, backend=backend)[0]
     mem = _memory(img, x, word_bytes)
     dut = build(img, cfg, len(mem), word_bytes, max_pool)
-    rng = np.random.default_rng(seed)
-    model = MemoryModel(mem, timing(memory), word_bytes=word_bytes, stalls=Stalls(stall, int(rng.integers(1 << 32))))
+    mem_stalls, start_stalls = stall_patterns(seed, stall)
+    model = MemoryModel(mem, timing(memory), word_bytes=word_bytes, depth=MEMORY_DEPTH, stalls=mem_stalls)
     res, computes, stored = {}, {}, set()
 
     async def monitor(ctx):
@@ -113,11 +159,9 @@ def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_byte
             t += 1
 
     async def main(ctx):
-        ctx.set(dut.load_lo, img.regions()["params"][0])
-        ctx.set(dut.load_hi, img.memory_size)
-        ctx.set(dut.store_lo, img.regions()["act"][0])
-        ctx.set(dut.store_hi, img.regions()["act"][1])
-        await put(ctx, dut.start, [{"addr": img.program_offset, "count": len(img.program)}], rng=rng, stall=stall)
+        for k, v in regions(img).items():
+            ctx.set(getattr(dut, k), v)
+        await put(ctx, dut.start, [start_beat(img)], lane=Lane(start_stalls, START_LANE))
         for _ in range(limit):
             if ctx.get(dut.done):
                 break
@@ -136,11 +180,30 @@ def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_byte
             sim.run()
     else:
         sim.run()
-    names = {img.tensors[stored_tensor(img, ins)].name for i, ins in enumerate(img.program)
-             if ins.OP == "STORE" and i in stored}
-    got = {t.name: mem[t.offset:t.offset + t.size].view(np.int8).astype(np.int64).reshape(t.batch, *t.shape)
-           for t in img.tensors if t.name in names}
-    return SystemRun(got, res["status"], computes, mem)
+    return result(img, res["status"], computes, stored, mem)
+
+
+def start_beat(img: im.Image) -> dict[str, int]:
+    """The sequencer's start beat: the program's byte address and instruction count."""
+    return {"addr": img.program_offset, "count": len(img.program)}
+
+
+def run_images(img: im.Image, cfg: AcceleratorConfig, batches, *, seeds, word_bytes: int = 1, memory: str = "ideal",
+               stall: float = 0.0, max_pool: int = DEFAULT_MAX_POOL, limit: int = 400_000, backend: str = "pysim",
+               show: bool = False) -> list[SystemRun]:
+    """:func:`run_image` for each batch of ``batches`` (seeded by ``seeds``, one each); on
+    Verilator all of them in one harness run (``show``: a progress line while it builds)."""
+    if len(seeds) != len(batches):
+        raise ValueError(f"seeds: {len(seeds)} for {len(batches)} batches")
+    if backend == "verilator":
+        from .verilator_system import run_batches
+
+        return run_batches(img, cfg, batches, seeds=seeds, word_bytes=word_bytes, memory=memory, stall=stall,
+                           max_pool=max_pool, limit=limit, show=show)
+    if backend != "pysim":
+        raise ValueError(f"backend {backend!r}: pysim or verilator")
+    return [run_image(img, cfg, x, word_bytes=word_bytes, memory=memory, stall=stall, seed=sd, max_pool=max_pool,
+                      limit=limit) for x, sd in zip(batches, seeds, strict=True)]
 
 
 def core_cycles(cfg: AcceleratorConfig, ins, layer, max_pool: int = DEFAULT_MAX_POOL) -> int:

@@ -35,19 +35,9 @@ from .streams import Stalls, lane_id
 CACHE_ENV = "WINO_VERILATOR_CACHE"
 _INPUTS = ("x", "w")     # the input streams of both tops, in the harness's order
 
-# The stall pattern of sim.streams.Stalls: splitmix64 (mix64) of (seed, lane, cycle).
-STALL_CPP = r"""
-#include <cstdint>
-static uint64_t mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-static bool stalled(uint64_t threshold, uint64_t seed, uint64_t lane, uint64_t cycle) {
-    return threshold && (mix64(mix64(mix64(seed) ^ lane) ^ cycle) >> 32) < threshold;
-}
-"""
+# The stall pattern of sim.streams.Stalls (mix64 of seed, lane, cycle), shared with the system
+# harness: sim/cpp/stall.h's code after its header lines (inlined into this harness's one file).
+STALL_CPP = (Path(__file__).resolve().parent / "cpp" / "stall.h").read_text().split("#pragma once", 1)[1]
 
 _HARNESS = STALL_CPP + r"""
 #include "Vwino_top.h"
@@ -184,6 +174,65 @@ def cache_dir() -> Path:
     return d
 
 
+def require_verilator() -> None:
+    """A UsageError (one line) when no ``verilator`` is on PATH."""
+    if shutil.which("verilator") is None:
+        raise UsageError("--backend verilator: verilator is not on PATH; install Verilator 5 "
+                         "or use --backend pysim")
+
+
+def build_cached(sources, *, what: str, key: str | None = None, jobs: int = 2, show: bool = False,
+                 cache: Path | None = None) -> Path:
+    """The executable ``Vwino_top`` built from ``sources`` (file name -> text: the Verilog of a
+    ``wino_top`` module in ``.v`` files, the harness in ``.cpp`` files, headers beside them; or
+    a function returning them, called only when the build is not cached), built once per cache
+    (:func:`cache_dir`) under ``key`` (default: a hash of the sources' texts in order)."""
+    cache = cache or cache_dir()
+    if key is None:     # the sources in order (the engine builds' key before this function)
+        key = hashlib.sha256("".join(sources.values()).encode()).hexdigest()
+    d = cache / key[:16]
+    if not (d / "obj" / "Vwino_top").exists():
+        with progress.step(f"building Verilator model of {what}", show):
+            _build_into(d, sources() if callable(sources) else sources, jobs)
+    return d / "obj" / "Vwino_top"
+
+
+def _build_into(d: Path, sources: dict[str, str], jobs: int) -> None:
+    """Build in a temporary sibling of ``d`` and rename it to ``d`` when complete; a failed
+    build leaves its output in ``d.log`` and nothing else. Called only when ``d`` holds no
+    complete build."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
+    except OSError as e:
+        raise _cache_error(d.parent, e.strerror or str(e)) from None
+    try:
+        for name, text in sources.items():
+            (tmp / name).write_text(text)
+        # split functions (gcc is superlinear in a function's size: a big design's one
+        # 8000-line function took most of its build) and the run-once initial code at -O0:
+        # the system's build of examples/tiny takes 99 s of CPU instead of 460, runs as fast
+        cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
+               "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+               "--output-split-cfuncs", "1000", "-MAKEFLAGS", "OPT_SLOW=-O0",
+               "--top-module", "wino_top", "-Mdir", "obj", "-j", str(jobs),
+               *sorted(n for n in sources if n.endswith((".v", ".cpp")))]
+        with open(tmp / "build.log", "w") as f:
+            rc = run_in_group(cmd, cwd=tmp, env=None, stdout=f)
+        log = d.with_suffix(".log")
+        if rc != 0 or not (tmp / "obj" / "Vwino_top").exists():
+            shutil.copyfile(tmp / "build.log", log)
+            raise UsageError(f"Verilator build failed (status {rc}); its output is in {log}")
+        log.unlink(missing_ok=True)
+        if d.exists():      # a build left incomplete by an earlier version of this code
+            shutil.rmtree(d)
+        os.replace(tmp, d)
+    except OSError as e:
+        if not (d / "obj" / "Vwino_top").exists():   # else another process built it first
+            raise _cache_error(d.parent, e.strerror or str(e)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _export(dut):
     """``dut`` as the Verilog export builds it: a top (a component with ``cfg`` and ``options``,
     :func:`rtl.top.build_top`) again with its RAMs as instances of :data:`rtl.ram.MODULE`
@@ -200,9 +249,7 @@ class VerilatorBackend:
                  stall: float = 0.0, seed: int = 0):
         """``show``: a progress line while Verilator builds (see :func:`wino_gen.progress.step`);
         ``stall``/``seed``: the stall pattern, as for :class:`sim.backend.PysimBackend`."""
-        if shutil.which("verilator") is None:
-            raise UsageError("--backend verilator: verilator is not on PATH; install Verilator 5 "
-                             "or use --backend pysim")
+        require_verilator()
         if vcd:
             raise UsageError("--vcd needs --backend pysim")
         self.stalls = Stalls(stall, seed)
@@ -222,42 +269,8 @@ class VerilatorBackend:
 
     def _model(self, top, what: str) -> Path:
         text = verilog.convert(top, name="wino_top", emit_src=False) + RAM_VERILOG
-        d = self.cache / hashlib.sha256((text + _HARNESS).encode()).hexdigest()[:16]
-        if not (d / "obj" / "Vwino_top").exists():
-            with progress.step(f"building Verilator model of {what}", self.show):
-                self._build_into(d, text)
-        return d / "obj" / "Vwino_top"
-
-    def _build_into(self, d: Path, text: str) -> None:
-        """Build in a temporary sibling of ``d`` and rename it to ``d`` when complete; a failed
-        build leaves its output in ``d.log`` and nothing else. Called only when ``d`` holds no
-        complete build."""
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
-        except OSError as e:
-            raise _cache_error(d.parent, e.strerror or str(e)) from None
-        try:
-            (tmp / "top.v").write_text(text)
-            (tmp / "harness.cpp").write_text(_HARNESS)
-            cmd = ["verilator", "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
-                   "--x-initial", "fast", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-                   "--top-module", "wino_top", "-Mdir", "obj", "-j", str(self.jobs),
-                   "top.v", "harness.cpp"]
-            with open(tmp / "build.log", "w") as f:
-                rc = run_in_group(cmd, cwd=tmp, env=None, stdout=f)
-            log = d.with_suffix(".log")
-            if rc != 0 or not (tmp / "obj" / "Vwino_top").exists():
-                shutil.copyfile(tmp / "build.log", log)
-                raise UsageError(f"Verilator build failed (status {rc}); its output is in {log}")
-            log.unlink(missing_ok=True)
-            if d.exists():      # a build left incomplete by an earlier version of this code
-                shutil.rmtree(d)
-            os.replace(tmp, d)
-        except OSError as e:
-            if not (d / "obj" / "Vwino_top").exists():   # else another process built it first
-                raise _cache_error(d.parent, e.strerror or str(e)) from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return build_cached({"top.v": text, "harness.cpp": _HARNESS}, what=what, jobs=self.jobs, show=self.show,
+                            cache=self.cache)
 
     def run(self, dut, layer_word: int, streams: dict[str, list[int]], n_out: int):
         exe = self.build(dut)

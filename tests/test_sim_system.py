@@ -88,7 +88,6 @@ def test_hardware_error_status_is_one_line(capsys, monkeypatch, one_layer):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--system", "--backend", "verilator"], "not built yet"),
     (["--system", "--weights", "spatial"], "not built yet"),
     (["--system", "--layer", "conv1"], "--layer: not with --system"),
     (["--system", "--memory", "fast"], "--memory"),
