@@ -117,7 +117,8 @@ def _check(img, cfg, model, x, schedule=None, machine=None):
 
 @pytest.mark.parametrize("opts", [dict(), dict(batch=2), dict(act_bytes=1600, weight_bytes=4700),
                                   dict(act_bytes=1600, weight_bytes=4700, batch=2),
-                                  dict(act_bytes=2400, weight_bytes=2400), dict(act_bytes=4000, weight_bytes=1200)])
+                                  dict(act_bytes=2400, weight_bytes=2400, partial_sums=True),
+                                  dict(act_bytes=4000, weight_bytes=1200, partial_sums=True)])
 def test_tiny_equals_golden(tiny, opts):
     model, cfg, x = tiny
     c = compiler.compile_model(model, cfg, options=plan.Options(**opts), trace=True)

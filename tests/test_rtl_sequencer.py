@@ -241,7 +241,7 @@ SLOW = pytest.mark.slow
 
 @pytest.mark.parametrize("opts,W,mem_model", [
     (dict(), 8, "8,4"),
-    pytest.param(dict(act_bytes=2400, weight_bytes=2400), 4, "4,2", marks=SLOW),
+    pytest.param(dict(act_bytes=2400, weight_bytes=2400, partial_sums=True), 4, "4,2", marks=SLOW),
     pytest.param(dict(), 2, "sdram-ulx3s", marks=SLOW),
     pytest.param(dict(batch=2), 2, "sdram-ulx3s", marks=SLOW),
     pytest.param(dict(act_bytes=1600, weight_bytes=4700), 1, "2,3", marks=SLOW),

@@ -286,7 +286,9 @@ def tilings(ctx: Ctx, resident: bool):
         return
     m = ctx.cfg.tile if ctx.engine == "winograd" else 1
     bands = sorted({min(Ho, b * m) for b in _halvings(_ceil(Ho, m), 1)}, reverse=True)
-    ccs = _halvings(min(C, ctx.cmax), ctx.cfg.unroll_in)
+    # without Options.partial_sums only a layer deeper than the weight bank is split
+    whole = C <= ctx.cmax and not ctx.opts.partial_sums
+    ccs = [C] if whole else _halvings(min(C, ctx.cmax), ctx.cfg.unroll_in)
     holds = ("resident",) if resident else ("layer", "block")
     for band in bands:
         for kc in _halvings(K, ctx.cfg.unroll):

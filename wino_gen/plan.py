@@ -40,13 +40,17 @@ class Options:
     """What the user chooses. ``act_bytes``/``weight_bytes`` None: the board's free block RAM,
     split between the two scratchpads as the best of :data:`SPLITS`. The weight transform's rate is
     the config's ``weight_lanes`` (:func:`wino_gen.layercost.spatial_view`). ``port_bytes``: the
-    memory port's word (None: the memory's own, :func:`wino_gen.layercost.port_bytes`)."""
+    memory port's word (None: the memory's own, :func:`wino_gen.layercost.port_bytes`).
+    ``partial_sums``: the layer may be split over input channels where its weights fit the
+    weight bank whole (the format and the interpreter run such plans; the compute unit does not
+    yet: :func:`wino_gen.commands.why_unsupported`), so the default plans for the hardware."""
 
     batch: int = 1
     weights: str = "winograd"
     act_bytes: int | None = None
     weight_bytes: int | None = None
     port_bytes: int | None = None
+    partial_sums: bool = False
 
     def __post_init__(self):
         if not isinstance(self.batch, int) or self.batch < 1:
