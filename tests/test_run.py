@@ -10,6 +10,7 @@ gateware (rtl.io.hostlink) does, and pyserial's transport carries a whole run ov
 import dataclasses
 import functools
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -244,7 +245,6 @@ def test_ctrl_c_is_interrupted_130_and_closes_the_port(tiny, capsys):
     (["--images", "floats.npy"], "dtype float64, expected integers"),
     (["--images", "junk.npy"], "not a readable .npy array"),
     (["--images", "rand.npy", "--labels", "short.npy"], "--labels short.npy: shape [2], expected [5]"),
-    (["--images", "rand.npy", "--port", "sim"], "--port sim: the RTL system through Verilator is not built yet"),
     (["--images", "rand.npy", "--port", "/dev/wino-no-such-port"], "--port /dev/wino-no-such-port: cannot open it"),
     (["--images", "rand.npy", "--board", "icebreaker"], "no external RAM"),
     (["--images", "rand.npy", "--board", "nope"], "unknown board 'nope'"),
@@ -252,6 +252,7 @@ def test_ctrl_c_is_interrupted_130_and_closes_the_port(tiny, capsys):
     (["--images", "rand.npy", "--image", "missing.bin"], "--image missing.bin: No such file"),
     (["--images", "rand.npy", "--config", "missing.json"], "missing.json"),
     (["--images", "rand.npy", "--timeout", "0"], "--timeout"),
+    (["--images", "rand.npy", "--image", "x.bin", "--weight-bytes", "4096"], "go with compiling MODEL_DIR"),
     (["--images", "rand.npy", "--baud", "nan"], "--baud"),
     (["--data", "fashion-mnist"], "1x28x28, the model 'tiny' takes 4x10x10"),
 ])
@@ -272,7 +273,32 @@ def test_help_says_golden_is_not_the_rtl():
                          cwd=ROOT, check=True).stdout
     text = " ".join(out.split())
     assert "'golden': the golden model, not the RTL" in text
-    assert "--port sim (the RTL system through Verilator) is not built yet" in text
+    assert "--port sim is the RTL" in text
+
+
+def test_port_sim_without_verilator_is_one_line_before_compiling(tiny, capsys, monkeypatch):
+    monkeypatch.setattr(board.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cli, "compile_model", lambda *a, **k: pytest.fail("compiled before refusing"))
+    rc, out, err = _run(capsys, [TINY, "--port", "sim", "--images", tiny["dir"] / "rand.npy"])
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("error: --port sim: verilator is not on PATH"), err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("verilator") is None, reason="needs verilator")
+def test_port_sim_runs_the_rtl_board_equal_to_golden(tmp_path, capsys):
+    """``--port sim``: a one-layer model dir through the RTL board on Verilator (the SDRAM's
+    timing), cold and warm runs, every output byte equal to the integer model's (--verify)."""
+    b = example._Builder(2, "layer", "pow2", np.random.default_rng(0), 2, (4, 6, 6), 1 / 32)
+    b.winograd("conv1", fmt.INPUT, 4)
+    model = fmt.write_model(tmp_path / "m", b.manifest, b.arrays)
+    network.config_for(model, unroll=2).save(tmp_path / "top.json")
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).integers(-128, 128, (3, 4, 6, 6)))
+    rc, out, err = _run(capsys, [model.path, "--port", "sim", "--images", tmp_path / "x.npy", "--config",
+                                 tmp_path / "top.json", "--verify", "--no-progress"])
+    assert rc == 0, err
+    assert "on sim (the RTL board on Verilator): 3 images" in out and "the board's cycle counter" in out, out
+    assert "verify: 432 output bytes, 0 mismatches" in out, out
 
 
 # -- the golden board speaks the gateware's protocol ----------------------------------------------

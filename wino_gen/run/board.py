@@ -12,14 +12,20 @@
   Fault injection for tests: dropped and flipped bytes on either wire, lost replies, a board
   that never answers, a run that never ends, a forced error status.
 
-``--port sim`` (the RTL system through Verilator) is not built yet; :func:`open_transport`
-refuses it with one line.
+``--port sim`` is the RTL: :class:`sim.board.VerilatorBoard`, the whole board top
+(:class:`rtl.board.BoardSystem`: host link, sequencer, DMA, compute core) on Verilator with the
+ULX3S SDRAM's timing behind its memory port. The core imports no simulator, so it is reached
+through a registry entry, :data:`SIM_BOARD` (a module and function name, loaded with
+:mod:`importlib` only when ``--port sim`` is opened); no ``verilator`` on PATH is one line.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import random
+import shutil
 import struct
 from dataclasses import dataclass
 
@@ -33,6 +39,9 @@ from ..errors import UsageError
 
 #: ``--port`` values that are no serial port
 GOLDEN, SIM = "golden", "sim"
+#: the simulated board's opener, ``(module, function)``: ``function(model, img, cfg, clock_mhz=, show=)``
+#: returns a transport with ``now``/``sleep`` in simulated seconds (:func:`sim.board.open_board`)
+SIM_BOARD = ("sim.board", "open_board")
 #: the wire faults :class:`GoldenBoard` injects, ``(what, wire)``, in the order it cycles through
 #: them: a byte dropped, a bit flipped, or the whole reply lost
 WIRE_FAULTS = (("drop", "request"), ("flip", "request"), ("drop", "reply"), ("flip", "reply"), ("lose", "reply"))
@@ -297,12 +306,29 @@ def _file_size(header: bytes, limit: int) -> int:
 
 # -- choosing the transport ---------------------------------------------------------------------
 
-def open_transport(port: str, baud: int, golden):
+def require_sim() -> None:
+    """One line (UsageError) when ``--port sim`` cannot run here: no Verilator, or no ``sim``
+    package beside this one (an installed wheel ships only ``wino_gen``)."""
+    if shutil.which("verilator") is None:
+        raise UsageError("--port sim: verilator is not on PATH; install Verilator 5 (apt-get install verilator) "
+                         "or use --port golden (the golden model, not the RTL)")
+    if importlib.util.find_spec(SIM_BOARD[0].split(".")[0]) is None:
+        raise UsageError("--port sim: the simulator package 'sim' is not importable; run from a clone of wino")
+
+
+def open_sim(model, img: im.Image, cfg: AcceleratorConfig, *, clock_mhz: float, show: bool):
+    """The simulated board of ``--port sim`` (:data:`SIM_BOARD`), built for ``img``."""
+    require_sim()
+    module, name = SIM_BOARD
+    return getattr(importlib.import_module(module), name)(model, img, cfg, clock_mhz=clock_mhz, show=show)
+
+
+def open_transport(port: str, baud: int, golden, sim=None):
     """The transport ``--port`` names: ``golden`` calls ``golden()`` for a :class:`GoldenBoard`,
-    ``sim`` is refused (not built yet), anything else is a serial port."""
+    ``sim`` calls ``sim()`` for the simulated board (:func:`open_sim`), anything else is a
+    serial port."""
     if port == GOLDEN:
         return golden()
     if port == SIM:
-        raise UsageError("--port sim: the RTL system through Verilator is not built yet; use --port golden "
-                         "(the golden model, not the RTL) or a serial port")
+        return sim()
     return SerialTransport(port, baud)

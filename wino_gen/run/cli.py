@@ -13,7 +13,9 @@ same inputs and compares every output byte (exit 1 on a mismatch).
 
 --port golden is the golden model (wino_gen.compile.interp behind the link protocol), NOT the
 RTL: it checks the host code and the image, not the hardware; its cycle counts are the plan's.
---port sim (the RTL system through Verilator) is not built yet.
+--port sim is the RTL: the board's whole system top (host link, sequencer, DMA, compute core)
+built for the image on Verilator, behind the ULX3S SDRAM's timing, at --clock; its cycles are
+the hardware's counter (needs verilator on PATH; the first build of a design takes minutes).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _parser() -> ArgumentParser:
     ap.add_argument("--board", default="ulx3s-85f", help="the board (its memory holds the image)")
     ap.add_argument("--port", required=True,
                     help="serial port of the board (/dev/ttyUSB0, COM3, a pyserial URL such as socket://HOST:PORT); "
-                         "'golden': the golden model, not the RTL; 'sim': the RTL through Verilator (not built yet)")
+                         "'golden': the golden model, not the RTL; 'sim': the RTL board on Verilator")
     ap.add_argument("--baud", type=number(int, lo=300, hi=12_000_000), default=DEFAULT_BAUD,
                     help="serial rate: the bitstream's --baud")
     src = ap.add_mutually_exclusive_group(required=True)
@@ -59,6 +61,10 @@ def _parser() -> ArgumentParser:
                                       "that runs MODEL_DIR)")
     how.add_argument("--image", help="a compiled memory image (wino_gen compile) instead of compiling MODEL_DIR")
     how.add_argument("--batch", type=number(int, lo=1, hi=4096), help="images per run when compiling (default 1)")
+    how.add_argument("--act-bytes", type=number(int, lo=1), help="activation scratchpad bytes when compiling "
+                                                                 "(default: the planner's)")
+    how.add_argument("--weight-bytes", type=number(int, lo=1), help="weight scratchpad bytes when compiling "
+                                                                    "(default: the planner's)")
     ap.add_argument("--clock", type=number(float, lo=0, lo_open=True), default=DEFAULT_CLOCK_MHZ,
                     help="the bitstream's clock in MHz (report.json's clock_mhz): the plan's clock and the one "
                          "ms/image is computed at")
@@ -80,8 +86,8 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
         raise UsageError("wino_gen run: --labels goes with --images (--data brings its own labels)")
     if args.limit and not args.data:
         raise UsageError("wino_gen run: --limit goes with --data (cut the --images file instead)")
-    if args.port == boards.SIM:           # refused before any compiling: not built yet
-        boards.open_transport(args.port, args.baud, golden=None)
+    if args.port == boards.SIM:           # refused before any compiling when it cannot run
+        boards.require_sim()
     model = load_model(args.model_dir)
     x, labels = _inputs(args, model)
     cfg = AcceleratorConfig.load(args.config) if args.config else network.config_for(model)
@@ -89,7 +95,8 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
     show = progress.wanted(args.no_progress)
     memory_bytes = _memory_bytes(args.board)
     make = functools.partial(golden, cfg, cycles, memory_bytes=memory_bytes)
-    outs, counted, resent, seconds = _on_board(args, img, x, make, show)
+    sim = functools.partial(boards.open_sim, model, img, cfg, clock_mhz=args.clock, show=show)
+    outs, counted, resent, seconds = _on_board(args, img, x, make, sim, show)
     preds = outs.reshape(len(x), -1).argmax(axis=1)
     _report(args, model, img, preds, labels, counted, cycles, resent, seconds)
     return _verify(model, x, outs) if args.verify else 0
@@ -100,8 +107,13 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
 def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, int]:
     """The image to load and the plan's cycles for one run of it."""
     if args.image is None:
-        c = compile_model(model, cfg, args.board, args.clock, plan.Options(batch=args.batch or 1, weights=cfg.weights))
+        opts = plan.Options(batch=args.batch or 1, weights=cfg.weights, act_bytes=args.act_bytes,
+                            weight_bytes=args.weight_bytes)
+        c = compile_model(model, cfg, args.board, args.clock, opts)
         return c.image, c.plan.cycles
+    if args.act_bytes or args.weight_bytes:
+        raise UsageError("--act-bytes and --weight-bytes go with compiling MODEL_DIR, not with --image "
+                         "(its scratchpads are the image's)")
     img = _read_image(args.image)
     if args.config:
         interp.check_config(img, cfg)
@@ -140,14 +152,16 @@ def _memory_bytes(board: str) -> int:
 
 # -- the board ------------------------------------------------------------------------------------
 
-def _on_board(args, img: im.Image, x: np.ndarray, make_golden, show: bool):
+def _on_board(args, img: im.Image, x: np.ndarray, make_golden, make_sim, show: bool):
     """Load the image and run every batch: the outputs ``[N, ...]``, the hardware's cycles per
-    run, the requests resent, the seconds the whole session took."""
+    run, the requests resent, the seconds the whole session took. A simulated board brings its
+    own clock (``now``/``sleep``, simulated seconds) for the runtime's polls and timeouts."""
     t0 = time.monotonic()
-    transport = boards.open_transport(args.port, args.baud, make_golden)
+    transport = boards.open_transport(args.port, args.baud, make_golden, make_sim)
     try:
         client = link.Client(transport, name=args.port, timeout=args.timeout)
-        rt = Runtime(client, img, run_timeout=args.run_timeout, show=show)
+        rt = Runtime(client, img, run_timeout=args.run_timeout, show=show,
+                     now=getattr(transport, "now", time.monotonic), sleep=getattr(transport, "sleep", time.sleep))
         rt.connect()
         rt.load()
         B, outs, cycles = img.batch, [], []
@@ -164,7 +178,8 @@ def _on_board(args, img: im.Image, x: np.ndarray, make_golden, show: bool):
 
 def _report(args, model, img, preds, labels, counted, plan_cycles, resent, seconds) -> None:
     golden = args.port == boards.GOLDEN
-    where = "golden (the golden model, not the RTL)" if golden else printable(args.port)
+    where = {boards.GOLDEN: "golden (the golden model, not the RTL)",
+             boards.SIM: "sim (the RTL board on Verilator)"}.get(args.port, printable(args.port))
     for i, p in enumerate(preds):
         print(f"image {i}: class {p}" + (f" (label {labels[i]})" if labels is not None else ""))
     n, runs = len(preds), len(counted)

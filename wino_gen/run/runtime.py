@@ -48,12 +48,16 @@ def describe_error(img: im.Image, status: link.Status) -> str:
 
 class Runtime:
     """``img`` on the board behind ``client``; a run that has not finished after
-    ``run_timeout`` seconds is an error; ``show``: progress on stderr."""
+    ``run_timeout`` seconds is an error; ``show``: progress on stderr. ``now``/``sleep``: the
+    clock the STATUS polls wait on (a simulated board passes its own simulated time, so that a
+    poll's pause is the board running, not the host idling)."""
 
-    def __init__(self, client: link.Client, img: im.Image, *, run_timeout: float = 10.0, show: bool = False):
+    def __init__(self, client: link.Client, img: im.Image, *, run_timeout: float = 10.0, show: bool = False,
+                 now=time.monotonic, sleep=time.sleep):
         if not run_timeout > 0:
             raise ValueError(f"run_timeout {run_timeout}: must be positive seconds")
         self.client, self.img, self.run_timeout, self.show = client, img, run_timeout, show
+        self._now, self._sleep = now, sleep
         self._warm = False
 
     @property
@@ -97,15 +101,15 @@ class Runtime:
 
     def _wait(self) -> link.Status:
         """STATUS until the run is done; UsageError once ``run_timeout`` seconds pass."""
-        deadline, pause, polls = time.monotonic() + self.run_timeout, POLL_S, 0
+        deadline, pause, polls = self._now() + self.run_timeout, POLL_S, 0
         while True:
             s = self.client.status()
             polls += 1
             if s.done and not s.running:
                 return s
-            if time.monotonic() > deadline:
+            if self._now() > deadline:
                 state = "still running" if s.running else "neither running nor done"
                 raise UsageError(f"board on {self.name}: the run did not finish within {self.run_timeout:g} s "
                                  f"({state} after {polls} STATUS polls, {s.cycles} cycles)")
-            time.sleep(pause)
+            self._sleep(pause)
             pause = min(2 * pause, POLL_MAX_S)
