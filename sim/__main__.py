@@ -183,13 +183,31 @@ def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None, stall: tuple
     return Result(y, engine, sum(r.cycles for r in runs), pc * len(y))
 
 
-def compile_for(model, cfg, args):
+def compile_for(model, cfg, args, word: int):
     """The model dir compiled for ``cfg`` on ``--board`` (every layer output stored, so that each
-    can be compared); a ``B,L`` ``--memory`` is also the memory the planner plans for."""
+    can be compared), planned for the memory the run uses: ``--memory`` (``ideal``: a word per
+    cycle), its ``word``-byte port, and the clock the simulated SDRAM's timings are taken at."""
+    from wino_gen import plan
     from wino_gen.compile import compiler
 
-    spec = None if args.memory in ("ideal", "sdram-ulx3s") else args.memory
-    return compiler.compile_model(model, cfg, board=args.board, memory_spec=spec, trace=True)
+    from .memory import SDRAM_CLOCK_MHZ
+
+    spec = {"ideal": f"{word},0", "sdram-ulx3s": None}.get(args.memory, args.memory)
+    return compiler.compile_model(model, cfg, board=args.board, clock_mhz=SDRAM_CLOCK_MHZ, memory_spec=spec,
+                                  trace=True, options=plan.Options(port_bytes=word), port_bytes=word)
+
+
+def program_plan(c, memory_spec: str, word: int) -> int:
+    """The plan's cycles for the whole compiled program on the system (:func:`wino_gen.plan.program_cycles`:
+    the sequencer's overlap of fetch, transfers and COMPUTEs on the memory ``memory_spec``)."""
+    from wino_gen import plan
+
+    from .memory import timing
+
+    img = c.image
+    costs = plan.compute_costs(c.plan, img.program)
+    return plan.program_cycles(img.program, costs.__getitem__, timing(memory_spec), plan.SystemBuild(port_bytes=word),
+                               start_addr=img.program_offset)[0]
 
 
 def reference(img, cfg, x):
@@ -212,9 +230,9 @@ def system_main(args, model, cfg) -> int:
     n = args.images or 1
     if n > len(xs):
         raise UsageError(f"--images {n}: {safeio.printable(str(args.model))} holds {len(xs)} export samples")
-    c = compile_for(model, cfg, args)
-    img = c.image
     word = memory.board_memory(args.board).external.word_bytes if args.memory == "sdram-ulx3s" else 1
+    c = compile_for(model, cfg, args, word)
+    img = c.image
     max_pool = system.max_pool_for(model)
     limit = 20 * c.plan.cycles * img.batch + 100_000
     print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}) on the system, "
@@ -257,8 +275,9 @@ def system_main(args, model, cfg) -> int:
               f"perf core {core}", flush=True)
     print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     outputs = sum(v.size for v in want.values()) * n // len(x)
+    planned = program_plan(c, args.memory, word) * len(batches)
     print(f"sim: system, {len(totals)} layers, {n} image(s), {outputs} outputs, 0 mismatches, {total_cycles} cycles "
-          f"(plan {c.plan.cycles * -(-n // img.batch)})")
+          f"(plan {planned}, {total_cycles / planned:.4f}x)")
     return 0
 
 

@@ -35,6 +35,9 @@ from wino_gen import memory as wm
 
 from .streams import Lane, Stalls
 
+#: the clock the SDRAM timing counts its cycles at unless told (the planner plans the simulated
+#: runs for it)
+SDRAM_CLOCK_MHZ = 100.0
 
 class IdealTiming:
     """One port word per cycle, no latency: a burst's first word moves the cycle after its command."""
@@ -81,7 +84,7 @@ class SDRAMTiming:
     ``counters``: row hits and misses (per segment), refreshes, and the cycles refreshes
     delayed a waiting segment."""
 
-    def __init__(self, part: wm.SDRAM = wm.IS42S16160G_7, clock_mhz: float = 100.0):
+    def __init__(self, part: wm.SDRAM = wm.IS42S16160G_7, clock_mhz: float = SDRAM_CLOCK_MHZ):
         part.check_clock(clock_mhz)
         ns = {n: wm.ns_cycles(getattr(part, f"t_{n}_ns"), clock_mhz) for n in ("rcd", "rp", "ras", "rc", "rfc")}
         self.rcd, self.rp, self.ras, self.rc, self.rfc = (ns[n] for n in ("rcd", "rp", "ras", "rc", "rfc"))
@@ -152,7 +155,7 @@ class SDRAMTiming:
             self.wr_last[bank] = end - 1
 
 
-def timing(spec: str, clock_mhz: float = 100.0):
+def timing(spec: str, clock_mhz: float = SDRAM_CLOCK_MHZ):
     """The timing named by ``spec``: ``ideal``, ``sdram-ulx3s`` (at ``clock_mhz``) or
     ``BYTES_PER_CYCLE,LATENCY`` (:func:`wino_gen.memory.parse_memory`: a UsageError if malformed)."""
     if spec == "ideal":

@@ -6,6 +6,7 @@ every byte of memory after the run the same (so every stored tensor), one build 
 them (the image, the inputs, the timing and the stalls are run-time inputs of one harness).
 """
 
+import argparse
 import dataclasses
 import re
 import shutil
@@ -38,7 +39,7 @@ def small(tmp_path_factory):
     b.add("res", "conv1", INPUT)
     model = fmt.write_model(tmp_path_factory.mktemp("vsys") / "m", b.manifest, b.arrays)
     cfg = network.config_for(model, unroll=2)
-    c = compiler.compile_model(model, cfg, board="ulx3s-85f", trace=True)
+    c = cli.compile_for(model, cfg, argparse.Namespace(memory="sdram-ulx3s", board="ulx3s-85f"), W)
     return model, cfg, c
 
 
@@ -105,7 +106,7 @@ def test_cycle_limit(small):
 
 
 SUMMARY = re.compile(r"sim: system, (\d+) layers, (\d+) image\(s\), (\d+) outputs, 0 mismatches, (\d+) cycles "
-                     r"\(plan (\d+)\)")
+                     r"\(plan (\d+), \d+\.\d+x\)")
 
 
 def _cli(capsys, *argv):
