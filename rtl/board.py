@@ -57,7 +57,7 @@ def header_span(fields=HEADER_FIELDS) -> dict[str, tuple[int, int]]:
     """Byte ``(offset, size)`` of each of ``fields`` in the image header, from the image
     module's own layout."""
     out, at = {}, 0
-    for name, code in im._HEADER:
+    for name, code in im.HEADER_FIELDS:
         size = struct.calcsize("<" + code)
         if name in fields:
             out[name] = (at, size)

@@ -28,13 +28,14 @@ NAME_BYTES = 96
 TENSOR_RECORD = 128
 
 # header: (name, struct code) in file order, from offset 0
-_HEADER = (("magic", "8s"), ("version", "I"), ("isa_version", "I"), ("config_sha256", "32s"), ("batch", "I"),
-           ("n_tensors", "I"), ("n_layers", "I"), ("main_entry", "I"), ("program_offset", "Q"),
-           ("program_count", "Q"), ("params_offset", "Q"), ("params_size", "Q"), ("weights_offset", "Q"),
-           ("weights_size", "Q"), ("act_offset", "Q"), ("act_size", "Q"), ("memory_size", "Q"),
-           ("tensors_offset", "Q"), ("act_scratch", "I"), ("wgt_scratch", "I"), ("param_scratch", "I"),
-           ("input_tensor", "I"), ("output_tensor", "I"), ("weight_format", "I"), ("port_bytes", "I"))
-_HEADER_FMT = "<" + "".join(code for _, code in _HEADER)
+HEADER_FIELDS = (("magic", "8s"), ("version", "I"), ("isa_version", "I"), ("config_sha256", "32s"),
+                 ("batch", "I"), ("n_tensors", "I"), ("n_layers", "I"), ("main_entry", "I"),
+                 ("program_offset", "Q"), ("program_count", "Q"), ("params_offset", "Q"), ("params_size", "Q"),
+                 ("weights_offset", "Q"), ("weights_size", "Q"), ("act_offset", "Q"), ("act_size", "Q"),
+                 ("memory_size", "Q"), ("tensors_offset", "Q"), ("act_scratch", "I"), ("wgt_scratch", "I"),
+                 ("param_scratch", "I"), ("input_tensor", "I"), ("output_tensor", "I"), ("weight_format", "I"),
+                 ("port_bytes", "I"))
+HEADER_FMT = "<" + "".join(code for _, code in HEADER_FIELDS)
 _TENSOR_FMT = "<QIIIIII"          # offset, C, H, W, batch, flags, name length
 STORED, INPUT_SLOT, OUTPUT_SLOT = 1, 2, 4    # tensor flags
 
@@ -187,7 +188,7 @@ class Image:
                     param_scratch=self.param_scratch, input_tensor=inp, output_tensor=out,
                     weight_format=self.weight_format, port_bytes=self.port_bytes)
         buf = bytearray(self.file_size)
-        buf[:struct.calcsize(_HEADER_FMT)] = struct.pack(_HEADER_FMT, *(vals[k] for k, _ in _HEADER))
+        buf[:struct.calcsize(HEADER_FMT)] = struct.pack(HEADER_FMT, *(vals[k] for k, _ in HEADER_FIELDS))
         for i, t in enumerate(self.tensors):
             name = t.name.encode()
             at = HEADER_BYTES + i * TENSOR_RECORD
@@ -205,10 +206,10 @@ class Image:
     def from_bytes(cls, data: bytes, what: str = "image") -> Image:
         """Parse and check an image file; one-line UsageError naming the field on any problem.
         Instructions are decoded here, so an undecodable word is refused before anything runs."""
-        hsize = struct.calcsize(_HEADER_FMT)
+        hsize = struct.calcsize(HEADER_FMT)
         if len(data) < HEADER_BYTES:
             raise UsageError(f"{what}: {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header")
-        h = dict(zip((k for k, _ in _HEADER), struct.unpack(_HEADER_FMT, data[:hsize]), strict=True))
+        h = dict(zip((k for k, _ in HEADER_FIELDS), struct.unpack(HEADER_FMT, data[:hsize]), strict=True))
         if h["magic"] != MAGIC:
             raise UsageError(f"{what}: magic: not a wino memory image")
         if h["version"] != VERSION or h["isa_version"] != isa.VERSION:

@@ -298,7 +298,7 @@ class GoldenBoard:
 def _file_size(header: bytes, limit: int) -> int:
     """Where the image file in memory ends (its header's ``act_offset``), read before the whole
     file can be parsed; UsageError when the memory holds no image header."""
-    fields = dict(zip((k for k, _ in im._HEADER), struct.unpack_from(im._HEADER_FMT, header), strict=True))
+    fields = dict(zip((k for k, _ in im.HEADER_FIELDS), struct.unpack_from(im.HEADER_FMT, header), strict=True))
     if fields["magic"] != im.MAGIC or not im.HEADER_BYTES <= fields["act_offset"] <= limit:
         raise UsageError("no memory image at address 0")
     return fields["act_offset"]
