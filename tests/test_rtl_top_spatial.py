@@ -106,11 +106,12 @@ def test_spatial_top_passes_verilator_lint(tmp_path):
 
 @pytest.mark.slow
 def test_generator_exports_a_spatial_top(tmp_path):
-    """``python -m wino_gen --tile 4 --unroll 4 --weights spatial`` elaborates and writes the
+    """``python -m wino_gen --engine --tile 4 --unroll 4 --weights spatial`` elaborates and writes the
     weight-transform unit into the Verilog and ``weights`` into the config JSON."""
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-m", "wino_gen", "--tile", "4", "--unroll", "4", "--weights", "spatial",
-                        "--max-width", "16", "--max-channels", "16", "--config-out", str(tmp_path / "top.json")],
+    r = subprocess.run([sys.executable, "-m", "wino_gen", "--engine", "--tile", "4", "--unroll", "4", "--weights",
+                        "spatial", "--max-width", "16", "--max-channels", "16",
+                        "--config-out", str(tmp_path / "top.json")],
                        capture_output=True, text=True, cwd=root, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "wino_top.wxf.xf" in r.stdout

@@ -1,6 +1,7 @@
 """The wino command line.
 
-    python -m wino_gen [generator flags] > top.v     Verilog of the accelerator (wino_gen.flow.generate)
+    python -m wino_gen [generator flags] > top.v     Verilog of the compute core (wino_gen.flow.generate;
+                                                     --direct-only, --engine: the standalone engine)
     python -m wino_gen check MODEL_DIR               replay a model dir through the golden model
     python -m wino_gen report [generator flags]      multipliers, widths, cycles, resources, fit
     python -m wino_gen build --board B ... --out DIR bitstream + report via YoWASP
