@@ -46,7 +46,7 @@ from wino_gen.errors import UsageError
 from . import system
 from . import verilator_system as vs
 from .memory import MemoryModel, timing
-from .streams import Lane, Stalls, lane_id
+from .streams import Lane, Stalls, drainer, feeder, lane_id
 from .verilator import build_cached, require_verilator
 
 #: the simulated clock, 100 kHz: the runtime's first STATUS poll pause (1 ms) is 100 cycles, about
@@ -98,8 +98,8 @@ class PysimBoard:
         self.sim.add_clock(CYCLE_S)
         self.sim.add_testbench(MemoryModel(self.mem, timing(memory), word_bytes=W, stalls=stalls).serve(board.mem),
                                background=True)
-        self.sim.add_testbench(self._feed(i, Lane(stalls, "board.i")), background=True)
-        self.sim.add_testbench(self._drain(o, Lane(stalls, "board.o")), background=True)
+        self.sim.add_testbench(feeder(i, self.inq, Lane(stalls, "board.i")), background=True)
+        self.sim.add_testbench(drainer(o, self.outq, Lane(stalls, "board.o")), background=True)
 
     @staticmethod
     def _top(board):
@@ -114,29 +114,6 @@ class PysimBoard:
         m.submodules.host_rx = rx = UARTRx(clock_hz=d, baud=1)
         m.d.comb += [board.rx.eq(tx.tx), rx.rx.eq(board.tx)]
         return m, tx.i, rx.o
-
-    def _feed(self, i, lane):
-        async def bench(ctx):
-            while True:
-                if self.inq and not lane.stalled():
-                    ctx.set(i.valid, 1)
-                    ctx.set(i.payload.data, self.inq[0])
-                    if (await lane.tick(ctx, i.ready))[0]:
-                        self.inq.popleft()
-                else:
-                    ctx.set(i.valid, 0)
-                    await lane.tick(ctx)
-        return bench
-
-    def _drain(self, o, lane):
-        async def bench(ctx):
-            while True:
-                ready = not lane.stalled()
-                ctx.set(o.ready, ready)
-                valid, v = await lane.tick(ctx, o.valid, o.payload.data)
-                if valid and ready:
-                    self.outq.append(int(v))
-        return bench
 
     def _run(self, cycles: int) -> None:
         self.cycle += cycles

@@ -122,6 +122,35 @@ async def get(ctx, stream_if, count, *, lane: Lane | None = None, rng=None, stal
     return out
 
 
+def feeder(stream_if, queue, lane: Lane):
+    """A background testbench that offers ``queue``'s items (a deque, filled by the caller while
+    the simulation runs) on ``stream_if``'s ``data`` one by one, ``lane`` stalling the offers."""
+    async def bench(ctx):
+        while True:
+            if queue and not lane.stalled():
+                ctx.set(stream_if.valid, 1)
+                ctx.set(stream_if.payload.data, queue[0])
+                if (await lane.tick(ctx, stream_if.ready))[0]:
+                    queue.popleft()
+            else:
+                ctx.set(stream_if.valid, 0)
+                await lane.tick(ctx)
+    return bench
+
+
+def drainer(stream_if, out, lane: Lane):
+    """A background testbench that appends ``stream_if``'s ``data`` to ``out`` (a list or a
+    deque) whenever ``lane`` lets it be ready."""
+    async def bench(ctx):
+        while True:
+            ready = not lane.stalled()
+            ctx.set(stream_if.ready, ready)
+            valid, v = await lane.tick(ctx, stream_if.valid, stream_if.payload.data)
+            if valid and ready:
+                out.append(int(v))
+    return bench
+
+
 def run_block(dut, items, n_out: int, *, seed: int, stall: float = 0.3, params=None) -> list:
     """The unit tests' bench for a block with one input stream ``i``, one output stream ``o``
     and an optional parameter port: ``params`` (a dict for ``dut.params``' layout) is set first,

@@ -17,7 +17,7 @@ from rtl.io.hostlink import HostLink, SerialHostLink
 from rtl.io.uart import UARTRx, UARTTx
 from rtl.mem.port import PortSignature
 from sim.memory import MemoryModel, timing
-from sim.streams import Lane, Stalls, get, put
+from sim.streams import Lane, Stalls, drainer, feeder, get, put
 from wino_gen import link
 from wino_gen.errors import UsageError
 
@@ -47,36 +47,9 @@ class Board:
         self.sim = Simulator(self.dut)
         self.sim.add_clock(CYCLE_S)
         self.sim.add_testbench(self.model.serve(self.dut.mem), background=True)
-        self.sim.add_testbench(self._feed(Lane(stalls, "link.i")), background=True)
-        self.sim.add_testbench(self._drain(Lane(stalls, "link.o")), background=True)
+        self.sim.add_testbench(feeder(self.dut.i, self.inq, Lane(stalls, "link.i")), background=True)
+        self.sim.add_testbench(drainer(self.dut.o, self.outq, Lane(stalls, "link.o")), background=True)
         self.sim.add_testbench(self._pins, background=True)
-
-    def _feed(self, lane):
-        i = self.dut.i
-
-        async def bench(ctx):
-            while True:
-                if self.inq and not lane.stalled():
-                    ctx.set(i.valid, 1)
-                    ctx.set(i.payload.data, self.inq[0])
-                    if (await lane.tick(ctx, i.ready))[0]:
-                        self.inq.popleft()
-                else:
-                    ctx.set(i.valid, 0)
-                    await lane.tick(ctx)
-        return bench
-
-    def _drain(self, lane):
-        o = self.dut.o
-
-        async def bench(ctx):
-            while True:
-                ready = not lane.stalled()
-                ctx.set(o.ready, ready)
-                valid, v = await lane.tick(ctx, o.valid, o.payload.data)
-                if valid and ready:
-                    self.outq.append(int(v))
-        return bench
 
     async def _pins(self, ctx):
         s, applied = self.dut.status, None
