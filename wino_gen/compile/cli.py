@@ -84,17 +84,8 @@ def main(argv: list[str]) -> int:
     return _interpret(path, model, cfg, args.seed)
 
 
-def _read_image(path) -> im.Image:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(1 << 31)
-    except OSError as e:
-        raise UsageError(f"--run {path}: {e.strerror or e}") from None
-    return im.Image.from_bytes(data, f"image {path}")
-
-
 def _interpret(path, model, cfg: AcceleratorConfig, seed: int | None) -> int:
-    img = _read_image(path)
+    img = im.read(path, "--run", f"image {path}")
     x = model.layers[0].arrays["x"] if INPUT in model.layers[0].inputs else next(
         la.arrays["x"] for la in model.layers if INPUT in la.inputs)
     machine = interp.Machine(img, cfg)

@@ -228,6 +228,17 @@ class Image:
         return img
 
 
+def read(path, flag: str, what: str | None = None) -> Image:
+    """The image in the file ``path`` (:meth:`Image.from_bytes`, its errors naming ``what``,
+    by default ``flag`` and the path); an unreadable file is one UsageError naming ``flag``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 31)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: {e.strerror or e}") from None
+    return Image.from_bytes(raw, what or f"{flag} {path}")
+
+
 def _tensor(data: bytes, at: int, what: str, i: int) -> Tensor:
     off, C, H, W, batch, flags, nlen = struct.unpack_from(_TENSOR_FMT, data, at)
     start = at + struct.calcsize(_TENSOR_FMT)

@@ -114,7 +114,7 @@ def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, int]:
     if args.act_bytes or args.weight_bytes:
         raise UsageError("--act-bytes and --weight-bytes go with compiling MODEL_DIR, not with --image "
                          "(its scratchpads are the image's)")
-    img = _read_image(args.image)
+    img = im.read(args.image, "--image")
     if args.config:
         interp.check_config(img, cfg)
     if args.batch is not None and args.batch != img.batch:
@@ -124,15 +124,6 @@ def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, int]:
     # the image's scratchpads are the plan's: planned again with them, its plan comes back
     opts = plan.Options(batch=img.batch, weights=cfg.weights, act_bytes=img.act_scratch, weight_bytes=img.wgt_scratch)
     return img, plan.plan(nets.from_model_dir(model.path), cfg, args.board, args.clock, opts).cycles
-
-
-def _read_image(path) -> im.Image:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(1 << 31)
-    except OSError as e:
-        raise UsageError(f"--image {path}: {e.strerror or e}") from None
-    return im.Image.from_bytes(raw, f"--image {path}")
 
 
 def _inputs(args, model) -> tuple[np.ndarray, np.ndarray | None]:
