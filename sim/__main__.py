@@ -194,7 +194,7 @@ def compile_for(model, cfg, args, word: int):
 
     spec = {"ideal": f"{word},0", "sdram-ulx3s": None}.get(args.memory, args.memory)
     return compiler.compile_model(model, cfg, board=args.board, clock_mhz=SDRAM_CLOCK_MHZ, memory_spec=spec,
-                                  trace=True, options=plan.Options(port_bytes=word), port_bytes=word)
+                                  trace=True, options=plan.Options(port_bytes=word))
 
 
 def program_plan(c, memory_spec: str, word: int) -> int:

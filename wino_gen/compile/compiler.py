@@ -743,7 +743,7 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     if bm.external is None:
         raise UsageError(f"--board: {board} has no external RAM to hold a memory image")
     layers = nets.from_model_dir(model.path)
-    planned = getattr(options, "port_bytes", None)      # the port the planner prices transfers on
+    planned = options.port_bytes          # the port the planner prices transfers on
     if port_bytes is not None and planned is not None and port_bytes != planned:
         raise UsageError(f"--port-bits {8 * port_bytes}: the plan is made for a {8 * planned}-bit port")
     w = port_word(board, port_bytes if port_bytes is not None else planned)
