@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <istream>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -185,5 +187,40 @@ struct MemoryModel {
                 active = false;
             }
         }
+    }
+};
+
+// The port and timing lines of a harness's parameter file, the same in every harness: `port W
+// DEPTH`, `cmd` (the command layout), `w_data_bits`, `interval NUM DEN`, `timing ideal |
+// bandwidth LATENCY | sdram ...` (sim/verilator_system.py's timing_params writes them).
+struct PortParams {
+    uint64_t W = 1, depth = 4;
+    CmdLayout cmd{};
+    unsigned w_data_bits = 8;
+    int64_t num = 1, den = 1, latency = 0;
+    std::string timing = "ideal";
+    SDRAMParams sdram{};
+
+    // Reads the value of `key` when it is one of these lines; false for any other key.
+    bool read(const std::string &key, std::istream &in) {
+        if (key == "port") in >> W >> depth;
+        else if (key == "cmd") in >> cmd.addr_off >> cmd.addr_w >> cmd.len_off >> cmd.len_w >> cmd.write_off;
+        else if (key == "w_data_bits") in >> w_data_bits;
+        else if (key == "interval") in >> num >> den;
+        else if (key == "timing") {
+            in >> timing;
+            if (timing == "bandwidth") in >> latency;
+            else if (timing == "sdram") {
+                SDRAMParams &s = sdram;
+                in >> s.rcd >> s.rp >> s.ras >> s.rc >> s.rfc >> s.cas >> s.wr >> s.refi >> s.page >> s.bank_bytes >> s.banks;
+            } else if (timing != "ideal") throw std::runtime_error("unknown timing " + timing);
+        } else return false;
+        return true;
+    }
+
+    std::unique_ptr<Timing> make_timing() const {
+        if (timing == "bandwidth") return std::unique_ptr<Timing>(new BandwidthTiming(latency));
+        if (timing == "sdram") return std::unique_ptr<Timing>(new SDRAMTiming(sdram));
+        return std::unique_ptr<Timing>(new IdealTiming());
     }
 };

@@ -18,15 +18,9 @@
 #include <memory>
 #include <set>
 
-struct Params {
+struct Params : PortParams {
     std::string memory_path, inputs_path;
-    uint64_t W = 1, depth = 4, slot_offset = 0, slot_size = 0, limit = 0;
-    CmdLayout cmd{};
-    unsigned w_data_bits = 8;
-    int64_t num = 1, den = 1;
-    std::string timing = "ideal";
-    int64_t latency = 0;
-    SDRAMParams sdram{};
+    uint64_t slot_offset = 0, slot_size = 0, limit = 0;
     uint64_t cmd_lane = 0, data_lane = 0, start_lane = 0;
     uint64_t regions[4] = {0, 0, 0, 0};
     uint64_t start_payload = 0;
@@ -40,20 +34,9 @@ static Params read_params(const char *path) {
     Params p;
     std::string key;
     while (in >> key) {
-        if (key == "memory") in >> p.memory_path;
+        if (p.read(key, in)) {}
+        else if (key == "memory") in >> p.memory_path;
         else if (key == "inputs") in >> p.inputs_path;
-        else if (key == "port") in >> p.W >> p.depth;
-        else if (key == "cmd") in >> p.cmd.addr_off >> p.cmd.addr_w >> p.cmd.len_off >> p.cmd.len_w >> p.cmd.write_off;
-        else if (key == "w_data_bits") in >> p.w_data_bits;
-        else if (key == "interval") in >> p.num >> p.den;
-        else if (key == "timing") {
-            in >> p.timing;
-            if (p.timing == "bandwidth") in >> p.latency;
-            else if (p.timing == "sdram") {
-                SDRAMParams &s = p.sdram;
-                in >> s.rcd >> s.rp >> s.ras >> s.rc >> s.rfc >> s.cas >> s.wr >> s.refi >> s.page >> s.bank_bytes >> s.banks;
-            } else if (p.timing != "ideal") throw std::runtime_error("unknown timing " + p.timing);
-        }
         else if (key == "lanes") in >> p.cmd_lane >> p.data_lane >> p.start_lane;
         else if (key == "regions") in >> p.regions[0] >> p.regions[1] >> p.regions[2] >> p.regions[3];
         else if (key == "start") in >> p.start_payload;
@@ -75,12 +58,6 @@ static std::vector<uint8_t> read_file(const std::string &path) {
     return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-static std::unique_ptr<Timing> make_timing(const Params &p) {
-    if (p.timing == "bandwidth") return std::unique_ptr<Timing>(new BandwidthTiming(p.latency));
-    if (p.timing == "sdram") return std::unique_ptr<Timing>(new SDRAMTiming(p.sdram));
-    return std::unique_ptr<Timing>(new IdealTiming());
-}
-
 static void tick(Vwino_top *top, bool rst) {
     top->rst = rst;
     top->clk = 0; top->eval();
@@ -91,7 +68,7 @@ static void tick(Vwino_top *top, bool rst) {
 // One batch; false when the system is not done after `limit` cycles (written as `timeout`).
 static bool run_batch(Vwino_top *top, const Params &p, const Params::Batch &b, std::vector<uint8_t> &mem,
                       std::ostream &out) {
-    std::unique_ptr<Timing> t = make_timing(p);
+    std::unique_ptr<Timing> t = p.make_timing();
     MemoryModel model(mem, *t, p.W, p.depth, p.cmd, p.num, p.den, b.mem_threshold, b.mem_seed, p.cmd_lane,
                       p.data_lane);
     top->load_lo = p.regions[0]; top->load_hi = p.regions[1];

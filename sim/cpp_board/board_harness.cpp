@@ -21,13 +21,8 @@
 #include <memory>
 #include <sstream>
 
-struct Params {
-    uint64_t W = 1, depth = 4, mem_bytes = 0, mem_seed = 0, threshold = 0, seed = 0;
-    CmdLayout cmd{};
-    unsigned w_data_bits = 8;
-    int64_t num = 1, den = 1, latency = 0;
-    std::string timing = "ideal";
-    SDRAMParams sdram{};
+struct Params : PortParams {
+    uint64_t mem_bytes = 0, mem_seed = 0, threshold = 0, seed = 0;
     uint64_t cmd_lane = 0, data_lane = 0;
 };
 
@@ -37,18 +32,7 @@ static Params read_params(const char *path) {
     Params p;
     std::string key;
     while (in >> key) {
-        if (key == "port") in >> p.W >> p.depth;
-        else if (key == "cmd") in >> p.cmd.addr_off >> p.cmd.addr_w >> p.cmd.len_off >> p.cmd.len_w >> p.cmd.write_off;
-        else if (key == "w_data_bits") in >> p.w_data_bits;
-        else if (key == "interval") in >> p.num >> p.den;
-        else if (key == "timing") {
-            in >> p.timing;
-            if (p.timing == "bandwidth") in >> p.latency;
-            else if (p.timing == "sdram") {
-                SDRAMParams &s = p.sdram;
-                in >> s.rcd >> s.rp >> s.ras >> s.rc >> s.rfc >> s.cas >> s.wr >> s.refi >> s.page >> s.bank_bytes >> s.banks;
-            } else if (p.timing != "ideal") throw std::runtime_error("unknown timing " + p.timing);
-        }
+        if (p.read(key, in)) {}
         else if (key == "lanes") in >> p.cmd_lane >> p.data_lane;
         else if (key == "stall") in >> p.threshold >> p.seed;
         else if (key == "memory") in >> p.mem_bytes >> p.mem_seed;
@@ -56,12 +40,6 @@ static Params read_params(const char *path) {
         if (!in) throw std::runtime_error("bad value for parameter " + key);
     }
     return p;
-}
-
-static std::unique_ptr<Timing> make_timing(const Params &p) {
-    if (p.timing == "bandwidth") return std::unique_ptr<Timing>(new BandwidthTiming(p.latency));
-    if (p.timing == "sdram") return std::unique_ptr<Timing>(new SDRAMTiming(p.sdram));
-    return std::unique_ptr<Timing>(new IdealTiming());
 }
 
 struct Board {
@@ -123,7 +101,7 @@ int main(int argc, char **argv) {
     try {
         Params p = read_params(argv[1]);
         std::vector<uint8_t> mem = noise(p.mem_bytes, p.mem_seed);
-        std::unique_ptr<Timing> t = make_timing(p);
+        std::unique_ptr<Timing> t = p.make_timing();
         MemoryModel model(mem, *t, p.W, p.depth, p.cmd, p.num, p.den, p.threshold, p.seed, p.cmd_lane, p.data_lane);
         Vwino_top *top = new Vwino_top;
         top->rst = 1;
