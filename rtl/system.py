@@ -25,6 +25,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from wino_gen import schedule
 from wino_gen.config import AcceleratorConfig
 
 from .compute import ComputeUnit
@@ -51,13 +52,16 @@ class System(wiring.Component):
     ``weight_ports``/``out_ports``: feeder windows; ``mem_bytes``: the external memory;
     ``burst``: the DMA engines' longest burst in words; ``max_kernel``/``max_pool``/
     ``direct_only``: the core's build; the rest as :class:`rtl.ctrl.sequencer.Sequencer` and
-    :class:`rtl.mem.arbiter.Arbiter` take them."""
+    :class:`rtl.mem.arbiter.Arbiter` take them. The defaults of ``burst``, ``fetch_depth`` and
+    ``queue_depth`` are the system's build in :mod:`wino_gen.schedule`, which
+    :class:`wino_gen.plan.SystemBuild` describes to the program's timing model."""
 
     def __init__(self, cfg: AcceleratorConfig, port: PortSignature, *, act_bytes: int, wgt_bytes: int,
                  param_bytes: int, mem_bytes: int, act_width: int = 64, wgt_width: int = 64, weight_ports: int = 1,
-                 out_ports: int = 1, burst: int = 8, max_kernel: int = 3, max_pool: int = DEFAULT_MAX_POOL,
-                 direct_only: bool = False, policy: str = "round-robin", max_instrs: int = 4095,
-                 fetch_depth: int = 2, queue_depth: int = 4, token_bits: int = 8):
+                 out_ports: int = 1, burst: int = schedule.MAX_BURST, max_kernel: int = 3,
+                 max_pool: int = DEFAULT_MAX_POOL, direct_only: bool = False, policy: str = "round-robin",
+                 max_instrs: int = 4095, fetch_depth: int = schedule.FETCH_DEPTH,
+                 queue_depth: int = schedule.QUEUE_DEPTH, token_bits: int = 8):
         if not isinstance(port, PortSignature):
             raise ValueError(f"port {port!r}: must be a PortSignature")
         if port.data_width > PARAM_WIDTH:

@@ -20,19 +20,15 @@ from rtl.core import DEFAULT_MAX_POOL
 from rtl.mem.port import PortSignature
 from rtl.system import System
 from wino_gen import commands as cm
-from wino_gen import isa, perf
+from wino_gen import isa, perf, plan
 from wino_gen.compile import image as im
 from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import UsageError
-from wino_gen.schedule import pe_geometry
+from wino_gen.schedule import MAX_BURST, MEMORY_DEPTH, pe_geometry
 
 from .memory import MemoryModel, timing
 from .streams import Lane, Stalls, put
 
-#: the port's longest burst in words
-MAX_BURST = 8
-#: commands the memory model holds
-MEMORY_DEPTH = 4
 #: the start beat's lane in the stall pattern (sim.streams.Lane.random's)
 START_LANE = ""
 ELTWISE = ("add", "maxpool", "avgpool")
@@ -116,12 +112,27 @@ def result(img: im.Image, status: tuple[int, int, int], computes, stored: set[in
 def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int,
           max_pool: int = DEFAULT_MAX_POOL) -> System:
     """The system sized for ``img``: its scratchpads, feeders at the engine's rate (rtl.feed: a
-    weight word a cycle, a Winograd beat a cycle), a port of ``word_bytes`` over ``mem_bytes``."""
+    weight word a cycle, a Winograd beat a cycle), a port of ``word_bytes`` over ``mem_bytes``
+    with bursts of the schedule's :data:`~wino_gen.schedule.MAX_BURST`; its queues and DMA the
+    system's defaults (:func:`timing_build` reads them back)."""
     port = PortSignature(data_width=8 * word_bytes, addr_width=max(1, (mem_bytes // word_bytes - 1).bit_length()),
                          max_burst=MAX_BURST)
     return System(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
                   mem_bytes=mem_bytes, act_width=pow2_bits(cfg.n), wgt_width=pow2_bits(pe_geometry(cfg).lanes),
                   weight_ports=cfg.unroll, out_ports=cfg.tile, max_pool=max_pool, max_instrs=len(img.program) + 1)
+
+
+def timing_build(dut: System) -> plan.SystemBuild:
+    """What of ``dut``'s build the program's timing model takes (:class:`wino_gen.plan.SystemBuild`),
+    read from its parts, served by a memory model of :data:`~wino_gen.schedule.MEMORY_DEPTH`
+    commands as :func:`run_image` serves it. The model has one burst length for the fetch and
+    the DMA: a system whose DMA bursts are shorter than its port's is a ValueError."""
+    port = dut.signature.members["mem"].signature
+    bursts = [dut.loader.dma.burst, dut.storer.dma.burst]
+    if any(b != port.max_burst for b in bursts):
+        raise ValueError(f"DMA bursts {bursts}: the timing model takes the port's max_burst {port.max_burst}")
+    return plan.SystemBuild(port_bytes=port.word_bytes, max_burst=port.max_burst, fetch_depth=dut.seq.fetch_depth,
+                            queue_depth=dut.seq.queue_depth, mem_depth=MEMORY_DEPTH)
 
 
 def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_bytes: int = 1, memory: str = "ideal",

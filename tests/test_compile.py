@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from test_spatial_weights import spatial_tiny
 
 from wino_gen import format as fmt
-from wino_gen import isa, memory, network, plan
+from wino_gen import isa, layercost, memory, network, plan
 from wino_gen.compile import cli, compiler, interp
 from wino_gen.compile import image as im
 from wino_gen.errors import UsageError, run_cli
@@ -306,6 +306,23 @@ def test_image_names_its_port_word(tiny):
         im.Image.from_bytes(data[:8] + (1).to_bytes(4, "little") + data[12:])
     with pytest.raises(UsageError, match="--port-bits: 24"):
         compiler.compile_model(model, cfg, port_bytes=3)
+
+
+@pytest.mark.parametrize("how", ["argument", "options", "default"])
+def test_plan_and_image_name_one_port(tiny, how):
+    """The port word the image is compiled for is the one the plan prices its transfers on,
+    however it is given: ``port_bytes``, ``Options.port_bytes``, or the board's memory by
+    default (a ``--memory`` study memory, which has no word of its own, keeps the board's)."""
+    model, cfg, _ = tiny
+    opts, kw = {"argument": ({}, {"port_bytes": 1}), "options": ({"port_bytes": 1}, {}), "default": ({}, {})}[how]
+    c = compiler.compile_model(model, cfg, options=plan.Options(**opts), memory_spec="4,0", **kw)
+    want = 2 if how == "default" else 1
+    assert c.image.port_bytes == c.plan.options.port_bytes == want
+    # a transfer of n bytes takes at least one cycle per port word: the plan's limit is the image's
+    xs = [x for lp in c.plan.layers for s in lp.steps for x in s.loads + s.stores]
+    assert xs and all(x.cycles >= layercost.XFER_ISSUE + layercost.XFER_ANSWER + -(-x.bytes // want) for x in xs)
+    with pytest.raises(UsageError, match="--port-bits 16: the plan is made for a 8-bit port"):
+        compiler.compile_model(model, cfg, options=plan.Options(port_bytes=1), port_bytes=2)
 
 
 # -- bad input ------------------------------------------------------------------------------------

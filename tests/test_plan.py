@@ -229,6 +229,43 @@ def test_model_dir_layers():
     assert p.cycles >= p.bound_cycles and len(p.layers) == 7
 
 
+#: a pool that reads the network input from external memory (tests/test_system_random.py's
+#: generator, seed 4): two row bands are cheaper, their loads overlapping the pooling, but the
+#: compute unit refuses a pooling band
+POOL_IN = nets.Layer("pool", "maxpool", (nets.INPUT,), (5, 7, 7), (5, 4, 4), 2, 2, 1)
+POOL_OPTS = dict(weight_bytes=4096, port_bytes=1)
+
+
+def test_pool_is_planned_as_one_band():
+    p = plan.plan((POOL_IN,), F2, "ulx3s-85f", 80.0, plan.Options(**POOL_OPTS), "2,4")
+    (lp,) = p.layers
+    assert lp.placement["input"] == "external" and lp.tiling.band == 4 and lp.refused is None
+    assert [s.rows for s in lp.steps] == [(0, 4)]
+    banded = plan.evaluate(POOL_IN, F2, "ulx3s-85f", 80.0, dataclasses.replace(lp.tiling, band=2),
+                           {"input": False, "pool": True}, plan.Options(**POOL_OPTS), "2,4")
+    assert banded.cost.total < lp.cost.total and banded.refused == "a pooling band"
+
+
+def test_pool_too_large_for_one_band_is_banded_and_named():
+    """Where no single band fits, the plan still runs in the interpreter, and names the band
+    the unit refuses."""
+    whole = plan.plan((POOL_IN,), F2, "ulx3s-85f", 80.0, plan.Options(**POOL_OPTS), "2,4").layers[0].cost.need_act
+    p = plan.plan((POOL_IN,), F2, "ulx3s-85f", 80.0, plan.Options(act_bytes=whole - 1, **POOL_OPTS), "2,4")
+    (lp,) = p.layers
+    assert lp.tiling.band < 4 and lp.refused == "a pooling band" and lp.cost.need_act < whole
+
+
+def test_refused_band_of_a_convolution_is_named():
+    """A direct 3x3 with padding 2: a band from output row 1 starts on padding, which the unit
+    refuses; on 250 bytes bands of 2 rows fit, on 200 only bands of one row do."""
+    conv = nets.Layer("c", "conv", (nets.INPUT,), (2, 8, 8), (4, 10, 10), 3, 1, 2)
+    got = {}
+    for act in (250, 200):
+        lp = plan.plan((conv,), F2, "ulx3s-85f", 80.0, plan.Options(act_bytes=act, weight_bytes=4096), "1,0").layers[0]
+        got[act] = (lp.tiling.band, lp.refused)
+    assert got == {250: (2, None), 200: (1, "a band whose first input row is padding")}
+
+
 # -- properties -----------------------------------------------------------------------------------
 
 @st.composite

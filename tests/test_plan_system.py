@@ -11,11 +11,15 @@ plan does not know of), and compared with the plan:
   (the program's fetch, queues, tokens and transfers on the one port, with the memory's timing
   the simulation uses)."""
 
+import gc
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.hdl import UnusedElaboratable
 
+from rtl.system import System
 from sim import system
 from sim.memory import timing
 from wino_gen import format as fmt
@@ -44,12 +48,12 @@ def _model(tmp_path, build, *, tile=2, channels=4, size=6, seed=0):
 
 
 def _measure(model, cfg, memory, W, *, opts=None, max_pool=None, clock=80.0):
-    """Compile ``model`` for ``memory`` (the planner plans for the same memory: ``ideal`` is
-    one port word a cycle, ``W,0``), run it on the system; returns the compiled model, the run
-    and the program model's (cycles, per-instruction (start, retire))."""
+    """Compile ``model`` for ``memory`` and a ``W``-byte port (the planner plans for the same
+    memory: ``ideal`` is one port word a cycle, ``W,0``), run it on the system; returns the
+    compiled model, the run and the program model's (cycles, per-instruction (start, retire))."""
     spec = {"ideal": f"{W},0", "sdram-ulx3s": None}.get(memory, memory)
     c = compiler.compile_model(model, cfg, clock_mhz=clock, options=plan.Options(**(opts or {})), memory_spec=spec,
-                               trace=True)
+                               trace=True, port_bytes=W)
     img = c.image
     mp = max_pool or system.max_pool_for(model)
     x = model.layers[0].arrays["x"][:img.batch]
@@ -146,6 +150,25 @@ def test_plan_totals_follow_the_program(memory, W, clock):
           f"layers {p.cycles})")
     assert abs(p.startup + p.cycles - total) <= RUN_PLAN_TOLERANCE * total
     assert abs(p.cycles - main) <= LAYERS_TOLERANCE * main
+
+
+@pytest.mark.parametrize("W", [1, 2, 4])
+def test_system_build_is_the_plans(W):
+    """The system ``sim.system`` builds (``rtl.system``'s defaults) is the one the program's
+    timing model assumes by default (``plan.SystemBuild``, from ``wino_gen.schedule``)."""
+    model = fmt.load_model(TINY)
+    cfg = network.config_for(model, unroll=4)
+    img = compiler.compile_model(model, cfg, port_bytes=W).image
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)      # built to be read, not elaborated
+        dut = system.build(img, cfg, system.base_memory(img, W).size, W)
+        assert system.timing_build(dut) == plan.SystemBuild(port_bytes=W)
+        short = System(cfg, dut.signature.members["mem"].signature, act_bytes=64, wgt_bytes=64, param_bytes=64,
+                       mem_bytes=1 << 12, burst=4)
+        with pytest.raises(ValueError, match=r"DMA bursts \[4, 4\]: the timing model takes the port's max_burst 8"):
+            system.timing_build(short)
+        del dut, short
+        gc.collect()
 
 
 def test_program_without_end_is_refused():

@@ -63,6 +63,14 @@ def _predictions(out):
     return [int(m) for m in re.findall(r"^image \d+: class (\d+)", out, re.M)]
 
 
+def _planned(c, runs: int) -> float:
+    """The plan's cycles per image of ``runs`` runs of the compiled ``c`` on the ULX3S at the
+    default clock: the first from instruction 0 (the prologue), the rest from ``main_entry``."""
+    first, later = cli.program_plan(c.plan, c.image, "ulx3s-85f", compiler.DEFAULT_CLOCK_MHZ)
+    assert 0 < later <= first
+    return (first + (runs - 1) * later) / (runs * c.image.batch)
+
+
 class Boards:
     """A ``golden`` factory that keeps the boards it makes, with ``faults`` and, when given,
     another ``cfg`` than the run's (a bitstream built for another config)."""
@@ -95,7 +103,8 @@ def test_run_equals_golden_in_every_byte(tiny, capsys, inputs, batch):
     assert boards.made[0].starts[1:] == boards.made[0].starts[1:2] * (runs - 1)   # warm runs at main_entry
     assert len(boards.made[0].starts) == runs
     c = compiler.compile_model(tiny["model"], tiny["cfg"], options=plan.Options(batch=batch))
-    assert f"cycles: {c.plan.cycles / batch:.0f} per image (the plan's count" in out
+    assert f"cycles: {_planned(c, runs):.0f} per image (the plan: the golden board has no clock); " in out
+    assert boards.made[0].cycles == cli.program_plan(c.plan, c.image, "ulx3s-85f", compiler.DEFAULT_CLOCK_MHZ)[1]
     assert "golden (the golden model, not the RTL)" in out and "0 requests resent" in out
     if inputs == "rand":
         right = int(np.count_nonzero(want.argmax(1) == np.arange(5) % 10))
@@ -133,7 +142,7 @@ def test_a_compiled_image_file_runs_and_another_configs_is_refused(tiny, capsys,
     rc, out, err = _run(capsys, ["--port", "golden", TINY, "--images", tiny["dir"] / "rand.npy", "--image", path,
                                  "--verify"])
     assert rc == 0 and "3 runs of batch 2" in out and ", 0 mismatches" in out
-    assert f"cycles: {c.plan.cycles / 2:.0f} per image" in out          # the image's own plan, planned again
+    assert f"cycles: {_planned(c, 3):.0f} per image" in out          # the image's own plan, planned again
     dataclasses.replace(cfg, unroll=cfg.unroll + 1).save(tmp_path / "other.json")
     rc, out, err = _run(capsys, ["--port", "golden", TINY, "--images", tiny["dir"] / "rand.npy", "--image", path,
                                  "--config", tmp_path / "other.json"])
@@ -413,7 +422,9 @@ def test_serial_transport_runs_the_model_through_pyserial(tiny, capsys):
                                  "--verify", "--timeout", "0.3"])
     assert rc == 0, err
     assert _predictions(out) == list(_golden_out(model, tiny["rand"]).argmax(1)) and ", 0 mismatches" in out
-    assert f"{c.plan.cycles} per image (the board's cycle counter" in out
+    planned = _planned(c, len(tiny["rand"]))
+    assert f"{c.plan.cycles} per image (the board's cycle counter; plan {planned:.0f}, " \
+           f"{c.plan.cycles / planned:.4f}x)" in out
 
 
 # -- Fashion-MNIST ---------------------------------------------------------------------------------

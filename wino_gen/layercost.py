@@ -10,6 +10,9 @@ Execution model, stated once:
   once, weights are re-read per band unless the layer's weights are held) or ``weights``
   (block -> image -> band -> split: each weight block is read once per batch, the input is
   re-read per block); add/pool layers are cut into row bands;
+- a band the compute unit refuses (:func:`refused`: a pooling band, a band whose first input
+  row is padding) is ranked after every tiling it runs, so that the planner takes one only
+  where nothing the unit runs fits (the interpreter runs them all);
 - each tile is one COMPUTE on the one core (``rtl.compute``): the compute unit's setup (its
   parameter reads on a layer's first COMPUTE, cached after), the core's exact cycles
   (``perf.core_cycles`` / ``perf.core_eltwise_cycles``) on the band the unit gives the engine
@@ -519,10 +522,28 @@ def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
                 *needs(ctx, t, chip))
 
 
+def refused(ctx: Ctx, t: Tiling) -> str | None:
+    """Why the compute unit refuses a band of ``t`` (:func:`wino_gen.commands.why_unsupported`
+    on every band with all input channels: splits are ``Options.partial_sums``'s), or None."""
+    lay = ctx.layer
+    return _refused_band(ctx.mode, lay.in_shape[0], lay.out_shape[1], lay.stride, lay.padding, t.band)
+
+
+@lru_cache(maxsize=1 << 12)
+def _refused_band(mode: str, C: int, Ho: int, stride: int, padding: int, band: int) -> str | None:
+    for r0, r1 in _pieces(Ho, band):
+        why = commands.why_unsupported(mode, accumulate=0, finish=1, r0=r0, r1=r1, c0=0, c1=C, C=C, Ho=Ho,
+                                       stride=stride, padding=padding)
+        if why:
+            return why
+    return None
+
+
 def ranked(ctx: Ctx, chip: dict, resident: bool) -> list[tuple[Cost, Tiling]]:
-    """Every tiling's cost, cheapest first (ties: fewer scratchpad bytes)."""
+    """Every tiling's cost: those the compute unit runs first (:func:`refused`), each group
+    cheapest first (ties: fewer scratchpad bytes)."""
     out = [(fast_cost(ctx, t, chip), t) for t in tilings(ctx, resident)]
-    out.sort(key=lambda ct: (ct[0].total, ct[0].need_act + ct[0].need_w))
+    out.sort(key=lambda ct: (refused(ctx, ct[1]) is not None, ct[0].total, ct[0].need_act + ct[0].need_w))
     return out
 
 

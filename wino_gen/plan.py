@@ -8,7 +8,10 @@ measures. Layers run one after another (no overlap between layers), over the who
 images, or image by image when that is faster. The search is over fixed families (activation
 placements by a size threshold, resident-weight prefixes of two fixed orders, the scratchpad
 splits of :data:`SPLITS`), each one needing more room the more it holds, and each layer takes
-its cheapest tiling that fits: so a bigger scratchpad never gives a slower plan.
+its cheapest tiling that fits: so a bigger scratchpad never gives a slower plan. The search
+minimizes first the layers whose tiling the compute unit refuses
+(:func:`wino_gen.layercost.refused`: a pooling band, say, which the interpreter runs), then
+the cycles: a plan the hardware runs wherever one fits, the fastest of those.
 
 A layer's cost is what the system runs for it (:mod:`wino_gen.layercost`): every tile a
 COMPUTE on the one core, every transfer a LOAD/STORE through the DMA on the port, every
@@ -24,7 +27,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from . import isa, memory, nets
+from . import isa, memory, nets, schedule
 from . import layercost as lc
 from .config import WEIGHT_FORMATS, AcceleratorConfig
 from .errors import UsageError
@@ -78,6 +81,7 @@ class LayerPlan:
     bound_memory: int = 0           # cycles per batch, bound_bytes at peak bandwidth
     act_used: int = 0               # activation scratchpad bytes in use: on-chip tensors + buffers
     w_used: int = 0                 # weight scratchpad bytes in use: resident weights + buffers
+    refused: str | None = None      # why the compute unit refuses a band of the tiling (None: it runs all)
 
     @property
     def bound(self) -> str:
@@ -198,7 +202,8 @@ class _Tables:
 
 
 def _search(layers, tables: _Tables, act_pool: int, w_pool: int, external: bool):
-    """The cheapest (placement, resident set, per-layer tilings) that fits the two pools."""
+    """The best (placement, resident set, per-layer tilings) that fits the two pools, by
+    (layers the compute unit refuses, cycles)."""
     best, batch = None, tables.ctxs[0].opts.batch
     for chip in _act_candidates(layers, external, batch):
         live = _live(layers, chip, batch)
@@ -208,15 +213,17 @@ def _search(layers, tables: _Tables, act_pool: int, w_pool: int, external: bool)
             w_room = w_pool - sum(tables.ctxs[i].wbytes for i in res)
             if w_room < 0:
                 continue
-            total, picks = 0, []
+            key, picks = (0, 0), []
             for i in range(len(layers)):
                 pick = lc.best_fit(tables.get(i, chip, i in res), act_pool - live[i], w_room)
-                if pick is None or (best and total + pick[0].total >= best[0]):
+                if pick is None:
                     break
-                total += pick[0].total
+                key = (key[0] + (lc.refused(tables.ctxs[i], pick[1]) is not None), key[1] + pick[0].total)
+                if best and key >= best[0]:
+                    break
                 picks.append(pick[1])
             else:
-                best = (total, chip, res, picks)
+                best = (key, chip, res, picks)
     return best
 
 
@@ -319,7 +326,7 @@ def plan(layers, cfg: AcceleratorConfig, board: str, clock_mhz: float, options: 
     if B > 1:
         one = [dataclasses.replace(c, opts=dataclasses.replace(options, batch=1)) for c in ctxs]
         single = _plan_pass(layers, one, bm, free, board)
-        if best is None or B * _total(single[2]) < _total(best[2]):
+        if best is None or _key(single[2], B) < _key(best[2]):
             best, repeat = single, B
     act_pool, w_pool, lps = best
     bound_cycles, bound_bytes = _network_bound(layers, ctxs, free, bm)
@@ -337,8 +344,9 @@ def _startup(lps, ctxs) -> int:
     return over.fetch * (len(loads) + 1) + sum(lc.weight_load(c).cycles for c in loads)
 
 
-def _total(lps) -> int:
-    return sum(lp.cost.total for lp in lps)
+def _key(lps, repeat: int = 1) -> tuple[int, int]:
+    """What the planner minimizes: (layers the compute unit refuses, cycles of ``repeat`` runs)."""
+    return sum(lp.refused is not None for lp in lps), repeat * sum(lp.cost.total for lp in lps)
 
 
 def _plan_pass(layers, ctxs, bm, free: int, board: str):
@@ -375,7 +383,7 @@ def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool) -> LayerPlan
     if lay.has_weights:
         place[lay.name + ".w"] = "resident" if resident else ("flash" if not ctx.wmem.writable else "external")
     cost = lc.cost_of(steps, lc.needs(ctx, t, sub), lc.overheads(ctx), t.double)
-    return LayerPlan(lay, ctx.engine, place, t, cost, steps, lc.compute_bound(ctx))
+    return LayerPlan(lay, ctx.engine, place, t, cost, steps, lc.compute_bound(ctx), refused=lc.refused(ctx, t))
 
 
 def evaluate(layer: nets.Layer, cfg: AcceleratorConfig, board: str, clock_mhz: float, tiling: Tiling,
@@ -401,15 +409,19 @@ def _network_bound(layers, ctxs, free: int, bm) -> tuple[int, float]:
 
 @dataclass(frozen=True)
 class SystemBuild:
-    """What of ``rtl.system.System``'s build the program's timing depends on (its defaults, as
-    ``sim.system.build`` makes it): the port's word and longest burst, the sequencer's prefetch
-    and queue depths, the memory's command queue, the DMA issuer's bursts ahead of its data."""
+    """What of ``rtl.system.System``'s build the program's timing depends on, by default the
+    build that ``rtl.system`` defaults to and ``sim.system.build`` makes (the constants of
+    :mod:`wino_gen.schedule`): the port's word and longest burst, the sequencer's prefetch and
+    queue depths, the memory's command queue. ``dma_ahead``, the bursts of one transfer granted
+    and not yet served, is the model's own: no build parameter sets it (a transfer is one DMA
+    block, so the DMA's command queue does not: pysim's cycles are the same for queues of 1
+    and 4), and 2 is where the model meets pysim."""
 
     port_bytes: int = 1
-    max_burst: int = 8
-    fetch_depth: int = 2
-    queue_depth: int = 4
-    mem_depth: int = 4
+    max_burst: int = schedule.MAX_BURST
+    fetch_depth: int = schedule.FETCH_DEPTH
+    queue_depth: int = schedule.QUEUE_DEPTH
+    mem_depth: int = schedule.MEMORY_DEPTH
     dma_ahead: int = 2
 
 
@@ -427,7 +439,7 @@ class _Transfer:
 class _Port:
     """The one memory port: a round-robin arbiter granting one whole burst a cycle of fetch (0),
     load (1) and store (2) into the memory's command queue, served in order by ``timing`` (the
-    protocol of ``sim.memory``'s timings: ``split``, ``start``, ``finish``, ``rate``), its words
+    protocol of :mod:`wino_gen.timing`: ``split``, ``start``, ``finish``, ``rate``), its words
     one port word every ``word / rate`` cycles, at least one."""
 
     def __init__(self, timing, build: SystemBuild):

@@ -1008,3 +1008,19 @@ def eltwise_multipliers(cfg: AcceleratorConfig) -> int:
     (``n * unroll_in`` lanes: a row segment a cycle) and the avgpool requant's one per pool lane
     (``unroll_in``)."""
     return 2 * cfg.n * cfg.unroll_in + cfg.unroll_in
+
+
+# -- the system (rtl.system): the memory port and the sequencer ----------------------------------
+# Their build, defined once: ``rtl.system.System`` and its parts default to these,
+# ``sim.system`` builds and serves it with them, and ``wino_gen.plan.SystemBuild`` (the
+# program's timing model) describes that build.
+
+#: the longest burst on the memory port, in port words: the port's ``max_burst``, the DMA
+#: engines' bursts and the program fetch's
+MAX_BURST = 8
+#: instructions the sequencer prefetches (``rtl.ctrl.sequencer``)
+FETCH_DEPTH = 2
+#: instructions each sequencer queue (load, compute, store) holds
+QUEUE_DEPTH = 4
+#: commands the memory behind the port holds (the simulation's memory models)
+MEMORY_DEPTH = 4

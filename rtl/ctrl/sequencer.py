@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from rtl.mem.port import PortSignature
-from wino_gen import isa
+from wino_gen import isa, schedule
 from wino_gen.isa import CHANNELS, QUEUE_ORDER, STATUS
 
 #: status codes by meaning (docs/image.md's table)
@@ -84,11 +84,12 @@ def _check_layouts() -> None:
 class Sequencer(wiring.Component):
     """Fetch, check, dispatch and run a program (see the module doc). ``port``: the fetch master's
     memory port; ``max_instrs``: the longest program; ``fetch_depth``: instructions prefetched;
-    ``queue_depth``: instructions each queue holds; ``token_bits``: width of the token counters
-    (an overflowing push is status "overflow"); ``cycle_bits``: width of the cycle counter."""
+    ``queue_depth``: instructions each queue holds (both by default the system's build,
+    :mod:`wino_gen.schedule`); ``token_bits``: width of the token counters (an overflowing push
+    is status "overflow"); ``cycle_bits``: width of the cycle counter."""
 
-    def __init__(self, port: PortSignature, *, max_instrs: int = 65535, fetch_depth: int = 2,
-                 queue_depth: int = 4, token_bits: int = 8, cycle_bits: int = 32):
+    def __init__(self, port: PortSignature, *, max_instrs: int = 65535, fetch_depth: int = schedule.FETCH_DEPTH,
+                 queue_depth: int = schedule.QUEUE_DEPTH, token_bits: int = 8, cycle_bits: int = 32):
         if not isinstance(port, PortSignature):
             raise ValueError(f"port {port!r}: must be a PortSignature")
         if port.data_width > isa.WORD_BITS:
@@ -104,7 +105,8 @@ class Sequencer(wiring.Component):
         if cycle_bits < 1:
             raise ValueError(f"cycle_bits {cycle_bits}: must be positive")
         _check_layouts()
-        self.port_sig, self.max_instrs, self.queue_depth, self.token_bits = port, max_instrs, queue_depth, token_bits
+        self.port_sig, self.max_instrs, self.token_bits = port, max_instrs, token_bits
+        self.fetch_depth, self.queue_depth = fetch_depth, queue_depth
         self.wpi = isa.WORD_BITS // port.data_width                 # port words per instruction
         self.fetch_words = max(fetch_depth * self.wpi, port.max_burst)
         self.entries = {q: entry_layout(q, max_instrs) for q in QUEUE_ORDER}

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.mem.arbiter import POLICIES, Arbiter
 from rtl.mem.port import PortSignature
-from wino_gen import isa
+from wino_gen import isa, schedule
 
 from .sequencer import DONE, Sequencer
 from .transfer import LoadExecutor, StoreExecutor
@@ -32,8 +32,9 @@ class ControlSystem(wiring.Component):
     the rest as :class:`Sequencer` and :class:`rtl.mem.arbiter.Arbiter` take them."""
 
     def __init__(self, port: PortSignature, *, sp_bytes: dict[str, int], mem_bytes: int, burst: int,
-                 page_bytes: int = 0, policy: str = "round-robin", max_instrs: int = 65535, fetch_depth: int = 2,
-                 queue_depth: int = 4, token_bits: int = 8):
+                 page_bytes: int = 0, policy: str = "round-robin", max_instrs: int = 65535,
+                 fetch_depth: int = schedule.FETCH_DEPTH, queue_depth: int = schedule.QUEUE_DEPTH,
+                 token_bits: int = 8):
         if set(sp_bytes) != set(isa.BUFFERS):
             raise ValueError(f"sp_bytes: needs exactly the buffers {', '.join(isa.BUFFERS)}, got {sorted(sp_bytes)}")
         if policy not in POLICIES:

@@ -732,8 +732,9 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     plans it; ``trace`` adds a STORE of every on-chip layer output so that every layer can be
     read back (the network output is always stored). Every transfer starts on a word of the
     memory port (``port_bytes``, else the plan's ``Options.port_bytes``, else :func:`port_word`'s
-    default); when the room that takes is more than the plan left, the plan is made again on
-    scratchpads smaller by the difference."""
+    default), and the plan prices its transfers on that same word (its ``Options.port_bytes``):
+    the image's header and the plan name one port. When the room the alignment takes is more
+    than the plan left, the plan is made again on scratchpads smaller by the difference."""
     options = options or plan.Options(weights=cfg.weights)
     if options.weights != cfg.weights:
         raise UsageError(f"--weights {options.weights}: the config's engine takes {cfg.weights} weights "
@@ -743,10 +744,11 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     if bm.external is None:
         raise UsageError(f"--board: {board} has no external RAM to hold a memory image")
     layers = nets.from_model_dir(model.path)
-    planned = options.port_bytes          # the port the planner prices transfers on
+    planned = options.port_bytes
     if port_bytes is not None and planned is not None and port_bytes != planned:
         raise UsageError(f"--port-bits {8 * port_bytes}: the plan is made for a {8 * planned}-bit port")
     w = port_word(board, port_bytes if port_bytes is not None else planned)
+    options = dataclasses.replace(options, port_bytes=w)      # the one port: the plan's and the image's
     p = plan.plan(layers, cfg, board, clock_mhz, options, memory_spec)
     A, Wt = p.act_bytes, p.weight_bytes               # the scratchpads the image declares
     L = _Layout(_shapes(model, layers), options.batch)

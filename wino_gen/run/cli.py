@@ -7,12 +7,15 @@ It compiles MODEL_DIR for the config (--config, else the config that runs the mo
 the generator's --model gives it) or takes a compiled --image, connects, refuses a bitstream
 built for another config (VERSION's sha256), loads the image, runs every input, and prints the
 predictions (argmax of the classifier's int8 outputs), the accuracy when the data has labels,
-the cycles per image read from the hardware's counter and the time per image at --clock
-(the link does not carry the bitstream's clock). --verify also runs the golden model on the
-same inputs and compares every output byte (exit 1 on a mismatch).
+the cycles per image read from the hardware's counter beside the plan's prediction for the
+compiled program (wino_gen.plan.program_cycles: the sequencer's fetch, queues and transfers on
+the board memory's timing) and the time per image at --clock (the link does not carry the
+bitstream's clock). --verify also runs the golden model on the same inputs and compares every
+output byte (exit 1 on a mismatch).
 
 --port golden is the golden model (wino_gen.compile.interp behind the link protocol), NOT the
-RTL: it checks the host code and the image, not the hardware; its cycle counts are the plan's.
+RTL: it checks the host code and the image, not the hardware; it has no clock, so the cycles
+printed are the plan's alone (and its counter reads the plan's cycles of a run).
 --port sim is the RTL: the board's whole system top (host link, sequencer, DMA, compute core)
 built for the image on Verilator, behind the ULX3S SDRAM's timing, at --clock; its cycles are
 the hardware's counter (needs verilator on PATH; the first build of a design takes minutes).
@@ -26,7 +29,7 @@ import time
 
 import numpy as np
 
-from .. import link, memory, nets, network, plan, progress
+from .. import link, memory, nets, network, plan, progress, timing
 from ..compile import image as im
 from ..compile import interp
 from ..compile.compiler import DEFAULT_CLOCK_MHZ, compile_model
@@ -91,26 +94,27 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
     model = load_model(args.model_dir)
     x, labels = _inputs(args, model)
     cfg = AcceleratorConfig.load(args.config) if args.config else network.config_for(model)
-    img, cycles = _image(args, model, cfg)
+    img, p = _image(args, model, cfg)
     show = progress.wanted(args.no_progress)
     memory_bytes = _memory_bytes(args.board)
-    make = functools.partial(golden, cfg, cycles, memory_bytes=memory_bytes)
+    predicted = program_plan(p, img, args.board, args.clock)
+    make = functools.partial(golden, cfg, predicted[1], memory_bytes=memory_bytes)
     sim = functools.partial(boards.open_sim, model, img, cfg, clock_mhz=args.clock, show=show)
     outs, counted, resent, seconds = _on_board(args, img, x, make, sim, show)
     preds = outs.reshape(len(x), -1).argmax(axis=1)
-    _report(args, model, img, preds, labels, counted, cycles, resent, seconds)
+    _report(args, model, img, preds, labels, counted, predicted, resent, seconds)
     return _verify(model, x, outs) if args.verify else 0
 
 
 # -- the image and the inputs --------------------------------------------------------------------
 
-def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, int]:
-    """The image to load and the plan's cycles for one run of it."""
+def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, plan.Plan]:
+    """The image to load and its plan."""
     if args.image is None:
         opts = plan.Options(batch=args.batch or 1, weights=cfg.weights, act_bytes=args.act_bytes,
                             weight_bytes=args.weight_bytes)
         c = compile_model(model, cfg, args.board, args.clock, opts)
-        return c.image, c.plan.cycles
+        return c.image, c.plan
     if args.act_bytes or args.weight_bytes:
         raise UsageError("--act-bytes and --weight-bytes go with compiling MODEL_DIR, not with --image "
                          "(its scratchpads are the image's)")
@@ -121,9 +125,27 @@ def _image(args, model, cfg: AcceleratorConfig) -> tuple[im.Image, int]:
         raise UsageError(f"--batch {args.batch}: the image {args.image} runs batches of {img.batch}")
     if img.slot(im.INPUT_SLOT).shape != tuple(model.manifest["input"]["shape"]):
         raise UsageError(f"--image {args.image}: its input slot is not the input of {args.model_dir}")
-    # the image's scratchpads are the plan's: planned again with them, its plan comes back
-    opts = plan.Options(batch=img.batch, weights=cfg.weights, act_bytes=img.act_scratch, weight_bytes=img.wgt_scratch)
-    return img, plan.plan(nets.from_model_dir(model.path), cfg, args.board, args.clock, opts).cycles
+    # the image's scratchpads and port are the plan's: planned again with them, its plan comes back
+    opts = plan.Options(batch=img.batch, weights=cfg.weights, act_bytes=img.act_scratch, weight_bytes=img.wgt_scratch,
+                        port_bytes=img.port_bytes)
+    return img, plan.plan(nets.from_model_dir(model.path), cfg, args.board, args.clock, opts)
+
+
+def program_plan(p: plan.Plan, img: im.Image, board: str, clock_mhz: float) -> tuple[int, int]:
+    """The plan's cycles for the first run of ``img`` (from instruction 0: its prologue loads
+    the resident weights) and for every later run (from ``main_entry``):
+    :func:`wino_gen.plan.program_cycles` on ``board``'s external memory at ``clock_mhz``."""
+    costs = plan.compute_costs(p, img.program)
+    total, times = plan.program_cycles(img.program, costs.__getitem__, _timing(board, clock_mhz),
+                                       plan.SystemBuild(port_bytes=img.port_bytes), start_addr=img.program_offset,
+                                       limit=20 * (p.startup + p.cycles) + 100_000)
+    return total, total - times[img.main_entry][0]
+
+
+def _timing(board: str, clock_mhz: float):
+    """The cycle timing of ``board``'s external memory: an SDRAM's at the clock, else its rate."""
+    ext = memory.board_memory(board).external
+    return timing.SDRAMTiming(ext, clock_mhz) if isinstance(ext, memory.SDRAM) else timing.BandwidthTiming(ext)
 
 
 def _inputs(args, model) -> tuple[np.ndarray, np.ndarray | None]:
@@ -167,7 +189,10 @@ def _on_board(args, img: im.Image, x: np.ndarray, make_golden, make_sim, show: b
     return np.concatenate(outs)[:len(x)], cycles, client.retries, time.monotonic() - t0
 
 
-def _report(args, model, img, preds, labels, counted, plan_cycles, resent, seconds) -> None:
+def _report(args, model, img, preds, labels, counted, predicted, resent, seconds) -> None:
+    """The predictions, the session, the accuracy, and the cycles per image: the counter's
+    beside the plan's (``predicted``: :func:`program_plan`'s first and later runs), the plan's
+    alone on the golden board."""
     golden = args.port == boards.GOLDEN
     where = {boards.GOLDEN: "golden (the golden model, not the RTL)",
              boards.SIM: "sim (the RTL board on Verilator)"}.get(args.port, printable(args.port))
@@ -179,11 +204,14 @@ def _report(args, model, img, preds, labels, counted, plan_cycles, resent, secon
     if labels is not None:
         right = int(np.count_nonzero(preds == labels))
         print(f"accuracy: {right}/{n} = {100 * right / n:.1f}%")
-    per_image = sum(counted) / (runs * img.batch)
-    source = "the plan's count: the golden board has no clock" if golden else "the board's cycle counter"
-    print(f"cycles: {per_image:.0f} per image ({source}; the plan predicts {plan_cycles / img.batch:.0f}); "
-          f"{per_image / (args.clock * 1e3):.4f} ms per image at {args.clock:g} MHz (--clock: the link does not "
-          f"carry the bitstream's clock)")
+    planned = (predicted[0] + (runs - 1) * predicted[1]) / (runs * img.batch)
+    if golden:
+        per_image, source = planned, "the plan: the golden board has no clock"
+    else:
+        per_image = sum(counted) / (runs * img.batch)
+        source = f"the board's cycle counter; plan {planned:.0f}, {per_image / planned:.4f}x"
+    print(f"cycles: {per_image:.0f} per image ({source}); {per_image / (args.clock * 1e3):.4f} ms per image at "
+          f"{args.clock:g} MHz (--clock: the link does not carry the bitstream's clock)")
 
 
 def _verify(model, x: np.ndarray, outs: np.ndarray) -> int:
