@@ -176,7 +176,7 @@ def _described(obj, seen=None) -> None:
 def timing_params(t, word_bytes: int) -> list[str]:
     """The params lines of timing ``t`` (:func:`sim.memory.timing`'s object, pysim's own): its
     kind and constants, and the word interval as an exact fraction."""
-    ivl = sm._interval(t, word_bytes)
+    ivl = sm.interval(t, word_bytes)
     lines = [f"interval {ivl.numerator} {ivl.denominator}"]
     if isinstance(t, sm.BandwidthTiming):
         return lines + [f"timing bandwidth {t.latency}"]
