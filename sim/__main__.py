@@ -11,10 +11,26 @@ all, ``--config-out`` only after a run with no mismatch.
 
 ``--system`` instead compiles the model dir into a memory image (``wino_gen.compile``, every
 layer output stored) and runs ``--images`` inputs through the full system (:mod:`sim.system`)
-behind a ``--memory`` timing; every stored tensor is compared with the image interpreter's,
-per layer the measured COMPUTE cycles are printed beside the plan's and ``perf``'s core cycles;
+behind a ``--memory`` timing; every stored tensor is compared with the image interpreter's.
+``--direct-only`` builds the system's core without Winograd mode (``algo=direct``, the same
+multipliers): one config, the one the compiler, the planner and the system are built from.
+``--no-trace`` compiles the image ``wino_gen compile`` writes by default (no STORE of each
+on-chip layer output: the inference's own traffic), and compares what it stores.
 ``--backend verilator`` runs every image in one run of a cached Verilator build of the system
-(:mod:`sim.verilator_system`), cycle for cycle the pysim run. The last line is
+(:mod:`sim.verilator_system`), cycle for cycle the pysim run.
+
+One line per layer (all images summed): its engine and the plan's bound (compute or memory),
+the measured COMPUTE cycles beside the plan's and ``perf``'s core cycles, the bytes its
+LOAD/STOREs move, its window beside the plan's total for the layer, and for a memory-bound
+layer the bandwidth utilization: those bytes over that window as a share of the memory's
+sustained rate (:func:`sustained_rate`: a long sequential read in the DMA's bursts on the same
+``--memory`` timing). A layer's window runs from the end of the previous layer's last COMPUTE
+(the first layer's from its parameter LOAD's start) to the end of its own last COMPUTE
+(:func:`layer_windows`). The harness reports each COMPUTE's cycles, not when it ran, so the
+windows are :func:`wino_gen.plan.program_cycles` (the sequencer cycle by cycle on that timing)
+run on the measured COMPUTE cycles; its whole-run total is printed beside the measured one.
+Then the run's cycles and ms per image at the plan's clock (the memory timing's), and
+``--json FILE`` writes the same table and totals. The last line is
 ``sim: system, <L> layers, <I> image(s), <N> outputs, 0 mismatches, <C> cycles (plan <P>)``,
 or ``sim: system, failed: ...`` naming the first mismatching layer or the hardware's error status
 (instruction index and opcode), exit 1.
@@ -22,6 +38,7 @@ or ``sim: system, failed: ...`` naming the first mismatching layer or the hardwa
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -29,11 +46,14 @@ from pathlib import Path
 
 import numpy as np
 
-from wino_gen import progress, safeio
+from wino_gen import isa, progress, safeio
 from wino_gen.errors import ArgumentParser, UsageError, number, run_cli
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "examples" / "tiny"
 ENGINE_OPS = ("winograd_conv3x3", "direct_conv")
+#: bytes of the sequential read that measures a memory's sustained rate (on the 2-byte SDRAM
+#: port at 100 MHz: 168 refresh intervals)
+SUSTAINED_BYTES = 1 << 18
 
 
 def parser():
@@ -77,6 +97,15 @@ def parser():
     p.add_argument("--images", type=number(int, lo=1), default=None,
                    help="--system: inputs to run, the model's export samples (default 1)")
     p.add_argument("--board", default="ulx3s-85f", help="--system: the board the image is compiled for")
+    p.add_argument("--direct-only", action="store_true",
+                   help="--system: the direct-only system (algo=direct: the core without Winograd mode, the same "
+                        "multipliers); the model's convolutions must all be direct_conv")
+    p.add_argument("--no-trace", action="store_true",
+                   help="--system: compile without the STOREs of every on-chip layer output (the image "
+                        "wino_gen compile writes without --trace: the inference's own traffic); only the tensors "
+                        "it stores (the network output, layers placed in external memory) are compared")
+    p.add_argument("--json", metavar="FILE",
+                   help="--system: write the per-layer table and the totals as JSON to FILE")
     return p
 
 
@@ -93,7 +122,8 @@ def check_args(args) -> None:
         check_system_args(args)
     else:
         for flag, given in (("--memory", args.memory != "ideal"), ("--images", args.images is not None),
-                            ("--board", args.board != "ulx3s-85f")):
+                            ("--board", args.board != "ulx3s-85f"), ("--direct-only", args.direct_only),
+                            ("--no-trace", args.no_trace), ("--json", args.json)):
             if given:
                 raise UsageError(f"{flag} needs --system")
 
@@ -115,6 +145,8 @@ def check_system_args(args) -> None:
     for flag, given in (("--layer", args.layer), ("--samples", args.samples), ("--config-out", args.config_out)):
         if given:
             raise UsageError(f"{flag}: not with --system (it runs every layer; --images N picks the inputs)")
+    if args.json:
+        safeio.check_output_file(args.json, "--json")
     timing(args.memory)
     memory.board_memory(args.board)
 
@@ -185,8 +217,9 @@ def run_one(model, layer, xs, wcfg, dcfg, backend, vcd: str | None, stall: tuple
 
 def compile_for(model, cfg, args, word: int):
     """The model dir compiled for ``cfg`` on ``--board`` (every layer output stored, so that each
-    can be compared), planned for the memory the run uses: ``--memory`` (``ideal``: a word per
-    cycle), its ``word``-byte port, and the clock the simulated SDRAM's timings are taken at."""
+    can be compared, unless ``--no-trace``), planned for the memory the run uses: ``--memory``
+    (``ideal``: a word per cycle), its ``word``-byte port, and the clock the simulated SDRAM's
+    timings are taken at."""
     from wino_gen import plan
     from wino_gen.compile import compiler
 
@@ -194,20 +227,87 @@ def compile_for(model, cfg, args, word: int):
 
     spec = {"ideal": f"{word},0", "sdram-ulx3s": None}.get(args.memory, args.memory)
     return compiler.compile_model(model, cfg, board=args.board, clock_mhz=SDRAM_CLOCK_MHZ, memory_spec=spec,
-                                  trace=True, options=plan.Options(port_bytes=word))
+                                  trace=not args.no_trace, options=plan.Options(port_bytes=word))
 
 
-def program_plan(c, memory_spec: str, word: int) -> int:
-    """The plan's cycles for the whole compiled program on the system (:func:`wino_gen.plan.program_cycles`:
-    the sequencer's overlap of fetch, transfers and COMPUTEs on the memory ``memory_spec``)."""
+def program_model(c, compute_cycles, memory_spec: str, word: int):
+    """``(cycles, every instruction's (start, retire) cycles)`` of the compiled program on the
+    system as :func:`wino_gen.plan.program_cycles` models it: the sequencer's overlap of fetch,
+    transfers and COMPUTEs (``compute_cycles(index)`` cycles each) on the memory ``memory_spec``
+    behind a ``word``-byte port."""
     from wino_gen import plan
 
     from .memory import timing
 
     img = c.image
-    costs = plan.compute_costs(c.plan, img.program)
-    return plan.program_cycles(img.program, costs.__getitem__, timing(memory_spec), plan.SystemBuild(port_bytes=word),
-                               start_addr=img.program_offset)[0]
+    return plan.program_cycles(img.program, compute_cycles, timing(memory_spec), plan.SystemBuild(port_bytes=word),
+                               start_addr=img.program_offset)
+
+
+def sustained_rate(memory_spec: str, word: int) -> float:
+    """Bytes per cycle the ``memory_spec`` timing sustains: a long sequential read in the DMA's
+    longest bursts (:data:`sim.system.MAX_BURST` port words), every word taken when due
+    (:func:`sim.memory.replay`), so that the SDRAM's refreshes and row opens count and the
+    port's word a cycle caps it. The 100% of the utilization column."""
+    from .memory import replay, timing
+    from .system import MAX_BURST
+
+    burst = MAX_BURST * word
+    n = SUSTAINED_BYTES // burst
+    return n * burst / replay(timing(memory_spec), [(k * burst, burst, False) for k in range(n)], word)
+
+
+def segments(img) -> list[tuple[int, list[int]]]:
+    """The program cut into layer runs: ``(plan layer, its instruction indices)`` in program
+    order. The compiler opens each layer (each repeat of it) with the LOAD of its parameter
+    block, so a run lasts from one parameter LOAD to the next; the prologue before the first
+    (resident weights) belongs to none. ValueError when a COMPUTE in a run names another layer
+    (the rule no longer holds)."""
+    param, runs = isa.BUFFERS.index("param"), []
+    for i, ins in enumerate(img.program):
+        if ins.OP == "LOAD" and ins.buffer == param:
+            runs.append((len(runs) % img.n_layers, []))
+        if not runs:
+            continue
+        if ins.OP == "COMPUTE" and ins.layer != runs[-1][0]:
+            raise ValueError(f"instruction {i}: a COMPUTE of layer {ins.layer} in the run of layer {runs[-1][0]}")
+        runs[-1][1].append(i)
+    return runs
+
+
+def layer_windows(img, times) -> dict[int, tuple[int, int]]:
+    """Per plan layer: (bytes its LOAD/STOREs move, the cycles of its window), summed over its
+    runs (:func:`segments`). A run's window ends when its last COMPUTE retires and starts where
+    the previous run's ended (the first at its parameter LOAD's start, after the prologue): the
+    compute queue runs in order, so the windows cut the program's timeline into layers.
+    ``times``: every instruction's (start, retire) cycles (:func:`program_model`)."""
+    runs = segments(img)
+    out, end = {}, times[runs[0][1][0]][0] if runs else 0
+    for k, idx in runs:
+        moved = sum(img.program[i].count * img.program[i].burst for i in idx if img.program[i].OP in ("LOAD", "STORE"))
+        start = end
+        end = max([times[i][1] for i in idx if img.program[i].OP == "COMPUTE"], default=start)
+        b, w = out.get(k, (0, 0))
+        out[k] = (b + moved, w + end - start)
+    return out
+
+
+def layer_row(lp, got: int, planned: int, core: int, moved: int, window: int, total: int, rate: float) -> dict:
+    """One layer of the report (the JSON's and the printed line's): its engine, the plan's bound,
+    measured and planned COMPUTE cycles, perf's core cycles, the bytes its transfers move, its
+    window (:func:`layer_windows`) beside the plan's ``total``, and those bytes over that window
+    as a share of the sustained ``rate``."""
+    return {"layer": lp.layer.name, "engine": lp.engine, "bound": lp.bound, "measured": got, "plan": planned,
+            "ratio": round(got / planned, 4), "perf_core": core, "bytes": moved, "window": window,
+            "plan_total": total, "utilization": round(moved / window / rate, 4) if window else None}
+
+
+def row_line(r: dict, col: int) -> str:
+    """The printed line of a :func:`layer_row`; the utilization only where the layer is memory-bound."""
+    util = f", {r['utilization']:.1%} of the sustained rate" if r["bound"] == "memory" and r["window"] else ""
+    return (f"  {safeio.printable(r['layer']):<{col}} {r['engine']:<8} {r['bound']:<7} {r['measured']} cycles "
+            f"measured, plan {r['plan']} ({r['ratio']:.3f}x), perf core {r['perf_core']}; {r['bytes']} B in a "
+            f"{r['window']}-cycle window (plan {r['plan_total']}){util}")
 
 
 def reference(img, cfg, x):
@@ -217,29 +317,33 @@ def reference(img, cfg, x):
     return interp.run(img, cfg, x)
 
 
-def system_main(args, model, cfg) -> int:
-    """``--system``: the whole network from the compiled image on the full system, image batch
-    by image batch; every stored tensor compared with the interpreter's, per layer the measured
-    COMPUTE cycles beside the plan's and ``perf``'s core cycles."""
-    from wino_gen import memory
+def checked(c, cfg, lo: int, x, run) -> dict[str, np.ndarray]:
+    """The interpreter's stored tensors for the batch ``x`` at ``lo``; :class:`SystemFailure`
+    when its run ended in an error status or a stored tensor differs from them."""
     from wino_gen.compile import interp
 
     from . import system
 
-    xs = model.layers[0].arrays["x"]
-    n = args.images or 1
-    if n > len(xs):
-        raise UsageError(f"--images {n}: {safeio.printable(str(args.model))} holds {len(xs)} export samples")
-    word = memory.board_memory(args.board).external.word_bytes if args.memory == "sdram-ulx3s" else 1
-    c = compile_for(model, cfg, args, word)
-    img = c.image
-    max_pool = system.max_pool_for(model)
-    limit = 20 * c.plan.cycles * img.batch + 100_000
-    print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}) on the system, "
-          f"F({cfg.tile}x{cfg.tile},3x3) unroll {cfg.unroll}x{cfg.unroll_in}, board {args.board}, memory "
-          f"{args.memory} ({word}-byte port), {len(img.program)} instructions, {n} image(s)", flush=True)
+    err = system.status_line(c.image, run.status)
+    if err:
+        raise SystemFailure(f"image {lo}: {err}")
+    try:
+        want = reference(c.image, cfg, x)
+    except interp.Fault as e:
+        raise SystemFailure(f"image {lo}: the system ended well, the interpreter did not: {e}") from None
+    bad = system.first_mismatch(c, want, run.got)
+    if bad:
+        name, count, idx, g, w = bad
+        where = "never stored" if idx is None else f"{count} mismatches, first at {idx}: got {g}, reference {w}"
+        raise SystemFailure(f"layer {safeio.printable(name)}: {where} (image {lo})")
+    return want
+
+
+def run_batches(args, img, cfg, xs, n: int, word: int, max_pool: int, limit: int):
+    """``(first image index, batch, SystemRun)`` of every batch of the first ``n`` inputs."""
+    from . import system
+
     show = progress.wanted(args.no_progress)
-    totals, total_cycles, t0 = {}, 0, time.perf_counter()
     starts = range(0, n, img.batch)
     batches = [xs[lo:min(n, lo + img.batch)] for lo in starts]
     # pysim: a progress line per batch; Verilator: every batch in one harness run
@@ -252,33 +356,102 @@ def system_main(args, model, cfg) -> int:
                                       seeds=[args.stall_seed + lo for lo in group], word_bytes=word,
                                       memory=args.memory, stall=args.stall, max_pool=max_pool, limit=limit,
                                       backend=args.backend, show=show)
-    for lo, x, run in zip(starts, batches, runs, strict=True):
-        err = system.status_line(img, run.status)
-        if err:
-            raise SystemFailure(f"image {lo}: {err}")
-        try:
-            want = reference(img, cfg, x)
-        except interp.Fault as e:
-            raise SystemFailure(f"image {lo}: the system ended well, the interpreter did not: {e}") from None
-        bad = system.first_mismatch(c, want, run.got)
-        if bad:
-            name, count, idx, g, w = bad
-            where = "never stored" if idx is None else f"{count} mismatches, first at {idx}: got {g}, reference {w}"
-            raise SystemFailure(f"layer {safeio.printable(name)}: {where} (image {lo})")
+    return list(zip(starts, batches, runs, strict=True))
+
+
+class Models:
+    """:func:`program_model` of one compiled program, once per distinct set of COMPUTE cycles
+    (the images of a run without stalls time alike, and like the plan when it is exact)."""
+
+    def __init__(self, c, memory_spec: str, word: int):
+        self.c, self.memory_spec, self.word, self.done = c, memory_spec, word, {}
+
+    def __call__(self, cycles: dict[int, int]):
+        key = tuple(sorted(cycles.items()))
+        if key not in self.done:
+            self.done[key] = program_model(self.c, cycles.__getitem__, self.memory_spec, self.word)
+        return self.done[key]
+
+
+def tally(c, cfg, batches, models: Models, max_pool: int):
+    """Every batch checked (:func:`checked`), then per layer the sums over the batches of
+    (measured, planned and perf core COMPUTE cycles, bytes moved, window, the plan's total),
+    the measured cycles, the model's on the measured COMPUTE cycles, the last batch's tensors."""
+    from . import system
+
+    lps = {lp.layer.name: (k, lp) for k, lp in enumerate(c.plan.layers)}
+    totals, measured, modelled = {}, 0, 0
+    for lo, x, run in batches:
+        want = checked(c, cfg, lo, x, run)
+        cycles, times = models({i: v[0] for i, v in run.computes.items()})
+        use = layer_windows(c.image, times)
         for name, got, planned, core in system.layer_cycles(c, cfg, run.computes, max_pool):
-            t = totals.setdefault(name, [0, 0, 0])
-            t[0], t[1], t[2] = t[0] + got, t[1] + planned, t[2] + core
-        total_cycles += run.status[2]
+            k, lp = lps[name]
+            t = totals.setdefault(name, [lp, 0, 0, 0, 0, 0, 0])
+            for j, v in enumerate((got, planned, core, *use[k], lp.cost.total * c.plan.repeat), 1):
+                t[j] += v
+        measured += run.status[2]
+        modelled += cycles
+    return totals, measured, modelled, want
+
+
+def system_main(args, model, cfg) -> int:
+    """``--system``: the whole network from the compiled image on the full system, image batch
+    by image batch; every stored tensor compared with the interpreter's, per layer the measured
+    COMPUTE cycles beside the plan's and ``perf``'s core cycles and the layer's transfers."""
+    from wino_gen import memory, plan
+
+    from . import system
+
+    t0 = time.perf_counter()
+    xs = model.layers[0].arrays["x"]
+    n = args.images or 1
+    if n > len(xs):
+        raise UsageError(f"--images {n}: {safeio.printable(str(args.model))} holds {len(xs)} export samples")
+    word = memory.board_memory(args.board).external.word_bytes if args.memory == "sdram-ulx3s" else 1
+    c = compile_for(model, cfg, args, word)
+    img = c.image
+    max_pool = system.max_pool_for(model)
+    core = f"direct-only core unroll {cfg.unroll}x{cfg.unroll_in}" if args.direct_only else \
+        f"F({cfg.tile}x{cfg.tile},3x3) unroll {cfg.unroll}x{cfg.unroll_in}"
+    print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}) on the system, "
+          f"{core} ({cfg.multipliers} multipliers), board {args.board}, memory {args.memory} ({word}-byte port), "
+          f"{len(img.program)} instructions, {n} image(s)", flush=True)
+    batches = run_batches(args, img, cfg, xs, n, word, max_pool, 20 * c.plan.cycles * img.batch + 100_000)
+    models = Models(c, args.memory, word)
+    totals, cycles, modelled, want = tally(c, cfg, batches, models, max_pool)
+    rate = sustained_rate(args.memory, word)
+    rows = [layer_row(*v, rate) for v in totals.values()]
     col = max([12] + [len(safeio.printable(k)) for k in totals])
-    for name, (got, planned, core) in totals.items():
-        print(f"  {safeio.printable(name):<{col}} {got} cycles measured, plan {planned} ({got / planned:.3f}x), "
-              f"perf core {core}", flush=True)
-    print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    outputs = sum(v.size for v in want.values()) * n // len(x)
-    planned = program_plan(c, args.memory, word) * len(batches)
-    print(f"sim: system, {len(totals)} layers, {n} image(s), {outputs} outputs, 0 mismatches, {total_cycles} cycles "
-          f"(plan {planned}, {total_cycles / planned:.4f}x)")
+    for r in rows:
+        print(row_line(r, col), flush=True)
+    planned = models(plan.compute_costs(c.plan, img.program))[0] * len(batches)
+    clock, per_image = c.plan.clock_mhz, cycles / n
+    print(f"  windows: the sequencer model (plan.program_cycles) on the measured COMPUTE cycles, {modelled} cycles "
+          f"for the run (measured {cycles}, {cycles / modelled:.4f}x); sustained rate {rate:.3f} B/cycle "
+          f"({args.memory}, sequential reads in {system.MAX_BURST * word}-byte bursts)")
+    print(f"sim: system, {per_image:.0f} cycles/image, {per_image / (clock * 1e3):.3f} ms/image at {clock:g} MHz "
+          f"(the plan's clock, the memory timing's)")
+    outputs = sum(v.size for v in want.values()) * n // len(batches[-1][1])
+    seconds = time.perf_counter() - t0
+    print(f"  ({seconds:.1f} s)", file=sys.stderr)
+    if args.json:
+        totals_json = {"cycles": cycles, "plan_cycles": planned, "model_cycles_on_measured_computes": modelled,
+                       "cycles_per_image": round(per_image), "ms_per_image": round(per_image / (clock * 1e3), 4),
+                       "outputs": outputs, "mismatches": 0, "seconds": round(seconds, 1)}
+        write_report(args, model, cfg, word, clock, rate, rows, totals_json)
+    print(f"sim: system, {len(totals)} layers, {n} image(s), {outputs} outputs, 0 mismatches, {cycles} cycles "
+          f"(plan {planned}, {cycles / planned:.4f}x)")
     return 0
+
+
+def write_report(args, model, cfg, word: int, clock: float, rate: float, rows: list[dict], totals: dict) -> None:
+    """``--json``: the run's flags, config and memory, the per-layer rows and the totals, whole or not at all."""
+    report = {"model": model.name, "model_dir": str(args.model), "core": "direct-only" if args.direct_only else "dual",
+              "trace": not args.no_trace, "config": cfg.to_dict(), "board": args.board, "memory": args.memory,
+              "port_bytes": word, "backend": args.backend, "stall": args.stall, "images": args.images or 1,
+              "clock_mhz": clock, "sustained_bytes_per_cycle": round(rate, 4), "layers": rows, **totals}
+    safeio.atomic_write(args.json, json.dumps(report, indent=1) + "\n", "--json")
 
 
 class SystemFailure(Exception):
@@ -295,7 +468,8 @@ def main(argv=None) -> int:
 
     model = load_model(args.model)
     if args.system:
-        cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in)
+        cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in,
+                                 algo="direct" if args.direct_only else "winograd")
         try:
             return system_main(args, model, cfg)
         except SystemFailure as e:

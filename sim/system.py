@@ -111,15 +111,22 @@ def result(img: im.Image, status: tuple[int, int, int], computes, stored: set[in
 
 def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int,
           max_pool: int = DEFAULT_MAX_POOL) -> System:
-    """The system sized for ``img``: its scratchpads, feeders at the engine's rate (rtl.feed: a
-    weight word a cycle, a Winograd beat a cycle), a port of ``word_bytes`` over ``mem_bytes``
-    with bursts of the schedule's :data:`~wino_gen.schedule.MAX_BURST`; its queues and DMA the
+    """The system sized for ``img`` (a direct-only core for a ``direct`` config): its
+    scratchpads, feeders at the engine's rate (rtl.feed: a weight word a cycle, a Winograd beat
+    a cycle), a port of ``word_bytes`` over ``mem_bytes`` with bursts of the schedule's :data:`~wino_gen.schedule.MAX_BURST`; its queues and DMA the
     system's defaults (:func:`timing_build` reads them back)."""
     port = PortSignature(data_width=8 * word_bytes, addr_width=max(1, (mem_bytes // word_bytes - 1).bit_length()),
                          max_burst=MAX_BURST)
     return System(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
                   mem_bytes=mem_bytes, act_width=pow2_bits(cfg.n), wgt_width=pow2_bits(pe_geometry(cfg).lanes),
-                  weight_ports=cfg.unroll, out_ports=cfg.tile, max_pool=max_pool, max_instrs=len(img.program) + 1)
+                  weight_ports=cfg.unroll, out_ports=_out_ports(cfg), max_pool=max_pool,
+                  direct_only=cfg.algo == "direct", max_instrs=len(img.program) + 1)
+
+
+def _out_ports(cfg: AcceleratorConfig) -> int:
+    """The output writer's windows: one per row of a Winograd beat (``tile``), else one per
+    channel of a direct or element-wise beat, so that the writer keeps up with the core."""
+    return cfg.tile if cfg.algo == "winograd" else max(cfg.unroll, cfg.unroll_in)
 
 
 def timing_build(dut: System) -> plan.SystemBuild:
@@ -229,7 +236,8 @@ def core_cycles(cfg: AcceleratorConfig, ins, layer, max_pool: int = DEFAULT_MAX_
     a_e, b, _ = cm.engine_band(mode, H=H, kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
                                r0=ins.r0, r1=ins.r1, tile=cfg.tile)
     return perf.core_cycles(cfg, mode, ins.c1 - ins.c0, ins.k1 - ins.k0, b - a_e, W, kernel=layer.kernel,
-                            stride=layer.stride, padding=layer.padding, max_kernel=3)
+                            stride=layer.stride, padding=layer.padding, max_kernel=3,
+                            direct_only=cfg.algo == "direct")
 
 
 def layer_cycles(compiled, cfg: AcceleratorConfig, computes, max_pool: int = DEFAULT_MAX_POOL):
