@@ -13,10 +13,12 @@
   that never answers, a run that never ends, a forced error status.
 
 ``--port sim`` is the RTL: :class:`sim.board.VerilatorBoard`, the whole board top
-(:class:`rtl.board.BoardSystem`: host link, sequencer, DMA, compute core) on Verilator with the
-ULX3S SDRAM's timing behind its memory port. The core imports no simulator, so it is reached
-through a registry entry, :data:`SIM_BOARD` (a module and function name, loaded with
-:mod:`importlib` only when ``--port sim`` is opened); no ``verilator`` on PATH is one line.
+(:class:`rtl.board.BoardSystem`: host link, sequencer, DMA, compute core, SDRAM controller) on
+Verilator, the controller's pins on a behavioural SDRAM chip that flags every timing violation
+(or, asked for, the memory port on the ULX3S SDRAM's timing model, faster). The core imports
+no simulator, so it is reached through a registry entry, :data:`SIM_BOARD` (a module and
+function name, loaded with :mod:`importlib` only when ``--port sim`` is opened); no
+``verilator`` on PATH is one line.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from ..errors import UsageError
 
 #: ``--port`` values that are no serial port
 GOLDEN, SIM = "golden", "sim"
-#: the simulated board's opener, ``(module, function)``: ``function(model, img, cfg, clock_mhz=, show=)``
-#: returns a transport with ``now``/``sleep`` in simulated seconds (:func:`sim.board.open_board`)
+#: the simulated board's opener, ``(module, function)``: ``function(model, img, cfg, clock_mhz=, show=,
+#: [memory=])`` returns a transport with ``now``/``sleep`` in simulated seconds
+#: (:func:`sim.board.open_board`; ``memory``: its choice of memory, the opener's default if not given)
 SIM_BOARD = ("sim.board", "open_board")
 #: the wire faults :class:`GoldenBoard` injects, ``(what, wire)``, in the order it cycles through
 #: them: a byte dropped, a bit flipped, or the whole reply lost
@@ -316,11 +319,14 @@ def require_sim() -> None:
         raise UsageError("--port sim: the simulator package 'sim' is not importable; run from a clone of wino")
 
 
-def open_sim(model, img: im.Image, cfg: AcceleratorConfig, *, clock_mhz: float, show: bool):
-    """The simulated board of ``--port sim`` (:data:`SIM_BOARD`), built for ``img``."""
+def open_sim(model, img: im.Image, cfg: AcceleratorConfig, *, clock_mhz: float, show: bool,
+             memory: str | None = None):
+    """The simulated board of ``--port sim`` (:data:`SIM_BOARD`), built for ``img``, on
+    ``memory`` (:func:`sim.board.open_board`'s: ``sdram``, the default, or a port timing)."""
     require_sim()
     module, name = SIM_BOARD
-    return getattr(importlib.import_module(module), name)(model, img, cfg, clock_mhz=clock_mhz, show=show)
+    extra = {} if memory is None else {"memory": memory}
+    return getattr(importlib.import_module(module), name)(model, img, cfg, clock_mhz=clock_mhz, show=show, **extra)
 
 
 def open_transport(port: str, baud: int, golden, sim=None):
