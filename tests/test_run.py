@@ -264,6 +264,8 @@ def test_ctrl_c_is_interrupted_130_and_closes_the_port(tiny, capsys):
     (["--images", "rand.npy", "--image", "x.bin", "--weight-bytes", "4096"], "go with compiling MODEL_DIR"),
     (["--images", "rand.npy", "--baud", "nan"], "--baud"),
     (["--data", "fashion-mnist"], "1x28x28, the model 'tiny' takes 4x10x10"),
+    (["--images", "rand.npy", "--sim-memory", "ideal"], "--sim-memory goes with --port sim"),
+    (["--images", "rand.npy", "--port", "sim", "--sim-memory", "fast"], "--sim-memory fast: expected sdram"),
 ])
 def test_bad_flags_and_files_are_one_line(tiny, capsys, monkeypatch, args, msg):
     d = tiny["dir"]

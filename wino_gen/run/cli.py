@@ -17,8 +17,10 @@ output byte (exit 1 on a mismatch).
 RTL: it checks the host code and the image, not the hardware; it has no clock, so the cycles
 printed are the plan's alone (and its counter reads the plan's cycles of a run).
 --port sim is the RTL: the board's whole system top (host link, sequencer, DMA, compute core)
-built for the image on Verilator, behind the ULX3S SDRAM's timing, at --clock; its cycles are
-the hardware's counter (needs verilator on PATH; the first build of a design takes minutes).
+built for the image on Verilator, with its SDRAM controller on a behavioural SDRAM chip
+(sim/cpp/sdram_chip.h, every timing violation an error) at --clock, or with --sim-memory on a
+memory port served by a timing model (faster); its cycles are the hardware's counter (needs
+verilator on PATH; the first build of a design takes minutes).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def _parser() -> ArgumentParser:
                     help="seconds to wait for each part of a reply (3 tries per request)")
     ap.add_argument("--run-timeout", type=number(float, lo=0, lo_open=True), default=10.0,
                     help="seconds one run may take before it counts as hung")
+    ap.add_argument("--sim-memory", metavar="MEMORY",
+                    help="--port sim: 'sdram' (default: the SDRAM controller on a behavioural chip) or a timing "
+                         "model on the memory port: sdram-ulx3s, ideal, BYTES_PER_CYCLE,LATENCY")
     ap.add_argument("--verify", action="store_true",
                     help="run the golden model on the same inputs and compare every output byte (exit 1 on a mismatch)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -89,6 +94,8 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
         raise UsageError("wino_gen run: --labels goes with --images (--data brings its own labels)")
     if args.limit and not args.data:
         raise UsageError("wino_gen run: --limit goes with --data (cut the --images file instead)")
+    if args.sim_memory is not None:
+        _check_sim_memory(args)
     if args.port == boards.SIM:           # refused before any compiling when it cannot run
         boards.require_sim()
     model = load_model(args.model_dir)
@@ -99,11 +106,23 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
     memory_bytes = _memory_bytes(args.board)
     predicted = program_plan(p, img, args.board, args.clock)
     make = functools.partial(golden, cfg, predicted[1], memory_bytes=memory_bytes)
-    sim = functools.partial(boards.open_sim, model, img, cfg, clock_mhz=args.clock, show=show)
+    sim = functools.partial(boards.open_sim, model, img, cfg, clock_mhz=args.clock, show=show, memory=args.sim_memory)
     outs, counted, resent, seconds = _on_board(args, img, x, make, sim, show)
     preds = outs.reshape(len(x), -1).argmax(axis=1)
     _report(args, model, img, preds, labels, counted, predicted, resent, seconds)
     return _verify(model, x, outs) if args.verify else 0
+
+
+def _check_sim_memory(args) -> None:
+    """``--sim-memory``: only with ``--port sim``; ``sdram`` or a timing :func:`wino_gen.timing.timing` names."""
+    if args.port != boards.SIM:
+        raise UsageError(f"--sim-memory goes with --port sim, not --port {printable(args.port)}")
+    if args.sim_memory != "sdram":
+        try:
+            timing.timing(args.sim_memory)
+        except UsageError:
+            raise UsageError(f"--sim-memory {printable(args.sim_memory)}: expected sdram, sdram-ulx3s, ideal or "
+                             "BYTES_PER_CYCLE,LATENCY (a rate > 0, a latency >= 0)") from None
 
 
 # -- the image and the inputs --------------------------------------------------------------------
