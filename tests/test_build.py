@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wino_gen import boards, clocks
+from wino_gen import boards, clocks, perf
 from wino_gen.__main__ import main as cli
 from wino_gen.config import AcceleratorConfig
 from wino_gen.flow import build
@@ -344,3 +344,148 @@ def test_impossible_target_is_refused_before_work(tmp_path, fake_ecp5, monkeypat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "EHXPLLL from 25 MHz: 600 MHz is out of range; allowed: 3.125..400 MHz" in err
     assert list(tmp_path.iterdir()) == [] and not list(fake_ecp5.iterdir())
+
+
+# -- the system build (--system) ------------------------------------------------------------------
+
+TINY_SYSTEM = AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16)
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    path = tmp_path / "tiny.json"
+    TINY_SYSTEM.save(path)
+    return path
+
+
+def _one_line_error(capsys, argv) -> str:
+    rc = cli(["build", "--board", "ulx3s-85f", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--tile", "4"], "--tile 4 contradicts --system"),
+    (["--unroll", "2"], "--unroll 2 contradicts --system"),
+    (["--model", "examples/tiny"], "--model and --config go with the self-test build"),
+    (["--corrupt", "1"], "--corrupt sets the self-test layer"),
+    (["--size", "4"], "--size sets the self-test layer"),
+    (["--force"], "nothing to force"),
+    (["--target-mhz", "600"], "600 MHz is out of range"),
+    (["--baud", "20000000"], "--baud"),
+    (["--act-bytes", "300", "--weight-bytes", "4096"], "--act-bytes 300: a power of two"),
+    (["--act-bytes", "4096"], "--act-bytes and --weight-bytes go together"),
+    (["--act-bytes", "8192", "--weight-bytes", "4096"], "does not fit: LUT: needs"),   # 8 KB in logic
+])
+def test_system_refusals(capsys, tmp_path, tiny_config, extra, msg):
+    err = _one_line_error(capsys, ["--system", str(tiny_config), *extra, "--out", str(tmp_path / "o")])
+    assert msg in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_system_needs_a_config_that_exists_and_fits(capsys, tmp_path):
+    assert "nonexistent.json" in _one_line_error(capsys, ["--system", str(tmp_path / "nonexistent.json"),
+                                                          "--check-only"])
+    big = tmp_path / "big.json"
+    AcceleratorConfig(tile=6, unroll=16).save(big)
+    err = _one_line_error(capsys, ["--system", str(big), "--check-only"])
+    assert "the system of tile 6 x unroll 16" in err and "does not fit" in err and "LUT: needs" in err
+
+
+def test_system_flags_need_system(capsys):
+    assert "--baud goes with --system" in _one_line_error(capsys, [*SMALL, "--baud", "9600", "--check-only"])
+    assert "--max-pool goes with --system" in _one_line_error(capsys, [*SMALL, "--max-pool", "5", "--check-only"])
+    assert "--act-bytes goes with --system" in _one_line_error(capsys, [*SMALL, "--act-bytes", "64", "--check-only"])
+
+
+def test_system_on_icebreaker_is_refused(capsys, tiny_config):
+    rc = cli(["build", "--board", "icebreaker", "--system", str(tiny_config), "--check-only"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "SPRAM" in err and err.count("\n") == 1
+
+
+def test_system_model_too_big_for_the_act_scratchpad(capsys):
+    """examples/tiny (F4) needs more activation scratchpad than fits in logic beside the core
+    (the activation scratchpad is not block RAM, see build.LOGIC_SCRATCH_PER_BYTE): named, exit 2."""
+    err = _one_line_error(capsys, ["--system", "examples/tiny", "--unroll", "1", "--check-only"])
+    assert "no scratchpads that fit the ulx3s-85f beside the core run the model" in err
+    assert "bytes of activation scratchpad" in err
+
+
+def test_system_check_only_sizes_the_scratchpads(capsys, tiny_config):
+    """The scratchpads are powers of two, the largest the estimate fits (doubling either one
+    would not fit), and the estimate adds up from its parts."""
+    assert cli(["build", "--board", "ulx3s-85f", "--system", str(tiny_config), "--check-only"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    sysr, est = rep["system"], rep["estimate"]
+    a, w, p = sysr["act_bytes"], sysr["wgt_bytes"], sysr["param_bytes"]
+    for n in (a, w, p):
+        assert n & (n - 1) == 0
+    assert sysr["compile_flags"] == f"--act-bytes {a} --weight-bytes {w}"
+    assert p >= build.param_scratch(TINY_SYSTEM) and sysr["max_pool"] == 3 and sysr["uart_divisor"] == 217
+    b = boards.get_board("ulx3s-85f")
+    assert not boards.misfit(est, b)
+    for more in ((2 * a, w), (a, 2 * w)):
+        assert boards.misfit(build.system_estimate(TINY_SYSTEM, b, True, *more, p, 3, 3)[0], b)
+    parts = sysr["estimate_parts"]
+    core = perf.estimate_resources(TINY_SYSTEM, board=b.name, max_kernel=3, max_pool=3)
+    for k in ("lut", "ff", "bram"):
+        assert est[k] == core[k] + sum(s[k] for s in parts["scratchpads"].values()) + parts["overhead"][k]
+
+
+def test_bram_blocks():
+    assert build.bram_blocks(2048, 8) == 1           # 2048 x 9
+    assert build.bram_blocks(4096, 32) == 2          # 1024 x 32 in two 1024 x 18
+    assert build.bram_blocks(32768, 128) == 15       # 2048 words: 128 / 9 -> 15 blocks
+    assert build.bram_blocks(64, 32) == 1
+
+
+def test_system_build_through_fake_tools(tmp_path, fake_ecp5, monkeypatch, tiny_config, capsys):
+    """One system build of the tiny config at 40 MHz with stand-in tools: the pins-level top's
+    constraints (UART, SDRAM, LEDs, the oscillator for the PLL), the EHXPLLL, the collision
+    selection that spares asynchronous read ports, and report.json's system fields."""
+    monkeypatch.setenv("FAKE_FMAX", "44.1")
+    out = tmp_path / "o"
+    assert cli(["build", "--board", "ulx3s-85f", "--system", str(tiny_config), "--target-mhz", "40",
+                "--out", str(out)]) == 0
+    rep = _report(out)
+    assert rep["engine"] == build.SYSTEM_ENGINE and "selftest" not in rep
+    s = rep["system"]
+    assert s["uart_divisor"] == 347 and s["baud"] == 115200 and "image" not in s
+    assert rep["clock"]["mhz"] == 40 and rep["clock"]["pll"]["params"]["CLKFB_DIV"] == 8 and rep["timing_met"]
+    assert rep["estimate_source"].startswith("wino_gen.perf.estimate_resources(max_kernel=...)")
+    lpf = (fake_ecp5 / "lpf.1").read_text()
+    for pin in ("M1", "L4", "F19", "F20", "P20", "J16", "U19", "B2"):      # UART, SDRAM, LED 0
+        assert f'SITE "{pin}"' in lpf, pin
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ;' in lpf
+    il = (out / "build" / "top.il").read_text()
+    assert il.count("cell \\EHXPLLL ") == 1 and "parameter \\CLKFB_DIV 8\n" in il
+    assert "r:CLK_ENABLE=0 %d" in (out / "build" / "top.ys").read_text()
+    assert AcceleratorConfig.load(out / "config.json") == TINY_SYSTEM
+
+
+def test_system_from_a_model_dir_compiles_its_image_for_the_scratchpads(capsys, monkeypatch):
+    """Were the activation scratchpad block RAM (no logic per byte), examples/tiny would fit: its
+    core takes the model's pool window, its image is compiled for the chosen scratchpads, which
+    are those of its fastest plan among the sizes that fit."""
+    from rtl.board_top import MAX_INSTRS
+    monkeypatch.setattr(build, "LOGIC_SCRATCH_PER_BYTE", {"lut": 0, "ff": 0})
+    assert cli(["build", "--board", "ulx3s-85f", "--system", "examples/tiny", "--unroll", "1", "--check-only"]) == 0
+    s = json.loads(capsys.readouterr().out)["system"]
+    img = s["image"]
+    assert s["max_pool"] == 5 and s["sizing"].startswith("model:")
+    assert img["act_scratch"] <= s["act_bytes"] and img["wgt_scratch"] <= s["wgt_bytes"]
+    assert img["param_scratch"] <= s["param_bytes"] and img["instructions"] <= MAX_INSTRS
+    assert img["plan_cycles_per_image"] > 0
+
+
+@pytest.mark.parametrize("name", ["dual", "direct-only"])
+def test_core_lut_estimate_matches_the_live_command_builds(name):
+    """The core's LUT estimate (the system's largest part) against the recorded core builds of
+    benchmarks/synth.py --core, whose command word is live as in the system: within 15%."""
+    rec = json.loads((Path(__file__).parent.parent / "benchmarks" / "results" / f"synth_core_{name}.json").read_text())
+    cfg = AcceleratorConfig.from_dict(rec["config"])
+    est = perf.estimate_resources(cfg, board=rec["board"], use_dsp=True, max_kernel=rec["core"]["max_kernel"],
+                                  direct_only=rec["core"]["direct_only"])
+    assert est["lut"] == pytest.approx(rec["resources"]["lut"]["core"], rel=0.15)

