@@ -103,10 +103,8 @@ CORE_MAX_KERNEL = 3
 #: synth_lattice uses where there are no DSPs; it needs ``proc`` first), so that DSP
 #: inference, which takes every ``$mul``, leaves them alone.
 SOFT_MULTIPLIERS = "proc *.elt.pool; booth *.elt.pool/t:$mul"
-#: :data:`wino_gen.flow.build.NO_COLLISION_CHECK` without the asynchronous read ports (the
-#: window generator's FIFO, in LUT RAM): yosys asserts (``port.clk_enable``, kernel/mem.cc)
-#: on a collision mask on an asynchronous port.
-NO_COLLISION_CHECK = build.NO_COLLISION_CHECK + " r:CLK_ENABLE=0 %d"
+#: the build flow's (it leaves out the asynchronous read ports)
+NO_COLLISION_CHECK = build.NO_COLLISION_CHECK
 #: nextpnr's flag for each stage a core build may stop after.
 NEXTPNR_STOP = {"pack": "--pack-only", "place": "--no-route"}
 CORE_RESULTS = RESULTS.parent / "synth_core_{build}.json"
