@@ -9,7 +9,11 @@ the host streaming as fast as the accelerator accepts (one beat per cycle on ``x
 - the line buffer: a tile row starts once its n rows are loaded (``n_cg * nxb`` beats per
   row), and loading runs at most 2n rows ahead of the tile row being read;
 - the output side: a tile's ``unroll`` channels leave one per cycle through the serializer,
-  so a tile takes ``max(n_cg, unroll + 1)`` cycles (the serializer's ready is registered);
+  which takes a tile every ``unroll + 1`` cycles at most (its ready is registered); a tile
+  done sooner waits at the PE array's output and stands the whole array still, its next
+  steps included (:class:`_StepClock` counts the steps cycle by cycle, not a tile as
+  ``max(n_cg, unroll + 1)`` cycles: a tile row whose rows arrive just as the previous one's
+  steps end runs into that wait);
 - the pipeline latency from ``start`` to the first output and from the last step to the last
   output.
 
@@ -49,7 +53,7 @@ class _UWeights:
     def full(self, block: int) -> int:
         return self.first if block == 0 else 0
 
-    def ran(self, block: int, rows_in: int) -> None:
+    def ran(self, block: int, last: int) -> None:
         pass
 
 
@@ -83,14 +87,16 @@ class _StepClock:
             c = hi - 1
         return c + n
 
-    def tile(self, ready: int) -> int:
-        """Take a tile's ``n_cg`` steps, the first not before ``ready``; its last step's cycle."""
-        last = self._after(self._running(max(self.next, ready)), self.n_cg - 1)
+    def tile(self, ready: int) -> tuple[int, int]:
+        """Take a tile's ``n_cg`` steps, the first not before ``ready``: the cycles of its first
+        and last step."""
+        first = self._running(max(self.next, ready))
+        last = self._after(first, self.n_cg - 1)
         out = self._after(last, self.pe)
         taken = max(out, self.taken + self.period)
         self.frozen = [f for f in self.frozen if f[1] > last] + ([(out, taken)] if taken > out else [])
         self.next, self.taken = last + 1, taken
-        return last
+        return first, last
 
 
 class _SpatialWeights:
@@ -98,44 +104,42 @@ class _SpatialWeights:
     word is offered :func:`schedule.weight_path_latency` after its last beat, one word per
     ``beats_per_word`` cycles. While the weight buffer has no free bank the packer holds its
     word and the transform stalls, so the word is written in the cycle the bank frees (the
-    cycle after the step that releases it, two blocks back: :class:`_StepClock` times it) and
-    the next one ``beats_per_word`` later: ``W_k = max(W_{k-1} + beats_per_word, free)``; the
-    bank is full the cycle after."""
+    cycle after the step that releases it, two blocks back) and the next one
+    ``beats_per_word`` later: ``W_k = max(W_{k-1} + beats_per_word, free)``; the bank is full
+    the cycle after."""
 
     def __init__(self, g: schedule.WinogradGeometry, lat: schedule.Latencies, cfg: AcceleratorConfig):
         self.g, self.kpw = g, schedule.beats_per_word(cfg)
         self.last = lat.start + schedule.weight_path_latency(cfg) - 1   # "word -1" written
         self.release: dict[int, int] = {}
-        self.bank_full: dict[int, int] = {}
-        self.clock = _StepClock(g, lat)
 
     def full(self, block: int) -> int:
         free = self.release[block - 2] + 1 if block >= 2 else 0
         w = max(self.last + self.kpw, free) + (self.g.n_cg - 1) * self.kpw
         self.last = w
-        self.bank_full[block] = w + 1
         return w + 1
 
-    def ran(self, block: int, rows_in: int) -> None:
-        """The block's steps on the PE array, from when its bank is full and (``rows_in``) its
-        tile row's rows are in; its last step releases the bank."""
-        ready = max(self.bank_full[block], rows_in)
-        for _ in range(self.g.tw):
-            last = self.clock.tile(ready)
+    def ran(self, block: int, last: int) -> None:
+        """The block's last step (cycle ``last``) releases its bank."""
         self.release[block] = last
 
 
-def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, per_tile: int, weights) -> int:
-    """The cycle the last tile row's last step is issued after, from an event model of the
-    line buffer and the weight banks: a padded row loads in ``row_beats`` cycles once the tile
-    row that frees its slot has started (:meth:`~schedule.WinogradGeometry.row_gate`), a tile
-    row starts when its rows are in (:meth:`~schedule.WinogradGeometry.rows_needed`) and the
-    previous tile row is done, and each output-channel block's first step reaches the PE array
-    once its weight bank is full (``weights.full``; the commands before it wait in the
-    pipeline); ``weights.ran`` times the block's steps where their cycles matter (the
-    release of a spatial-weight bank)."""
+def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, weights) -> int:
+    """The cycle the serializer takes the last tile, from an event model of the line buffer,
+    the weight banks and the PE array's steps (:class:`_StepClock`): a padded row loads in
+    ``row_beats`` cycles once the tile row that frees its slot has started
+    (:meth:`~schedule.WinogradGeometry.row_gate`); a block's first step reaches the PE array
+    once its weight bank is full (``weights.full``) and, for a tile row's first block, the
+    pipeline latency ``to_pe`` after the row's rows are in
+    (:meth:`~schedule.WinogradGeometry.rows_needed`); every later step follows as the array
+    takes it (the step commands queue in the pipeline). A tile row counts as started
+    ``to_pe`` cycles before its first step: exactly when that step did not queue; when it did,
+    the row was in long before and loading keeps at least two rows' beats ahead of its need,
+    so the slot it frees is not the one the array waits for. ``weights.ran`` hears each
+    block's last step (the release of a spatial-weight bank)."""
     to_pe = lat.tile_buffer + lat.skid + lat.input_transform + lat.rq    # a step command to the PE array
-    starts, t, ys, end = [], lat.start, g.pad, 0
+    clock = _StepClock(g, lat)
+    starts, t, ys = [], lat.start, g.pad
     for ty in range(g.th):
         while ys < g.rows_needed(ty):
             gate = g.row_gate(ys)
@@ -143,12 +147,13 @@ def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, per_til
             ys += 1
         for kb in range(g.n_kb):
             block = ty * g.n_kb + kb
-            s = max(end, weights.full(block) - to_pe, t if kb == 0 else 0)
-            if kb == 0:
-                starts.append(s)
-            weights.ran(block, t + to_pe if kb == 0 else 0)
-            end = s + g.tw * per_tile
-    return end
+            ready = max(weights.full(block), t + to_pe if kb == 0 else 0)
+            for tx in range(g.tw):
+                first, last = clock.tile(ready)
+                if kb == tx == 0:
+                    starts.append(first - to_pe)
+            weights.ran(block, last)
+    return clock.taken
 
 
 def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
@@ -159,8 +164,8 @@ def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
     per_tile = max(g.n_cg, lat.serializer_period)
     band_cycles = g.n_kb * g.tw * per_tile
     weights = _SpatialWeights(g, lat, cfg) if cfg.weights == "spatial" else _UWeights(g, lat)
-    # the last tile: its channels leave one per cycle after the pipeline latency
-    cycles = _winograd_end(g, lat, per_tile, weights) - (per_tile - g.n_cg) + lat.winograd + g.unroll - 1
+    # the last tile: its channels leave the serializer one per cycle, then the output stage
+    cycles = _winograd_end(g, lat, weights) + lat.serializer + lat.output_stage + g.unroll
     lane_fill = (C / (g.n_cg * cfg.unroll_in)) * (K / (g.n_kb * cfg.unroll))
     return {
         "cycles": int(cycles), "steps": g.steps, "tiles": (g.th, g.tw), "n_cg": g.n_cg, "n_kb": g.n_kb,
