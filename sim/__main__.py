@@ -21,14 +21,19 @@ on-chip layer output: the inference's own traffic), and compares what it stores.
 
 One line per layer (all images summed): its engine and the plan's bound (compute or memory),
 the measured COMPUTE cycles beside the plan's and ``perf``'s core cycles, the bytes its
-LOAD/STOREs move, its window beside the plan's total for the layer, and for a memory-bound
-layer the bandwidth utilization: those bytes over that window as a share of the memory's
-sustained rate (:func:`sustained_rate`: a long sequential read in the DMA's bursts on the same
-``--memory`` timing). A layer's window runs from the end of the previous layer's last COMPUTE
-(the first layer's from its parameter LOAD's start) to the end of its own last COMPUTE
-(:func:`layer_windows`). The harness reports each COMPUTE's cycles, not when it ran, so the
-windows are :func:`wino_gen.plan.program_cycles` (the sequencer cycle by cycle on that timing)
-run on the measured COMPUTE cycles; its whole-run total is printed beside the measured one.
+LOAD/STOREs move, its window beside the plan's total for the layer and the window the plan's
+program model gives it, and for a memory-bound layer the bandwidth utilization: those bytes over
+the measured window as a share of the memory's sustained rate (:func:`sustained_rate`: a long
+sequential read in the DMA's bursts on the same ``--memory`` timing). A layer's window is
+measured, from the sequencer's trace (:attr:`sim.system.SystemRun.times`, the same on both
+backends): it runs from the cycle the previous layer's last COMPUTE retired (the first layer's
+from the cycle its parameter LOAD issued) to the cycle its own last COMPUTE retired
+(:func:`layer_windows`), so the windows of the layers tile the run after the prologue; the
+modelled window is the same cut of :func:`wino_gen.plan.program_cycles` on the plan's COMPUTE
+cycles (the run the plan's total comes from, so it costs nothing more).
+``--batch N`` compiles the image for batches of N images (``plan.Options(batch=N)``, as
+``wino_gen run --batch`` does): ``--images`` run in batches of N, a short last one padded with
+zero images; cycles per image count every slot of every run (the runtime's rule).
 Then the run's cycles and ms per image at the plan's clock (the memory timing's), and
 ``--json FILE`` writes the same table and totals. The last line is
 ``sim: system, <L> layers, <I> image(s), <N> outputs, 0 mismatches, <C> cycles (plan <P>)``,
@@ -104,6 +109,9 @@ def parser():
                    help="--system: compile without the STOREs of every on-chip layer output (the image "
                         "wino_gen compile writes without --trace: the inference's own traffic); only the tensors "
                         "it stores (the network output, layers placed in external memory) are compared")
+    p.add_argument("--batch", type=number(int, lo=1, hi=4096), default=1,
+                   help="--system: images per run (the image compiled for batches of N, as wino_gen run --batch "
+                        "compiles it); a short last batch is padded with zero images, as the runtime pads it")
     p.add_argument("--json", metavar="FILE",
                    help="--system: write the per-layer table and the totals as JSON to FILE")
     return p
@@ -123,7 +131,7 @@ def check_args(args) -> None:
     else:
         for flag, given in (("--memory", args.memory != "ideal"), ("--images", args.images is not None),
                             ("--board", args.board != "ulx3s-85f"), ("--direct-only", args.direct_only),
-                            ("--no-trace", args.no_trace), ("--json", args.json)):
+                            ("--no-trace", args.no_trace), ("--json", args.json), ("--batch", args.batch != 1)):
             if given:
                 raise UsageError(f"{flag} needs --system")
 
@@ -227,7 +235,7 @@ def compile_for(model, cfg, args, word: int):
 
     spec = {"ideal": f"{word},0", "sdram-ulx3s": None}.get(args.memory, args.memory)
     return compiler.compile_model(model, cfg, board=args.board, clock_mhz=SDRAM_CLOCK_MHZ, memory_spec=spec,
-                                  trace=not args.no_trace, options=plan.Options(port_bytes=word))
+                                  trace=not args.no_trace, options=plan.Options(port_bytes=word, batch=args.batch))
 
 
 def program_model(c, compute_cycles, memory_spec: str, word: int):
@@ -280,7 +288,8 @@ def layer_windows(img, times) -> dict[int, tuple[int, int]]:
     runs (:func:`segments`). A run's window ends when its last COMPUTE retires and starts where
     the previous run's ended (the first at its parameter LOAD's start, after the prologue): the
     compute queue runs in order, so the windows cut the program's timeline into layers.
-    ``times``: every instruction's (start, retire) cycles (:func:`program_model`)."""
+    ``times``: every instruction's (issue, retire) cycles, measured (:attr:`sim.system.SystemRun.times`:
+    the sequencer's trace) or modelled (:func:`program_model`)."""
     runs = segments(img)
     out, end = {}, times[runs[0][1][0]][0] if runs else 0
     for k, idx in runs:
@@ -292,14 +301,17 @@ def layer_windows(img, times) -> dict[int, tuple[int, int]]:
     return out
 
 
-def layer_row(lp, got: int, planned: int, core: int, moved: int, window: int, total: int, rate: float) -> dict:
+def layer_row(lp, got: int, planned: int, core: int, moved: int, window: int, total: int, plan_window: int,
+              rate: float) -> dict:
     """One layer of the report (the JSON's and the printed line's): its engine, the plan's bound,
     measured and planned COMPUTE cycles, perf's core cycles, the bytes its transfers move, its
-    window (:func:`layer_windows`) beside the plan's ``total``, and those bytes over that window
-    as a share of the sustained ``rate``."""
+    measured window (:func:`layer_windows` on the run's trace) beside the plan's ``total`` and
+    the window of the plan's program model (``plan_window``), and those bytes over the measured
+    window as a share of the sustained ``rate``."""
     return {"layer": lp.layer.name, "engine": lp.engine, "bound": lp.bound, "measured": got, "plan": planned,
             "ratio": round(got / planned, 4), "perf_core": core, "bytes": moved, "window": window,
-            "plan_total": total, "utilization": round(moved / window / rate, 4) if window else None}
+            "plan_total": total, "plan_window": plan_window,
+            "utilization": round(moved / window / rate, 4) if window else None}
 
 
 def row_line(r: dict, col: int) -> str:
@@ -307,7 +319,7 @@ def row_line(r: dict, col: int) -> str:
     util = f", {r['utilization']:.1%} of the sustained rate" if r["bound"] == "memory" and r["window"] else ""
     return (f"  {safeio.printable(r['layer']):<{col}} {r['engine']:<8} {r['bound']:<7} {r['measured']} cycles "
             f"measured, plan {r['plan']} ({r['ratio']:.3f}x), perf core {r['perf_core']}; {r['bytes']} B in a "
-            f"{r['window']}-cycle window (plan {r['plan_total']}){util}")
+            f"{r['window']}-cycle window (plan {r['plan_total']}, modelled {r['plan_window']}){util}")
 
 
 def reference(img, cfg, x):
@@ -359,40 +371,25 @@ def run_batches(args, img, cfg, xs, n: int, word: int, max_pool: int, limit: int
     return list(zip(starts, batches, runs, strict=True))
 
 
-class Models:
-    """:func:`program_model` of one compiled program, once per distinct set of COMPUTE cycles
-    (the images of a run without stalls time alike, and like the plan when it is exact)."""
-
-    def __init__(self, c, memory_spec: str, word: int):
-        self.c, self.memory_spec, self.word, self.done = c, memory_spec, word, {}
-
-    def __call__(self, cycles: dict[int, int]):
-        key = tuple(sorted(cycles.items()))
-        if key not in self.done:
-            self.done[key] = program_model(self.c, cycles.__getitem__, self.memory_spec, self.word)
-        return self.done[key]
-
-
-def tally(c, cfg, batches, models: Models, max_pool: int):
-    """Every batch checked (:func:`checked`), then per layer the sums over the batches of
-    (measured, planned and perf core COMPUTE cycles, bytes moved, window, the plan's total),
-    the measured cycles, the model's on the measured COMPUTE cycles, the last batch's tensors."""
+def tally(c, cfg, batches, plan_times, max_pool: int):
+    """Per layer the sums over the (checked) batches of (measured, planned and perf core COMPUTE
+    cycles, bytes moved, the measured window, the plan's total, the window of the plan's program
+    model ``plan_times``), and the measured cycles."""
     from . import system
 
     lps = {lp.layer.name: (k, lp) for k, lp in enumerate(c.plan.layers)}
-    totals, measured, modelled = {}, 0, 0
-    for lo, x, run in batches:
-        want = checked(c, cfg, lo, x, run)
-        cycles, times = models({i: v[0] for i, v in run.computes.items()})
-        use = layer_windows(c.image, times)
+    planned_windows = layer_windows(c.image, plan_times)
+    totals, measured = {}, 0
+    for _, _, run in batches:
+        use = layer_windows(c.image, run.times)
         for name, got, planned, core in system.layer_cycles(c, cfg, run.computes, max_pool):
             k, lp = lps[name]
-            t = totals.setdefault(name, [lp, 0, 0, 0, 0, 0, 0])
-            for j, v in enumerate((got, planned, core, *use[k], lp.cost.total * c.plan.repeat), 1):
+            t = totals.setdefault(name, [lp, 0, 0, 0, 0, 0, 0, 0])
+            for j, v in enumerate((got, planned, core, *use[k], lp.cost.total * c.plan.repeat,
+                                   planned_windows[k][1]), 1):
                 t[j] += v
         measured += run.status[2]
-        modelled += cycles
-    return totals, measured, modelled, want
+    return totals, measured
 
 
 def system_main(args, model, cfg) -> int:
@@ -418,25 +415,26 @@ def system_main(args, model, cfg) -> int:
           f"{core} ({cfg.multipliers} multipliers), board {args.board}, memory {args.memory} ({word}-byte port), "
           f"{len(img.program)} instructions, {n} image(s)", flush=True)
     batches = run_batches(args, img, cfg, xs, n, word, max_pool, 20 * c.plan.cycles * img.batch + 100_000)
-    models = Models(c, args.memory, word)
-    totals, cycles, modelled, want = tally(c, cfg, batches, models, max_pool)
+    want = [checked(c, cfg, lo, x, run) for lo, x, run in batches][-1]       # the last batch's tensors
+    plan_run, plan_times = program_model(c, plan.compute_costs(c.plan, img.program).__getitem__, args.memory, word)
+    totals, cycles = tally(c, cfg, batches, plan_times, max_pool)
     rate = sustained_rate(args.memory, word)
     rows = [layer_row(*v, rate) for v in totals.values()]
     col = max([12] + [len(safeio.printable(k)) for k in totals])
     for r in rows:
         print(row_line(r, col), flush=True)
-    planned = models(plan.compute_costs(c.plan, img.program))[0] * len(batches)
-    clock, per_image = c.plan.clock_mhz, cycles / n
-    print(f"  windows: the sequencer model (plan.program_cycles) on the measured COMPUTE cycles, {modelled} cycles "
-          f"for the run (measured {cycles}, {cycles / modelled:.4f}x); sustained rate {rate:.3f} B/cycle "
-          f"({args.memory}, sequential reads in {system.MAX_BURST * word}-byte bursts)")
+    planned, slots = plan_run * len(batches), len(batches) * img.batch
+    clock, per_image = c.plan.clock_mhz, cycles / slots
+    print(f"  windows: measured (the sequencer's trace), modelled: plan.program_cycles on the plan's COMPUTE "
+          f"cycles; sustained rate {rate:.3f} B/cycle ({args.memory}, sequential reads in "
+          f"{system.MAX_BURST * word}-byte bursts)")
     print(f"sim: system, {per_image:.0f} cycles/image, {per_image / (clock * 1e3):.3f} ms/image at {clock:g} MHz "
-          f"(the plan's clock, the memory timing's)")
+          f"(the plan's clock, the memory timing's; {len(batches)} run(s) of batch {img.batch})")
     outputs = sum(v.size for v in want.values()) * n // len(batches[-1][1])
     seconds = time.perf_counter() - t0
     print(f"  ({seconds:.1f} s)", file=sys.stderr)
     if args.json:
-        totals_json = {"cycles": cycles, "plan_cycles": planned, "model_cycles_on_measured_computes": modelled,
+        totals_json = {"cycles": cycles, "plan_cycles": planned, "batch": img.batch, "runs": len(batches),
                        "cycles_per_image": round(per_image), "ms_per_image": round(per_image / (clock * 1e3), 4),
                        "outputs": outputs, "mismatches": 0, "seconds": round(seconds, 1)}
         write_report(args, model, cfg, word, clock, rate, rows, totals_json)

@@ -5,7 +5,8 @@ weights and the activation slots. :func:`run_image` loads it into a
 :class:`sim.memory.MemoryModel` (the timing :func:`sim.memory.timing` names, random stalls),
 writes the input into the input slot, starts the sequencer on the program and runs until it is
 done; it returns every tensor whose STORE retired, read back from memory, the sequencer's
-status, and each COMPUTE's cycles. ``python -m sim --system`` and tests/test_rtl_system.py
+status, each COMPUTE's cycles and every instruction's measured issue and retire cycles.
+``python -m sim --system`` and tests/test_rtl_system.py
 share it, so that the CLI measures exactly what the tests check.
 """
 
@@ -24,6 +25,7 @@ from wino_gen import isa, perf, plan
 from wino_gen.compile import image as im
 from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import UsageError
+from wino_gen.isa import QUEUE_ORDER
 from wino_gen.schedule import MAX_BURST, MEMORY_DEPTH, pe_geometry
 
 from .memory import MemoryModel, timing
@@ -38,11 +40,21 @@ ELTWISE = ("add", "maxpool", "avgpool")
 class SystemRun:
     """What one run of the system left: ``got`` the stored tensors by name (``[batch, C, H, W]``),
     ``status`` the sequencer's (status, instruction index, cycles), ``computes`` each COMPUTE's
-    (hand-over to answer, hand-over to the core's start + 1 or None) by instruction index, and
-    ``mem`` the memory after the run."""
+    (hand-over to answer, hand-over to the core's start + 1 or None) by instruction index,
+    ``times`` every LOAD, COMPUTE, SYNC and STORE the sequencer started: (issue, retire or None
+    when it never retired) by instruction index, and ``mem`` the memory after the run.
+
+    A time is the value of the sequencer's ``cycles`` counter in the cycle the sequencer's trace
+    strobed (0 in the first cycle after the start beat was taken; the run's total is
+    ``status[2]``): *issue* the cycle its queue started it (took its tokens), *retire* the cycle
+    its unit's answer came back with status 0 (its tokens pushed). These are the instants
+    :func:`wino_gen.plan.program_cycles` models; its cycle numbers run one behind these (on an
+    ideal memory each of its times is the measured one less), which windows, differences of
+    times, do not see."""
     got: dict[str, np.ndarray]
     status: tuple[int, int, int]
     computes: dict[int, tuple[int, int | None]]
+    times: dict[int, tuple[int, int | None]]
     mem: np.ndarray
 
 
@@ -100,21 +112,22 @@ def regions(img: im.Image) -> dict[str, int]:
     return {"load_lo": r["params"][0], "load_hi": img.memory_size, "store_lo": r["act"][0], "store_hi": r["act"][1]}
 
 
-def result(img: im.Image, status: tuple[int, int, int], computes, stored: set[int], mem: np.ndarray) -> SystemRun:
-    """The run's :class:`SystemRun`: the tensors whose STORE retired, read back from ``mem``."""
+def result(img: im.Image, status: tuple[int, int, int], computes, times, mem: np.ndarray) -> SystemRun:
+    """The run's :class:`SystemRun`: the tensors whose STORE retired (``times``), read back from ``mem``."""
     names = {img.tensors[stored_tensor(img, ins)].name for i, ins in enumerate(img.program)
-             if ins.OP == "STORE" and i in stored}
+             if ins.OP == "STORE" and times.get(i, (0, None))[1] is not None}
     got = {t.name: mem[t.offset:t.offset + t.size].view(np.int8).astype(np.int64).reshape(t.batch, *t.shape)
            for t in img.tensors if t.name in names}
-    return SystemRun(got, status, computes, mem)
+    return SystemRun(got, status, computes, dict(sorted(times.items())), mem)
 
 
 def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int,
           max_pool: int = DEFAULT_MAX_POOL) -> System:
     """The system sized for ``img`` (a direct-only core for a ``direct`` config): its
     scratchpads, feeders at the engine's rate (rtl.feed: a weight word a cycle, a Winograd beat
-    a cycle), a port of ``word_bytes`` over ``mem_bytes`` with bursts of the schedule's :data:`~wino_gen.schedule.MAX_BURST`; its queues and DMA the
-    system's defaults (:func:`timing_build` reads them back)."""
+    a cycle), a port of ``word_bytes`` over ``mem_bytes`` with bursts of the schedule's
+    :data:`~wino_gen.schedule.MAX_BURST`; its queues and DMA the system's defaults
+    (:func:`timing_build` reads them back)."""
     port = PortSignature(data_width=8 * word_bytes, addr_width=max(1, (mem_bytes // word_bytes - 1).bit_length()),
                          max_burst=MAX_BURST)
     return System(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
@@ -157,16 +170,16 @@ def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_byte
     dut = build(img, cfg, len(mem), word_bytes, max_pool)
     mem_stalls, start_stalls = stall_patterns(seed, stall)
     model = MemoryModel(mem, timing(memory), word_bytes=word_bytes, depth=MEMORY_DEPTH, stalls=mem_stalls)
-    res, computes, stored = {}, {}, set()
+    res, computes, times = {}, {}, {}
 
     async def monitor(ctx):
-        cu, tr = dut.cu, dut.seq.trace.store
+        cu, tr = dut.cu, dut.seq.trace
         t, began = 0, {}
-        async for _, _, iv, ir, idx, st, dv, dr, sr, si in ctx.tick().sample(
-                cu.instr.valid, cu.instr.ready, cu.instr.payload.index, cu.core_start, cu.done.valid, cu.done.ready,
-                tr.retire, tr.index):
-            if sr:
-                stored.add(int(si))
+        async for _, _, now, iv, ir, idx, st, dv, dr, *trace in ctx.tick().sample(
+                dut.cycles, cu.instr.valid, cu.instr.ready, cu.instr.payload.index, cu.core_start, cu.done.valid,
+                cu.done.ready, *(tr[q] for q in QUEUE_ORDER)):
+            for q in trace:
+                _traced(times, int(now), q)
             if iv and ir:
                 began = {"i": int(idx), "t": t, "start": None}
             if st:
@@ -198,7 +211,16 @@ def run_image(img: im.Image, cfg: AcceleratorConfig, x: np.ndarray, *, word_byte
             sim.run()
     else:
         sim.run()
-    return result(img, res["status"], computes, stored, mem)
+    return result(img, res["status"], computes, times, mem)
+
+
+def _traced(times: dict, now: int, q) -> None:
+    """One queue's trace (``rtl.ctrl.sequencer``'s ``issue``, ``retire``, ``index``) in the cycle
+    ``now``: an instruction issued (its retire not yet seen), or one retired."""
+    if q.issue:
+        times[int(q.index)] = (now, None)
+    if q.retire:
+        times[int(q.index)] = (times[int(q.index)][0], now)
 
 
 def start_beat(img: im.Image) -> dict[str, int]:
@@ -242,14 +264,16 @@ def core_cycles(cfg: AcceleratorConfig, ins, layer, max_pool: int = DEFAULT_MAX_
 
 def layer_cycles(compiled, cfg: AcceleratorConfig, computes, max_pool: int = DEFAULT_MAX_POOL):
     """Per layer of the plan, in order: (name, measured COMPUTE cycles, the plan's compute
-    cycles, ``perf``'s core cycles), for the layers whose COMPUTEs answered."""
+    cycles, ``perf``'s core cycles), for the layers whose COMPUTEs answered; a plan that runs
+    the layers once per image of the batch (``Plan.repeat``) prices each layer that often."""
     img, layers = compiled.image, compiled.plan.layers
     measured, core = {}, {}
     for i, (cycles, _) in sorted(computes.items()):
         ins = img.program[i]
         measured[ins.layer] = measured.get(ins.layer, 0) + cycles
         core[ins.layer] = core.get(ins.layer, 0) + core_cycles(cfg, ins, layers[ins.layer].layer, max_pool)
-    return [(layers[k].layer.name, v, layers[k].cost.compute, core[k]) for k, v in sorted(measured.items())]
+    repeat = compiled.plan.repeat
+    return [(layers[k].layer.name, v, layers[k].cost.compute * repeat, core[k]) for k, v in sorted(measured.items())]
 
 
 def status_line(img: im.Image, status: tuple[int, int, int]) -> str | None:

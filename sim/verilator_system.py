@@ -4,8 +4,9 @@ as :func:`sim.system.run_image`, cycle for cycle, much faster.
 The exported design is the system inside :class:`Monitored`, a thin wrapper whose ports are
 plain signals (the start stream, the memory port, the status, the transfer windows) plus the
 few internal strobes :func:`sim.system.run_image`'s monitor samples (a COMPUTE handed to the
-compute unit, the core's start, the unit's answer, a STORE retiring), so that the harness
-measures each COMPUTE exactly as pysim does without any change to ``rtl/``. The C++ harness
+compute unit, the core's start, the unit's answer, and the sequencer's trace: per queue an
+instruction issued and retired, with its index), so that the harness measures each COMPUTE
+and times every instruction exactly as pysim does without any change to ``rtl/``. The C++ harness
 (``sim/cpp/``) owns the external memory and serves the port with :mod:`sim.memory`'s
 :class:`~sim.memory.MemoryModel` and timings (``memory.h``), their parameters written by
 :func:`params` from the same Python objects pysim uses (never typed twice), and the same
@@ -41,6 +42,7 @@ from rtl.system import System
 from wino_gen.compile import image as im
 from wino_gen.config import AcceleratorConfig
 from wino_gen.flow.host import pack
+from wino_gen.isa import QUEUE_ORDER
 
 from . import memory as sm
 from . import system
@@ -82,13 +84,14 @@ class Monitored(wiring.Component):
             **{k: In(width[k]) for k in _WINDOWS},
             "mon_issue": Out(1), "mon_issue_index": Out(cu.instr.payload.index.shape()),
             "mon_core_start": Out(1), "mon_answer": Out(1),
-            "mon_store": Out(1), "mon_store_index": Out(dut.seq.trace.store.index.shape()),
+            **{f"mon_{q}_{k}": Out(1) for q in QUEUE_ORDER for k in ("issue", "retire")},
+            **{f"mon_{q}_index": Out(dut.seq.trace[q].index.shape()) for q in QUEUE_ORDER},
         })
 
     def elaborate(self, platform):
         m = Module()
         s = m.submodules.system = self.dut
-        cu, tr = s.cu, s.seq.trace.store
+        cu, tr = s.cu, s.seq.trace
         m.d.comb += [
             s.start.valid.eq(self.start_valid), self.start_ready.eq(s.start.ready),
             s.start.payload.eq(self.start_payload),
@@ -100,7 +103,7 @@ class Monitored(wiring.Component):
             *[getattr(s, k).eq(getattr(self, k)) for k in _WINDOWS],
             self.mon_issue.eq(cu.instr.valid & cu.instr.ready), self.mon_issue_index.eq(cu.instr.payload.index),
             self.mon_core_start.eq(cu.core_start), self.mon_answer.eq(cu.done.valid & cu.done.ready),
-            self.mon_store.eq(tr.retire), self.mon_store_index.eq(tr.index),
+            *[getattr(self, f"mon_{q}_{k}").eq(tr[q][k]) for q in QUEUE_ORDER for k in ("issue", "retire", "index")],
         ]
         return m
 
@@ -211,12 +214,12 @@ def params(img: im.Image, dut: System, word_bytes: int, memory: str, stall: floa
 
 
 def _results(text: str, limit: int) -> list[tuple]:
-    """Per batch (status triple, computes, stored indices) from the harness's results file."""
+    """Per batch (status triple, computes, times) from the harness's results file."""
     runs = []
     for line in text.splitlines():
         tag, *v = line.split()
         if tag == "batch":
-            runs.append([None, {}, set()])
+            runs.append([None, {}, {}])
         elif tag == "timeout":
             raise AssertionError(f"the system is not done after {limit} cycles")
         elif tag == "status":
@@ -224,8 +227,9 @@ def _results(text: str, limit: int) -> list[tuple]:
         elif tag == "compute":
             i, cycles, setup = map(int, v)
             runs[-1][1][i] = (cycles, None if setup < 0 else setup)
-        elif tag == "stored":
-            runs[-1][2].add(int(v[0]))
+        elif tag == "time":
+            i, issue, retire = map(int, v)
+            runs[-1][2][i] = (issue, None if retire < 0 else retire)
     return runs
 
 
@@ -248,5 +252,5 @@ def run_batches(img: im.Image, cfg: AcceleratorConfig, batches, *, seeds, word_b
             raise RuntimeError(f"the Verilator system harness failed (status {r.returncode}): "
                                f"{r.stderr.strip()[-1000:]}")
         runs = _results((d / "results.txt").read_text(), limit)
-        return [system.result(img, st, computes, stored, np.fromfile(out, np.uint8))
-                for (st, computes, stored), out in zip(runs, outs, strict=True)]
+        return [system.result(img, st, computes, times, np.fromfile(out, np.uint8))
+                for (st, computes, times), out in zip(runs, outs, strict=True)]

@@ -16,15 +16,17 @@ import sim.__main__ as cli
 from sim import system
 from sim.memory import SDRAM_CLOCK_MHZ
 from wino_gen import format as fmt
+from wino_gen import isa, network, plan
 from wino_gen import memory as wm
-from wino_gen import network, plan
+from wino_gen.compile import image as im
 from wino_gen.errors import run_cli
 from wino_gen.example import _Builder
 from wino_gen.format import INPUT
 
 TINY = Path(__file__).resolve().parent.parent / "examples" / "tiny"
 ROW = re.compile(r"  (\S+)\s+(\S+)\s+(compute|memory)\s+(\d+) cycles measured, plan (\d+) \(\S+x\), perf core "
-                 r"(\d+); (\d+) B in a (\d+)-cycle window \(plan (\d+)\)(, \S+% of the sustained rate)?")
+                 r"(\d+); (\d+) B in a (\d+)-cycle window \(plan (\d+), modelled (\d+)\)"
+                 r"(, \S+% of the sustained rate)?")
 SUMMARY = re.compile(r"sim: system, (\d+) layers, (\d+) image\(s\), (\d+) outputs, 0 mismatches, (\d+) cycles "
                      r"\(plan (\d+), (\d+\.\d+)x\)")
 
@@ -57,22 +59,67 @@ def test_one_layer_two_images_with_stalls(capsys, tmp_path, one_layer):
     assert planned > 0 and float(ratio) == round(cycles / planned, 4)
     row = ROW.fullmatch(out[-4])
     assert row, out[-4]
-    name, engine, bound, *numbers = row.groups()[:9]
-    measured, plan_c, core, moved, window, total = map(int, numbers)
+    name, engine, bound, *numbers = row.groups()[:10]
+    measured, plan_c, core, moved, window, total, modelled = map(int, numbers)
     assert (name, engine) == ("conv1", "winograd") and bound in ("compute", "memory")
     assert measured >= core > 0 and plan_c > 0 and moved > 0 and window >= measured and total > 0
-    windows = re.fullmatch(r"  windows: .* (\d+) cycles for the run \(measured (\d+), \S+x\); sustained rate "
-                           r"(\d+\.\d+) B/cycle .*", out[-3])
-    assert int(windows.group(2)) == cycles
-    per_image = re.fullmatch(r"sim: system, (\d+) cycles/image, (\d+\.\d+) ms/image at (\d+) MHz .*", out[-2])
+    assert plan_c <= modelled < cycles
+    assert re.fullmatch(r"  windows: measured \(the sequencer's trace\), modelled: .*; sustained rate "
+                        r"(\d+\.\d+) B/cycle .*", out[-3])
+    per_image = re.fullmatch(r"sim: system, (\d+) cycles/image, (\d+\.\d+) ms/image at (\d+) MHz .*; 2 run\(s\) "
+                             r"of batch 1\)", out[-2])
     assert int(per_image.group(1)) == round(cycles / 2)
     got = json.loads(report.read_text())
     (r,) = got["layers"]
     assert (r["engine"], r["bound"], r["measured"], r["plan"], r["perf_core"], r["bytes"], r["window"],
-            r["plan_total"]) == (engine, bound, measured, plan_c, core, moved, window, total)
+            r["plan_total"], r["plan_window"]) == \
+        (engine, bound, measured, plan_c, core, moved, window, total, modelled)
     assert r["utilization"] == pytest.approx(moved / window / got["sustained_bytes_per_cycle"], rel=1e-3)
-    assert (got["cycles"], got["plan_cycles"], got["images"], got["mismatches"], got["core"]) == \
-        (cycles, planned, 2, 0, "dual")
+    assert (got["cycles"], got["plan_cycles"], got["images"], got["mismatches"], got["core"], got["batch"],
+            got["runs"]) == (cycles, planned, 2, 0, "dual", 1, 2)
+
+
+def _check_times(img, run: system.SystemRun) -> None:
+    """A run's measured times: every instruction but END issued and retired within the run, each
+    queue in program order, one at a time; a COMPUTE handed to the unit after it issued and
+    answered, ``computes`` cycles later, in the cycle it retired."""
+    assert set(run.times) == set(range(len(img.program) - 1)) and img.program[-1].OP == "END"
+    last = {}
+    for i, (issue, retire) in run.times.items():
+        assert 0 <= issue < retire < run.status[2], (i, issue, retire)
+        q = isa.QUEUES[img.program[i].OP]
+        assert issue > last.get(q, -1), (i, q)
+        last[q] = retire
+        if i in run.computes:
+            assert retire - run.computes[i][0] > issue
+
+
+def test_batch_two_measured_windows(capsys, monkeypatch, tmp_path, one_layer):
+    """``--batch 2 --images 1``: the image compiled for batches of two, one run with the input
+    padded by a zero image (the runtime's rule), one image compared, the cycles per image over
+    both slots; the run's measured times are consistent (:func:`_check_times`) and the JSON's
+    window is :func:`sim.__main__.layer_windows` on them."""
+    runs, real = [], system.run_images
+
+    def spy(img, *a, **k):
+        out = real(img, *a, **k)
+        runs.extend((img, r) for r in out)
+        return out
+    monkeypatch.setattr(system, "run_images", spy)
+    report = tmp_path / "r.json"
+    rc, out, err = _cli(capsys, one_layer, "--system", "--unroll", "2", "--batch", "2", "--memory", "2,4",
+                        "--json", str(report))
+    assert rc == 0, err
+    (img, run), = runs
+    assert img.batch == 2 and img.slot(im.INPUT_SLOT).size == 2 * 4 * 6 * 6
+    layers, images, outputs, cycles, _ = map(int, SUMMARY.fullmatch(out[-1]).groups()[:5])
+    assert (layers, images, outputs, cycles) == (1, 1, 4 * 6 * 6, run.status[2])
+    assert re.fullmatch(rf"sim: system, {round(cycles / 2)} cycles/image, .*; 1 run\(s\) of batch 2\)", out[-2])
+    _check_times(img, run)
+    got = json.loads(report.read_text())
+    (r,) = got["layers"]
+    (k, (moved, window)), = cli.layer_windows(img, run.times).items()
+    assert (got["batch"], got["runs"], r["bytes"], r["window"]) == (2, 1, moved, window)
 
 
 def test_tampered_reference_names_the_layer(capsys, monkeypatch, one_layer):
@@ -124,6 +171,8 @@ def test_hardware_error_status_is_one_line(capsys, monkeypatch, one_layer):
     (["--direct-only"], "--direct-only needs --system"),
     (["--no-trace"], "--no-trace needs --system"),
     (["--json", "r.json"], "--json needs --system"),
+    (["--batch", "2"], "--batch needs --system"),
+    (["--system", "--batch", "0"], "--batch"),
     (["--system", "--json", "/nonexistent/r.json"], "--json"),
     (["--system", "--direct-only"], "needs a Winograd engine"),
 ])

@@ -2,11 +2,11 @@
 """sim.verilator_system: the full system on Verilator is the pysim run cycle for cycle. A small
 model dir is compiled once, run on both backends behind the ideal, a ``2,5`` and the ULX3S
 SDRAM timing, with and without stalls: the same status triple, the same per-COMPUTE cycles,
-every byte of memory after the run the same (so every stored tensor), one build for all of
+the same issue and retire cycle of every instruction (the sequencer's trace, from which the
+per-layer windows are cut), every byte of memory after the run the same (so every stored tensor), one build for all of
 them (the image, the inputs, the timing and the stalls are run-time inputs of one harness).
 """
 
-import argparse
 import dataclasses
 import re
 import shutil
@@ -39,13 +39,15 @@ def small(tmp_path_factory):
     b.add("res", "conv1", INPUT)
     model = fmt.write_model(tmp_path_factory.mktemp("vsys") / "m", b.manifest, b.arrays)
     cfg = network.config_for(model, unroll=2)
-    c = cli.compile_for(model, cfg, argparse.Namespace(memory="sdram-ulx3s", board="ulx3s-85f"), W)
+    args = cli.parser().parse_args([str(model.path), "--system", "--memory", "sdram-ulx3s"])
+    c = cli.compile_for(model, cfg, args, W)
     return model, cfg, c
 
 
 def _same(a: system.SystemRun, b: system.SystemRun):
     assert a.status == b.status
     assert a.computes == b.computes
+    assert a.times == b.times
     np.testing.assert_array_equal(a.mem, b.mem)
     assert a.got.keys() == b.got.keys()
 
@@ -74,6 +76,7 @@ def test_verilator_equals_pysim(small, memory, stall, images):
                              max_pool=kw["max_pool"])
         _same(v, p)
         assert v.status[0] == 0 and v.computes
+        assert set(v.times) == set(range(len(img.program) - 1)) and all(r is not None for _, r in v.times.values())
         want = interp.run(img, cfg, x)
         assert v.got.keys() == want.keys()
         for name in want:
@@ -94,6 +97,7 @@ def test_error_status(small):
     v = system.run_image(img, cfg, x, word_bytes=W, memory="2,5", stall=0.25, seed=3,
                          max_pool=system.max_pool_for(model), backend="verilator")
     assert v.status[:2] == (BAD_INSTRUCTION, i) and v.status[2] > 0 and not v.got
+    assert v.times[i][1] is None          # issued, answered with the error, never retired
 
 
 @needs_verilator

@@ -5,7 +5,9 @@
 // is reset, the start beat is offered as sim.streams.put offers it, and the run ends at the
 // first cycle after the start beat was taken in which `done` is high (or fails after `limit`).
 // Per batch it writes the memory after the run, the status triple, each COMPUTE's cycles
-// (hand-over to answer, hand-over to the core's start + 1 or -1) and the STOREs that retired.
+// (hand-over to answer, hand-over to the core's start + 1 or -1) and every instruction's issue and
+// retire cycles from the sequencer's trace (-1: it never retired), each the value of the
+// sequencer's `cycles` counter in the cycle its strobe was high (sim.system.SystemRun.times).
 //
 // usage: harness PARAMS RESULTS   (the params file: see sim.verilator_system.params)
 #include "Vwino_top.h"
@@ -16,7 +18,6 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <set>
 
 struct Params : PortParams {
     std::string memory_path, inputs_path;
@@ -65,6 +66,14 @@ static void tick(Vwino_top *top, bool rst) {
     top->clk = 0; top->rst = 0;
 }
 
+// One queue's trace in one cycle: an instruction issued (its retire not yet seen) or retired,
+// at the run's cycle `now` (sim.system.run_image's monitor).
+static void trace(std::map<uint64_t, std::pair<uint64_t, int64_t>> &times, uint64_t now, bool issue, bool retire,
+                  uint64_t index) {
+    if (issue) times[index] = {now, -1};
+    if (retire) times[index].second = (int64_t)now;
+}
+
 // One batch; false when the system is not done after `limit` cycles (written as `timeout`).
 static bool run_batch(Vwino_top *top, const Params &p, const Params::Batch &b, std::vector<uint8_t> &mem,
                       std::ostream &out) {
@@ -76,8 +85,7 @@ static bool run_batch(Vwino_top *top, const Params &p, const Params::Batch &b, s
     top->start_valid = 0; top->cmd_ready = 0; top->w_ready = 0; top->r_valid = 0;
     tick(top, true);
     top->start_payload = p.start_payload;
-    std::map<uint64_t, std::pair<uint64_t, int64_t>> computes;
-    std::set<uint64_t> stored;
+    std::map<uint64_t, std::pair<uint64_t, int64_t>> computes, times;
     uint64_t issue_index = 0, issue_t = 0;
     int64_t core_t = -1;
     bool offered = false, started = false, done = false;
@@ -94,7 +102,9 @@ static bool run_batch(Vwino_top *top, const Params &p, const Params::Batch &b, s
         top->clk = 0;
         top->eval();
         // the monitor's sample of this cycle (sim.system.run_image's order)
-        if (top->mon_store) stored.insert(top->mon_store_index);
+        trace(times, top->cycles, top->mon_load_issue, top->mon_load_retire, top->mon_load_index);
+        trace(times, top->cycles, top->mon_compute_issue, top->mon_compute_retire, top->mon_compute_index);
+        trace(times, top->cycles, top->mon_store_issue, top->mon_store_retire, top->mon_store_index);
         if (top->mon_issue) issue_index = top->mon_issue_index, issue_t = c, core_t = -1;
         if (top->mon_core_start) core_t = c;
         if (top->mon_answer)
@@ -116,7 +126,7 @@ static bool run_batch(Vwino_top *top, const Params &p, const Params::Batch &b, s
     }
     out << "status " << (uint64_t)top->status << " " << (uint64_t)top->index << " " << (uint64_t)top->cycles << "\n";
     for (auto &kv : computes) out << "compute " << kv.first << " " << kv.second.first << " " << kv.second.second << "\n";
-    for (uint64_t s : stored) out << "stored " << s << "\n";
+    for (auto &kv : times) out << "time " << kv.first << " " << kv.second.first << " " << kv.second.second << "\n";
     std::ofstream f(b.out, std::ios::binary);
     f.write((const char *)mem.data(), mem.size());
     if (!f) throw std::runtime_error("cannot write " + b.out);
