@@ -7,10 +7,10 @@ bitstream.
     FTDI rx/tx ◄─► BoardSystem(host="uart", memory="sdram") ◄─► SDRAM pins (+ its clock)
                          └─► LEDs: heartbeat, locked, busy, done, error, status bits
 
-:func:`system_for` sizes the :class:`rtl.system.System` as the simulated boards size it for an
-image (``sim.system.build``): feeder windows at the engine's rate, scratchpads of the given
-bytes (``System`` rounds them up to powers of two), a memory port of the SDRAM's width over all
-of its words. :class:`SystemTop` puts it behind the host link on the board's resources.
+The build sizes the :class:`rtl.system.System` with :func:`rtl.system.system_for`, as the
+simulated boards size it for an image (``sim.system.build``), on :func:`sdram_port`: a memory
+port of the SDRAM's width over all of its words. :class:`SystemTop` puts it behind the host
+link on the board's resources.
 
 The SDRAM's pins (amaranth-boards' ``sdram`` resource on the ULX3S: 16-bit, one chip) go
 through plain (unregistered) I/O buffers and the chip's clock is ``sync`` itself, forwarded
@@ -35,8 +35,7 @@ from wino_gen import link
 from wino_gen import memory as wm
 from wino_gen.boards import Board
 from wino_gen.clocks import ClockPlan
-from wino_gen.config import AcceleratorConfig
-from wino_gen.schedule import pe_geometry
+from wino_gen.schedule import MAX_BURST
 
 from .board import BoardSystem
 from .io.uart import divisor as uart_divisor
@@ -44,36 +43,16 @@ from .mem.port import PortSignature
 from .pll import PllClock
 from .system import System
 
-#: the DMA engines' and the memory port's longest burst, in words (as the simulated board's)
-MAX_BURST = 8
 #: the longest program the sequencer takes (instruction indices are this wide)
 MAX_INSTRS = 4095
 #: LED meanings on a board with 8 LEDs, in order (``led:0`` first)
 LEDS = ("heartbeat", "locked", "busy", "done", "error", "status0", "status1", "status2")
 
 
-def window_bits(nbytes: int) -> int:
-    """A feeder window's bits: ``nbytes`` rounded up to a power of two (``rtl.feed``'s rule)."""
-    return 8 * (1 << (nbytes - 1).bit_length())
-
-
 def sdram_port(part: wm.SDRAM) -> PortSignature:
     """The memory port over every word of ``part``."""
     words = part.capacity // (part.width_bits // 8)
     return PortSignature(data_width=part.width_bits, addr_width=(words - 1).bit_length(), max_burst=MAX_BURST)
-
-
-def system_for(cfg: AcceleratorConfig, port: PortSignature, *, act_bytes: int, wgt_bytes: int,
-               param_bytes: int, mem_bytes: int, max_kernel: int = 3, max_pool: int,
-               max_instrs: int = MAX_INSTRS) -> System:
-    """The system of ``cfg`` on ``port``: scratchpads of ``act_bytes``/``wgt_bytes``/
-    ``param_bytes``, a weight word and a Winograd beat a cycle (``unroll`` weight windows,
-    ``tile`` output windows), the core built for direct kernels up to ``max_kernel`` and
-    pooling windows up to ``max_pool``."""
-    return System(cfg, port, act_bytes=act_bytes, wgt_bytes=wgt_bytes, param_bytes=param_bytes,
-                  mem_bytes=mem_bytes, act_width=window_bits(cfg.n), wgt_width=window_bits(pe_geometry(cfg).lanes),
-                  weight_ports=cfg.unroll, out_ports=cfg.tile, burst=MAX_BURST, max_kernel=max_kernel,
-                  max_pool=max_pool, max_instrs=max_instrs)
 
 
 class SystemTop(Elaboratable):

@@ -139,3 +139,23 @@ class System(wiring.Component):
         wiring.connect(m, cu.w, core.w)
         wiring.connect(m, core.o, cu.o)
         m.d.comb += [core.layer.eq(cu.core_layer), core.start.eq(cu.core_start), cu.core_busy.eq(core.busy)]
+
+
+def window_bits(nbytes: int) -> int:
+    """A feeder window's bits: ``nbytes`` rounded up to a power of two (``rtl.feed``'s rule)."""
+    return 8 * (1 << (nbytes - 1).bit_length())
+
+
+def system_for(cfg: AcceleratorConfig, port: PortSignature, *, act_bytes: int, wgt_bytes: int, param_bytes: int,
+               mem_bytes: int, max_pool: int, max_kernel: int = 3, max_instrs: int = 4095) -> System:
+    """The system of ``cfg`` on ``port`` (a direct-only core for a ``direct`` config), its feeders
+    at the core's rate: a weight word a cycle (``unroll`` weight windows), a Winograd beat a
+    cycle (``tile`` output windows; a direct or element-wise beat's channels on a direct-only
+    core), DMA bursts of the port's ``max_burst``; the one sizing that the simulations and the
+    board's build share."""
+    wino = cfg.algo == "winograd"
+    return System(cfg, port, act_bytes=act_bytes, wgt_bytes=wgt_bytes, param_bytes=param_bytes, mem_bytes=mem_bytes,
+                  act_width=window_bits(cfg.n), wgt_width=window_bits(schedule.pe_geometry(cfg).lanes),
+                  weight_ports=cfg.unroll, out_ports=cfg.tile if wino else max(cfg.unroll, cfg.unroll_in),
+                  burst=port.max_burst, max_kernel=max_kernel, max_pool=max_pool, direct_only=not wino,
+                  max_instrs=max_instrs)

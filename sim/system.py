@@ -19,14 +19,14 @@ from amaranth.sim import Simulator
 
 from rtl.core import DEFAULT_MAX_POOL
 from rtl.mem.port import PortSignature
-from rtl.system import System
+from rtl.system import System, system_for
 from wino_gen import commands as cm
 from wino_gen import isa, perf, plan
 from wino_gen.compile import image as im
 from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import UsageError
 from wino_gen.isa import QUEUE_ORDER
-from wino_gen.schedule import MAX_BURST, MEMORY_DEPTH, pe_geometry
+from wino_gen.schedule import MAX_BURST, MEMORY_DEPTH
 
 from .memory import MemoryModel, timing
 from .streams import Lane, Stalls, put
@@ -56,11 +56,6 @@ class SystemRun:
     computes: dict[int, tuple[int, int | None]]
     times: dict[int, tuple[int, int | None]]
     mem: np.ndarray
-
-
-def pow2_bits(nbytes: int) -> int:
-    """A feeder window's bits: ``nbytes`` rounded up to a power of two (``rtl.feed``'s rule)."""
-    return 8 * (1 << (nbytes - 1).bit_length())
 
 
 def stored_tensor(img: im.Image, ins) -> int:
@@ -130,16 +125,8 @@ def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int
     (:func:`timing_build` reads them back)."""
     port = PortSignature(data_width=8 * word_bytes, addr_width=max(1, (mem_bytes // word_bytes - 1).bit_length()),
                          max_burst=MAX_BURST)
-    return System(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
-                  mem_bytes=mem_bytes, act_width=pow2_bits(cfg.n), wgt_width=pow2_bits(pe_geometry(cfg).lanes),
-                  weight_ports=cfg.unroll, out_ports=_out_ports(cfg), max_pool=max_pool,
-                  direct_only=cfg.algo == "direct", max_instrs=len(img.program) + 1)
-
-
-def _out_ports(cfg: AcceleratorConfig) -> int:
-    """The output writer's windows: one per row of a Winograd beat (``tile``), else one per
-    channel of a direct or element-wise beat, so that the writer keeps up with the core."""
-    return cfg.tile if cfg.algo == "winograd" else max(cfg.unroll, cfg.unroll_in)
+    return system_for(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,
+                      mem_bytes=mem_bytes, max_pool=max_pool, max_instrs=len(img.program) + 1)
 
 
 def timing_build(dut: System) -> plan.SystemBuild:

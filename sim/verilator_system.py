@@ -132,7 +132,7 @@ def _code_digest() -> str:
     """A hash of :func:`_design_files`, of the Python here that shapes the design (the wrapper,
     the export, :func:`sim.system.build` and its burst) and of the Amaranth version."""
     h = hashlib.sha256(f"{amaranth.__version__} {system.MAX_BURST}".encode())
-    for f in (Monitored, export, system.build, system.pow2_bits):
+    for f in (Monitored, export, system.build):
         h.update(inspect.getsource(f).encode())
     for p in _design_files():
         h.update(str(p.relative_to(ROOT)).encode() + b"\0" + p.read_bytes())

@@ -453,7 +453,7 @@ LOGIC_SCRATCH_PER_BYTE = {"lut": (44287 - 328) / 1024, "ff": (8392 - 8) / 1024}
 
 #: The system's parts besides the core and the scratchpads' storage, each synthesized alone
 #: (yosys ``synth_ecp5`` with :data:`NO_COLLISION_CHECK`; ``lut`` = LUT4 + 2 x CCU2C + 4 x
-#: TRELLIS_DPR16X4, as nextpnr counts TRELLIS_COMB) as :func:`rtl.board_top.system_for` builds
+#: TRELLIS_DPR16X4, as nextpnr counts TRELLIS_COMB) as :func:`rtl.system.system_for` builds
 #: them for F2, unroll 2, max_width 28, max_channels 64, max_pool 7, on the ULX3S SDRAM's 16-bit
 #: port at 40 MHz and 115200 baud: the sequencer, the LOAD/STORE executors (their stride
 #: products on DSPs), the system's and the board's arbiters, the compute unit (the feeders'
@@ -519,11 +519,11 @@ def bram_blocks(nbytes: int, width: int) -> int:
 
 
 def scratchpad_cost(cfg: AcceleratorConfig, act: int, wgt: int, param: int) -> dict[str, dict]:
-    """LUT/FF/BRAM of the three scratchpads as :func:`rtl.board_top.system_for` builds them.
+    """LUT/FF/BRAM of the three scratchpads as :func:`rtl.system.system_for` builds them.
     ``act`` in logic (:data:`LOGIC_SCRATCH_PER_BYTE`); ``wgt`` (``unroll`` windows) and
     ``param`` (``unroll`` + 1) in block RAM: two banks each, one copy of the banks per read port
     (each copy a DP16KD's write port, the DMA's, and its read port)."""
-    from rtl.board_top import window_bits
+    from rtl.system import window_bits
 
     from ..schedule import pe_geometry
     out = {"act": {"lut": round(act * LOGIC_SCRATCH_PER_BYTE["lut"]), "ff": round(act * LOGIC_SCRATCH_PER_BYTE["ff"]),
@@ -705,13 +705,14 @@ def _system_dsp(cfg: AcceleratorConfig, board: Board, mode: str) -> bool:
 def system_top(plan: BuildPlan):
     """The pins-level top of a ``--system`` plan (:class:`rtl.board_top.SystemTop`)."""
     from rtl import board_top
+    from rtl.system import system_for
 
     from .. import memory as wm
     from ..compile.image import config_sha256
     spec, part = plan.system, wm.IS42S16160G_7
-    sysm = board_top.system_for(plan.cfg, board_top.sdram_port(part), act_bytes=spec.act_bytes,
-                                wgt_bytes=spec.wgt_bytes, param_bytes=spec.param_bytes, mem_bytes=part.capacity,
-                                max_kernel=spec.max_kernel, max_pool=spec.max_pool)
+    sysm = system_for(plan.cfg, board_top.sdram_port(part), act_bytes=spec.act_bytes, wgt_bytes=spec.wgt_bytes,
+                      param_bytes=spec.param_bytes, mem_bytes=part.capacity, max_kernel=spec.max_kernel,
+                      max_pool=spec.max_pool, max_instrs=board_top.MAX_INSTRS)
     return board_top.SystemTop(sysm, plan.board, plan.clock, config_sha256=config_sha256(plan.cfg), baud=spec.baud,
                                part=part)
 
