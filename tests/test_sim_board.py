@@ -9,7 +9,8 @@ command counts. The whole board then runs one session (load over the link, a col
 run) on both backends: the same output bytes (the interpreter's), the same cycle counter, the
 same commands on the chip, no violation. A chip that expects one cycle more tRCD than the
 controller was built for fails the board with one line naming the first violation, the same on
-both backends."""
+both backends. The two Verilator board cases are slow (their build is cold: minutes); the chip
+comparison and the pysim board are in the default suite."""
 
 import dataclasses
 import shutil
@@ -173,6 +174,7 @@ def test_the_pysim_sdram_board_runs_the_image(layer, on_pysim):
     assert chip.commands["REF"] > 2 and chip.commands["WRITE"] >= img.memory_size // 2
 
 
+@pytest.mark.slow
 @needs_verilator
 def test_pysim_and_verilator_boards_agree(layer, on_pysim):
     """The same session on Verilator: the same outputs, the same cycle counter for the cold
@@ -185,6 +187,7 @@ def test_pysim_and_verilator_boards_agree(layer, on_pysim):
           f"commands {v[3].commands}")
 
 
+@pytest.mark.slow
 @needs_verilator
 def test_a_chip_expecting_a_longer_trcd_fails_the_board(layer):
     """The chip checks one cycle more tRCD than the controller waits: the first WRITE of the
