@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import subprocess
-import sys
 import tempfile
 from collections import deque
 from dataclasses import dataclass
@@ -294,21 +293,12 @@ class BoardPorts(wiring.Component):
         return m
 
 
-def _board_files() -> list[Path]:
-    """The repository's source files a fresh interpreter loads to import :mod:`rtl.board` (the
-    board adds the host link, UART and SDRAM controller to what :func:`vs._design_files` has)."""
-    code = "import sys, rtl.board; print(*(getattr(m, '__file__', None) or '' for m in list(sys.modules.values())))"
-    r = subprocess.run([sys.executable, "-c", code], cwd=vs.ROOT, capture_output=True, text=True, check=True)
-    env = Path(sys.prefix).resolve()
-    return sorted(f for f in (Path(p).resolve() for p in r.stdout.split() if p)
-                  if vs.ROOT in f.parents and env not in f.parents)
-
-
 def _digest() -> str:
-    """The system harness's code digest, with the board's design files, this module and the
-    harness's sources in it."""
+    """The system harness's code digest, with the board's design files (:func:`sim.verilator_system.repo_modules`
+    of :mod:`rtl.board`: the host link, UART and SDRAM controller besides the system), this module
+    and the harness's sources in it."""
     h = hashlib.sha256(vs._code_digest().encode())
-    for p in (*_board_files(), Path(__file__), CPP_BOARD / HARNESS, *(vs.CPP / n for n in CPP_SOURCES)):
+    for p in (*vs.repo_modules("rtl.board"), Path(__file__), CPP_BOARD / HARNESS, *(vs.CPP / n for n in CPP_SOURCES)):
         h.update(str(p.relative_to(vs.ROOT)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
 

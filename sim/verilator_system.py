@@ -116,16 +116,20 @@ def export(dut: System) -> str:
     return verilog.convert(Monitored(dut), name="wino_top", emit_src=False) + RAM_VERILOG
 
 
-def _design_files() -> list[Path]:
-    """The repository's source files the system's design comes from: those a fresh interpreter
-    loads to import :mod:`rtl.system` (asked of one, so that nothing else this process has
-    loaded counts), and the harness's sources."""
-    code = "import sys, rtl.system; print(*(getattr(m, '__file__', None) or '' for m in list(sys.modules.values())))"
+def repo_modules(module: str) -> list[Path]:
+    """The repository's source files a fresh interpreter loads to import ``module`` (asked of
+    one, so that nothing else this process has loaded counts)."""
+    code = f"import sys, {module}; print(*(getattr(m, '__file__', None) or '' for m in list(sys.modules.values())))"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    loaded = {Path(f).resolve() for f in r.stdout.split() if f}
     env = Path(sys.prefix).resolve()
-    own = sorted(f for f in loaded if ROOT in f.parents and env not in f.parents and f != env)
-    return own + [CPP / n for n in SOURCES]
+    return sorted(f for f in (Path(p).resolve() for p in r.stdout.split() if p)
+                  if ROOT in f.parents and env not in f.parents)
+
+
+def _design_files() -> list[Path]:
+    """The repository's source files the system's design comes from (:func:`repo_modules` of
+    :mod:`rtl.system`) and the harness's sources."""
+    return repo_modules("rtl.system") + [CPP / n for n in SOURCES]
 
 
 def _code_digest() -> str:
