@@ -9,7 +9,8 @@ same ``unroll`` x ``unroll_in`` x n² multipliers, ``linear`` as a direct 1x1 co
     x beats ─────┤                                                                         ├─► PEArray ─┐
                  ├─ direct:   WindowGenerator ─► DirectSteps (tags) ───────────────────────┘   (dual)   │
                  │  (linear)                                                                            │
-    w beats ─────┼────────────────────────────────────────────────────────────────────────────► ┘    │
+    w beats ─────┼─┬─ Winograd mode of a spatial core: KernelSplitter ─► SpatialWeights (U) ──► ┤    │
+                 │ └─ U words, direct modes ──────────────────────────────────────────────────► ┘    │
                  │  ┌─ Winograd: Serializer ─► OutputStage (M requant, Aᵀ M A, bias, y requant) ─┐◄───┘
     o beats ◄────┼──┤                                                                            │
                  │  └─ direct:   DirectOutput (bias, y requant, ReLU) ───────────────────────────┘
@@ -20,9 +21,13 @@ The PE array is :class:`rtl.pe.PEArray` with ``modes=("winograd", "direct")``: o
 per tap in both modes and, for direct mode, a tree over the taps behind them
 (:func:`wino_gen.schedule.dual_pe`). ``direct_only=True`` compiles Winograd mode out: the
 direct engine's own array (one tree over the chunk, one accumulator per channel) behind the
-same window generator, with the same multipliers: the baseline at equal multipliers. Both
-builds carry the element-wise unit (:func:`wino_gen.schedule.eltwise_multipliers` more
-multipliers: the add's and the avgpool requant's).
+same window generator, with the same multipliers: the baseline at equal multipliers (also
+for a spatial config: without Winograd mode it has no weight transform). A spatial config
+(``cfg.weights == "spatial"``) gives the dual build the Winograd engine's weight-transform
+unit in front of the array in Winograd mode, so that a kernel costs the 9 bytes of its 3x3
+weights instead of U's n². Both builds carry the element-wise unit
+(:func:`wino_gen.schedule.eltwise_multipliers` more multipliers: the add's and the avgpool
+requant's).
 
 Interface (all streams valid/ready, any stall allowed):
 
@@ -50,8 +55,16 @@ Interface (all streams valid/ready, any stall allowed):
   stream of its own rather than beats interleaved on ``x``: the add takes a segment of each a
   cycle (as fast as the readers deliver, no pairing register), the reader for it is a second
   instance of the first at ``in2_addr``, and nothing else in the core changes its order.
-- ``w``: :func:`rtl.pe.weight_stream_layout` words in ``winograd_w_order`` / ``direct_w_order``
-  (none in the element-wise modes).
+- ``w``: :func:`rtl.pe.weight_stream_layout` words, one layout in every mode, in
+  ``winograd_w_order`` / ``direct_w_order`` (none in the element-wise modes). In Winograd
+  mode a word holds U (``cfg.weights == "winograd"``) or, on a spatial core, int8 3x3
+  kernels: kernel ``(k, c)`` (output channel k of the block, input channel c of the group)
+  has ``W[a][b]`` in ``data[k][c][a*3 + b]`` (taps 9 .. n²-1 ignored) and ``bias[k]`` as a
+  U word's; the core splits it into ``beats_per_word`` beats of ``weight_lanes`` kernels
+  (:class:`rtl.wtransform.KernelSplitter`, no register) for the weight-transform unit
+  (:class:`rtl.wtransform.SpatialWeights`, its U requant the layer word's ``wino.wt``),
+  which writes the U word into the PE array. Direct and linear words are the same in both
+  builds.
 - ``o``: one stream of :func:`core_out_layout`: ``max(m², unroll, n * unroll_in)``
   activations, a Winograd beat (m x m outputs of one tile and channel) in the first m², a
   direct beat (``unroll`` channels of one pixel) in the first ``unroll``, an element-wise
@@ -60,7 +73,8 @@ Interface (all streams valid/ready, any stall allowed):
   engines' own layouts put it, so their host decoders read a core beat unchanged, and one
   activation writer takes all three kinds (a segment: ``unroll_in`` writes of up to n bytes).
 
-Cycles: ``wino_gen.perf.core_cycles`` (convolutions, linear) and
+Cycles: ``wino_gen.perf.core_cycles`` (convolutions, linear; a spatial core's Winograd
+commands are the engine's with spatial weights, weight stalls included) and
 ``wino_gen.perf.core_eltwise_cycles`` (``schedule.core_add_cycles``, ``core_pool_cycles``).
 """
 
@@ -109,6 +123,7 @@ from .top import (
 )
 from .transform import InputTransform, OutputStage
 from .window import WindowGenerator, windowed_direct_layout
+from .wtransform import KernelSplitter, SpatialWeights
 
 #: The PE array's modes (:class:`rtl.pe.PEArray` ``modes``).
 PE_MODES = ("winograd", "direct")
@@ -327,9 +342,11 @@ class Core(wiring.Component):
     direct kernel side the window generator holds (``wino_gen.limits.WINDOW_KERNEL_RANGE``,
     at most ``cfg.max_width``). ``max_pool``: the largest pooling window side (2 ..
     ``cfg.max_width``; a global average pool's is the image's). ``direct_only``: Winograd mode
-    compiled out. ``options``: as for the tops (:class:`~wino_gen.options.BuildOptions`).
-    ``window_sets``: the window generator's channel sets (block RAM for speed:
-    :func:`wino_gen.schedule.window_buffer`'s ``sets``; None: its default)."""
+    compiled out. ``cfg.weights``: what a Winograd-mode ``w`` word holds (U, or spatial
+    kernels transformed on chip, ``cfg.weight_lanes`` per cycle). ``options``: as for the
+    tops (:class:`~wino_gen.options.BuildOptions`). ``window_sets``: the window generator's
+    channel sets (block RAM for speed: :func:`wino_gen.schedule.window_buffer`'s ``sets``;
+    None: its default)."""
 
     def __init__(self, cfg: AcceleratorConfig, *, max_kernel: int, max_pool: int = DEFAULT_MAX_POOL,
                  direct_only: bool = False, options: BuildOptions = DEFAULT_OPTIONS, window_sets: int | None = None):
@@ -340,10 +357,6 @@ class Core(wiring.Component):
             raise ValueError(f"max_pool: {max_pool} must be in 2..{cfg.max_width} (cfg.max_width)")
         if not direct_only and cfg.algo != "winograd":
             raise ValueError("cfg.algo: a core with Winograd mode needs algo='winograd' (or direct_only=True)")
-        if not direct_only and getattr(cfg, "weights", "winograd") != "winograd":
-            # one ``w`` layout for both modes: U words (a spatial-weights front for Winograd
-            # mode alone, rtl.wtransform, is not built in yet)
-            raise ValueError("cfg.weights: the core's Winograd mode takes U words (weights='winograd')")
         self.buf = core_window(cfg, max_kernel, window_sets)     # ValueError naming max_kernel / sets
         self.window_sets = window_sets
         self.cfg, self.dcfg = cfg, direct_view(cfg)
@@ -418,9 +431,9 @@ class Core(wiring.Component):
         m.d.comb += [gen.layer.eq(lay.direct.win), steps.layer.eq(eng), dout.layer.eq(eng),
                      gen.start.eq(self.start & direct), steps.start.eq(self.start & direct),
                      pe.clear.eq(self.start)]
-        wiring.connect(m, wiring.flipped(self.w), pe.w)
         wiring.connect(m, gen.o, steps.i)
         if self.direct_only:
+            wiring.connect(m, wiring.flipped(self.w), pe.w)
             wiring.connect(m, steps.o, pe.i)
             wiring.connect(m, x, gen.x)
             m.d.comb += pe.steps.eq(eng.n_step)
@@ -429,6 +442,7 @@ class Core(wiring.Component):
             self._out_payload(m, o, direct, None, dout.o.payload)
             issued = steps.o.valid & steps.o.ready & steps.o.payload.tag.last
             return self._busy(m, o, steps.busy, issued)
+        self._weights(m, pe)
         wino_x, wino_steps, wino_busy, wino_o = self._winograd_front(m)
         m.d.comb += [pe.mode.eq(direct), pe.steps.eq(Mux(direct, eng.n_step, lay.wino.geom.n_cg))]
         # x: to the mode's buffer only (the other one's ready may be high on stale fields)
@@ -457,6 +471,27 @@ class Core(wiring.Component):
         self._out_payload(m, o, direct, wo.payload.data, do.payload)
         issued = Mux(wino_o, cfg.unroll, 0) + (steps.o.valid & steps.o.ready & steps.o.payload.tag.last)
         return self._busy(m, o, wino_busy | steps.busy, issued)
+
+    def _weights(self, m, pe):
+        """``w`` into the dual array: straight through, or, in Winograd mode of a spatial core,
+        through :class:`rtl.wtransform.KernelSplitter` and :class:`rtl.wtransform.SpatialWeights`
+        (the layer word's ``wino.wt``: the U requant). The mode picks the side; the other one
+        sees no valid beat (the transform is empty between commands: a command's weights are
+        all used before its last output)."""
+        cfg, w = self.cfg, self.w
+        if cfg.weights != "spatial":
+            wiring.connect(m, wiring.flipped(w), pe.w)
+            return
+        m.submodules.wsplit = split = KernelSplitter(cfg, cfg.weight_lanes)
+        m.submodules.wxf = wxf = SpatialWeights(cfg, cfg.weight_lanes)
+        wiring.connect(m, split.o, wxf.i)
+        wino = Signal()
+        m.d.comb += [wino.eq(self.layer.mode == mode_number("winograd")), wxf.params.eq(self.layer.wino.wt),
+                     split.i.payload.eq(w.payload), split.i.valid.eq(w.valid & wino),
+                     w.ready.eq(Mux(wino, split.i.ready, pe.w.ready)),
+                     pe.w.valid.eq(Mux(wino, wxf.o.valid, w.valid)),
+                     pe.w.payload.eq(Mux(wino, wxf.o.payload.as_value(), w.payload.as_value())),
+                     wxf.o.ready.eq(pe.w.ready & wino)]
 
     def _out_payload(self, m, o, direct, wino, dir_):
         """``o``'s elements: the mode's beat (``wino``: m² outputs, ``dir_``: ``unroll``; a

@@ -7,7 +7,11 @@ per-tap U requant ``rq(T, u_mult, u_shift)`` of :func:`rtl.arith.rq_pipeline`.
 ``unroll * unroll_in`` kernels of one weight word (``rtl.pe.weight_stream_layout``, kernel
 ``(k, c)`` at ``data[k][c]``, arriving in ``wino_gen.schedule.word_kernels`` order) and its
 biases; :class:`SpatialWeights` is the two in a row, the block that sits in front of
-``PEArray.w`` in ``rtl.top.WinogradAccel`` when ``cfg.weights == "spatial"``.
+``PEArray.w`` in ``rtl.top.WinogradAccel`` when ``cfg.weights == "spatial"`` and, in Winograd
+mode, in ``rtl.core.Core``. The core's ``w`` has one layout in every mode (the weight word), so
+there the kernels come as words too, ``W[a][b]`` in taps ``a*3 + b`` of ``data[k][c]``, and
+:class:`KernelSplitter` turns each into the transform's ``lanes``-kernel beats without a
+register: the core's weight path has the engine's latency and rate.
 
 Rate: a word takes ``unroll * unroll_in / lanes`` beats. The PE array reads a word once per tile
 of a tile row, so the next block's ``n_cg`` words load without a stall while ``tw * n_cg``
@@ -15,7 +19,8 @@ steps run when ``lanes >= unroll * unroll_in / tw`` (``wino_gen.schedule.steady_
 kernel per cycle keeps up with ``unroll`` 16 only from ``tw >= 16`` (a 64-wide image at F4); a
 7x7 layer at F4 (``tw`` 2) needs 8 lanes. Latency and the stalls where it cannot keep up are
 ``wino_gen.schedule.weight_path_latency`` and ``wino_gen.perf``'s weight model; the resource
-estimate is ``wino_gen.perf.weight_transform_resources``.
+estimate is ``wino_gen.perf.weight_transform_resources`` (the core's adds the splitter:
+``wino_gen.perf.estimate_resources`` with ``max_kernel``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from wino_gen.config import AcceleratorConfig
 from wino_gen.golden import spatial_forms, spatial_widths
-from wino_gen.schedule import rq_latency, weight_transform_latency
+from wino_gen.schedule import rq_latency, weight_transform_latency, word_kernels
 
 from .arith import lin_comb
 from .pe import weight_stream_layout
@@ -151,6 +156,47 @@ class WeightPacker(wiring.Component):
                 m.d.sync += full.eq(0)
         with m.Elif(self.o.ready):
             m.d.sync += full.eq(0)
+        return m
+
+
+class KernelSplitter(wiring.Component):
+    """One weight word of spatial kernels (``rtl.pe.weight_stream_layout``: kernel ``(k, c)``'s
+    ``W[a][b]`` at ``data[k][c][a*3 + b]``, taps 9 .. n²-1 ignored) in, ``unroll * unroll_in /
+    lanes`` beats of :func:`kernel_layout` out, in ``wino_gen.schedule.word_kernels`` order
+    (the order :class:`WeightPacker` expects), each kernel tagged with its channel's
+    ``bias[k]``: the compute core's words, whose one ``w`` layout serves every mode, turned
+    into the transform's input. Combinational: beat ``j`` is the word's kernels ``j * lanes
+    ..`` selected by a beat counter, and the word is taken with its last beat, so the word
+    stays on ``i`` (the stream contract holds it) while its beats leave, one a cycle; the
+    weight path's cycles are the engine's (``wino_gen.schedule.weight_path_latency``)."""
+
+    def __init__(self, cfg: AcceleratorConfig, lanes: int = 1):
+        _check(cfg, lanes)
+        self.cfg, self.lanes = cfg, lanes
+        super().__init__({
+            "i": In(stream.Signature(weight_stream_layout(cfg))),
+            "o": Out(stream.Signature(kernel_layout(cfg, lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L, i, o = self.lanes, self.i, self.o
+        kern = word_kernels(self.cfg)
+        beats = len(kern) // L
+        beat = Signal(range(max(beats, 2)))
+        last = Signal()
+        m.d.comb += [last.eq(beat == beats - 1), o.valid.eq(i.valid), i.ready.eq(o.ready & last)]
+        with m.If(o.valid & o.ready):
+            m.d.sync += beat.eq(beat + 1)
+            with m.If(last):
+                m.d.sync += beat.eq(0)
+        with m.Switch(beat):
+            for j in range(beats):
+                with m.Case(j):
+                    for lane, (k, c) in enumerate(kern[j * L:(j + 1) * L]):
+                        m.d.comb += o.payload.tag[lane].eq(i.payload.bias[k])
+                        for t in range(TAPS_IN):
+                            m.d.comb += o.payload.data[lane][t].eq(i.payload.data[k][c][t])
         return m
 
 

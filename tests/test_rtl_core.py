@@ -4,7 +4,6 @@ command, bit-exact against golden through the host encoders sim uses, with rando
 x, w and o; every command's cycles equal ``wino_gen.perf.core_cycles``, back to back in mixed
 modes on one core; the direct-only build computes the same beats in the same cycles."""
 
-import dataclasses
 import itertools
 import re
 
@@ -457,16 +456,6 @@ def test_constructor_parameters_are_checked(kw, what):
     cfg = kw.pop("cfg", F2)
     with pytest.raises(ValueError, match=what):
         Core(cfg, **kw)
-
-
-def test_spatial_weights_are_refused():
-    """Winograd mode takes U words; a config whose Winograd engine takes spatial kernels is
-    refused by name (the field is new: skipped where the config has none)."""
-    if "weights" not in {f.name for f in dataclasses.fields(AcceleratorConfig)}:
-        pytest.skip("AcceleratorConfig has no weights field")
-    cfg = dataclasses.replace(F2, weights="spatial", weight_lanes=2)
-    with pytest.raises(ValueError, match="cfg.weights"):
-        Core(cfg, max_kernel=3)
 
 
 def test_mode_field_numbers_are_the_instruction_formats():

@@ -22,6 +22,9 @@ steps, so U weights never stall after the first block. Spatial weights (``cfg.we
 "spatial"``) take :func:`schedule.beats_per_word` beats per word through the weight-transform
 unit: the first block arrives :func:`schedule.weight_path_latency` later, and a block whose
 kernels take longer than the previous block's steps stalls the PE array (:class:`_SpatialWeights`).
+The compute core (``rtl.core.Core``) takes a word of spatial kernels per channel group and
+splits it into those beats without a register (``rtl.wtransform.KernelSplitter``), so its
+Winograd commands take the engine's cycles in both weight formats (:func:`core_cycles`).
 ``sim`` measures the same cycles (tests compare the two).
 """
 
@@ -386,7 +389,9 @@ def _core_logic(cfg: AcceleratorConfig, max_kernel: int, max_pool: int, window_s
     but not yet calibrated against a build: the window generator's gearbox and FIFO, the
     direct tail of a dual core (bias add, y requant), the add's ``n * unroll_in`` lanes
     (products, sum, pow2 requant), the pool's ``unroll_in`` lanes (window register, row and
-    column trees, fixed requant) and the segment splitter/packer."""
+    column trees, fixed requant), the segment splitter/packer and, in a dual spatial core, the
+    weight path's kernel splitter and mode mux (:func:`_spatial_path_logic`; the transform
+    itself is the engine's, :func:`_add_weight_transform`)."""
     buf = schedule.core_window(cfg, max_kernel, sets=window_sets)
     a, ui, lanes = cfg.act_bits, cfg.unroll_in, cfg.n * cfg.unroll_in
     ff = buf.gear * a + schedule.FIFO_DEPTH * buf.group_max * a
@@ -396,6 +401,9 @@ def _core_logic(cfg: AcceleratorConfig, max_kernel: int, max_pool: int, window_s
         rl, rf = _rq_cost(cfg, w.out_sum, a)
         lut += cfg.unroll * (w.out_sum + rl)
         ff += cfg.unroll * (w.out_sum + rf)
+        if cfg.weights == "spatial":
+            sl, sf = _spatial_path_logic(cfg)
+            lut, ff = lut + sl, ff + sf
     prod = a + ADD_MULT_RANGE[1].bit_length()
     rl, rf = _rq_lane(False, prod + 1, a, 0)
     ff += lanes * (3 * prod + 1 + rf)
@@ -409,6 +417,17 @@ def _core_logic(cfg: AcceleratorConfig, max_kernel: int, max_pool: int, window_s
     return lut, ff
 
 
+def _spatial_path_logic(cfg: AcceleratorConfig) -> tuple[int, int]:
+    """(LUTs, FFs) of a spatial core's weight path beside the transform
+    (``rtl.wtransform.KernelSplitter`` and the mode mux in ``rtl.core.Core``): the
+    splitter's ``beats_per_word``:1 mux on each beat bit (``weight_lanes`` kernels of 9 weights
+    and a bias), its beat counter, and a 2:1 mux on every bit of the PE array's weight word."""
+    kpw = schedule.beats_per_word(cfg)
+    beat = cfg.weight_lanes * (3 * 3 * cfg.weight_bits + cfg.bias_bits)
+    word = cfg.unroll * (cfg.unroll_in * cfg.n * cfg.n * cfg.weight_bits + cfg.bias_bits)
+    return beat * (kpw - 1) + word, schedule.ceil_log2(max(kpw, 2))
+
+
 def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
                        use_dsp: bool = True, *, max_kernel: int | None = None, max_pool: int = CORE_MAX_POOL,
                        window_sets: int | None = None, direct_only: bool = False) -> dict:
@@ -420,7 +439,8 @@ def estimate_resources(cfg: AcceleratorConfig, board: str = "ulx3s-85f",
 
     ``max_kernel`` asks for a compute core (``rtl.core.Core(cfg, max_kernel=..., max_pool=...,
     window_sets=..., direct_only=...)``) instead of ``cfg.algo``'s engine: the engine it holds
-    (the Winograd one; direct-only: the direct engine of :func:`schedule.direct_view`), plus
+    (the Winograd one, with its weight-transform unit for a spatial ``cfg``; direct-only: the
+    direct engine of :func:`schedule.direct_view`), plus
     :func:`core_memories`' RAMs, the element-wise unit's
     :func:`schedule.eltwise_multipliers` (a DSP each) and, in a dual ``fixed`` core, the direct
     tail's ``unroll`` y-requant multipliers; their logic is :func:`_core_logic`'s."""
@@ -562,7 +582,8 @@ def core_direct_cycles(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *
 def core_cycles(cfg: AcceleratorConfig, mode: str, C: int, K: int, H: int, W: int, *, kernel: int = 3,
                 stride: int = 1, padding: int = 1, max_kernel: int, direct_only: bool = False) -> int:
     """Cycles of one core command (``mode`` ``winograd``: the Winograd engine's datapath,
-    :func:`winograd_layer`; ``direct``, and ``linear`` as its 1x1 case: :func:`core_direct_cycles`).
+    :func:`winograd_layer`, with the weight model of ``cfg.weights``; ``direct``, and
+    ``linear`` as its 1x1 case: :func:`core_direct_cycles`).
     A command starts once the previous one's last output is taken (``busy`` low), so a sequence
     of commands, of one mode or mixed, takes the sum: the mode switch costs nothing beyond each command's own drain."""
     if mode == "winograd":

@@ -362,7 +362,9 @@ def weight_transform_latency(cfg: AcceleratorConfig) -> int:
 
 def weight_path_latency(cfg: AcceleratorConfig) -> int:
     """Cycles from a weight word's last kernel beat taken on ``w`` to the word offered to the PE
-    array's weight buffer: the transform, then the packer's word register."""
+    array's weight buffer: the transform, then the packer's word register. The compute core's
+    path too (``rtl.core.Core`` with spatial weights: its word of kernels is taken with its
+    last beat, ``rtl.wtransform.KernelSplitter`` has no register)."""
     return weight_transform_latency(cfg) + 1
 
 
