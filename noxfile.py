@@ -12,18 +12,24 @@ def _install(session):
     session.install("-e", ".[dev]")
 
 
+# one pytest-xdist worker per CPU, each test module on one worker (its module-scoped fixtures
+# built once; see tests/conftest.py)
+PARALLEL = ("-n", "auto", "--dist", "loadscope")
+
+
 @nox.session
 def tests(session):
-    """The default suite: correctness only, slow sweeps excluded (< ~10 min on 2 cores)."""
+    """The default suite: correctness only, slow sweeps excluded (< ~10 min on 2 cores). Extra
+    arguments go to pytest (`nox -s tests -- -n 0 tests/test_golden.py`: one file, one process)."""
     _install(session)
-    session.run("pytest", "-m", "not slow", "-W", "error::DeprecationWarning", *session.posargs)
+    session.run("pytest", "-m", "not slow", "-W", "error::DeprecationWarning", *PARALLEL, *session.posargs)
 
 
 @nox.session
 def slow(session):
     """Long sweeps and runs marked @pytest.mark.slow."""
     _install(session)
-    session.run("pytest", "-m", "slow", "-W", "error::DeprecationWarning", *session.posargs)
+    session.run("pytest", "-m", "slow", "-W", "error::DeprecationWarning", *PARALLEL, *session.posargs)
 
 
 @nox.session

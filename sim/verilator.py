@@ -6,7 +6,9 @@ Once built, a layer runs 250-650x faster than on pysim, which makes ResNet-size 
 practical; the build itself takes 35-130 s per engine, so builds are cached by a hash of the
 Verilog and the harness in ``$WINO_VERILATOR_CACHE`` (default ``<tmp>/wino-verilator``). A build
 is made in a temporary folder of the cache and renamed into place when complete, so an
-interrupted build never leaves a half-built model that a later run would use. The harness
+interrupted build never leaves a half-built model that a later run would use; a lock file per
+build (``<key>.lock``) makes a second process that wants the same build (two test workers, two
+runs) wait for the first one's rather than make it too. The harness
 drives the streams as :mod:`sim.streams` does, with the same stall pattern evaluated per cycle
 (``stalled`` below mirrors :meth:`sim.streams.Stalls.stalled`; the pattern is a run-time input,
 so one build serves every pattern), and counts cycles exactly as pysim (cycles from ``start``
@@ -15,7 +17,9 @@ up to and including the one in which the last output beat is taken).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 import shutil
@@ -191,16 +195,37 @@ def build_cached(sources, *, what: str, key: str | None = None, jobs: int = 2, s
     if key is None:     # the sources in order (the engine builds' key before this function)
         key = hashlib.sha256("".join(sources.values()).encode()).hexdigest()
     d = cache / key[:16]
-    if not (d / "obj" / "Vwino_top").exists():
-        with progress.step(f"building Verilator model of {what}", show):
-            _build_into(d, sources() if callable(sources) else sources, jobs)
-    return d / "obj" / "Vwino_top"
+    exe = d / "obj" / "Vwino_top"
+    if not exe.exists():
+        with _key_lock(d, what, show):
+            if not exe.exists():     # else the process this one waited for built it
+                with progress.step(f"building Verilator model of {what}", show):
+                    _build_into(d, sources() if callable(sources) else sources, jobs)
+    return exe
+
+
+@contextlib.contextmanager
+def _key_lock(d: Path, what: str, show: bool):
+    """Hold the exclusive lock (``fcntl.flock``) of build ``d``, waiting, with a progress line,
+    while another process holds it. The lock file stays (a tiny file per build): removing it
+    would let a third process lock a new file while the second still waits on the old one."""
+    try:
+        f = open(d.with_suffix(".lock"), "a")
+    except OSError as e:
+        raise _cache_error(d.parent, e.strerror or str(e)) from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with progress.step(f"waiting for another process's Verilator build of {what}", show):
+                fcntl.flock(f, fcntl.LOCK_EX)
+        yield       # closing the file releases the lock
 
 
 def _build_into(d: Path, sources: dict[str, str], jobs: int) -> None:
     """Build in a temporary sibling of ``d`` and rename it to ``d`` when complete; a failed
-    build leaves its output in ``d.log`` and nothing else. Called only when ``d`` holds no
-    complete build."""
+    build leaves its output in ``d.log`` and nothing else. Called only with ``d``'s lock held
+    (:func:`_key_lock`) and when ``d`` holds no complete build."""
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
     except OSError as e:
@@ -227,7 +252,9 @@ def _build_into(d: Path, sources: dict[str, str], jobs: int) -> None:
             shutil.rmtree(d)
         os.replace(tmp, d)
     except OSError as e:
-        if not (d / "obj" / "Vwino_top").exists():   # else another process built it first
+        # a process of a version without the lock (another checkout sharing the cache) may
+        # have renamed its build into place first
+        if not (d / "obj" / "Vwino_top").exists():
             raise _cache_error(d.parent, e.strerror or str(e)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,8 @@ before any layer runs; outputs appear whole, and only after a passing run."""
 import json
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +246,8 @@ def test_verilator_build_is_staged_and_shown(monkeypatch, tmp_path, capsys):
     be = fake_verilator(monkeypatch, tmp_path, ok)
     exe = be.build(SDPRam(8, 4))
     assert exe.read_text() == "exe" and exe.parent.parent.parent == tmp_path / "cache"
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [exe.parent.parent.name]
+    key = exe.parent.parent.name
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [key, key + ".lock"]
     assert "building Verilator model of SDPRam ... " in capsys.readouterr().err
 
 
@@ -259,12 +262,48 @@ def test_failed_verilator_build_leaves_no_model(monkeypatch, tmp_path, failure):
     be = fake_verilator(monkeypatch, tmp_path, bad)
     with pytest.raises(UsageError if failure == "status" else KeyboardInterrupt) as e:
         be.build(SDPRam(8, 4))
-    left = [p.name for p in (tmp_path / "cache").iterdir()]
+    left = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.suffix != ".lock")
+    assert len(list((tmp_path / "cache").glob("*.lock"))) == 1
     if failure == "status":
         assert len(left) == 1 and left[0].endswith(".log") and left[0] in str(e.value)
         assert "boom" in (tmp_path / "cache" / left[0]).read_text()
     else:
         assert left == []
+
+
+def test_a_second_build_of_the_same_model_waits_for_the_first(monkeypatch, tmp_path):
+    """Two test workers (or two runs) wanting one model at once: the second waits on the
+    first's lock and then uses its build; Verilator runs once."""
+    building, waiting, release, calls = threading.Event(), threading.Event(), threading.Event(), []
+
+    def fake_run(cmd, *, cwd, env, stdout):
+        calls.append(cwd)
+        building.set()
+        assert release.wait(30)
+        (Path(cwd) / "obj").mkdir()
+        (Path(cwd) / "obj" / "Vwino_top").write_text("exe")
+        return 0
+    real_flock = verilator.fcntl.flock
+
+    def flock(f, op):
+        if op == verilator.fcntl.LOCK_EX:       # the blocking wait, after the try that failed
+            waiting.set()
+        return real_flock(f, op)
+    monkeypatch.setattr(verilator, "run_in_group", fake_run)
+    monkeypatch.setattr(verilator.fcntl, "flock", flock)
+
+    def build():
+        return verilator.build_cached({"top.v": "module wino_top; endmodule"}, what="a test", cache=tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(build)
+        assert building.wait(30)
+        second = pool.submit(build)
+        assert waiting.wait(30)
+        release.set()
+        exe = first.result()
+        assert second.result() == exe and exe.read_text() == "exe"
+    key = exe.parent.parent.name
+    assert len(calls) == 1 and sorted(p.name for p in tmp_path.iterdir()) == [key, key + ".lock"]
 
 
 # -- names from the model dir are printed escaped, in sized columns ----------------------------

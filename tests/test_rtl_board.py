@@ -29,8 +29,8 @@ from wino_gen.run.runtime import Runtime
 
 @pytest.fixture(scope="module")
 def layer(tmp_path_factory):
-    """A one-layer model dir (Winograd F2, 4 -> 4 channels, 6x6, batch 1), its config, image."""
-    b = _Builder(2, "layer", "pow2", np.random.default_rng(0), 2, (4, 6, 6), 1 / 32)
+    """A one-layer model dir (Winograd F2, 4 -> 4 channels, 4x4, batch 1), its config, image."""
+    b = _Builder(2, "layer", "pow2", np.random.default_rng(0), 2, (4, 4, 4), 1 / 32)
     b.winograd("conv1", INPUT, 4)
     model = fmt.write_model(tmp_path_factory.mktemp("m") / "m", b.manifest, b.arrays)
     cfg = network.config_for(model, unroll=2)
@@ -49,12 +49,15 @@ def _session(img, cfg, *, word_bytes=2, host="bytes", memory="2,3", stall=0.2, s
 @pytest.fixture(scope="module")
 def loaded(layer):
     """The layer's image loaded over the link into a board (a 16-bit port, memory latency 3,
-    stalls on every stream), shared by the tests below: each leaves it as it found it."""
-    _, cfg, img = layer
+    stalls on every stream) and run once from instruction 0, so that a warm run (from
+    main_entry: the weights already on chip) is valid in any test and in any order; shared by
+    the tests below: each leaves it as it found it."""
+    model, cfg, img = layer
     board, client, rt = _session(img, cfg)
     v = rt.connect()
     assert v.config_sha256 == im.config_sha256(cfg) and 1 << v.addr_bits == len(board.mem)
     rt.load()
+    rt.run(_inputs(model, 1, seed=9))
     return board, client, rt
 
 

@@ -121,9 +121,9 @@ def test_the_cpp_chip_is_the_python_chip(replay, tmp_path, clock_mhz, read_delay
 
 @pytest.fixture(scope="module")
 def layer(tmp_path_factory):
-    """A one-layer model dir (Winograd F2, 4 -> 4 channels, 6x6), its config and image (as
+    """A one-layer model dir (Winograd F2, 4 -> 4 channels, 4x4), its config and image (as
     tests/test_rtl_board.py makes it), and two inputs."""
-    b = _Builder(2, "layer", "pow2", np.random.default_rng(0), 2, (4, 6, 6), 1 / 32)
+    b = _Builder(2, "layer", "pow2", np.random.default_rng(0), 2, (4, 4, 4), 1 / 32)
     b.winograd("conv1", INPUT, 4)
     model = fmt.write_model(tmp_path_factory.mktemp("m") / "m", b.manifest, b.arrays)
     cfg = network.config_for(model, unroll=2)
@@ -158,7 +158,7 @@ def _session(board, img, x):
 
 @pytest.fixture(scope="module")
 def on_pysim(layer):
-    """The session on the pysim board (about 6000 cycles: the power-up wait, the load, two runs)."""
+    """The session on the pysim board (the power-up wait, the load, two runs)."""
     _, cfg, img, x = layer
     return _session(_pysim(cfg, img), img, x)
 
