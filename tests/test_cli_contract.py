@@ -53,6 +53,23 @@ def test_number_refuses(text):
         number(float, lo=0, lo_open=True)(text)
 
 
+def test_a_flag_prefix_is_not_a_flag(tmp_path):
+    """``--config`` is not taken for ``--config-out`` (argparse's prefix match), which would
+    overwrite the config the user meant to read: one line, exit 2, the file untouched."""
+    from wino_gen.errors import ArgumentParser
+
+    p = ArgumentParser(prog="t")
+    p.add_argument("--config-out")
+    with pytest.raises(UsageError, match="unrecognized arguments: --config"):
+        p.parse_args(["--config", "x.json"])
+    cfg = tmp_path / "top.json"
+    cfg.write_text("{}")
+    r = subprocess.run([sys.executable, "-m", "sim", str(ROOT / "examples" / "tiny"), "--config", str(cfg)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--config" in r.stderr
+    assert cfg.read_text() == "{}"
+
+
 def test_number_accepts_bounds():
     assert number(int, lo=1, hi=3)("3") == 3
     assert number(float, lo=0)("0") == 0.0

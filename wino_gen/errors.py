@@ -35,10 +35,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as a one-line UsageError instead of usage + exit."""
+    """argparse that reports a bad flag as a one-line UsageError instead of usage + exit. Flags
+    are matched whole: argparse's prefix matching would take ``--config`` for ``--config-out``
+    and overwrite the file the user meant to read."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def error(self, message):

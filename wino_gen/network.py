@@ -57,25 +57,28 @@ def run_layer(model: Model, layer: Layer, inputs: list[np.ndarray],
 
 def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str = "winograd",
                **overrides) -> AcceleratorConfig:
-    """The smallest accelerator config that runs every conv layer of ``model`` bit for bit: its
-    tile, granularity, balance, requant mode and bit widths, and buffers, channel count, tap
-    shift, multiplier and bias widths sized to its layers (narrower bias registers would wrap).
+    """The smallest accelerator config that runs every conv and linear layer of ``model`` bit for
+    bit: its tile, granularity, balance, requant mode and bit widths, and buffers, channel count,
+    tap shift, multiplier and bias widths sized to its layers (narrower bias registers would
+    wrap; a linear layer runs on the compute core, so its bias and requant count too).
     ``overrides`` set other fields (or widen)."""
     width, chans, align, mult = 4, unroll_in, 0, 2
     bias_lo = bias_hi = 0
     for layer in model.layers:
-        if layer.op not in ("winograd_conv3x3", "direct_conv"):
+        if layer.op not in ("winograd_conv3x3", "direct_conv", "linear"):
             continue
         bias_lo = min(bias_lo, int(layer.arrays["bias"].min(initial=0)))
         bias_hi = max(bias_hi, int(layer.arrays["bias"].max(initial=0)))
+        for key in ("v_mult", "m_mult", "y_mult"):
+            if key in layer.arrays and layer.arrays[key].size:
+                mult = max(mult, int(np.max(layer.arrays[key])).bit_length())
+        if layer.op == "linear":     # the core runs it as a 1x1 direct layer: its bias and requant only
+            continue
         c, h, w = layer.in_shape
         width = max(width, h, w, *layer.out_shape[1:])
         chans = max(chans, c, layer.out_shape[0])
         if "m_align" in layer.arrays:
             align = max(align, int(np.max(layer.arrays["m_align"], initial=0)))
-        for key in ("v_mult", "m_mult", "y_mult"):
-            if key in layer.arrays and layer.arrays[key].size:
-                mult = max(mult, int(np.max(layer.arrays[key])).bit_length())
     if algo == "direct":   # patches of up to 7x7: room for C * k * k elements per block
         taps = max((math.prod(layer.arrays["W"].shape[-2:]) for layer in model.layers
                     if layer.op == "direct_conv"), default=9)
