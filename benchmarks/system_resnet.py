@@ -1,11 +1,13 @@
 """A network on the whole system, the Winograd system vs the direct-only system at equal
 multipliers, per layer, on the ULX3S SDRAM model (issue 14): runs ``python -m sim MODEL_DIR
 --system --backend verilator --memory sdram-ulx3s`` on a Winograd model dir and, with
-``--direct-only``, on the same network exported with direct convolutions only; writes
-benchmarks/results/system_<net>.json and prints a markdown table.
+``--direct-only``, on the same network exported with direct convolutions only, and with
+``--spatial DIR`` on the network exported with spatial Winograd weights (``--weights spatial
+--weight-lanes N``: the core transforms the 3x3 kernels, 9 bytes a kernel from memory instead of
+U's n²); writes benchmarks/results/system_<net>.json and prints a markdown table.
 
-    python benchmarks/system_resnet.py WINOGRAD_DIR DIRECT_DIR [--net resnet20] [--images 2] [--batch N]
-        [--inference-only]
+    python benchmarks/system_resnet.py WINOGRAD_DIR DIRECT_DIR [--spatial DIR [--weight-lanes 4]]
+        [--cores winograd,direct-only,spatial] [--net resnet20] [--images 2] [--batch N] [--inference-only]
 
 Each run is the CLI itself (its ``--json`` report: per layer the measured COMPUTE cycles, the
 plan's, their ratio, the plan's bound, the bytes the layer's LOAD/STOREs move and their share of
@@ -36,28 +38,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MEMORY = "sdram-ulx3s"
-CORES = ("winograd", "direct-only")
+CORES = ("winograd", "direct-only", "spatial")
 #: the JSON's core names as the table shows them
-SYSTEMS = {"dual": "winograd (dual core)", "direct-only": "direct-only", "winograd": "winograd (dual core)"}
+SYSTEMS = {"dual": "winograd (dual core)", "direct-only": "direct-only", "winograd": "winograd (dual core)",
+           "dual-spatial": "winograd, spatial weights (dual core)", "spatial": "winograd, spatial weights (dual core)"}
+#: kernels a cycle into a spatial core's weight transform: a weight word's (the CLI's unroll 4 x 1)
+DEFAULT_LANES = 4
 
 
-def command(model_dir: str, core: str, trace: bool, images: int, batch: int, json_out: Path) -> list[str]:
+def command(model_dir: str, core: str, trace: bool, images: int, batch: int, json_out: Path,
+            lanes: int = DEFAULT_LANES) -> list[str]:
     """The ``python -m sim`` command line of one run."""
+    flags = {"direct-only": ["--direct-only"], "spatial": ["--weights", "spatial", "--weight-lanes", str(lanes)]}
     return [sys.executable, "-m", "sim", model_dir, "--system", "--backend", "verilator", "--memory", MEMORY,
             "--images", str(images), "--batch", str(batch), "--no-progress", "--json", str(json_out),
-            *(["--direct-only"] if core == "direct-only" else []), *([] if trace else ["--no-trace"])]
+            *flags.get(core, []), *([] if trace else ["--no-trace"])]
 
 
-def run(model_dir: str, core: str, trace: bool, images: int, batch: int) -> dict:
+def run(model_dir: str, core: str, trace: bool, images: int, batch: int, lanes: int = DEFAULT_LANES) -> dict:
     """One run of the CLI: its JSON report with the command and the wall time, or the failure's
     last line and exit status."""
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "report.json"
-        argv = command(model_dir, core, trace, images, batch, out)
+        argv = command(model_dir, core, trace, images, batch, out, lanes)
         t0 = time.perf_counter()
         r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
         wall = round(time.perf_counter() - t0, 1)
-        shown = shlex.join(["python", *command(model_dir, core, trace, images, batch, Path("REPORT.json"))[1:]])
+        shown = shlex.join(["python", *command(model_dir, core, trace, images, batch, Path("REPORT.json"),
+                                               lanes)[1:]])
         base = {"core": core, "trace": trace, "batch": batch, "command": shown, "wall_s": wall,
                 "returncode": r.returncode}
         if r.returncode != 0:
@@ -79,21 +87,26 @@ def per_image(report: dict) -> dict:
     return {r["layer"]: {**r, **{k: r[k] / n for k in keys if k in r}} for r in report["layers"]}
 
 
+#: the per-layer and whole-run ratios the tables show: (numerator, denominator) systems
+RATIOS = (("direct-only", "winograd"), ("direct-only", "spatial"))
+
+
 def layer_table(net: str, reports: dict, trace: bool, batch: int) -> list[str]:
-    """Per layer both systems side by side, for one program (``trace``) and ``batch``."""
+    """Per layer the systems that ran side by side, for one program (``trace``) and ``batch``."""
     runs = {c: reports.get(key(c, trace, batch), {}) for c in CORES}
     ok = {c: per_image(r) for c, r in runs.items() if "layers" in r}
+    cores = [c for c in CORES if c in ok]
+    ratios = [(a, b) for a, b in RATIOS if a in ok and b in ok]
     names = list(dict.fromkeys(n for c in ok for n in ok[c]))
     head = "| layer |" + "".join(f" {c}: engine, bound | measured | plan | ratio | window | modelled | util |"
-                                 for c in CORES) + \
-        " direct-only / winograd |"
+                                 for c in cores) + "".join(f" {a} / {b} |" for a, b in ratios)
     what = "every layer stored" if trace else "inference"
     out = [f"{net} on the system ({what}, batch {batch}), {MEMORY}, per image: COMPUTE cycles measured and planned; "
            f"util: bytes over the layer's measured window, % of the sustained rate, memory-bound layers", "", head,
-           "|" + "---|" * (2 + 7 * len(CORES))]
+           "|" + "---|" * (1 + 7 * len(cores) + len(ratios))]
     for name in names:
         cells = []
-        for c in CORES:
+        for c in cores:
             r = ok.get(c, {}).get(name)
             if r is None:
                 cells.append(" - |" * 7)
@@ -102,12 +115,13 @@ def layer_table(net: str, reports: dict, trace: bool, batch: int) -> list[str]:
             modelled = f"{r['plan_window']:.0f}" if "plan_window" in r else "-"
             cells.append(f" {r['engine']}, {r['bound']} | {r['measured']:.0f} | {r['plan']:.0f} | {r['ratio']:.3f} "
                          f"| {r['window']:.0f} | {modelled} | {util} |")
-        w, d = (ok.get(c, {}).get(name) for c in CORES)
-        vs = f"{d['window'] / w['window']:.2f}x" if w and d else "-"
-        out.append(f"| {name} |" + "".join(cells) + f" {vs} |")
+        for a, b in ratios:
+            num, den = ok[a].get(name), ok[b].get(name)
+            cells.append(f" {num['window'] / den['window']:.2f}x |" if num and den else " - |")
+        out.append(f"| {name} |" + "".join(cells))
     out.append("")
     out.append("(window: measured from the sequencer's trace; modelled: plan.program_cycles on the plan's COMPUTE "
-               "cycles; direct-only / winograd per layer: the ratio of the layers' measured windows)")
+               "cycles; a / b per layer: the ratio of the layers' measured windows)")
     return out
 
 
@@ -129,10 +143,11 @@ def totals_table(runs: dict) -> list[str]:
                    f"| {r['mismatches']} | {r['wall_s']} |")
     pairs = dict.fromkeys((r["trace"], r.get("batch", 1)) for r in runs.values())
     for trace, batch in pairs:
-        w, d = (runs.get(key(c, trace, batch), {}) for c in CORES)
-        if "layers" in w and "layers" in d:
-            out.append(f"\ndirect-only / winograd, whole network ({'every layer stored' if trace else 'inference'}, "
-                       f"batch {batch}): {d['cycles_per_image'] / w['cycles_per_image']:.2f}x")
+        for a, b in RATIOS:
+            num, den = (runs.get(key(c, trace, batch), {}) for c in (a, b))
+            if "layers" in num and "layers" in den:
+                out.append(f"\n{a} / {b}, whole network ({'every layer stored' if trace else 'inference'}, "
+                           f"batch {batch}): {num['cycles_per_image'] / den['cycles_per_image']:.2f}x")
     return out
 
 
@@ -145,6 +160,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("winograd_dir", help="the network's Winograd model dir")
     p.add_argument("direct_dir", help="the same network exported with direct convolutions only")
+    p.add_argument("--spatial", metavar="DIR", help="the same network exported with spatial Winograd weights "
+                   "(W and u_mult/u_shift): the spatial-weight system runs it too")
+    p.add_argument("--weight-lanes", type=int, default=DEFAULT_LANES,
+                   help=f"--spatial: kernels a cycle into the weight transform (default {DEFAULT_LANES})")
+    p.add_argument("--cores", default=None, help="comma-separated systems to run, of "
+                   f"{', '.join(CORES)} (default: every one with a model dir)")
     p.add_argument("--net", default="resnet20", help="the network's name in the output file (default resnet20)")
     p.add_argument("--images", type=int, default=2, help="images per run (default 2)")
     p.add_argument("--batch", type=int, default=1, help="images per run, the image compiled for it (default 1)")
@@ -152,13 +173,17 @@ def main(argv=None) -> int:
                    help="only the inference's own program (--no-trace), not the every-layer-stored runs")
     p.add_argument("--out", help="the JSON file (default benchmarks/results/system_<net>.json)")
     a = p.parse_args(argv)
+    dirs = {"winograd": a.winograd_dir, "direct-only": a.direct_dir, "spatial": a.spatial}
+    cores = a.cores.split(",") if a.cores else [c for c in CORES if dirs[c]]
+    if not set(cores) <= set(CORES) or not all(dirs[c] for c in cores):
+        p.error(f"--cores {a.cores}: systems of {', '.join(CORES)} with a model dir (spatial: --spatial DIR)")
     out = Path(a.out) if a.out else RESULTS / f"system_{a.net}.json"
     t0 = time.perf_counter()
     reports = {}
     for trace in (False,) if a.inference_only else (True, False):
-        for core, d in zip(CORES, (a.winograd_dir, a.direct_dir), strict=True):
+        for core in cores:
             k = key(core, trace, a.batch)
-            r = reports[k] = run(d, core, trace, a.images, a.batch)
+            r = reports[k] = run(dirs[core], core, trace, a.images, a.batch, a.weight_lanes)
             print(f"{k}: {r.get('summary', r.get('failed'))} ({r['wall_s']} s)", file=sys.stderr, flush=True)
     line = shlex.join(["python", "benchmarks/system_resnet.py", *(sys.argv[1:] if argv is None else argv)])
     runs = write(out, a.net, line, reports, round(time.perf_counter() - t0, 1))

@@ -4,7 +4,9 @@
 For each instruction (:func:`rtl.ctrl.sequencer.entry_layout` ``"compute"``) it
 
 1. reads the layer's parameter block from the parameter memory (int32 words through one
-   32-bit read window, a word a cycle: the header and the tap words the build uses), unless
+   32-bit read window, a word a cycle: the header and the tap words the build uses,
+   :func:`wino_gen.commands.tap_reads`; a spatial-weight build's U requant among them, into the
+   core's ``wino.wt``), unless
    the block it read last was read for the same layer and mode (``flush``, pulsed at a
    program's start, forgets it);
 2. checks the instruction against the block: the wrong layer or mode, or a tile outside the
@@ -13,11 +15,16 @@ For each instruction (:func:`rtl.ctrl.sequencer.entry_layout` ``"compute"``) it
    layer beyond the build's limits) :data:`wino_gen.commands.UNSUPPORTED`: it answers
    without touching a scratchpad;
 3. derives the command of the activation reader, the weight reader and the output writer
-   (:mod:`rtl.feed`) and the core's command word in :data:`wino_gen.commands.DERIVE_STAGES`
+   (:mod:`rtl.feed`: a Winograd block of 3x3 kernels on a spatial-weight build) and the core's
+   command word in :data:`wino_gen.commands.DERIVE_STAGES`
    registered stages: the band's rows, tile and channel-group counts, chunk counts, each a
    division by a config constant (a shift, or a multiply by a reciprocal:
    :func:`wino_gen.commands.reciprocal`), and which output beats to keep (:meth:`_derived`);
-4. starts them together and answers DONE (status 0) once all are idle: the tile's outputs
+4. starts them together, the weight reader :data:`wino_gen.commands.WEIGHT_HEAD_START` cycles
+   early (its command registered the cycle before, from the derivation's first two stages), so
+   that the core gets its first weight word with its first activation beat: both streams as a
+   host-fed core gets them, :data:`wino_gen.commands.FEED_LAG` later, whichever limits it (a
+   spatial core's weight transform may); and answers DONE (status 0) once all are idle: the tile's outputs
    are then in the activation scratchpad. An ``add`` reads its two operands with two
    activation readers in their segment walk and writes the core's row segments with the
    writer's (``rtl.feed``'s element-wise modes).
@@ -33,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from wino_gen import commands as cm
-from wino_gen.compile.image import DESC_WORDS, TAP_ARRAYS
+from wino_gen.compile.image import DESC_WORDS
 from wino_gen.config import AcceleratorConfig
 from wino_gen.isa import MODES
 from wino_gen.limits import MAX_PAD, WINDOW_STRIDES
@@ -41,14 +48,18 @@ from wino_gen.schedule import core_window, pe_geometry, window_par
 
 from .core import DEFAULT_MAX_POOL, core_layer_layout, core_out_layout
 from .ctrl.sequencer import CODE, DONE, entry_layout
-from .feed import WRITER_MODES, ActivationReader, OutputWriter, WeightReader
+from .feed import WRITER_MODES, ActivationReader, OutputWriter, WeightReader, reads_spatial
 from .mem.scratchpad import ByteReadSignature, ByteWriteSignature
 from .pe import weight_stream_layout
 from .tilebuf import input_beat_layout
+from .wtransform import TAPS_IN
 
 #: bits of the unit's coordinate and count arithmetic (values past them are refused first)
 _BITS = 24
 _WINO, _DIRECT, _LINEAR, _ADD, _MAX, _AVG = (MODES.index(m) for m in cm.RUNS)
+#: the first of the FSM's states D1 .. CMD (by index) in which the weight command's derived
+#: values (the derivation's first two stages) are registered
+_WEIGHT_FIELDS_IN = 2
 
 
 def _ceil_div(v, d: int):
@@ -83,6 +94,8 @@ class ComputeUnit(wiring.Component):
         self.out = OutputWriter(cfg, depth=act_bytes, width=act_width, ports=out_ports,
                                 modes=tuple(md for md in WRITER_MODES if not (direct_only and md == "winograd")))
         self.act_bytes, self.wgt_bytes = act_bytes, wgt_bytes
+        #: bytes a kernel of a Winograd block holds: U's n², or a spatial build's 3x3
+        self.wino_taps = TAPS_IN if reads_spatial(cfg) else cfg.n ** 2
         super().__init__({
             "instr": In(stream.Signature(entry_layout("compute", max_instrs))),
             "done": Out(stream.Signature(DONE)),
@@ -118,6 +131,13 @@ class ComputeUnit(wiring.Component):
         d = self._derived(m, cur, w)
         starting = Signal()
         self._filter(m, d, starting, elt)
+        # the weight reader starts WEIGHT_HEAD_START cycles before the others, its command registered
+        # the cycle before (module doc, step 4); positions: D1 .. D<DERIVE_STAGES>, CMD, START
+        states = [f"D{i}" for i in range(1, cm.DERIVE_STAGES + 1)] + ["CMD", "START"]
+        w_start = states[-1 - cm.WEIGHT_HEAD_START]
+        w_cmd = states[states.index(w_start) - 1]
+        assert states.index(w_cmd) >= _WEIGHT_FIELDS_IN, "the weight command needs stages 0 and 1 registered"
+        early = {w_cmd: ([], self._weight_command(cur, d)), w_start: ([wgt.start.eq(~elt)], [])}
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.instr.ready.eq(1)
@@ -146,13 +166,16 @@ class ComputeUnit(wiring.Component):
                 with m.State(f"D{i}"):
                     m.d.sync += stage
                     m.next = f"D{i + 1}" if i < len(d["stages"]) else "CMD"
+                    self._early(m, early, f"D{i}")
             with m.State("CMD"):
                 m.d.sync += self._commands(cmd, cur, w, d)
                 m.next = "START"
+                self._early(m, early, "CMD")
             with m.State("START"):
-                m.d.comb += [act.start.eq(1), act2.start.eq(cur.mode == _ADD), wgt.start.eq(~elt), out.start.eq(1),
+                m.d.comb += [act.start.eq(1), act2.start.eq(cur.mode == _ADD), out.start.eq(1),
                              self.core_start.eq(1), starting.eq(1)]
                 m.next = "RUN"
+                self._early(m, early, "START")
             with m.State("RUN"):
                 with m.If(~busy):
                     m.d.sync += [self.done.valid.eq(1), self.done.payload.status.eq(0)]
@@ -164,6 +187,13 @@ class ComputeUnit(wiring.Component):
         with m.If(self.flush):
             m.d.sync += cached.eq(0)
         return m
+
+    @staticmethod
+    def _early(m, early, state):
+        """The weight reader's statements of ``state`` (its command, its start)."""
+        comb, sync = early.get(state, ([], []))
+        m.d.comb += comb
+        m.d.sync += sync
 
     def _wire_feeders(self, m):
         """The feeders' windows and streams out to the scratchpads and the core."""
@@ -210,6 +240,8 @@ class ComputeUnit(wiring.Component):
         wino = cmd.wino
         fields = {"v_shift": wino.v.shift, "v_mult": getattr(wino.v, "mult", None), "m_shift": wino.out.m.shift,
                   "m_mult": getattr(wino.out.m, "mult", None), "m_align": getattr(wino.out, "align", None)}
+        if "wt" in wino.shape().members:
+            fields.update(u_shift=wino.wt.shift, u_mult=getattr(wino.wt, "mult", None))
         return fields[arr][t]
 
     def _status(self, m, cur, w):
@@ -277,11 +309,11 @@ class ComputeUnit(wiring.Component):
             [r["hb"].eq(r["b"] - r["a_e"]), r["in_off"].eq((r["a"] - r["a_e"])[:_BITS // 2] * w["W"][:_BITS // 2]),
              r["tw"].eq(_ceil_div(w["Wo"][:_BITS], mt)), r["n_step"].eq(_ceil_div(r["ckk"], L)),
              r["c_last"].eq(r["ct"] - (r["n_cg"] - 1) * cfg.unroll_in),
+             r["th"].eq(_ceil_div((r["b"] - r["a_e"] + 2 * p - 2)[:_BITS], mt)),    # hb's tile rows
              r["nxb_d"].eq(_ceil_div(w["W"][:_BITS], cfg.n)), r["nxb_o"].eq(_ceil_div(w["Wo"][:_BITS], cfg.n)),
              r["prow"].eq((w["Ho"][:_BITS // 2] - 1) * w["stride"][:8] - p + k),         # the last window's end
              r["pcol"].eq((w["Wo"][:_BITS // 2] - 1) * w["stride"][:8] - p + k)],
-            [r["th"].eq(_ceil_div((r["hb"] + 2 * p - 2)[:_BITS], mt)),
-             r["ho_e"].eq(Mux(two, (r["hb"] + 2 * p - k) >> 1, r["hb"] + 2 * p - k) + 1),
+            [r["ho_e"].eq(Mux(two, (r["hb"] + 2 * p - k) >> 1, r["hb"] + 2 * p - k) + 1),
              r["nxb_w"].eq(_ceil_div((r["tw"] * mt + 2)[:_BITS], cfg.n)), r["in_addr"].eq(cur.in_addr - r["in_off"]),
              r["gr"].eq(r["n_cg"][:_BITS // 2] * (cur.r1 - cur.r0))],
             [r["npix"].eq(r["ho_e"][:_BITS // 2] * w["Wo"][:_BITS // 2]),
@@ -310,9 +342,23 @@ class ComputeUnit(wiring.Component):
         with m.If(run):
             m.d.sync += c.eq(0)
 
+    def _weight_command(self, cur, d):
+        """The weight reader's command, from the derivation's first two stages (registered
+        :data:`wino_gen.commands.WEIGHT_HEAD_START` cycles before the other commands: module doc)."""
+        cfg, wgt = self.cfg, self.wgt.cmd
+        wino = cur.mode == _WINO
+        stmts = [wgt.w_addr.eq(cur.w_addr), wgt.row_bytes.eq(Mux(wino, d["ct"] * self.wino_taps, d["ckk"])),
+                 wgt.n_step.eq(Mux(wino, d["n_cg"], d["n_step"])), wgt.kc.eq(d["kt"]), wgt.n_kb.eq(d["n_kb"]),
+                 wgt.reps.eq(Mux(wino, d["th"], 1)),
+                 wgt.bias_addr.eq(Mux(wino, cm.bias_byte(cfg, "winograd", 0), cm.bias_byte(cfg, "direct", 0))
+                                  + cm.WORD * cur.k0)]
+        if reads_spatial(cfg):
+            stmts.append(wgt.spatial.eq(wino))
+        return stmts
+
     def _commands(self, cmd, cur, w, d):
         """The feeders' commands and the core's word from the derived values."""
-        cfg, act, wgt, out = self.cfg, self.act.cmd, self.wgt.cmd, self.out.cmd
+        cfg, act, out = self.cfg, self.act.cmd, self.out.cmd
         wino = cur.mode == _WINO
         fixed = cfg.requant == "fixed"
         W, p = w["W"], w["padding"]
@@ -322,16 +368,11 @@ class ComputeUnit(wiring.Component):
         # the feeders' mode: the Winograd walk, the window generator's (direct, linear), or the
         # element-wise segments (the COMPUTE's own mode number)
         feed_mode = Mux(add, cur.mode, Mux(wino, MODES.index("winograd"), MODES.index("direct")))
-        bias_taps = Mux(wino, cfg.n ** 2, 0)
         stmts = [
             act.mode.eq(feed_mode), act.in_addr.eq(Mux(add, cur.in_addr, d["in_addr"])),
             act.in_cstride.eq(w["in_cstride"]), act.rows.eq(Mux(pool, w["H"], Mux(add, rows, d["hb"]))), act.w.eq(W),
             act.pad.eq(Mux(wino, p, 0)), act.channels.eq(d["ct"]), act.n_cg.eq(d["n_cg"]),
             act.nxb.eq(Mux(wino, d["nxb_w"], d["nxb_d"])), act.n_kb.eq(Mux(wino | add, 1, d["n_kb"])),
-            wgt.w_addr.eq(cur.w_addr), wgt.row_bytes.eq(Mux(wino, d["ct"] * cfg.n ** 2, d["ckk"])),
-            wgt.n_step.eq(Mux(wino, d["n_cg"], d["n_step"])), wgt.kc.eq(d["kt"]), wgt.n_kb.eq(d["n_kb"]),
-            wgt.reps.eq(Mux(wino, d["th"], 1)),
-            wgt.bias_addr.eq(cm.WORD * (len(DESC_WORDS) + len(TAP_ARRAYS) * bias_taps + cur.k0)),
             out.mode.eq(feed_mode), out.out_addr.eq(cur.out_addr), out.out_cstride.eq(w["out_cstride"]),
             out.kc.eq(Mux(add, w["C"], d["kt"])), out.n_kb.eq(Mux(add, 0, d["n_kb"])), out.ho.eq(rows),
             out.wo.eq(w["Wo"]), out.n_pix.eq(d["wpix"]), out.n_cg.eq(d["n_cg"]),

@@ -20,7 +20,12 @@ layer's input without a host reshuffle.
   Winograd channel group's ``unroll_in x n²`` taps, or a direct im2col chunk, whose
   ``(c, ky, kx)`` order is the row's), zero past ``E`` and past ``k1``; blocks in
   :func:`wino_gen.schedule.winograd_w_order` (``reps`` = tile rows) or
-  :func:`wino_gen.schedule.direct_w_order` (``reps`` = 1). The biases come from the parameter
+  :func:`wino_gen.schedule.direct_w_order` (``reps`` = 1). In a spatial-weight build
+  (:func:`reads_spatial`) a Winograd command may name a block of int8 3x3 kernels (``T = 9``,
+  the command's ``spatial``, docs/image.md's layout of a ``weight_format`` 1 image): word ``j``
+  takes bytes ``j*9*unroll_in ..`` of each row, kernel ``(k, c)``'s ``W[a][b]`` in
+  ``data[k][c][a*3 + b]`` and zeros in taps ``9 .. n²-1`` (the words ``rtl.core.Core``'s weight
+  transform takes), in the reads and cycles of a U word. The biases come from the parameter
   memory (a scratchpad of int32 words, as the parameter block lies in it) through read
   windows of their own (``bias``, one per weight window, the int32 of ``k0`` at byte
   ``bias_addr``), read beside the block's first word and carried on every word, as the host
@@ -42,7 +47,8 @@ byte address), one access a window and cycle, one cycle of read latency. Rates w
 :func:`~wino_gen.schedule.activation_read_cycles` etc.), and what keeps up with the engine:
 
 - reader: one ``x`` beat a cycle from ``unroll_in`` windows of at least n bytes, as a host;
-- weights: a word every ``ceil(unroll / ports) * ceil(L / B)`` cycles (``B = width / 8``);
+- weights: a word every ``ceil(unroll / ports) * ceil(L / B)`` cycles (``B = width / 8``; a
+  spatial word's ``9 * unroll_in`` bytes a row in the same reads);
   ``ports = unroll`` windows of ``B >= L`` bytes give a word a cycle, as a host. The Winograd
   engine takes a word per tile column (``tw`` steps), the direct engine a block's words once
   per ``n_pix`` pixels, so fewer windows often keep up;
@@ -79,6 +85,7 @@ from .mem.scratchpad import ByteReadSignature, ByteWriteSignature
 from .pe import weight_stream_layout
 from .tilebuf import input_beat_layout
 from .top import direct_out_layout, winograd_out_layout
+from .wtransform import TAPS_IN
 
 #: ActivationReader modes: the COMPUTE instruction's numbers of the modes they feed
 #: (``wino_gen.isa.MODES``), so that a sequencer copies its ``mode`` field.
@@ -249,22 +256,35 @@ class ActivationReader(wiring.Component):
 
 # -- weights ----------------------------------------------------------------------------------
 
+def reads_spatial(cfg: AcceleratorConfig) -> bool:
+    """A build whose Winograd mode takes spatial kernels (``weights='spatial'``): its weight
+    reader has the command field ``spatial`` (a block of 3x3 kernels, ``T = 9``)."""
+    return cfg.algo == "winograd" and cfg.weights == "spatial"
+
+
 def weight_layout(cfg: AcceleratorConfig, depth: int, param_bytes: int) -> data.StructLayout:
     a, ch = ceil_log2(depth), _chan(cfg)
-    return data.StructLayout({"w_addr": a, "row_bytes": a, "n_step": a,
-                              "kc": ch, "n_kb": ch, "reps": _coord(cfg), "bias_addr": ceil_log2(param_bytes)})
+    f = {"w_addr": a, "row_bytes": a, "n_step": a, "kc": ch, "n_kb": ch, "reps": _coord(cfg),
+         "bias_addr": ceil_log2(param_bytes)}
+    if reads_spatial(cfg):
+        f["spatial"] = 1
+    return data.StructLayout(f)
 
 
-def weight_fields(g: WinogradGeometry | DirectGeometry, *, w_addr: int, bias_addr: int) -> dict:
+def weight_fields(g: WinogradGeometry | DirectGeometry, *, w_addr: int, bias_addr: int,
+                  spatial: bool = False) -> dict:
     """The weight reader's command for a block of ``g``'s geometry (its ``K``, ``C`` the block's
     ``k1 - k0``, ``c1 - c0``) at ``w_addr``, the int32 biases of ``k0..`` from byte ``bias_addr`` of
-    the parameter memory."""
+    the parameter memory; ``spatial``: a Winograd block of spatial 3x3 kernels (``T = 9``, for a
+    reader of a :func:`reads_spatial` build)."""
+    if spatial and not isinstance(g, WinogradGeometry):
+        raise ValueError("spatial: only a Winograd block holds spatial kernels")
     if isinstance(g, WinogradGeometry):
-        taps, n_step, reps = g.n * g.n, g.n_cg, g.th
+        taps, n_step, reps = TAPS_IN if spatial else g.n * g.n, g.n_cg, g.th
     else:
         taps, n_step, reps = g.kh * g.kw, g.n_step, 1
     return {"w_addr": w_addr, "row_bytes": g.C * taps, "n_step": n_step, "kc": g.K, "n_kb": g.n_kb,
-            "reps": reps, "bias_addr": bias_addr}
+            "reps": reps, "bias_addr": bias_addr, "spatial": int(spatial)}
 
 
 class WeightReader(wiring.Component):
@@ -301,6 +321,10 @@ class WeightReader(wiring.Component):
         assert G * R == self.rate
         aw = len(self.rd[0].addr)
         E = cmd.row_bytes
+        # a spatial block's word holds ``unroll_in`` 3x3 kernels a row: a shorter chunk, read
+        # in the same R reads (the ones past it land nowhere)
+        spatial = cmd.spatial if reads_spatial(cfg) else None
+        chunk = L if spatial is None else Mux(spatial, cfg.unroll_in * TAPS_IN, L)
         rep, kb = Signal.like(cmd.reps, name="rep"), Signal.like(cmd.n_kb, name="kb")
         step, ug, r = Signal.like(cmd.n_step, name="step"), Signal(range(G), name="ug"), Signal(range(R), name="r")
         blk, row = Signal(aw, name="blk"), Signal(aw, name="row")   # w_addr + kb*un*E; + ug*P*E
@@ -329,7 +353,7 @@ class WeightReader(wiring.Component):
                 for j in range(B):
                     m.d.sync += masks[lane][j].eq(rowv & (seg + rb + j < E))
         with m.If(take):
-            self._assemble(m, asm, ug1 * R + r1, masks, rowv1, first1, R)
+            self._assemble(m, asm, ug1 * R + r1, masks, rowv1, first1, R, spatial)
         with m.If(take & last1):
             m.d.sync += full.eq(1)
         with m.Elif(move):
@@ -342,7 +366,7 @@ class WeightReader(wiring.Component):
             (rep, cmd.reps, [], []),
             (kb, cmd.n_kb, [blk.eq(blk + un * E), row.eq(blk + un * E), kbase.eq(kbase + un)],
              [blk.eq(cmd.w_addr), row.eq(cmd.w_addr), kbase.eq(0)]),
-            (step, cmd.n_step, [seg.eq(seg + L)], [seg.eq(0)]),
+            (step, cmd.n_step, [seg.eq(seg + chunk)], [seg.eq(0)]),
             (ug, G, [row.eq(row + P * E), ubase.eq(ubase + P)], [row.eq(blk), ubase.eq(0)]),
             (r, R, [rb.eq(rb + B)], [rb.eq(0)]),
         ], issue)
@@ -354,10 +378,13 @@ class WeightReader(wiring.Component):
                          kbase.eq(0), ubase.eq(0)]
         return m
 
-    def _assemble(self, m, asm, q_sig, masks, rowv1, first1, R):
+    def _assemble(self, m, asm, q_sig, masks, rowv1, first1, R, spatial):
         """Read ``q = ug * R + r`` has landed: window ``l``'s bytes are bytes ``r*B ..`` of row
-        ``ug*P + l`` of the word (masked), and, on a block's first word, its bias."""
-        cfg, P, B = self.cfg, self.ports, self.width // 8
+        ``ug*P + l`` of the word (masked), and, on a block's first word, its bias. Byte ``o`` of
+        a row's chunk is tap ``o % S`` of the group's channel ``o // S``; of a spatial block's
+        chunk (``spatial`` high) tap ``o % 9`` of channel ``o // 9``, the word's taps ``9 ..
+        S-1`` zero (written with its first read)."""
+        cfg, P = self.cfg, self.ports
         pe = pe_geometry(cfg)
         L, S = pe.lanes, pe.taps
         with m.Switch(q_sig):
@@ -368,14 +395,34 @@ class WeightReader(wiring.Component):
                         u = g * P + lane
                         if u >= cfg.unroll:
                             continue
-                        for j in range(min(B, L - rq * B)):
-                            i, t = divmod(rq * B + j, S)
-                            byte = self.rd[lane].data.word_select(j, BYTE)
-                            m.d.sync += asm.data[u][i][t].eq(Mux(masks[lane][j], byte[:cfg.weight_bits], 0))
+                        self._place(m, asm.data[u], lane, rq, masks[lane], L, S, spatial)
                         if rq == 0:
                             with m.If(first1):
                                 bias = self.bias[lane].data[:cfg.bias_bits]
                                 m.d.sync += asm.bias[u].eq(Mux(rowv1[lane], bias, 0))
+
+    def _place(self, m, row, lane, rq, mask, L, S, spatial):
+        """Window ``lane``'s bytes of read ``rq`` into ``row`` (a word's ``[c][t]`` of one output
+        channel): a U / direct chunk of ``L`` bytes, or (``spatial`` high) kernels of 9."""
+        cfg, B = self.cfg, self.width // 8
+
+        def put(chunk, taps):
+            stmts = []
+            for j in range(min(B, chunk - rq * B)):
+                i, t = divmod(rq * B + j, taps)
+                byte = self.rd[lane].data.word_select(j, BYTE)
+                stmts.append(row[i][t].eq(Mux(mask[j], byte[:cfg.weight_bits], 0)))
+            return stmts
+
+        if spatial is None:
+            m.d.sync += put(L, S)
+            return
+        with m.If(spatial):
+            m.d.sync += put(cfg.unroll_in * TAPS_IN, TAPS_IN)
+            if rq == 0:
+                m.d.sync += [row[i][t].eq(0) for i in range(cfg.unroll_in) for t in range(TAPS_IN, S)]
+        with m.Else():
+            m.d.sync += put(L, S)
 
 
 # -- outputs ----------------------------------------------------------------------------------

@@ -148,8 +148,10 @@ def window_bits(nbytes: int) -> int:
 
 def system_for(cfg: AcceleratorConfig, port: PortSignature, *, act_bytes: int, wgt_bytes: int, param_bytes: int,
                mem_bytes: int, max_pool: int, max_kernel: int = 3, max_instrs: int = 4095) -> System:
-    """The system of ``cfg`` on ``port`` (a direct-only core for a ``direct`` config), its feeders
-    at the core's rate: a weight word a cycle (``unroll`` weight windows), a Winograd beat a
+    """The system of ``cfg`` on ``port`` (a direct-only core for a ``direct`` config; a
+    ``weights='spatial'`` config's core transforms its Winograd layers' 3x3 kernels), its feeders
+    at the core's rate: a weight word a cycle (``unroll`` weight windows of a word's row, ``L``
+    bytes, the widest the reader makes: a spatial row is ``9 * unroll_in``), a Winograd beat a
     cycle (``tile`` output windows; a direct or element-wise beat's channels on a direct-only
     core), DMA bursts of the port's ``max_burst``; the one sizing that the simulations and the
     board's build share."""

@@ -14,6 +14,9 @@ layer output stored) and runs ``--images`` inputs through the full system (:mod:
 behind a ``--memory`` timing; every stored tensor is compared with the image interpreter's.
 ``--direct-only`` builds the system's core without Winograd mode (``algo=direct``, the same
 multipliers): one config, the one the compiler, the planner and the system are built from.
+``--weights spatial`` (``--weight-lanes N``) builds the system's core with the weight transform:
+the image holds the Winograd layers' 3x3 kernels ``W`` and their U requant (a model dir with
+``W`` and ``u_mult``/``u_shift``, else one line, exit 2).
 ``--no-trace`` compiles the image ``wino_gen compile`` writes by default (no STORE of each
 on-chip layer output: the inference's own traffic), and compares what it stores.
 ``--backend verilator`` runs every image in one run of a cached Verilator build of the system
@@ -148,8 +151,9 @@ def check_system_args(args) -> None:
 
         require_verilator()
         cache_dir()
-    if args.weights != "winograd":
-        raise UsageError(f"--system --weights {args.weights}: not built yet (the system takes U words)")
+    if args.direct_only and args.weights == "spatial":
+        raise UsageError("--direct-only --weights spatial: the direct-only core has no Winograd mode to take spatial "
+                         "weights")
     for flag, given in (("--layer", args.layer), ("--samples", args.samples), ("--config-out", args.config_out)):
         if given:
             raise UsageError(f"{flag}: not with --system (it runs every layer; --images N picks the inputs)")
@@ -235,7 +239,8 @@ def compile_for(model, cfg, args, word: int):
 
     spec = {"ideal": f"{word},0", "sdram-ulx3s": None}.get(args.memory, args.memory)
     return compiler.compile_model(model, cfg, board=args.board, clock_mhz=SDRAM_CLOCK_MHZ, memory_spec=spec,
-                                  trace=not args.no_trace, options=plan.Options(port_bytes=word, batch=args.batch))
+                                  trace=not args.no_trace,
+                                  options=plan.Options(port_bytes=word, batch=args.batch, weights=cfg.weights))
 
 
 def program_model(c, compute_cycles, memory_spec: str, word: int):
@@ -409,8 +414,9 @@ def system_main(args, model, cfg) -> int:
     c = compile_for(model, cfg, args, word)
     img = c.image
     max_pool = system.max_pool_for(model)
+    spatial = f", spatial weights ({cfg.weight_lanes} kernels a cycle)" if cfg.weights == "spatial" else ""
     core = f"direct-only core unroll {cfg.unroll}x{cfg.unroll_in}" if args.direct_only else \
-        f"F({cfg.tile}x{cfg.tile},3x3) unroll {cfg.unroll}x{cfg.unroll_in}"
+        f"F({cfg.tile}x{cfg.tile},3x3) unroll {cfg.unroll}x{cfg.unroll_in}{spatial}"
     print(f"sim: model {safeio.printable(model.name)} ({safeio.printable(str(args.model))}) on the system, "
           f"{core} ({cfg.multipliers} multipliers), board {args.board}, memory {args.memory} ({word}-byte port), "
           f"{len(img.program)} instructions, {n} image(s)", flush=True)
@@ -445,11 +451,22 @@ def system_main(args, model, cfg) -> int:
 
 def write_report(args, model, cfg, word: int, clock: float, rate: float, rows: list[dict], totals: dict) -> None:
     """``--json``: the run's flags, config and memory, the per-layer rows and the totals, whole or not at all."""
-    report = {"model": model.name, "model_dir": str(args.model), "core": "direct-only" if args.direct_only else "dual",
+    core = "direct-only" if args.direct_only else "dual-spatial" if cfg.weights == "spatial" else "dual"
+    report = {"model": model.name, "model_dir": str(args.model), "core": core,
               "trace": not args.no_trace, "config": cfg.to_dict(), "board": args.board, "memory": args.memory,
               "port_bytes": word, "backend": args.backend, "stall": args.stall, "images": args.images or 1,
               "clock_mhz": clock, "sustained_bytes_per_cycle": round(rate, 4), "layers": rows, **totals}
     safeio.atomic_write(args.json, json.dumps(report, indent=1) + "\n", "--json")
+
+
+def check_spatial_model(model, path) -> None:
+    """``--weights spatial``: every Winograd layer must hold its spatial kernels ``W`` and their U
+    requant (one line naming the first that does not)."""
+    bare = [la.name for la in model.layers if la.op == "winograd_conv3x3"
+            and not {"W", "u_mult", "u_shift"} <= set(la.arrays)]
+    if bare:
+        raise UsageError(f"--weights spatial: layer {safeio.printable(bare[0])} of {safeio.printable(str(path))} "
+                         f"holds no spatial weights W (a wino-int8/2 model dir with W and u_mult/u_shift)")
 
 
 class SystemFailure(Exception):
@@ -465,22 +482,19 @@ def main(argv=None) -> int:
     from .backend import make_backend
 
     model = load_model(args.model)
+    if args.weights == "spatial":
+        check_spatial_model(model, args.model)
+    wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, weights=args.weights,
+                              weight_lanes=args.weight_lanes)
     if args.system:
-        cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in,
-                                 algo="direct" if args.direct_only else "winograd")
+        cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct") \
+            if args.direct_only else wcfg
         try:
             return system_main(args, model, cfg)
         except SystemFailure as e:
             print(f"sim: {e}", file=sys.stderr)
             print(f"sim: system, failed: {e}")
             return 1
-    if args.weights == "spatial":
-        bare = [la.name for la in model.layers if la.op == "winograd_conv3x3" and "W" not in la.arrays]
-        if bare:
-            raise UsageError(f"--weights spatial: layer {safeio.printable(bare[0])} of {safeio.printable(args.model)} "
-                             f"holds no spatial weights W (a wino-int8/2 model dir with W and u_mult/u_shift)")
-    wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, weights=args.weights,
-                              weight_lanes=args.weight_lanes)
     dcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct")
     layers = selected_layers(model, args.layer)
     backend = make_backend(args.backend, show=progress.wanted(args.no_progress), stall=args.stall,

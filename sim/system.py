@@ -116,13 +116,28 @@ def result(img: im.Image, status: tuple[int, int, int], computes, times, mem: np
     return SystemRun(got, status, computes, dict(sorted(times.items())), mem)
 
 
+def check_image(img: im.Image, cfg: AcceleratorConfig) -> None:
+    """Refuse (one UsageError line) an image the system of ``cfg`` would run wrong: weights in
+    another format than the build's core takes (U words, or spatial kernels it transforms), or
+    compiled for another config (its header's hash)."""
+    fmts = {im.WEIGHTS_U: "winograd", im.WEIGHTS_SPATIAL: "spatial"}
+    if fmts[img.weight_format] != cfg.weights:
+        raise UsageError(f"image: weight_format {img.weight_format} ({fmts[img.weight_format]} weights), the "
+                         f"system's core takes {cfg.weights} weights (compile it for this config)")
+    if img.config_sha256 != im.config_sha256(cfg):
+        raise UsageError(f"image: compiled for config sha256 {img.config_sha256.hex()[:16]}..., the system is "
+                         f"built for {im.config_sha256(cfg).hex()[:16]}... (compile it for this config)")
+
+
 def build(img: im.Image, cfg: AcceleratorConfig, mem_bytes: int, word_bytes: int,
           max_pool: int = DEFAULT_MAX_POOL) -> System:
-    """The system sized for ``img`` (a direct-only core for a ``direct`` config): its
-    scratchpads, feeders at the engine's rate (rtl.feed: a weight word a cycle, a Winograd beat
-    a cycle), a port of ``word_bytes`` over ``mem_bytes`` with bursts of the schedule's
+    """The system sized for ``img`` (a direct-only core for a ``direct`` config; the image
+    refused by :func:`check_image` unless compiled for ``cfg``): its scratchpads, feeders at
+    the engine's rate (rtl.feed: a weight word a cycle, a Winograd beat a cycle), a port of
+    ``word_bytes`` over ``mem_bytes`` with bursts of the schedule's
     :data:`~wino_gen.schedule.MAX_BURST`; its queues and DMA the system's defaults
     (:func:`timing_build` reads them back)."""
+    check_image(img, cfg)
     port = PortSignature(data_width=8 * word_bytes, addr_width=max(1, (mem_bytes // word_bytes - 1).bit_length()),
                          max_burst=MAX_BURST)
     return system_for(cfg, port, act_bytes=img.act_scratch, wgt_bytes=img.wgt_scratch, param_bytes=img.param_scratch,

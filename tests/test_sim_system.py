@@ -160,7 +160,8 @@ def test_hardware_error_status_is_one_line(capsys, monkeypatch, one_layer):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--system", "--weights", "spatial"], "not built yet"),
+    (["--system", "--weights", "spatial"], "holds no spatial weights W"),
+    (["--system", "--direct-only", "--weights", "spatial"], "no Winograd mode"),
     (["--system", "--layer", "conv1"], "--layer: not with --system"),
     (["--system", "--memory", "fast"], "--memory"),
     (["--system", "--board", "nope"], "board"),

@@ -15,10 +15,10 @@ stride >= padding``). Everything else (partial sums, a pooling band) is answered
 
 from __future__ import annotations
 
-from .compile.image import DESC_WORDS, TAP_ARRAYS, Desc
+from .compile.image import DESC_WORDS, SPATIAL_TAP_ARRAYS, TAP_ARRAYS, Desc
 from .config import AcceleratorConfig
 from .isa import STATUS
-from .schedule import FEED_READ_LATENCY
+from .schedule import FEED_READ_LATENCY, WEIGHT_WORD_STAGES
 
 #: DONE status of a COMPUTE the unit cannot run: the interpreter's "unsupported" where its table
 #: has one, else the code after docs/image.md's table
@@ -34,6 +34,11 @@ DERIVE_STAGES = 4
 #: the derivation stages, the command registers, and the answer's cycle once the feeders and
 #: the core are idle
 SETUP_CYCLES = 4 + DERIVE_STAGES
+#: cycles the unit starts its weight reader before the other feeders and the core: a word passes
+#: :data:`wino_gen.schedule.WEIGHT_WORD_STAGES` registers more than an activation beat, so that
+#: its first word reaches the core with the first activation beat, and the core sees both
+#: streams as a host-fed core does, :data:`FEED_LAG` later (whichever of them limits it)
+WEIGHT_HEAD_START = WEIGHT_WORD_STAGES
 #: cycles the unit's answer comes after the core's own count (``perf.core_cycles`` from its
 #: ``start``): the feeders start on the registered command and their first window read
 #: takes :data:`wino_gen.schedule.FEED_READ_LATENCY`, so the core's first beat, and with it
@@ -46,20 +51,33 @@ def word_index(name: str) -> int:
     return DESC_WORDS.index(name)
 
 
+def block_arrays(cfg: AcceleratorConfig) -> tuple[str, ...]:
+    """The per-tap arrays of a Winograd block in an image for ``cfg`` (docs/image.md): the U
+    requant's after the others where the build takes spatial weights."""
+    return Desc.tap_arrays(cfg.weights == "spatial")
+
+
 def tap_word(array: str, tap: int, taps: int) -> int:
-    """Word of ``array``'s (``TAP_ARRAYS``) tap ``tap`` in a block of ``taps`` taps."""
-    return len(DESC_WORDS) + TAP_ARRAYS.index(array) * taps + tap
+    """Word of ``array``'s (``TAP_ARRAYS``, or a spatial block's ``SPATIAL_TAP_ARRAYS`` after
+    them) tap ``tap`` in a block of ``taps`` taps."""
+    return len(DESC_WORDS) + Desc.tap_arrays(True).index(array) * taps + tap
 
 
 def tap_reads(cfg: AcceleratorConfig) -> list[tuple[str, int]]:
     """The ``(array, tap)`` words of a Winograd block the build uses, in address order: V and M
     requant per tap (``tap`` granularity) or tap 0 (``layer``: one value, repeated), their
-    mults only for ``fixed`` requant, the M alignment shifts where the build has them."""
-    n_p = cfg.n ** 2 if cfg.granularity == "tap" else 1
-    used = {"v_shift", "m_shift"} | ({"v_mult", "m_mult"} if cfg.requant == "fixed" else set())
+    mults only for ``fixed`` requant, the M alignment shifts where the build has them, and on a
+    spatial-weight build the U requant (per tap in every granularity: the transform's factors
+    are), its mults only for ``fixed``."""
+    S = cfg.n ** 2
+    n_p = S if cfg.granularity == "tap" else 1
+    fixed = cfg.requant == "fixed"
+    used = {"v_shift", "m_shift"} | ({"v_mult", "m_mult"} if fixed else set())
     out = [(a, t) for a in TAP_ARRAYS if a in used for t in range(n_p)]
     if cfg.tap_shift:
-        out += [("m_align", t) for t in range(cfg.n ** 2)]
+        out += [("m_align", t) for t in range(S)]
+    if cfg.weights == "spatial":
+        out += [(a, t) for a in SPATIAL_TAP_ARRAYS if fixed or a == "u_shift" for t in range(S)]
     return out
 
 
@@ -69,17 +87,17 @@ def param_words(cfg: AcceleratorConfig, mode: str) -> int:
     return len(DESC_WORDS) + (len(tap_reads(cfg)) if mode == "winograd" else 0)
 
 
-def bias_byte(taps: int, k0: int) -> int:
-    """Byte address (in the parameter memory) of output channel ``k0``'s bias."""
-    return WORD * (len(DESC_WORDS) + len(TAP_ARRAYS) * taps + k0)
+def bias_byte(cfg: AcceleratorConfig, mode: str, k0: int) -> int:
+    """Byte address (in the parameter memory) of output channel ``k0``'s bias in a ``mode``
+    layer's block of an image for ``cfg``: after the header and a Winograd block's tap arrays."""
+    taps = cfg.n ** 2 * len(block_arrays(cfg)) if mode == "winograd" else 0
+    return WORD * (len(DESC_WORDS) + taps + k0)
 
 
 def param_bytes(cfg: AcceleratorConfig, mode: str, K: int) -> int:
     """Bytes of a layer's parameter block (what its parameter LOAD moves): the header, a
     Winograd layer's tap arrays, the bias of a layer with weights."""
-    taps = cfg.n ** 2 * len(Desc.tap_arrays(cfg.weights == "spatial")) if mode == "winograd" else 0
-    bias = K if mode in ("winograd", "direct", "linear") else 0
-    return WORD * (len(DESC_WORDS) + taps + bias)
+    return bias_byte(cfg, mode, K if mode in ("winograd", "direct", "linear") else 0)
 
 
 def reciprocal(d: int, bits: int) -> tuple[int, int]:

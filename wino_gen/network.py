@@ -69,7 +69,7 @@ def config_for(model: Model, *, unroll: int = 4, unroll_in: int = 1, algo: str =
             continue
         bias_lo = min(bias_lo, int(layer.arrays["bias"].min(initial=0)))
         bias_hi = max(bias_hi, int(layer.arrays["bias"].max(initial=0)))
-        for key in ("v_mult", "m_mult", "y_mult"):
+        for key in ("v_mult", "m_mult", "y_mult", "u_mult"):
             if key in layer.arrays and layer.arrays[key].size:
                 mult = max(mult, int(np.max(layer.arrays[key])).bit_length())
         if layer.op == "linear":     # the core runs it as a 1x1 direct layer: its bias and requant only
