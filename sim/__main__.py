@@ -16,7 +16,11 @@ behind a ``--memory`` timing; every stored tensor is compared with the image int
 multipliers): one config, the one the compiler, the planner and the system are built from.
 ``--weights spatial`` (``--weight-lanes N``) builds the system's core with the weight transform:
 the image holds the Winograd layers' 3x3 kernels ``W`` and their U requant (a model dir with
-``W`` and ``u_mult``/``u_shift``, else one line, exit 2).
+``W`` and ``u_mult``/``u_shift``, else one line, exit 2). These flags size the smallest config
+for the model (``wino_gen.network.config_for``); ``--config FILE`` builds the one a file
+describes instead (narrower buffers than the model's widest layer: the planner bands and
+splits the layers to fit), its ``algo`` and ``weights`` standing for ``--direct-only`` and
+``--weights``.
 ``--no-trace`` compiles the image ``wino_gen compile`` writes by default (no STORE of each
 on-chip layer output: the inference's own traffic), and compares what it stores.
 ``--backend verilator`` runs every image in one run of a cached Verilator build of the system
@@ -55,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from wino_gen import isa, progress, safeio
+from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import ArgumentParser, UsageError, number, run_cli
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "examples" / "tiny"
@@ -100,6 +105,10 @@ def parser():
                    help="run the whole network on the full system (sequencer, DMA, scratchpads, core) from "
                         "the compiled memory image instead of layer by layer (pysim, or verilator: one build "
                         "per config, scratchpad sizes and port, cached)")
+    p.add_argument("--config", metavar="FILE",
+                   help="--system: the accelerator config JSON to build (`python -m wino_gen --config-out`'s, "
+                        "or a build's top.json) instead of the smallest one for the model, which --unroll, "
+                        "--unroll-in, --weights, --weight-lanes and --direct-only choose")
     p.add_argument("--memory", default="ideal", metavar="ideal|sdram-ulx3s|B,L",
                    help="--system: the external memory's timing (B bytes a cycle after L cycles)")
     p.add_argument("--images", type=number(int, lo=1), default=None,
@@ -134,7 +143,8 @@ def check_args(args) -> None:
     else:
         for flag, given in (("--memory", args.memory != "ideal"), ("--images", args.images is not None),
                             ("--board", args.board != "ulx3s-85f"), ("--direct-only", args.direct_only),
-                            ("--no-trace", args.no_trace), ("--json", args.json), ("--batch", args.batch != 1)):
+                            ("--no-trace", args.no_trace), ("--json", args.json), ("--batch", args.batch != 1),
+                            ("--config", args.config)):
             if given:
                 raise UsageError(f"{flag} needs --system")
 
@@ -151,6 +161,12 @@ def check_system_args(args) -> None:
 
         require_verilator()
         cache_dir()
+    if args.config:
+        for flag, given in (("--unroll", args.unroll != 4), ("--unroll-in", args.unroll_in != 1),
+                            ("--weights", args.weights != "winograd"), ("--weight-lanes", args.weight_lanes != 1),
+                            ("--direct-only", args.direct_only)):
+            if given:
+                raise UsageError(f"{flag}: not with --config (the config file sets the build)")
     if args.direct_only and args.weights == "spatial":
         raise UsageError("--direct-only --weights spatial: the direct-only core has no Winograd mode to take spatial "
                          "weights")
@@ -482,13 +498,20 @@ def main(argv=None) -> int:
     from .backend import make_backend
 
     model = load_model(args.model)
+    if args.config:         # the build the file describes: its algo and weights stand for the flags
+        given = AcceleratorConfig.load(args.config)
+        args.direct_only, args.weights = given.algo == "direct", given.weights
     if args.weights == "spatial":
         check_spatial_model(model, args.model)
     wcfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, weights=args.weights,
                               weight_lanes=args.weight_lanes)
     if args.system:
-        cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct") \
-            if args.direct_only else wcfg
+        if args.config:
+            cfg = given
+        elif args.direct_only:
+            cfg = network.config_for(model, unroll=args.unroll, unroll_in=args.unroll_in, algo="direct")
+        else:
+            cfg = wcfg
         try:
             return system_main(args, model, cfg)
         except SystemFailure as e:

@@ -19,6 +19,7 @@ from wino_gen import format as fmt
 from wino_gen import isa, network, plan
 from wino_gen import memory as wm
 from wino_gen.compile import image as im
+from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import run_cli
 from wino_gen.example import _Builder
 from wino_gen.format import INPUT
@@ -176,6 +177,9 @@ def test_hardware_error_status_is_one_line(capsys, monkeypatch, one_layer):
     (["--system", "--batch", "0"], "--batch"),
     (["--system", "--json", "/nonexistent/r.json"], "--json"),
     (["--system", "--direct-only"], "needs a Winograd engine"),
+    (["--config", "top.json"], "--config needs --system"),
+    (["--system", "--config", "top.json", "--unroll", "8"], "--unroll: not with --config"),
+    (["--system", "--config", "/nonexistent/top.json"], "No such file"),
 ])
 def test_bad_flags_exit_2(capsys, one_layer, argv, message):
     rc, out, err = _cli(capsys, one_layer, *argv)
@@ -209,6 +213,11 @@ def test_direct_only_system(capsys, tmp_path, direct_net):
     rc, out, err = _cli(capsys, direct_net, "--system", "--direct-only", "--unroll", "2", "--no-trace")
     assert rc == 0, err
     assert SUMMARY.fullmatch(out[-1]).groups()[:3] == ("2", "1", str(4 * 3 * 3))
+    # --config: the file's build (its algo standing for --direct-only), the same run
+    AcceleratorConfig.from_dict(got["config"]).save(tmp_path / "top.json")
+    rc, again, err = _cli(capsys, direct_net, "--system", "--config", str(tmp_path / "top.json"), "--no-trace")
+    assert rc == 0, err
+    assert "direct-only core" in again[0] and again[-1] == out[-1]
 
 
 def test_sustained_rate_is_the_timings_own():
