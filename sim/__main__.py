@@ -428,6 +428,9 @@ def system_main(args, model, cfg) -> int:
         raise UsageError(f"--images {n}: {safeio.printable(str(args.model))} holds {len(xs)} export samples")
     word = memory.board_memory(args.board).external.word_bytes if args.memory == "sdram-ulx3s" else 1
     c = compile_for(model, cfg, args, word)
+    if c.plan.refusal:
+        raise UsageError(f"{c.plan.refusal}: the system's compute unit does not run it (it would stop with status "
+                         f"unsupported)")
     img = c.image
     max_pool = system.max_pool_for(model)
     spatial = f", spatial weights ({cfg.weight_lanes} kernels a cycle)" if cfg.weights == "spatial" else ""

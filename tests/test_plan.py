@@ -259,13 +259,17 @@ def test_pool_too_large_for_one_band_is_banded_and_named():
 
 def test_refused_band_of_a_convolution_is_named():
     """A direct 3x3 with padding 2: a band from output row 1 starts on padding, which the unit
-    refuses; on 250 bytes bands of 2 rows fit, on 200 only bands of one row do."""
+    refuses; on 250 bytes bands of 2 rows fit, on 200 only bands of one row do. On a build
+    narrower than its 10 output columns the unit refuses the layer whatever the band."""
     conv = nets.Layer("c", "conv", (nets.INPUT,), (2, 8, 8), (4, 10, 10), 3, 1, 2)
     got = {}
     for act in (250, 200):
-        lp = plan.plan((conv,), F2, "ulx3s-85f", 80.0, plan.Options(act_bytes=act, weight_bytes=4096), "1,0").layers[0]
+        lp = plan.plan((conv,), dataclasses.replace(F2, max_width=10), "ulx3s-85f", 80.0,
+                       plan.Options(act_bytes=act, weight_bytes=4096), "1,0").layers[0]
         got[act] = (lp.tiling.band, lp.refused)
     assert got == {250: (2, None), 200: (1, "a band whose first input row is padding")}
+    lp = plan.plan((conv,), F2, "ulx3s-85f", 80.0, plan.Options(act_bytes=250, weight_bytes=4096), "1,0").layers[0]
+    assert lp.refused == "10 output rows exceed the build's max_width 8"
 
 
 # -- properties -----------------------------------------------------------------------------------

@@ -191,6 +191,24 @@ def test_pool_and_classifier(tmp_path):
     _report(_compare(*_run(model, cfg, W=1, seed=6, max_pool=4), cfg, max_pool=4))
 
 
+def test_a_layer_beyond_the_build_is_refused(tmp_path):
+    """A layer wider than the build's window generator (the planner prices it on a widened one,
+    the build a system running it needs: ResNet-18's stem on a 64-wide build) stops the system
+    with UNSUPPORTED at its first COMPUTE, before the core starts, as
+    ``commands.beyond_build`` says it must."""
+    model = _model(tmp_path, lambda b: b.direct("conv1", INPUT, 4, 1))
+    cfg = dataclasses.replace(network.config_for(model, unroll=2), max_width=4)
+    c, _, got, st, computes, _ = _run(model, cfg)
+    i = next(k for k, ins in enumerate(c.image.program) if ins.OP == "COMPUTE")
+    assert st[:2] == (cm.UNSUPPORTED, i) and computes[i][1] is None and not got
+    lay = c.plan.layers[0].layer
+    why = cm.beyond_build(cfg, "direct", C=4, K=4, H=6, W=6, Ho=6, Wo=6, kernel=lay.kernel, stride=lay.stride,
+                          padding=lay.padding, max_kernel=3, max_pool=DEFAULT_MAX_POOL)
+    assert why == "6 input rows exceed the build's max_width 4"
+    assert cm.beyond_build(dataclasses.replace(cfg, max_width=6), "direct", C=4, K=4, H=6, W=6, Ho=6, Wo=6,
+                           kernel=3, stride=1, padding=1, max_kernel=3, max_pool=DEFAULT_MAX_POOL) is None
+
+
 @pytest.mark.parametrize("fields,status", [
     ({"layer": 1}, "bad instruction"),                    # names another layer than the parameter memory's
     ({"accumulate": 1}, "unsupported"),                   # partial sums: not on the unit yet

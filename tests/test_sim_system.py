@@ -220,6 +220,17 @@ def test_direct_only_system(capsys, tmp_path, direct_net):
     assert "direct-only core" in again[0] and again[-1] == out[-1]
 
 
+def test_a_config_narrower_than_a_layer_is_refused(capsys, tmp_path, direct_net):
+    """``--config`` with a window generator narrower than a layer: the planner prices the layer
+    on the wider build it needs, the compute unit would stop on it (``commands.beyond_build``),
+    so the run is refused in one line, exit 2, before the system is built."""
+    cfg = network.config_for(fmt.load_model(direct_net), unroll=2, algo="direct", max_width=4)
+    cfg.save(tmp_path / "top.json")
+    rc, out, err = _cli(capsys, direct_net, "--system", "--config", str(tmp_path / "top.json"))
+    assert rc == 2 and not out and len(err.strip().splitlines()) == 1
+    assert "conv1: 6 input rows exceed the build's max_width 4: the system's compute unit does not run it" in err
+
+
 def test_sustained_rate_is_the_timings_own():
     """An ideal memory sustains a port word a cycle, a B,L memory B bytes; the SDRAM model less
     than its peak less its refresh share (wino_gen.memory's: the row opens at page ends cost

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .compile.image import DESC_WORDS, SPATIAL_TAP_ARRAYS, TAP_ARRAYS, Desc
 from .config import AcceleratorConfig
 from .isa import STATUS
+from .limits import MAX_PAD, WINDOW_STRIDES
 from .schedule import FEED_READ_LATENCY, WEIGHT_WORD_STAGES
 
 #: DONE status of a COMPUTE the unit cannot run: the interpreter's "unsupported" where its table
@@ -122,6 +123,33 @@ def why_unsupported(mode: str, *, accumulate: int, finish: int, r0: int, r1: int
     if mode in ("maxpool", "avgpool") and (r0, r1) != (0, Ho):
         return "a pooling band"
     return None
+
+
+def beyond_build(cfg: AcceleratorConfig, mode: str, *, C: int, K: int, H: int, W: int, Ho: int, Wo: int,
+                 kernel: int, stride: int, padding: int, max_kernel: int, max_pool: int) -> str | None:
+    """Why the unit answers :data:`UNSUPPORTED` to a layer beyond its build, whatever the tile, or
+    None: the layer's rows, columns (in and out) past ``max_width``, its channels past
+    ``max_channels`` (the whole layer's: the window generator and tile buffer hold whole rows of
+    every channel, so a band or an output-channel block does not lift them), a kernel, stride or
+    padding the mode's datapath does not take (a direct kernel past the build's ``max_kernel``,
+    a pooling window past ``max_pool``)."""
+    for what, v in (("input rows", H), ("input columns", W), ("output rows", Ho), ("output columns", Wo)):
+        if v > cfg.max_width:
+            return f"{v} {what} exceed the build's max_width {cfg.max_width}"
+    for what, v in (("input channels", C), ("output channels", K)):
+        if v > cfg.max_channels:
+            return f"{v} {what} exceed the build's max_channels {cfg.max_channels}"
+    k, s, p = kernel, stride, padding
+    if mode in ("maxpool", "avgpool"):
+        ok, limit = 1 <= k <= max_pool and 1 <= s <= max_pool and p < k, f"max_pool {max_pool}"
+    elif mode == "winograd":
+        ok, limit = k == 3 and s == 1 and p <= MAX_PAD, f"3x3 stride 1, padding <= {MAX_PAD}"
+    elif mode in ("direct", "linear"):
+        ok, limit = 1 <= k <= max_kernel and s in WINDOW_STRIDES and p < k, \
+            f"max_kernel {max_kernel}, strides {'/'.join(map(str, WINDOW_STRIDES))}"
+    else:
+        ok, limit = True, ""
+    return None if ok else f"kernel {k}, stride {s}, padding {p}: beyond the build's {mode} mode ({limit})"
 
 
 def engine_band(mode: str, *, H: int, kernel: int, stride: int, padding: int, r0: int, r1: int,

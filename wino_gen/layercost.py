@@ -444,9 +444,33 @@ def _overlap(comp: int, mem: int, first: int, last: int, double: bool) -> int:
     return first + max(comp, mem - first - last) + last if double else comp + mem
 
 
-def cost_of(steps, need: tuple[int, int], over: Overheads, double: bool = True) -> Cost:
+def idle_port(steps, over: Overheads, double: bool = True) -> int:
+    """Cycles the port idles under a layer's compute (:func:`cost_of`'s overlap): what a later
+    layer's weight LOAD issued behind this layer's transfers can take without delaying the
+    next parameter LOAD."""
+    comp = sum(s.compute for s in steps)
+    mem = sum(over.fetch * (1 + len(s.loads) + len(s.stores)) + sum(x.cycles for x in s.loads + s.stores)
+              for s in steps)
+    if not double:
+        return comp
+    mid = mem - sum(x.cycles for x in steps[0].loads) - sum(x.cycles for x in steps[-1].stores)
+    return max(0, comp - mid)
+
+
+def hoisted_cycles(steps, name: str) -> int:
+    """Cycles of the weight LOAD of a layer's first step (0: none), the one the compiler issues
+    under the previous layer's compute (:func:`wino_gen.plan.hoists`)."""
+    return sum(x.cycles for x in steps[0].loads if x.tensor == name + ".w") if steps else 0
+
+
+def cost_of(steps, need: tuple[int, int], over: Overheads, double: bool = True, hoisted: int = 0,
+            delayed: int = 0) -> Cost:
     """Totals of a step list with its instructions' ``over``, and the overlap of its transfers
-    with compute."""
+    with compute. ``hoisted``: cycles of the first step's weight LOAD that run before the
+    layer's window (under an earlier layer's compute): out of its first loads and its memory
+    cycles in the overlap (the ``memory`` field keeps them, the layer's own transfers);
+    ``delayed``: cycles its parameter LOAD waits behind such a LOAD that the port's idle time
+    under the previous layer's compute did not hold (:func:`idle_port`)."""
     comp = mem = rd = wr = 0
     for s in steps:
         comp += s.compute
@@ -454,9 +478,9 @@ def cost_of(steps, need: tuple[int, int], over: Overheads, double: bool = True) 
         for x in s.loads + s.stores:
             mem += x.cycles
             rd, wr = (rd, wr + x.bytes) if x.write else (rd + x.bytes, wr)
-    first = sum(x.cycles for x in steps[0].loads)
+    first = sum(x.cycles for x in steps[0].loads) - hoisted
     last = sum(x.cycles for x in steps[-1].stores)
-    total = _overlap(comp, mem, first, last, double) + over.param_cycles
+    total = _overlap(comp, mem - hoisted, first, last, double) + over.param_cycles + delayed
     return Cost(comp, mem + over.param_cycles, total, rd + over.param_bytes, wr, *need)
 
 
@@ -523,10 +547,16 @@ def fast_cost(ctx: Ctx, t: Tiling, chip: dict) -> Cost:
 
 
 def refused(ctx: Ctx, t: Tiling) -> str | None:
-    """Why the compute unit refuses a band of ``t`` (:func:`wino_gen.commands.why_unsupported`
-    on every band with all input channels: splits are ``Options.partial_sums``'s), or None."""
+    """Why the compute unit refuses the layer (:func:`wino_gen.commands.beyond_build`: the
+    plan is then priced on the wider build it needs) or a band of ``t``
+    (:func:`wino_gen.commands.why_unsupported` on every band with all input channels: splits are
+    ``Options.partial_sums``'s), or None."""
     lay = ctx.layer
-    return _refused_band(ctx.mode, lay.in_shape[0], lay.out_shape[1], lay.stride, lay.padding, t.band)
+    (C, H, W), (K, Ho, Wo) = lay.in_shape, lay.out_shape
+    return commands.beyond_build(ctx.core, ctx.mode, C=C, K=K, H=H, W=W, Ho=Ho, Wo=Wo, kernel=lay.kernel,
+                                 stride=lay.stride, padding=lay.padding, max_kernel=ctx.max_kernel,
+                                 max_pool=ctx.max_pool) \
+        or _refused_band(ctx.mode, C, Ho, lay.stride, lay.padding, t.band)
 
 
 @lru_cache(maxsize=1 << 12)

@@ -125,6 +125,13 @@ class Plan:
         return self.repeat * sum(lp.cost.compute for lp in self.layers)
 
     @property
+    def refusal(self) -> str | None:
+        """The first layer the compute unit refuses (``LayerPlan.refused``), named, or None: a
+        plan the golden model runs but the hardware would stop on (status unsupported)."""
+        lp = next((lp for lp in self.layers if lp.refused), None)
+        return None if lp is None else f"{lp.layer.name}: {lp.refused}"
+
+    @property
     def ratio_to_bound(self) -> float:
         return self.cycles / max(1, self.bound_cycles)
 
@@ -365,24 +372,81 @@ def _plan_pass(layers, ctxs, bm, free: int, board: str):
     _, act_pool, w_pool, (_, chip, res, tilings) = min(found, key=lambda f: f[0])
     live, held = _live(layers, chip, opts.batch), sum(ctxs[i].wbytes for i in res)
     bounds = _bounds(layers, ctxs, free, bm, opts.batch)
-    lps = []
+    lps = [_layer_plan(ctxs[i], t, chip, i in res) for i, t in enumerate(tilings)]
+    moved, delayed = {}, {}
+    for i, (j, m) in hoists(lps, [weight_buffer(lp) for lp in lps], w_pool - held).items():
+        moved[i] = lc.hoisted_cycles(lps[i].steps, lps[i].layer.name)
+        idle = lc.idle_port(lps[m].steps, lc.overheads(ctxs[m]), lps[m].tiling.double)
+        delayed[j] = delayed.get(j, 0) + max(0, moved[i] - idle)
+    out = []
     for i, t in enumerate(tilings):
-        lp = _layer_plan(ctxs[i], t, chip, i in res)
+        lp = lps[i] if i not in moved and i not in delayed else \
+            _layer_plan(ctxs[i], t, chip, i in res, moved.get(i, 0), delayed.get(i, 0))
         a, w = bounds[i]
         mcyc = math.ceil(_peak_cycles(a, bm.external) + _peak_cycles(w, bm.weight_store)) if a or w else 0
-        lps.append(dataclasses.replace(lp, act_used=live[i] + lp.cost.need_act, w_used=held + lp.cost.need_w,
+        out.append(dataclasses.replace(lp, act_used=live[i] + lp.cost.need_act, w_used=held + lp.cost.need_w,
                                        bound_bytes=float(a + w), bound_memory=mcyc))
-    return act_pool, w_pool, tuple(lps)
+    return act_pool, w_pool, tuple(out)
 
 
-def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool) -> LayerPlan:
+def weight_buffer(lp: LayerPlan) -> int | None:
+    """Bytes of the layer's weight buffers (its tiling's), None when it has none (resident weights
+    or none at all)."""
+    return lp.cost.need_w if lp.layer.has_weights and lp.tiling.hold != "resident" else None
+
+
+def weight_sides(sizes, room: int) -> list[bool]:
+    """Per layer, whether its weight buffers (``sizes[i]`` bytes, None: none) lie at the top of
+    the ``room`` bytes of weight scratchpad above the resident weights rather than at its
+    bottom: the top where the last layer before with weight buffers has them at the bottom
+    and both fit, so that a layer's weight LOAD can run while that layer still reads its own
+    (:func:`hoists`)."""
+    out, prev = [], None
+    for n in sizes:
+        top = n is not None and prev is not None and sizes[prev] + n <= room and not out[prev]
+        out.append(top)
+        prev = prev if n is None else len(out) - 1
+    return out
+
+
+def hoists(lps, sizes, room: int) -> dict[int, tuple[int, int]]:
+    """The weight LOADs the compiler issues early: layer ``i`` -> ``(j, m)``, the LOAD of layer
+    ``i``'s first weight block emitted before layer ``j``'s parameter LOAD and run under layer
+    ``m``'s compute (``m = j - 1``). A parameter LOAD waits for the previous layer's last
+    COMPUTE (one parameter buffer) and the load queue runs in order, so a weight LOAD behind
+    its own layer's would wait too. It goes before its own layer's (``j = i``), or before the
+    previous layer's where that one moves nothing but its parameters (``j = i - 1``), and only
+    where layer ``m``'s weight buffers (if any) and layer ``i``'s lie apart (``sizes``/``room``:
+    :func:`weight_sides`): else it would wait for ``m``'s COMPUTEs all the same. Layer 0 is
+    never hoisted (in a batch run image by image it follows the last layer: priced as not)."""
+    top = weight_sides(sizes, room)
+
+    def quiet(k):
+        return not any(s.loads or s.stores for s in lps[k].steps)
+
+    def clear(m, i):
+        return sizes[m] is None or (top[m] != top[i] and sizes[m] + sizes[i] <= room)
+
+    out = {}
+    for i in range(1, len(lps)):
+        if not lc.hoisted_cycles(lps[i].steps, lps[i].layer.name):
+            continue
+        j = i - 1 if i >= 2 and quiet(i - 1) and clear(i - 2, i) else i
+        if clear(j - 1, i):
+            out[i] = (j, j - 1)
+    return out
+
+
+def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool, hoisted: int = 0, delayed: int = 0) -> LayerPlan:
+    """``hoisted``/``delayed``: cycles of this layer's first weight LOAD run before its window, and
+    of its parameter LOAD's wait behind a hoisted one (:func:`hoists`, :func:`wino_gen.layercost.cost_of`)."""
     lay = ctx.layer
     sub = {s: chip[s] for s in (*lay.inputs, lay.name)}
     steps = tuple(lc.layer_steps(ctx, t, sub))
     place = {s: "chip" if chip[s] else "external" for s in sub}
     if lay.has_weights:
         place[lay.name + ".w"] = "resident" if resident else ("flash" if not ctx.wmem.writable else "external")
-    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), lc.overheads(ctx), t.double)
+    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), lc.overheads(ctx), t.double, hoisted, delayed)
     return LayerPlan(lay, ctx.engine, place, t, cost, steps, lc.compute_bound(ctx), refused=lc.refused(ctx, t))
 
 

@@ -102,6 +102,9 @@ def main(argv: list[str], *, golden=boards.GoldenBoard) -> int:
     x, labels = _inputs(args, model)
     cfg = AcceleratorConfig.load(args.config) if args.config else network.config_for(model)
     img, p = _image(args, model, cfg)
+    if p.refusal and args.port != boards.GOLDEN:
+        raise UsageError(f"{p.refusal}: the board's compute unit does not run it (it would stop with status "
+                         f"unsupported); --port golden runs it")
     show = progress.wanted(args.no_progress)
     memory_bytes = _memory_bytes(args.board)
     predicted = program_plan(p, img, args.board, args.clock)
