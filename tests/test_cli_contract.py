@@ -159,8 +159,11 @@ def test_progress_step_line(capsys):
 
 def test_ctrl_c_on_sim_is_one_line_and_130():
     """A real SIGINT in the middle of a pysim run: one line, exit 130, no traceback."""
+    # SIGINT as a terminal delivers it: a suite started in the background of a shell without job
+    # control inherits it ignored, and Python then never raises KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-m", "sim", str(ROOT / "examples" / "tiny")], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stdout.readline().startswith("sim: model tiny")     # running: the first layer is next
     time.sleep(1)
     p.send_signal(signal.SIGINT)

@@ -309,9 +309,12 @@ def test_failed_tool_keeps_its_log(tmp_path, fake_tools, monkeypatch, capsys):
 
 
 def _start_hanging_build(out: Path) -> subprocess.Popen:
+    """The build, with SIGINT as a terminal delivers it (a suite started in the background of a
+    shell without job control inherits it ignored)."""
     return subprocess.Popen([sys.executable, "-m", "wino_gen", "build", "--board", "ulx3s-85f", *SMALL,
                              "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "FAKE_HANG": "yosys"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "FAKE_HANG": "yosys"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
