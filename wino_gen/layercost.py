@@ -34,7 +34,12 @@ Execution model, stated once:
   (``isa.WORD_BYTES``), so its fetch counts as memory cycles;
 - a layer's parameter block (geometry, requant, bias) is one LOAD before its first COMPUTE,
   which waits for the previous layer's last COMPUTE to be done with the one parameter buffer:
-  it is exposed, added to the layer's total.
+  it is exposed, added to the layer's total;
+- so the compiler issues a layer's first weight LOAD ahead of that parameter LOAD, under an
+  earlier layer's compute where their weight buffers lie apart (:func:`wino_gen.plan.hoists`):
+  the planner then takes its cycles out of the layer's first loads (``cost_of``'s ``hoisted``)
+  and adds to the layer whose parameter LOAD waits behind it what the port's idle time under
+  the earlier compute did not hold (:func:`idle_port`, ``cost_of``'s ``delayed``).
 The whole run as the sequencer overlaps a compiled program's instructions is
 :func:`wino_gen.plan.program_cycles`.
 """
@@ -445,16 +450,26 @@ def _overlap(comp: int, mem: int, first: int, last: int, double: bool) -> int:
 
 
 def idle_port(steps, over: Overheads, double: bool = True) -> int:
-    """Cycles the port idles under a layer's compute (:func:`cost_of`'s overlap): what a later
-    layer's weight LOAD issued behind this layer's transfers can take without delaying the
-    next parameter LOAD."""
+    """Cycles the port idles under a layer's compute after its last LOAD (:func:`cost_of`'s
+    overlap): what a later layer's weight LOAD issued behind this layer's transfers (the load
+    queue runs in order) can take without delaying the next parameter LOAD. Double buffered,
+    the last step's loads run under the compute of the step before it, and the steps from it on
+    compute after them; a LOAD after the layer's COMPUTEs in program order is dispatched only
+    once the last of them has room in the compute queue (``schedule.QUEUE_DEPTH`` waiting
+    behind the one running)."""
     comp = sum(s.compute for s in steps)
     mem = sum(over.fetch * (1 + len(s.loads) + len(s.stores)) + sum(x.cycles for x in s.loads + s.stores)
               for s in steps)
     if not double:
         return comp
-    mid = mem - sum(x.cycles for x in steps[0].loads) - sum(x.cycles for x in steps[-1].stores)
-    return max(0, comp - mid)
+    last = max((k for k, s in enumerate(steps) if s.loads), default=0)
+    if last:        # the steps from the last load on wait for it
+        after = max(sum(s.compute for s in steps[last:]),
+                    sum(s.compute for s in steps[last - 1:]) - sum(x.cycles for x in steps[last].loads))
+    else:           # the first loads run before any compute, the stores beside it
+        after = comp - (mem - sum(x.cycles for x in steps[0].loads) - sum(x.cycles for x in steps[-1].stores))
+    queued = sum(s.compute for s in steps[-(schedule.QUEUE_DEPTH + 1):])
+    return max(0, min(after, queued))
 
 
 def hoisted_cycles(steps, name: str) -> int:

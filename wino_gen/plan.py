@@ -374,9 +374,11 @@ def _plan_pass(layers, ctxs, bm, free: int, board: str):
     bounds = _bounds(layers, ctxs, free, bm, opts.batch)
     lps = [_layer_plan(ctxs[i], t, chip, i in res) for i, t in enumerate(tilings)]
     moved, delayed = {}, {}
-    for i, (j, m) in hoists(lps, [weight_buffer(lp) for lp in lps], w_pool - held).items():
+    for i, (j, m, waits) in hoists(lps, [weight_buffer(lp) for lp in lps], w_pool - held).items():
         moved[i] = lc.hoisted_cycles(lps[i].steps, lps[i].layer.name)
         idle = lc.idle_port(lps[m].steps, lc.overheads(ctxs[m]), lps[m].tiling.double)
+        if waits:           # only under m's last COMPUTE
+            idle = min(idle, lps[m].steps[-1].compute)
         delayed[j] = delayed.get(j, 0) + max(0, moved[i] - idle)
     out = []
     for i, t in enumerate(tilings):
@@ -389,51 +391,69 @@ def _plan_pass(layers, ctxs, bm, free: int, board: str):
     return act_pool, w_pool, tuple(out)
 
 
-def weight_buffer(lp: LayerPlan) -> int | None:
-    """Bytes of the layer's weight buffers (its tiling's), None when it has none (resident weights
-    or none at all)."""
-    return lp.cost.need_w if lp.layer.has_weights and lp.tiling.hold != "resident" else None
+def weight_buffer(lp: LayerPlan) -> tuple[int, int] | None:
+    """(bytes, slots) of the layer's weight buffers (its tiling's: two slots where it loads more
+    than one block double buffered), None when it has none (resident weights or none at all)."""
+    if not lp.layer.has_weights or lp.tiling.hold == "resident":
+        return None
+    return lp.cost.need_w, 2 if lp.tiling.double and _weight_loads(lp) > 1 else 1
+
+
+def _weight_loads(lp: LayerPlan) -> int:
+    return sum(x.tensor == lp.layer.name + ".w" for s in lp.steps for x in s.loads)
 
 
 def weight_sides(sizes, room: int) -> list[bool]:
-    """Per layer, whether its weight buffers (``sizes[i]`` bytes, None: none) lie at the top of
-    the ``room`` bytes of weight scratchpad above the resident weights rather than at its
-    bottom: the top where the last layer before with weight buffers has them at the bottom
-    and both fit, so that a layer's weight LOAD can run while that layer still reads its own
-    (:func:`hoists`)."""
+    """Per layer, whether its weight buffers (``sizes[i]``: (bytes, slots), None: none) lie at
+    the top of the ``room`` bytes of weight scratchpad above the resident weights rather than
+    at its bottom: the top where the last layer before with weight buffers has them at the
+    bottom and both fit, so that a layer's weight LOAD can run while that layer still reads its
+    own (:func:`hoists`)."""
     out, prev = [], None
     for n in sizes:
-        top = n is not None and prev is not None and sizes[prev] + n <= room and not out[prev]
+        top = n is not None and prev is not None and sizes[prev][0] + n[0] <= room and not out[prev]
         out.append(top)
         prev = prev if n is None else len(out) - 1
     return out
 
 
-def hoists(lps, sizes, room: int) -> dict[int, tuple[int, int]]:
-    """The weight LOADs the compiler issues early: layer ``i`` -> ``(j, m)``, the LOAD of layer
-    ``i``'s first weight block emitted before layer ``j``'s parameter LOAD and run under layer
-    ``m``'s compute (``m = j - 1``). A parameter LOAD waits for the previous layer's last
+def hoists(lps, sizes, room: int) -> dict[int, tuple[int, int, bool]]:
+    """The weight LOADs the compiler issues early: layer ``i`` -> ``(j, m, waits)``, the LOAD of
+    layer ``i``'s first weight block emitted before layer ``j``'s parameter LOAD and run under
+    layer ``m``'s compute (``m = j - 1``). A parameter LOAD waits for the previous layer's last
     COMPUTE (one parameter buffer) and the load queue runs in order, so a weight LOAD behind
     its own layer's would wait too. It goes before its own layer's (``j = i``), or before the
     previous layer's where that one moves nothing but its parameters (``j = i - 1``), and only
-    where layer ``m``'s weight buffers (if any) and layer ``i``'s lie apart (``sizes``/``room``:
-    :func:`weight_sides`): else it would wait for ``m``'s COMPUTEs all the same. Layer 0 is
-    never hoisted (in a batch run image by image it follows the last layer: priced as not)."""
+    where its slot (the first of layer ``i``'s buffers, ``sizes``/``room`` placed by
+    :func:`weight_sides`) is apart from the one layer ``m``'s last COMPUTE reads: else it would
+    wait for that COMPUTE all the same. ``waits``: its slot overlaps another of ``m``'s, so it
+    starts only once ``m``'s earlier COMPUTEs are done (under ``m``'s last one). Layer 0 is never
+    hoisted (in a batch run image by image it follows the last layer: priced as not)."""
     top = weight_sides(sizes, room)
+
+    def slot(k, s):
+        size, slots = sizes[k]
+        lo = (room - size if top[k] else 0) + s * (size // slots)
+        return lo, lo + size // slots
+
+    def apart(a, b):
+        return a[1] <= b[0] or b[1] <= a[0]
 
     def quiet(k):
         return not any(s.loads or s.stores for s in lps[k].steps)
 
     def clear(m, i):
-        return sizes[m] is None or (top[m] != top[i] and sizes[m] + sizes[i] <= room)
+        return sizes[m] is None or apart(slot(i, 0), slot(m, (_weight_loads(lps[m]) - 1) % sizes[m][1]))
 
     out = {}
     for i in range(1, len(lps)):
         if not lc.hoisted_cycles(lps[i].steps, lps[i].layer.name):
             continue
         j = i - 1 if i >= 2 and quiet(i - 1) and clear(i - 2, i) else i
-        if clear(j - 1, i):
-            out[i] = (j, j - 1)
+        m = j - 1
+        if clear(m, i):
+            waits = sizes[m] is not None and not all(apart(slot(i, 0), slot(m, s)) for s in range(sizes[m][1]))
+            out[i] = (j, m, waits)
     return out
 
 

@@ -132,9 +132,9 @@ class _Deps:
         return deps
 
     def record(self, idx: int, queue: str, reads, writes) -> None:
-        for mem, lo, hi in writes:
+        for mem, lo, hi in writes:       # the bytes written forget their old writer and readers
             lst = self.entries.setdefault(mem, [])
-            lst[:] = [e for e in lst if not (lo <= e[0] and e[1] <= hi)]
+            lst[:] = [part for e in lst for part in _outside(e, lo, hi)]
             lst.append([lo, hi, idx, {}])
         for mem, lo, hi in reads:
             hit = False
@@ -144,6 +144,13 @@ class _Deps:
                     hit |= e[0] <= lo and hi <= e[1]
             if not hit:
                 self.entries[mem].append([lo, hi, None, {queue: idx}])
+
+
+def _outside(e: list, lo: int, hi: int) -> list:
+    """The parts of hazard entry ``e`` outside [lo, hi), each with its writer and readers."""
+    if e[1] <= lo or hi <= e[0]:
+        return [e]
+    return [[a, b, e[2], dict(e[3])] for a, b in ((e[0], lo), (hi, e[1])) if a < b]
 
 
 class _Program:
@@ -491,6 +498,7 @@ class _Emitter:
         self.next: dict = {}
         self.plan_bytes = 0
         self.pending: list = []                                 # STOREs held back (:meth:`_transfer`)
+        self.hoisted = None                                     # the step whose weight LOAD went early
 
     def emit(self, op: str, **kw) -> None:
         self.c.where[self.c.prog.emit(op, **kw)] = self.lp.layer.name
@@ -544,13 +552,23 @@ class _Emitter:
             go()
         self.pending.clear()
 
+    def prefetch(self, s: plan.Step) -> None:
+        """Emit the weight LOAD of the layer's first step ``s`` now, before the layer's parameter
+        LOAD: that one waits for the previous layer's last COMPUTE (one parameter buffer) and
+        the load queue runs in order, so a weight LOAD behind it could not start before. Ahead
+        of it, the weight LOAD waits only for its own hazards and runs under the previous
+        layer's compute (:func:`wino_gen.plan.hoists` says where, and the plan prices it so)."""
+        self._load_w(s)
+        self.hoisted = s
+
     def step(self, s: plan.Step, img: int) -> None:
         nl = self.lp.layer
         ins = iter(j for j in range(len(nl.inputs)) if self.bufs.inputs[j] is not None)
         for x in s.loads:
             self.plan_bytes += x.bytes
             if x.tensor == nl.name + ".w":
-                self._load_w(s)
+                if s is not self.hoisted:
+                    self._load_w(s)
             else:
                 self._load_in(next(ins), s, img)
         self.flush()
@@ -706,6 +724,7 @@ def _place(p: plan.Plan, cfg: AcceleratorConfig, shapes: dict, batch: int, A: in
             held = _up(held + lp.layer.in_shape[0] * lp.layer.out_shape[0] * _taps(lp, cfg), w)
     top = A - A % w
     bufs = [_buffers(lp, cfg, B, p.repeat, top, held, w) for lp in p.layers]
+    bufs, w_room = _sides(bufs, held, Wt - Wt % w)
     d_wgt = max([held - Wt] + [held + b.wgt[1] * b.wgt[2] - Wt for b in bufs if b.wgt])
     if w == 1 and (d_wgt > 0 or any(b.act_bytes > lp.cost.need_act for lp, b in zip(p.layers, bufs, strict=True))):
         raise AssertionError("buffers exceed the plan's scratchpad")
@@ -722,7 +741,18 @@ def _place(p: plan.Plan, cfg: AcceleratorConfig, shapes: dict, batch: int, A: in
                 for i, b in enumerate(bufs))
     if chip_at is None or d_act > 0 or d_wgt > 0:
         return _Tight(max(w, d_act) if chip_at is None or d_act > 0 else 0, max(0, d_wgt))
-    return resident, bufs, chip_at
+    return resident, bufs, chip_at, w_room
+
+
+def _sides(bufs: list[_Buffers], held: int, top: int) -> tuple[list[_Buffers], tuple[list, int]]:
+    """The weight buffers on the sides :func:`wino_gen.plan.weight_sides` gives them in the
+    weight scratchpad's bytes ``held`` (the resident weights' end) to ``top``: at the top,
+    ending there, or at the bottom where :func:`_buffers` put them; and (their sizes, the
+    room) that :func:`wino_gen.plan.hoists` takes."""
+    sizes = [(b.wgt[1] * b.wgt[2], b.wgt[2]) if b.wgt else None for b in bufs]
+    sides = plan.weight_sides(sizes, top - held)
+    return [dataclasses.replace(b, wgt=(top - n[0], *b.wgt[1:])) if up else b
+            for b, n, up in zip(bufs, sizes, sides, strict=True)], (sizes, top - held)
 
 
 def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f",
@@ -765,7 +795,10 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     if isinstance(placed, _Tight):
         raise UsageError(f"{model.name}: the plan's buffers do not fit the scratchpads ({A} + {Wt} bytes) once "
                          f"aligned to the {w}-byte memory port (try --act-bytes / --weight-bytes)")
-    resident, bufs, chip_at = placed
+    resident, bufs, chip_at, (w_sizes, w_room) = placed
+    early: dict[int, list[int]] = {}            # layer -> the layers whose first weight LOAD goes before its own
+    for i, (j, *_) in plan.hoists(p.layers, w_sizes, w_room).items():
+        early.setdefault(j, []).append(i)
     B = options.batch if p.repeat == 1 else 1         # images the plan's on-chip tensors hold
     for i, (lp, fl) in enumerate(zip(p.layers, model.layers, strict=True)):
         L.add_param(_desc(i, fl, lp, cfg, bufs[i]).to_bytes())
@@ -785,8 +818,12 @@ def compile_model(model: Model, cfg: AcceleratorConfig, board: str = "ulx3s-85f"
     plan_bytes = step_bytes = 0
     final = p.layers[-1].layer.name
     for r in range(p.repeat):
+        ems = [_Emitter(ctx, lp, i, fl.op, bufs[i])
+               for i, (lp, fl) in enumerate(zip(p.layers, model.layers, strict=True))]
         for i, (lp, fl) in enumerate(zip(p.layers, model.layers, strict=True)):
-            em = _Emitter(ctx, lp, i, fl.op, bufs[i])
+            em = ems[i]
+            for k in early.get(i, ()):          # weights that load under the previous layer's compute
+                ems[k].prefetch(p.layers[k].steps[0])
             pb = L.params[i]
             em.emit("LOAD", writes=[("param", 0, len(pb))], buffer=2, ext_addr=("params", L.param_off[i]),
                     ext_stride=0, count=1, burst=len(pb), sp_addr=0, sp_stride=0)
