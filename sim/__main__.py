@@ -304,22 +304,40 @@ def segments(img) -> list[tuple[int, list[int]]]:
     return runs
 
 
+def weight_owner(img, i: int) -> int | None:
+    """The plan layer a weight-buffer LOAD ``i`` loads for: that of the first COMPUTE after it
+    whose weight address lies in the bytes it writes (None: none reads them). The compiler
+    issues a layer's first weight LOAD under the previous layer's compute
+    (``wino_gen.plan.hoists``), so the program position alone does not say it."""
+    ins = img.program[i]
+    lo, hi = ins.sp_addr, ins.sp_addr + (ins.count - 1) * ins.sp_stride + ins.burst
+    return next((c.layer for c in img.program[i + 1:] if c.OP == "COMPUTE" and lo <= c.w_addr < hi), None)
+
+
 def layer_windows(img, times) -> dict[int, tuple[int, int]]:
     """Per plan layer: (bytes its LOAD/STOREs move, the cycles of its window), summed over its
     runs (:func:`segments`). A run's window ends when its last COMPUTE retires and starts where
     the previous run's ended (the first at its parameter LOAD's start, after the prologue): the
-    compute queue runs in order, so the windows cut the program's timeline into layers.
+    compute queue runs in order, so the windows cut the program's timeline into layers. A
+    transfer counts for the run it sits in, but a weight LOAD for the layer it loads for
+    (:func:`weight_owner`: a hoisted one moves in an earlier layer's window).
     ``times``: every instruction's (issue, retire) cycles, measured (:attr:`sim.system.SystemRun.times`:
     the sequencer's trace) or modelled (:func:`program_model`)."""
     runs = segments(img)
-    out, end = {}, times[runs[0][1][0]][0] if runs else 0
+    wgt = isa.BUFFERS.index("wgt")
+    moved, windows = {}, {}
+    end = times[runs[0][1][0]][0] if runs else 0
     for k, idx in runs:
-        moved = sum(img.program[i].count * img.program[i].burst for i in idx if img.program[i].OP in ("LOAD", "STORE"))
+        for i in idx:
+            ins = img.program[i]
+            if ins.OP in ("LOAD", "STORE"):
+                owner = weight_owner(img, i) if ins.OP == "LOAD" and ins.buffer == wgt else None
+                owner = k if owner is None else owner
+                moved[owner] = moved.get(owner, 0) + ins.count * ins.burst
         start = end
         end = max([times[i][1] for i in idx if img.program[i].OP == "COMPUTE"], default=start)
-        b, w = out.get(k, (0, 0))
-        out[k] = (b + moved, w + end - start)
-    return out
+        windows[k] = windows.get(k, 0) + end - start
+    return {k: (moved.get(k, 0), w) for k, w in windows.items()}
 
 
 def layer_row(lp, got: int, planned: int, core: int, moved: int, window: int, total: int, plan_window: int,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sim import system
+from sim.__main__ import weight_owner
 from sim.memory import timing
 from wino_gen import format as fmt
 from wino_gen import isa, network, plan
@@ -40,14 +41,6 @@ def _model(tmp_path: Path):
 def _compile(model, cfg, weight_bytes: int, W: int = 2):
     return compiler.compile_model(model, cfg, clock_mhz=100.0, memory_spec=None, port_bytes=W,
                                   options=plan.Options(port_bytes=W, weight_bytes=weight_bytes))
-
-
-def weight_owner(img, i: int) -> int | None:
-    """The layer a weight-buffer LOAD ``i`` loads for: that of the first COMPUTE after it
-    whose weight address lies in the bytes it writes (None: none reads them)."""
-    ins = img.program[i]
-    lo, hi = ins.sp_addr, ins.sp_addr + (ins.count - 1) * ins.sp_stride + ins.burst
-    return next((c.layer for c in img.program[i + 1:] if c.OP == "COMPUTE" and lo <= c.w_addr < hi), None)
 
 
 def _layer_loads(img):

@@ -13,11 +13,12 @@ import json
 
 import numpy as np
 import pytest
+from test_spatial_weights import spatialize
 
 import sim.__main__ as cli
 from sim import system
 from wino_gen import format as fmt
-from wino_gen import golden, network, plan
+from wino_gen import network, plan
 from wino_gen.compile import cli as compile_cli
 from wino_gen.compile import compiler, interp
 from wino_gen.compile import image as im
@@ -28,35 +29,6 @@ from wino_gen.format import INPUT
 STALL = 0.2
 
 
-def spatialize(src, path, seed: int):
-    """``src`` (a model dir) with every Winograd layer's U replaced by random int8 kernels ``W``
-    (+127 and -128 among them) and a per-tap U requant that takes each tap's peak to the int8
-    range (``fixed`` models: 8-bit mults); the reference inputs and outputs golden's run of the
-    changed network (a wino-int8/2 model dir at ``path``)."""
-    rng = np.random.default_rng(seed)
-    manifest = {k: v for k, v in src.manifest.items() if k != "format"}
-    manifest["layers"] = [{k: v for k, v in lay.items() if k != "file"} for lay in manifest["layers"]]
-    arrays = {}
-    for layer in src.layers:
-        a = dict(layer.arrays)
-        if layer.op == "winograd_conv3x3":
-            W = rng.integers(-128, 128, (*a["U"].shape[:2], 3, 3))
-            W.flat[0], W.flat[-1] = 127, -128
-            peak = np.maximum(np.abs(golden.spatial_transform(W, src.tile)).max(axis=(0, 1)), 1)
-            u = golden.quantize_ratio(127.0 / peak, src.requant, mult_bits=8)
-            del a["U"]
-            a.update(W=W.astype(np.int8), u_mult=u.mult.astype(np.int32), u_shift=u.shift.astype(np.int32))
-        arrays[layer.name] = a
-    model = fmt.write_model(path, manifest, arrays)
-    acts = network.run_model(model, model.layers[0].arrays["x"])
-    for layer in model.layers:
-        arrays[layer.name]["y"] = acts[layer.name].astype(np.int8)
-        arrays[layer.name]["x"] = acts[layer.inputs[0]].astype(np.int8)
-        if "x2" in arrays[layer.name]:
-            arrays[layer.name]["x2"] = acts[layer.inputs[1]].astype(np.int8)
-    return fmt.write_model(path, manifest, arrays)
-
-
 def _net(tmp_path, name, *, tile, granularity, requant, size, seed):
     """A Winograd layer, a direct 3x3 stride-2 layer (K not a multiple of the unroll), a second
     Winograd layer, with spatial weights."""
@@ -65,7 +37,7 @@ def _net(tmp_path, name, *, tile, granularity, requant, size, seed):
     b.direct("down", "conv1", 5, stride=2)
     b.winograd("conv2", "down", 3)
     src = fmt.write_model(tmp_path / f"{name}_u", b.manifest, b.arrays)
-    return spatialize(src, tmp_path / name, seed)
+    return spatialize(src, tmp_path / name, seed, extremes=True)
 
 
 @pytest.fixture(scope="module")

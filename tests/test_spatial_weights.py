@@ -200,21 +200,23 @@ def test_old_model_dirs_load_unchanged():
 
 # -- examples/tiny with spatial weights on the engine -------------------------------------------
 
-def spatial_tiny(path: Path, seed: int = 0) -> Path:
-    """examples/tiny with every Winograd layer's U replaced by random int8 kernels ``W`` and a
-    per-tap pow2 U requant that takes each tap's peak to the int8 range; the reference
-    inputs/outputs are golden's run of the changed network (a wino-int8/2 model dir)."""
+def spatialize(src, path: Path, seed: int, *, extremes: bool = False):
+    """``src`` (a model) with every Winograd layer's U replaced by random int8 kernels ``W``
+    (``extremes``: +127 and -128 among them) and a per-tap U requant (``src``'s requant mode;
+    ``fixed``: 8-bit mults) that takes each tap's peak to the int8 range; the reference inputs
+    and outputs golden's run of the changed network (a wino-int8/2 model dir at ``path``)."""
     rng = np.random.default_rng(seed)
-    tiny = wformat.load_model(ROOT / "examples" / "tiny")
-    manifest = {k: v for k, v in tiny.manifest.items() if k != "format"}
+    manifest = {k: v for k, v in src.manifest.items() if k != "format"}
     manifest["layers"] = [{k: v for k, v in lay.items() if k != "file"} for lay in manifest["layers"]]
     arrays = {}
-    for layer in tiny.layers:
+    for layer in src.layers:
         a = dict(layer.arrays)
         if layer.op == "winograd_conv3x3":
             W = rng.integers(-128, 128, (*a["U"].shape[:2], 3, 3))
-            peak = np.maximum(np.abs(golden.spatial_transform(W, tiny.tile)).max(axis=(0, 1)), 1)
-            u = golden.quantize_ratio(127.0 / peak, "pow2")
+            if extremes:
+                W.flat[0], W.flat[-1] = 127, -128
+            peak = np.maximum(np.abs(golden.spatial_transform(W, src.tile)).max(axis=(0, 1)), 1)
+            u = golden.quantize_ratio(127.0 / peak, src.requant, mult_bits=8)
             del a["U"]
             a.update(W=W.astype(np.int8), u_mult=u.mult.astype(np.int32), u_shift=u.shift.astype(np.int32))
         arrays[layer.name] = a
@@ -226,7 +228,12 @@ def spatial_tiny(path: Path, seed: int = 0) -> Path:
             arrays[layer.name]["x"] = acts[layer.inputs[0]].astype(np.int8)
         if "x2" in arrays[layer.name]:
             arrays[layer.name]["x2"] = acts[layer.inputs[1]].astype(np.int8)
-    wformat.write_model(path, manifest, arrays)
+    return wformat.write_model(path, manifest, arrays)
+
+
+def spatial_tiny(path: Path, seed: int = 0) -> Path:
+    """examples/tiny (pow2) with spatial weights (:func:`spatialize`)."""
+    spatialize(wformat.load_model(ROOT / "examples" / "tiny"), path, seed)
     return path
 
 
