@@ -259,18 +259,16 @@ def compile_for(model, cfg, args, word: int):
                                   options=plan.Options(port_bytes=word, batch=args.batch, weights=cfg.weights))
 
 
-def program_model(c, compute_cycles, memory_spec: str, word: int):
+def program_model(c, compute_cycles, memory_spec: str):
     """``(cycles, every instruction's (start, retire) cycles)`` of the compiled program on the
     system as :func:`wino_gen.plan.program_cycles` models it: the sequencer's overlap of fetch,
     transfers and COMPUTEs (``compute_cycles(index)`` cycles each) on the memory ``memory_spec``
-    behind a ``word``-byte port."""
+    behind the image's port."""
     from wino_gen import plan
 
     from .memory import timing
 
-    img = c.image
-    return plan.program_cycles(img.program, compute_cycles, timing(memory_spec), plan.SystemBuild(port_bytes=word),
-                               start_addr=img.program_offset)
+    return plan.image_cycles(c.image, compute_cycles, timing(memory_spec))
 
 
 def sustained_rate(memory_spec: str, word: int) -> float:
@@ -459,7 +457,7 @@ def system_main(args, model, cfg) -> int:
           f"{len(img.program)} instructions, {n} image(s)", flush=True)
     batches = run_batches(args, img, cfg, xs, n, word, max_pool, 20 * c.plan.cycles * img.batch + 100_000)
     want = [checked(c, cfg, lo, x, run) for lo, x, run in batches][-1]       # the last batch's tensors
-    plan_run, plan_times = program_model(c, plan.compute_costs(c.plan, img.program).__getitem__, args.memory, word)
+    plan_run, plan_times = program_model(c, plan.compute_costs(c.plan, img.program).__getitem__, args.memory)
     totals, cycles = tally(c, cfg, batches, plan_times, max_pool)
     rate = sustained_rate(args.memory, word)
     rows = [layer_row(*v, rate) for v in totals.values()]

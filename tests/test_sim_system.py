@@ -269,7 +269,7 @@ def test_windows_tile_the_run(tiny_compiled):
     c = tiny_compiled
     img = c.image
     costs = plan.compute_costs(c.plan, img.program)
-    _, times = cli.program_model(c, costs.__getitem__, "sdram-ulx3s", 2)
+    _, times = cli.program_model(c, costs.__getitem__, "sdram-ulx3s")
     windows, segs = cli.layer_windows(img, times), cli.segments(img)
     last = max(times[i][1] for i in costs)
     assert sum(w for _, w in windows.values()) == last - times[segs[0][1][0]][0]

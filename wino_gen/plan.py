@@ -678,6 +678,13 @@ class _Sequencer:
                 and self.port.busy_until <= now)
 
 
+def image_cycles(img, compute_cycles, timing, limit: int = 10_000_000) -> tuple[int, dict[int, tuple[int, int]]]:
+    """:func:`program_cycles` of a compiled image (``wino_gen.compile.image.Image``): its program
+    fetched from where the image puts it, over the image's port (``img.port_bytes``)."""
+    return program_cycles(img.program, compute_cycles, timing, SystemBuild(port_bytes=img.port_bytes),
+                          start_addr=img.program_offset, limit=limit)
+
+
 def program_cycles(program, compute_cycles, timing, build: SystemBuild = SystemBuild(),
                    start_addr: int = 0, limit: int = 10_000_000) -> tuple[int, dict[int, tuple[int, int]]]:
     """The sequencer's cycles for ``program`` (``wino_gen.isa`` instructions, fetched from byte

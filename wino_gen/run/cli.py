@@ -158,9 +158,8 @@ def program_plan(p: plan.Plan, img: im.Image, board: str, clock_mhz: float) -> t
     the resident weights) and for every later run (from ``main_entry``):
     :func:`wino_gen.plan.program_cycles` on ``board``'s external memory at ``clock_mhz``."""
     costs = plan.compute_costs(p, img.program)
-    total, times = plan.program_cycles(img.program, costs.__getitem__, _timing(board, clock_mhz),
-                                       plan.SystemBuild(port_bytes=img.port_bytes), start_addr=img.program_offset,
-                                       limit=20 * (p.startup + p.cycles) + 100_000)
+    total, times = plan.image_cycles(img, costs.__getitem__, _timing(board, clock_mhz),
+                                     limit=20 * (p.startup + p.cycles) + 100_000)
     return total, total - times[img.main_entry][0]
 
 
