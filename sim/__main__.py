@@ -497,8 +497,10 @@ def write_report(args, model, cfg, word: int, clock: float, rate: float, rows: l
 def check_spatial_model(model, path) -> None:
     """``--weights spatial``: every Winograd layer must hold its spatial kernels ``W`` and their U
     requant (one line naming the first that does not)."""
+    from wino_gen.format import SPATIAL_KEYS
+
     bare = [la.name for la in model.layers if la.op == "winograd_conv3x3"
-            and not {"W", "u_mult", "u_shift"} <= set(la.arrays)]
+            and not set(SPATIAL_KEYS) <= set(la.arrays)]
     if bare:
         raise UsageError(f"--weights spatial: layer {safeio.printable(bare[0])} of {safeio.printable(str(path))} "
                          f"holds no spatial weights W (a wino-int8/2 model dir with W and u_mult/u_shift)")

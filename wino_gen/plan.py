@@ -381,9 +381,11 @@ def _plan_pass(layers, ctxs, bm, free: int, board: str):
             idle = min(idle, lps[m].steps[-1].compute)
         delayed[j] = delayed.get(j, 0) + max(0, moved[i] - idle)
     out = []
-    for i, t in enumerate(tilings):
-        lp = lps[i] if i not in moved and i not in delayed else \
-            _layer_plan(ctxs[i], t, chip, i in res, moved.get(i, 0), delayed.get(i, 0))
+    for i, lp in enumerate(lps):
+        if i in moved or i in delayed:      # the same steps, their overlap repriced
+            cost = lc.cost_of(lp.steps, (lp.cost.need_act, lp.cost.need_w), lc.overheads(ctxs[i]),
+                              lp.tiling.double, moved.get(i, 0), delayed.get(i, 0))
+            lp = dataclasses.replace(lp, cost=cost)
         a, w = bounds[i]
         mcyc = math.ceil(_peak_cycles(a, bm.external) + _peak_cycles(w, bm.weight_store)) if a or w else 0
         out.append(dataclasses.replace(lp, act_used=live[i] + lp.cost.need_act, w_used=held + lp.cost.need_w,
@@ -457,16 +459,14 @@ def hoists(lps, sizes, room: int) -> dict[int, tuple[int, int, bool]]:
     return out
 
 
-def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool, hoisted: int = 0, delayed: int = 0) -> LayerPlan:
-    """``hoisted``/``delayed``: cycles of this layer's first weight LOAD run before its window, and
-    of its parameter LOAD's wait behind a hoisted one (:func:`hoists`, :func:`wino_gen.layercost.cost_of`)."""
+def _layer_plan(ctx: lc.Ctx, t: Tiling, chip: dict, resident: bool) -> LayerPlan:
     lay = ctx.layer
     sub = {s: chip[s] for s in (*lay.inputs, lay.name)}
     steps = tuple(lc.layer_steps(ctx, t, sub))
     place = {s: "chip" if chip[s] else "external" for s in sub}
     if lay.has_weights:
         place[lay.name + ".w"] = "resident" if resident else ("flash" if not ctx.wmem.writable else "external")
-    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), lc.overheads(ctx), t.double, hoisted, delayed)
+    cost = lc.cost_of(steps, lc.needs(ctx, t, sub), lc.overheads(ctx), t.double)
     return LayerPlan(lay, ctx.engine, place, t, cost, steps, lc.compute_bound(ctx), refused=lc.refused(ctx, t))
 
 
