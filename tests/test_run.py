@@ -295,6 +295,22 @@ def test_port_sim_without_verilator_is_one_line_before_compiling(tiny, capsys, m
     assert err.startswith("error: --port sim: verilator is not on PATH"), err
 
 
+def test_a_plan_the_board_would_stop_on_is_refused_but_on_golden(tiny, capsys, monkeypatch, tmp_path):
+    """A config narrower than a layer (half tiny's channels): the planner prices it on the build
+    it needs, the board's compute unit would answer unsupported, so a board port is refused in
+    one line before anything opens; the golden model runs it."""
+    monkeypatch.setattr(board.shutil, "which", lambda name: "/usr/bin/" + name)
+    cfg = tiny["cfg"]
+    dataclasses.replace(cfg, max_channels=cfg.max_channels // 2).save(tmp_path / "narrow.json")
+    argv = [TINY, "--config", tmp_path / "narrow.json", "--images", tiny["dir"] / "rand.npy"]
+    rc, out, err = _run(capsys, [*argv, "--port", "sim"])
+    assert rc == 2 and out == "" and err.count("\n") == 1, err
+    assert re.fullmatch(r"error: \S+: \d+ \w+ channels exceed the build's max_channels \d+: the board's compute "
+                        r"unit does not run it \(it would stop with status unsupported\); --port golden runs it\n", err)
+    rc, out, err = _run(capsys, [*argv, "--port", "golden"])
+    assert rc == 0, err
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("verilator") is None, reason="needs verilator")
 def test_port_sim_runs_the_rtl_board_equal_to_golden(tmp_path, capsys):
