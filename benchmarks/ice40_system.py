@@ -117,7 +117,7 @@ class Ice40System(wiring.Component):
         system = System(cfg, PORT, act_bytes=b.act_bytes, wgt_bytes=b.wgt_bytes, param_bytes=b.param_bytes,
                         mem_bytes=MAX_SPRAMS * SPRAM_WORDS * 2, act_width=8 << math.ceil(math.log2(cfg.n)),
                         wgt_width=8 << math.ceil(math.log2(pe_geometry(cfg).lanes)), weight_ports=cfg.unroll,
-                        out_ports=1 if b.direct_only else cfg.tile, max_kernel=b.max_kernel, max_pool=b.max_pool,
+                        max_kernel=b.max_kernel, max_pool=b.max_pool,
                         direct_only=b.direct_only,
                         max_instrs=b.max_instrs, fetch_depth=b.fetch_depth, queue_depth=b.queue_depth,
                         token_bits=b.token_bits)

@@ -44,7 +44,7 @@ from wino_gen.compile.image import DESC_WORDS
 from wino_gen.config import AcceleratorConfig
 from wino_gen.isa import MODES
 from wino_gen.limits import MAX_PAD, WINDOW_STRIDES
-from wino_gen.schedule import core_window, pe_geometry, window_par
+from wino_gen.schedule import core_window, pe_geometry, window_par, writer_beat_cycles
 
 from .core import DEFAULT_MAX_POOL, core_layer_layout, core_out_layout
 from .ctrl.sequencer import CODE, DONE, entry_layout
@@ -75,11 +75,13 @@ class ComputeUnit(wiring.Component):
     """COMPUTE instructions on the core (module doc). ``cfg``, ``max_kernel``, ``direct_only``,
     ``max_pool``: the core's build (its command layout); ``act_bytes``/``act_width``,
     ``wgt_bytes``/``wgt_width``: the activation and weight scratchpads (bytes, window bits);
-    ``param_bytes``: the parameter memory; ``weight_ports`` / ``out_ports``: windows of the
-    weight reader and the writer (:mod:`rtl.feed`); ``max_instrs``: the sequencer's."""
+    ``param_bytes``: the parameter memory; ``weight_ports``: windows of the weight reader
+    (:mod:`rtl.feed`); the writer has one (``out_wr[0]``: the activation scratchpad's one
+    block-RAM write port, shared with the DMA; the core paces its beats to it,
+    :func:`wino_gen.schedule.writer_beat_cycles`); ``max_instrs``: the sequencer's."""
 
     def __init__(self, cfg: AcceleratorConfig, *, max_kernel: int, act_bytes: int, act_width: int, wgt_bytes: int,
-                 wgt_width: int, param_bytes: int, weight_ports: int = 1, out_ports: int = 1,
+                 wgt_width: int, param_bytes: int, weight_ports: int = 1,
                  direct_only: bool = False, max_pool: int = DEFAULT_MAX_POOL, max_instrs: int = 65535):
         if not isinstance(cfg, AcceleratorConfig):
             raise ValueError(f"cfg {cfg!r}: must be an AcceleratorConfig")
@@ -91,7 +93,7 @@ class ComputeUnit(wiring.Component):
         self.act = ActivationReader(cfg, depth=act_bytes, width=act_width)
         self.act2 = ActivationReader(cfg, depth=act_bytes, width=act_width)
         self.wgt = WeightReader(cfg, depth=wgt_bytes, width=wgt_width, param_bytes=param_bytes, ports=weight_ports)
-        self.out = OutputWriter(cfg, depth=act_bytes, width=act_width, ports=out_ports,
+        self.out = OutputWriter(cfg, depth=act_bytes, width=act_width,
                                 modes=tuple(md for md in WRITER_MODES if not (direct_only and md == "winograd")))
         self.act_bytes, self.wgt_bytes = act_bytes, wgt_bytes
         #: bytes a kernel of a Winograd block holds: U's n², or a spatial build's 3x3
@@ -105,7 +107,7 @@ class ComputeUnit(wiring.Component):
             "act2_rd": Out(ByteReadSignature(addr_width=ceil_log2(act_bytes), width=act_width)).array(cfg.unroll_in),
             "wgt_rd": Out(ByteReadSignature(addr_width=ceil_log2(wgt_bytes), width=wgt_width)).array(weight_ports),
             "bias": Out(ByteReadSignature(addr_width=ceil_log2(param_bytes), width=32)).array(weight_ports),
-            "out_wr": Out(ByteWriteSignature(addr_width=ceil_log2(act_bytes), width=act_width)).array(out_ports),
+            "out_wr": Out(ByteWriteSignature(addr_width=ceil_log2(act_bytes), width=act_width)).array(1),
             "core_layer": Out(self.layout), "core_start": Out(1), "core_busy": In(1),
             "x": Out(stream.Signature(input_beat_layout(cfg))),
             "x2": Out(stream.Signature(input_beat_layout(cfg))),
@@ -301,13 +303,14 @@ class ComputeUnit(wiring.Component):
         bot = Mux(two, (cur.r1 - 1) << 1, cur.r1 - 1) - p + k        # (r1 - 1) * s - p + k
         a_e = Mux(wino, Mux(band, cur.r0 - mt, 0), Mux(two, (cur.r0 - q) << 1, cur.r0 - q))
         hi_all = (1 << _BITS) - 1
+        steps, paced = _ceil_div(r["ckk"], L), writer_beat_cycles(cfg, "direct")   # schedule.core_window_geometry
         stages = [
             [r["ct"].eq(ct), r["kt"].eq(kt), r["n_cg"].eq(_ceil_div(ct, cfg.unroll_in)),
              r["n_kb"].eq(_ceil_div(kt, cfg.unroll)), r["ckk"].eq(ct * k2), r["par"].eq(par), r["group"].eq(group),
              r["q"].eq(q), r["a"].eq(Mux(top.as_signed() < 0, 0, top)), r["b"].eq(Mux(bot < w["H"], bot, w["H"])),
              r["a_e"].eq(a_e)],
             [r["hb"].eq(r["b"] - r["a_e"]), r["in_off"].eq((r["a"] - r["a_e"])[:_BITS // 2] * w["W"][:_BITS // 2]),
-             r["tw"].eq(_ceil_div(w["Wo"][:_BITS], mt)), r["n_step"].eq(_ceil_div(r["ckk"], L)),
+             r["tw"].eq(_ceil_div(w["Wo"][:_BITS], mt)), r["n_step"].eq(Mux(steps < paced, paced, steps)),
              r["c_last"].eq(r["ct"] - (r["n_cg"] - 1) * cfg.unroll_in),
              r["th"].eq(_ceil_div((r["b"] - r["a_e"] + 2 * p - 2)[:_BITS], mt)),    # hb's tile rows
              r["nxb_d"].eq(_ceil_div(w["W"][:_BITS], cfg.n)), r["nxb_o"].eq(_ceil_div(w["Wo"][:_BITS], cfg.n)),

@@ -95,6 +95,7 @@ from wino_gen.schedule import (
     direct_view,
     latencies,
     pe_geometry,
+    writer_beat_cycles,
 )
 
 from .arith import rq_pipeline
@@ -228,6 +229,7 @@ class EltwiseModes(wiring.Component):
                                         max_groups=_max_groups(cfg), act_bits=cfg.act_bits)
         m.submodules.packer = packer = SegmentPacker(**seg)
         add = self.add
+        paced = self._pace(m, writer_beat_cycles(cfg, "eltwise") - 1)
         m.d.comb += [adder.params.eq(lay.add), split.w.eq(lay.pool.w), packer.w.eq(lay.pool.ow),
                      pool.cmd.payload.eq(lay.pool)]
         for c in range(n):
@@ -239,8 +241,8 @@ class EltwiseModes(wiring.Component):
         m.d.comb += [adder.a.valid.eq(self.x.valid & add), adder.b.valid.eq(self.x2.valid & add),
                      split.i.valid.eq(self.x.valid & ~add), split.i.payload.eq(self.x.payload),
                      self.x.ready.eq(Mux(add, adder.a.ready, split.i.ready)), self.x2.ready.eq(adder.b.ready & add),
-                     self.o.valid.eq(Mux(add, adder.o.valid, packer.o.valid)),
-                     adder.o.ready.eq(self.o.ready & add), packer.o.ready.eq(self.o.ready & ~add)]
+                     adder.o.ready.eq(self.o.ready & add & paced), packer.o.ready.eq(self.o.ready & ~add & paced),
+                     self.o.valid.eq(Mux(add, adder.o.valid, packer.o.valid) & paced)]
         wiring.connect(m, split.o, pool.i)
         wiring.connect(m, pool.o, packer.i)
         pend = Signal()                              # the pooling command not yet taken
@@ -258,6 +260,20 @@ class EltwiseModes(wiring.Component):
         # (rows and columns no window reaches: their input beats still come in) and drained
         m.d.comb += self.busy.eq((left != 0) | pend | ~pool.cmd.ready)
         return m
+
+    def _pace(self, m, gap: int):
+        """High while ``o`` may hand over a segment: ``gap`` cycles after each (the system's
+        writer takes ``gap + 1`` a segment, :func:`wino_gen.schedule.writer_beat_cycles`)."""
+        if not gap:
+            return Const(1)
+        wait = Signal(range(gap + 1), name="pace")
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += wait.eq(gap)
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+        with m.If(self.start):
+            m.d.sync += wait.eq(0)
+        return wait == 0
 
 
 class DirectSteps(wiring.Component):
@@ -535,7 +551,7 @@ class Core(wiring.Component):
         """Serializer and output stage behind the dual array (the accumulators' lanes narrowed
         to the output stage's Winograd width: in Winograd mode the sums fit it)."""
         cfg = self.cfg
-        m.submodules.ser = ser = Serializer(cfg, pe.acc_bits)
+        m.submodules.ser = ser = Serializer(cfg, pe.acc_bits, gap=writer_beat_cycles(cfg, "winograd") - 1)
         m.submodules.ost = ost = OutputStage(cfg)
         m.d.comb += [ser.i.payload.acc.eq(pe.o.payload.acc), ser.i.payload.bias.eq(pe.o.payload.bias),
                      ost.params.eq(self.layer.wino.out),

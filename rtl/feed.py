@@ -55,7 +55,9 @@ byte address), one access a window and cycle, one cycle of read latency. Rates w
 - writer: a Winograd beat every ``ceil(m / ports)`` cycles (a tile row of m bytes a window),
   a direct beat every ``ceil(unroll / ports)`` (a byte a channel), a segment every
   ``ceil(unroll_in / ports)`` (n bytes a channel); ``ports = m`` (``unroll``, ``unroll_in``)
-  takes a beat a cycle, the engine's most.
+  takes a beat a cycle, the engine's most. The system's writer has one window (a block RAM's
+  one write port, which it takes before the DMA) and the compute core paces its beats to it
+  (:func:`wino_gen.schedule.writer_beat_cycles`).
 
 With those, a layer from the scratchpads takes the host-fed engine's cycles plus at most the
 feeders' lag at the start (``tests/test_rtl_feed.py`` checks it against ``wino_gen.perf``).

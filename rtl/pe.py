@@ -359,12 +359,16 @@ class Serializer(wiring.Component):
     """Hands the ``unroll`` accumulated channels of a PE output to the output stage one channel
     per beat: ``{data: acc[k], bias: bias[k], k}``. Its input ``ready`` is a register (the
     buffer is empty), which cuts the combinational ready chain between the output stage and
-    the PE array; a tile therefore takes ``max(steps, unroll + 1)`` cycles. ``acc_bits``: the
-    accumulators' width (the dual array's, :func:`wino_gen.schedule.dual_pe`), by default the
-    config's."""
+    the PE array; a tile therefore takes ``max(steps, unroll * (gap + 1) + 1)`` cycles.
+    ``gap``: idle cycles after each beat, the last one's too (the compute core's pace for its
+    output writer, which takes ``gap + 1`` cycles a beat: :func:`wino_gen.schedule.paced`).
+    ``acc_bits``: the accumulators' width (the dual array's,
+    :func:`wino_gen.schedule.dual_pe`), by default the config's."""
 
-    def __init__(self, cfg: AcceleratorConfig, acc_bits: int | None = None):
-        self.cfg = cfg
+    def __init__(self, cfg: AcceleratorConfig, acc_bits: int | None = None, *, gap: int = 0):
+        if gap < 0:
+            raise ValueError(f"gap {gap}: must not be negative")
+        self.cfg, self.gap = cfg, gap
         acc_bits = acc_bits or cfg.widths.accumulator
         super().__init__({
             "i": In(stream.Signature(pe_out_layout(cfg, acc_bits))),
@@ -376,14 +380,15 @@ class Serializer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
+        cfg, gap = self.cfg, self.gap
         full = Signal()
         k = Signal(len(self.o.payload.k))
         done = Signal()
+        wait, drain = Signal(range(gap + 1)), Signal()   # the gap's count; the tile's last beat is out
         m.d.comb += [
             done.eq(self.o.ready & (k == cfg.unroll - 1)),
             self.i.ready.eq(~full),     # registered: no ready path from the output stage
-            self.o.valid.eq(full),
+            self.o.valid.eq(full & ~drain & (wait == 0)),
             self.o.payload.k.eq(k),
         ]
         # a shift register of channels: channel k is always in lane 0 (no unroll-way mux)
@@ -394,10 +399,16 @@ class Serializer(wiring.Component):
             m.d.sync += full.eq(1)
             for j in range(cfg.unroll):
                 m.d.sync += [lanes[j].eq(self.i.payload.acc[j]), biases[j].eq(self.i.payload.bias[j])]
-        with m.Elif(full & self.o.ready):
+        with m.Elif(self.o.valid & self.o.ready):
             m.d.sync += k.eq(k + 1)
             for j in range(cfg.unroll - 1):
                 m.d.sync += [lanes[j].eq(lanes[j + 1]), biases[j].eq(biases[j + 1])]
+            if gap:
+                m.d.sync += wait.eq(gap)
             with m.If(done):
-                m.d.sync += [k.eq(0), full.eq(0)]
+                m.d.sync += [k.eq(0), full.eq(0) if not gap else drain.eq(1)]
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
+            with m.If((wait == 1) & drain):
+                m.d.sync += [full.eq(0), drain.eq(0)]
         return m

@@ -9,7 +9,8 @@
 
 The scratchpads are :class:`rtl.mem.scratchpad.Scratchpad` s (byte windows for the feeders,
 DMA ports for the executors): ``act`` has ``2 * unroll_in`` read windows (the activation
-readers, for an add's two operands) and ``out_ports`` write windows (the writer); ``wgt``
+readers, for an add's two operands) and one write window (the writer's: with the DMA's load
+it is the block RAMs' one write port, the writer first); ``wgt``
 ``weight_ports`` read windows; ``param`` (32-bit words) one window for the compute unit's
 parameter reads and ``weight_ports`` for the biases. ``start`` (the sequencer's: program
 byte address and instruction count) also makes the compute unit forget its cached parameter
@@ -49,7 +50,7 @@ class System(wiring.Component):
     """``cfg``: the core's config; ``port``: the memory port (at most 32 bits: the parameter
     memory's word); ``act_bytes``/``wgt_bytes``/``param_bytes``: scratchpad sizes (rounded up
     to powers of two); ``act_width``/``wgt_width``: their window bits (``rtl.feed``'s rules);
-    ``weight_ports``/``out_ports``: feeder windows; ``mem_bytes``: the external memory;
+    ``weight_ports``: the weight reader's windows; ``mem_bytes``: the external memory;
     ``burst``: the DMA engines' longest burst in words; ``max_kernel``/``max_pool``/
     ``direct_only``: the core's build; the rest as :class:`rtl.ctrl.sequencer.Sequencer` and
     :class:`rtl.mem.arbiter.Arbiter` take them. The defaults of ``burst``, ``fetch_depth`` and
@@ -58,7 +59,7 @@ class System(wiring.Component):
 
     def __init__(self, cfg: AcceleratorConfig, port: PortSignature, *, act_bytes: int, wgt_bytes: int,
                  param_bytes: int, mem_bytes: int, act_width: int = 64, wgt_width: int = 64, weight_ports: int = 1,
-                 out_ports: int = 1, burst: int = schedule.MAX_BURST, max_kernel: int = 3,
+                 burst: int = schedule.MAX_BURST, max_kernel: int = 3,
                  max_pool: int = DEFAULT_MAX_POOL, direct_only: bool = False, policy: str = "round-robin",
                  max_instrs: int = 4095, fetch_depth: int = schedule.FETCH_DEPTH,
                  queue_depth: int = schedule.QUEUE_DEPTH, token_bits: int = 8):
@@ -71,14 +72,14 @@ class System(wiring.Component):
         sizes = {"act": _pow2(act_bytes), "wgt": _pow2(wgt_bytes), "param": _pow2(param_bytes)}
         dw = port.data_width
         self.sp = {
-            "act": Scratchpad(sizes["act"], act_width, dma_width=dw, reads=2 * cfg.unroll_in, writes=out_ports),
+            "act": Scratchpad(sizes["act"], act_width, dma_width=dw, reads=2 * cfg.unroll_in, writes=1),
             "wgt": Scratchpad(sizes["wgt"], wgt_width, dma_width=dw, reads=weight_ports),
             "param": Scratchpad(sizes["param"], PARAM_WIDTH, dma_width=dw, reads=weight_ports + 1),
         }
         self.core = Core(cfg, max_kernel=max_kernel, max_pool=max_pool, direct_only=direct_only)
         self.cu = ComputeUnit(cfg, max_kernel=max_kernel, act_bytes=sizes["act"], act_width=act_width,
                               wgt_bytes=sizes["wgt"], wgt_width=wgt_width, param_bytes=sizes["param"],
-                              weight_ports=weight_ports, out_ports=out_ports, direct_only=direct_only,
+                              weight_ports=weight_ports, direct_only=direct_only,
                               max_pool=max_pool, max_instrs=max_instrs)
         kw = dict(mem_bytes=mem_bytes, burst=burst, max_instrs=max_instrs)
         self.seq = Sequencer(port, max_instrs=max_instrs, fetch_depth=fetch_depth, queue_depth=queue_depth,
@@ -106,6 +107,7 @@ class System(wiring.Component):
             m.submodules[f"sp_{b}"] = sp
             wiring.connect(m, getattr(ld, f"sp_{b}"), sp.dma_w)
         wiring.connect(m, st.sp_act, self.sp["act"].dma_r)
+        m.d.comb += ld.sp_act_ready.eq(self.sp["act"].dma_w_ready)
         for k, master in enumerate((seq.fetch, ld.mem, st.mem)):
             wiring.connect(m, master, arb.req[k])
         wiring.connect(m, wiring.flipped(self.mem), arb.mem)
@@ -151,13 +153,11 @@ def system_for(cfg: AcceleratorConfig, port: PortSignature, *, act_bytes: int, w
     """The system of ``cfg`` on ``port`` (a direct-only core for a ``direct`` config; a
     ``weights='spatial'`` config's core transforms its Winograd layers' 3x3 kernels), its feeders
     at the core's rate: a weight word a cycle (``unroll`` weight windows of a word's row, ``L``
-    bytes, the widest the reader makes: a spatial row is ``9 * unroll_in``), a Winograd beat a
-    cycle (``tile`` output windows; a direct or element-wise beat's channels on a direct-only
-    core), DMA bursts of the port's ``max_burst``; the one sizing that the simulations and the
-    board's build share."""
+    bytes, the widest the reader makes: a spatial row is ``9 * unroll_in``), one output window
+    (the core paces its beats to it), DMA bursts of the port's ``max_burst``; the one sizing
+    that the simulations and the board's build share."""
     wino = cfg.algo == "winograd"
     return System(cfg, port, act_bytes=act_bytes, wgt_bytes=wgt_bytes, param_bytes=param_bytes, mem_bytes=mem_bytes,
                   act_width=window_bits(cfg.n), wgt_width=window_bits(schedule.pe_geometry(cfg).lanes),
-                  weight_ports=cfg.unroll, out_ports=cfg.tile if wino else max(cfg.unroll, cfg.unroll_in),
-                  burst=port.max_burst, max_kernel=max_kernel, max_pool=max_pool, direct_only=not wino,
-                  max_instrs=max_instrs)
+                  weight_ports=cfg.unroll, burst=port.max_burst, max_kernel=max_kernel, max_pool=max_pool,
+                  direct_only=not wino, max_instrs=max_instrs)

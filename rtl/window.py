@@ -362,7 +362,9 @@ class WindowGenerator(wiring.Component):
     def _gearbox(self, m, fifo, g, take, gkb, y0_gb, in_done):
         """Packs reads into chunks of L: appends a read at the fill count while that is below
         L, emits the first L elements once there are L (or the pixel's reads are all in: the
-        last, zero-filled chunk) and clears after a pixel's ``n_step`` chunks. Elements past
+        last, zero-filled chunk, and zero chunks after it up to a paced ``n_step``,
+        :func:`wino_gen.schedule.window_geometry`'s ``min_steps``) and clears after a pixel's
+        ``n_step`` chunks. Elements past
         the fill count are always zero, so an append is an OR. The layer's last chunk waits
         for ``in_done``: rows no window needs (the last of an even image at stride 2) are
         still taken from ``x`` before the command ends, so the next one finds ``x`` at its
@@ -384,8 +386,8 @@ class WindowGenerator(wiring.Component):
                      last.eq(emit & (chunk + 1 == lay.n_step)), pend_e.eq(pend & ~last)]
         with m.If(last):
             m.d.comb += [base.as_value().eq(0), cnt_e.eq(0)]
-        with m.Elif(emit):
-            m.d.comb += [base.as_value().eq(gb.as_value() >> (L * ebits)), cnt_e.eq(cnt - L)]
+        with m.Elif(emit):     # a pixel's chunks past its reads' (its least chunks) are zeros
+            m.d.comb += [base.as_value().eq(gb.as_value() >> (L * ebits)), cnt_e.eq(Mux(cnt > L, cnt - L, 0))]
         with m.Else():
             m.d.comb += [base.eq(gb), cnt_e.eq(cnt)]
         m.d.comb += [take.eq(fifo.r_rdy & ~pend_e & (cnt_e < L)), fifo.r_en.eq(take)]

@@ -376,7 +376,7 @@ def _one_line_error(capsys, argv) -> str:
     (["--baud", "20000000"], "--baud"),
     (["--act-bytes", "300", "--weight-bytes", "4096"], "--act-bytes 300: a power of two"),
     (["--act-bytes", "4096"], "--act-bytes and --weight-bytes go together"),
-    (["--act-bytes", "8192", "--weight-bytes", "4096"], "does not fit: LUT: needs"),   # 8 KB in logic
+    (["--act-bytes", "262144", "--weight-bytes", "4096"], "does not fit: BRAM: needs"),   # 3 copies of 256 KB
 ])
 def test_system_refusals(capsys, tmp_path, tiny_config, extra, msg):
     err = _one_line_error(capsys, ["--system", str(tiny_config), *extra, "--out", str(tmp_path / "o")])
@@ -403,14 +403,6 @@ def test_system_on_icebreaker_is_refused(capsys, tiny_config):
     rc = cli(["build", "--board", "icebreaker", "--system", str(tiny_config), "--check-only"])
     err = capsys.readouterr().err
     assert rc == 2 and "SPRAM" in err and err.count("\n") == 1
-
-
-def test_system_model_too_big_for_the_act_scratchpad(capsys):
-    """examples/tiny (F4) needs more activation scratchpad than fits in logic beside the core
-    (the activation scratchpad is not block RAM, see build.LOGIC_SCRATCH_PER_BYTE): named, exit 2."""
-    err = _one_line_error(capsys, ["--system", "examples/tiny", "--unroll", "1", "--check-only"])
-    assert "no scratchpads that fit the ulx3s-85f beside the core run the model" in err
-    assert "bytes of activation scratchpad" in err
 
 
 def test_system_check_only_sizes_the_scratchpads(capsys, tiny_config):
@@ -466,11 +458,10 @@ def test_system_build_through_fake_tools(tmp_path, fake_ecp5, monkeypatch, tiny_
 
 
 def test_system_from_a_model_dir_compiles_its_image_for_the_scratchpads(capsys, monkeypatch):
-    """Were the activation scratchpad block RAM (no logic per byte), examples/tiny would fit: its
-    core takes the model's pool window, its image is compiled for the chosen scratchpads, which
-    are those of its fastest plan among the sizes that fit."""
+    """examples/tiny fits beside its core (the activation scratchpad is block RAM): its core
+    takes the model's pool window, its image is compiled for the chosen scratchpads, which are
+    those of its fastest plan among the sizes that fit."""
     from rtl.board_top import MAX_INSTRS
-    monkeypatch.setattr(build, "LOGIC_SCRATCH_PER_BYTE", {"lut": 0, "ff": 0})
     assert cli(["build", "--board", "ulx3s-85f", "--system", "examples/tiny", "--unroll", "1", "--check-only"]) == 0
     s = json.loads(capsys.readouterr().out)["system"]
     img = s["image"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from wino_gen import boards, layercost, memory, nets, perf, plan
+from wino_gen import boards, layercost, memory, nets, perf, plan, schedule
 from wino_gen import commands as cm
 from wino_gen.config import AcceleratorConfig
 from wino_gen.errors import UsageError
@@ -42,7 +42,7 @@ def _tile(K, r0, r1, cached, cfg=F2):
     a_e, b, _ = cm.engine_band("winograd", H=8, kernel=3, stride=1, padding=1, r0=r0, r1=r1, tile=cfg.tile)
     assert a_e == (0 if r0 == 0 else r0 - cfg.tile)
     core = perf.core_cycles(cfg, "winograd", 4, K, b - a_e, 8, max_kernel=3)
-    return cm.setup_cycles(cfg, "winograd", cached) + core + cm.FEED_LAG
+    return cm.setup_cycles(cfg, "winograd", cached) + core + cm.FEED_LAG + cfg.tile - 1   # the writer's last beat
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -364,7 +364,8 @@ def test_one_tile_compute_is_perf(cfg, C, K, H, ksp):
                        {nets.INPUT: True, "c": True})
     mode = "winograd" if lay.winograd else "direct"
     core = perf.core_cycles(cfg, mode, C, K, H, H, kernel=k, stride=s, padding=p, max_kernel=max(3, k))
-    assert lp.cost.compute == cm.setup_cycles(cfg, mode, False) + core + cm.FEED_LAG
+    writes = schedule.writer_beat_cycles(cfg, mode)       # the writer's last beat
+    assert lp.cost.compute == cm.setup_cycles(cfg, mode, False) + core + cm.FEED_LAG + writes - 1
     over = layercost.overheads(layercost.make_ctx(lay, cfg, memory.board_memory("ulx3s-85f"), 60.0, plan.Options()))
     assert lp.cost.total == lp.cost.compute + over.param_cycles     # the one exposed transfer
 

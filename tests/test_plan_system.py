@@ -37,8 +37,10 @@ LAYERS_TOLERANCE, RUN_PLAN_TOLERANCE = 0.02, 0.05
 #: whole run and every retire against the program model: measured 0.01% (ideal) and 0.23%
 #: (sdram-ulx3s) on examples/tiny; the rest is the SDRAM's refreshes and row misses, which the
 #: model replays in its own order of bursts, and a cycle or two per transfer of the
-#: arbiter's and the fetch's registers it counts approximately
-RUN_TOLERANCE = 0.02
+#: arbiter's and the fetch's registers it counts approximately; and a LOAD into the
+#: activations beside a COMPUTE's output, which yields the scratchpad's one write port to the
+#: writer (the model does not see it: 2.1% on the banded layer on ideal memory)
+RUN_TOLERANCE = 0.03
 
 
 def _model(tmp_path, build, *, tile=2, channels=4, size=6, seed=0):

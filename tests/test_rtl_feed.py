@@ -815,8 +815,8 @@ def test_two_layers_on_the_core_from_scratchpad():
     g1 = s1.geometry(H, W)
     _, kw2 = random_direct(core.dcfg, K, K2, g1.Ho, g1.Wo, rng, kernel=3, stride=2, padding=1, relu=True)
     want2 = golden.direct_conv(want1[None], cfg=core.dcfg, **kw2)[0]
-    s2 = DirectLayer(core.dcfg, **kw2)
-    g2 = schedule.window_geometry(core.buf, core.dcfg, K, K2, g1.Ho, g1.Wo, kernel=3, stride=2, padding=1)
+    s2 = DirectLayer(core.dcfg, min_steps=schedule.writer_beat_cycles(core.dcfg, "direct"), **kw2)
+    g2 = schedule.core_window_geometry(core.dcfg, core.buf, K, K2, g1.Ho, g1.Wo, kernel=3, stride=2, padding=1)
     cs1, cs2, np2 = H * W + 3, g1.Ho * g1.Wo, g2.d.n_pix
     image, (in1, w1, out1, w2, out2) = _layer_image(rng, depth, [
         (x1[0], (cs1, W, 1)), (kw1["U"].reshape(K, C, n * n), (C * n * n, n * n, 1)),
@@ -1001,9 +1001,10 @@ def test_network_chain_on_the_core_from_scratchpad():
     _, kw4 = random_direct(core.dcfg, C, K2, 1, 1, rng, kernel=1, stride=1, padding=0, relu=False)
     y4 = golden.direct_conv(y3[None], cfg=core.dcfg, **kw4)[0]
     assert len(np.unique(y2)) > 5 and len(np.unique(y4)) > 2
-    s1, s4 = WinogradLayer(cfg, **kw1), DirectLayer(core.dcfg, **kw4)
+    paced = schedule.writer_beat_cycles(core.dcfg, "direct")
+    s1, s4 = WinogradLayer(cfg, **kw1), DirectLayer(core.dcfg, min_steps=paced, **kw4)
     g1 = s1.geometry(H, W)
-    g4 = schedule.window_geometry(core.buf, core.dcfg, C, K2, 1, 1, kernel=1, stride=1, padding=0)
+    g4 = schedule.core_window_geometry(core.dcfg, core.buf, C, K2, 1, 1, kernel=1, stride=1, padding=0)
     cs1, hw = H * W + 3, H * W
     image, (in1, w1, out1, out2, out3, w4, out4) = _layer_image(rng, depth, [
         (x1[0], (cs1, W, 1)), (kw1["U"].reshape(C, C, n * n), (C * n * n, n * n, 1)),

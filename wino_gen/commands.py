@@ -19,7 +19,7 @@ from .compile.image import DESC_WORDS, SPATIAL_TAP_ARRAYS, TAP_ARRAYS, Desc
 from .config import AcceleratorConfig
 from .isa import STATUS
 from .limits import MAX_PAD, WINDOW_STRIDES
-from .schedule import FEED_READ_LATENCY, WEIGHT_WORD_STAGES
+from .schedule import FEED_READ_LATENCY, WEIGHT_WORD_STAGES, writer_beat_cycles
 
 #: DONE status of a COMPUTE the unit cannot run: the interpreter's "unsupported" where its table
 #: has one, else the code after docs/image.md's table
@@ -179,5 +179,12 @@ def setup_cycles(cfg: AcceleratorConfig, mode: str, cached: bool) -> int:
 def compute_cycles(cfg: AcceleratorConfig, mode: str, cached: bool, core: int) -> int:
     """Cycles of one COMPUTE from its hand-over to the unit's answer, with ``core`` the core's
     cycles of the command (``perf.core_cycles`` / ``perf.core_eltwise_cycles`` on the band
-    :func:`engine_band` gives it): the setup, the core, the feeders' lag."""
-    return setup_cycles(cfg, mode, cached) + core + FEED_LAG
+    :func:`engine_band` gives it): the setup, the core, the feeders' lag, and the output
+    writer's writes of the last beat after the cycle it takes it
+    (:func:`wino_gen.schedule.writer_beat_cycles`)."""
+    return setup_cycles(cfg, mode, cached) + core + FEED_LAG + writer_beat_cycles(cfg, writer_mode(mode)) - 1
+
+
+def writer_mode(mode: str) -> str:
+    """The output writer's kind of beat for an instruction mode."""
+    return mode if mode == "winograd" else "direct" if mode in ("direct", "linear") else "eltwise"

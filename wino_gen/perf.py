@@ -160,15 +160,17 @@ def _winograd_end(g: schedule.WinogradGeometry, lat: schedule.Latencies, weights
 
 
 def winograd_layer(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int,
-                   padding: int = 1) -> dict:
-    """Cycle estimate of one 3x3 stride-1 layer on the Winograd engine (one sample)."""
+                   padding: int = 1, *, beat_cycles: int = 1) -> dict:
+    """Cycle estimate of one 3x3 stride-1 layer on the Winograd engine (one sample), its
+    serializer paced to a beat every ``beat_cycles`` (the compute core's, for the system's
+    output writer: :func:`schedule.writer_beat_cycles`)."""
     g = schedule.winograd_geometry(cfg, C, K, H, W, padding)
-    lat = schedule.latencies(cfg)
+    lat = schedule.paced(schedule.latencies(cfg), cfg, beat_cycles)
     per_tile = max(g.n_cg, lat.serializer_period)
     band_cycles = g.n_kb * g.tw * per_tile
     weights = _SpatialWeights(g, lat, cfg) if cfg.weights == "spatial" else _UWeights(g, lat)
-    # the last tile: its channels leave the serializer one per cycle, then the output stage
-    cycles = _winograd_end(g, lat, weights) + lat.serializer + lat.output_stage + g.unroll
+    # the last tile: its channels leave the serializer a beat every beat_cycles, then the output stage
+    cycles = _winograd_end(g, lat, weights) + lat.serializer + lat.output_stage + (g.unroll - 1) * beat_cycles + 1
     lane_fill = (C / (g.n_cg * cfg.unroll_in)) * (K / (g.n_kb * cfg.unroll))
     return {
         "cycles": int(cycles), "steps": g.steps, "tiles": (g.th, g.tw), "n_cg": g.n_cg, "n_kb": g.n_kb,
@@ -574,8 +576,7 @@ def core_direct_cycles(cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *
     (:func:`schedule.window_cycles`, its fill included; the PE array keeps its pace) and the
     core's direct latency behind it."""
     buf = schedule.core_window(cfg, max_kernel)
-    g = schedule.window_geometry(buf, schedule.direct_view(cfg), C, K, H, W, kernel=kernel, stride=stride,
-                                 padding=padding)
+    g = schedule.core_window_geometry(cfg, buf, C, K, H, W, kernel=kernel, stride=stride, padding=padding)
     return schedule.window_cycles(g, buf) + schedule.core_latencies(cfg, direct_only=direct_only).direct
 
 
@@ -589,7 +590,8 @@ def core_cycles(cfg: AcceleratorConfig, mode: str, C: int, K: int, H: int, W: in
     if mode == "winograd":
         if direct_only or kernel != 3 or stride != 1:
             raise ValueError("winograd mode: a 3x3 stride-1 layer on a core with Winograd built in")
-        return winograd_layer(cfg, C, K, H, W, padding)["cycles"]
+        return winograd_layer(cfg, C, K, H, W, padding,
+                              beat_cycles=schedule.writer_beat_cycles(cfg, "winograd"))["cycles"]
     if mode == "linear":    # a 1x1 convolution of a 1x1 image: C inputs, K outputs
         if (H, W, kernel, stride, padding) != (1, 1, 1, 1, 0):
             raise ValueError("linear mode: a 1x1 image, kernel 1, stride 1, no padding")
@@ -608,7 +610,7 @@ def core_eltwise_cycles(cfg: AcceleratorConfig, mode: str, C: int, H: int, W: in
     ``max_pool`` (:func:`schedule.core_pool_cycles`)."""
     g = schedule.segment_geometry(cfg, C, H, W)
     if mode == "add":
-        return schedule.core_add_cycles(g)
+        return schedule.core_add_cycles(g, schedule.writer_beat_cycles(cfg, "eltwise"))
     if mode not in ("maxpool", "avgpool"):
         raise ValueError(f"mode {mode!r}: the element-wise modes are 'add', 'maxpool' and 'avgpool'")
     return schedule.core_pool_cycles(schedule.pool_geometry(H, W, kernel, stride, padding), g.groups, max_pool)

@@ -17,7 +17,7 @@ patch chunk ``chunk`` one step, one ``x`` beat per step, ``o`` one beat per (blo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from .limits import MAX_PAD, WINDOW_KERNEL_RANGE, WINDOW_STRIDES, int_range, pool_padding_range
@@ -75,7 +75,9 @@ def pe_geometry(cfg: AcceleratorConfig) -> PEGeometry:
     S = cfg.n * cfg.n
     L = cfg.unroll_in * S
     wino = cfg.algo == "winograd"
-    depth = cfg.max_channels // cfg.unroll_in if wino else _ceil(cfg.max_channels * 9, L)
+    # at least ``unroll`` words: a direct pixel takes at least that many chunks in the core
+    # (:func:`window_geometry`'s ``min_steps``), and the dual array's bank holds them too
+    depth = max(cfg.max_channels // cfg.unroll_in if wino else _ceil(cfg.max_channels * 9, L), cfg.unroll)
     return PEGeometry(taps=S, lanes=L, depth=depth, acc_lanes=S if wino else 1,
                       tree_inputs=cfg.unroll_in if wino else L, addr_bits=max(1, ceil_log2(depth)),
                       word_bits=cfg.unroll * L * cfg.weight_bits)
@@ -173,6 +175,15 @@ def latencies(cfg: AcceleratorConfig) -> Latencies:
     return Latencies(start=1, tile_buffer=4, skid=0, input_transform=2, rq=rq, pe_tree=levels,
                      pe=4 + levels, serializer=1, serializer_period=cfg.unroll + 1,
                      output_stage=rq + 3 + rq, direct_output=1 + rq)
+
+
+def paced(lat: Latencies, cfg: AcceleratorConfig, beat_cycles: int) -> Latencies:
+    """``lat`` with its serializer handing over a beat every ``beat_cycles`` cycles (``rtl.pe.
+    Serializer``'s ``gap`` of ``beat_cycles - 1``, also after a tile's last beat): a tile
+    every ``unroll * beat_cycles + 1``."""
+    if beat_cycles < 1:
+        raise ValueError(f"beat_cycles {beat_cycles}: must be positive")
+    return replace(lat, serializer_period=cfg.unroll * beat_cycles + 1)
 
 
 # -- Winograd engine --------------------------------------------------------------------------
@@ -699,8 +710,10 @@ class WindowGeometry:
 
 
 def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H: int, W: int, *,
-                    kernel: int, stride: int, padding: int) -> WindowGeometry:
-    """The layer's geometry, refused (ValueError) where it does not fit the generator."""
+                    kernel: int, stride: int, padding: int, min_steps: int = 1) -> WindowGeometry:
+    """The layer's geometry, refused (ValueError) where it does not fit the generator; a pixel
+    takes at least ``min_steps`` chunks (zero chunks after its patch's: the compute core's
+    pace for its output writer, :func:`writer_beat_cycles`)."""
     if not 1 <= kernel <= buf.max_kernel:
         raise ValueError(f"kernel {kernel}: the generator takes 1..{buf.max_kernel}")
     if stride not in WINDOW_STRIDES:
@@ -712,6 +725,8 @@ def window_geometry(buf: WindowBuffer, cfg: AcceleratorConfig, C: int, K: int, H
     if C > buf.max_channels:
         raise ValueError(f"C={C} exceeds max_channels={buf.max_channels}")
     d = direct_geometry(cfg, C, K, H, W, kernel=kernel, stride=stride, padding=padding)
+    if d.n_step < min_steps:
+        d = replace(d, n_step=min_steps)
     if d.n_step > pe_geometry(cfg).depth:
         raise ValueError(f"a {C}x{kernel}x{kernel} patch needs {d.n_step} chunks, the engine holds "
                          f"{pe_geometry(cfg).depth}")
@@ -838,6 +853,22 @@ def dual_pe(cfg: AcceleratorConfig) -> DualPE:
                   direct_sum=signed_bits(dlo * patch, dhi * patch))
 
 
+def writer_beat_cycles(cfg: AcceleratorConfig, mode: str) -> int:
+    """Cycles the system's output writer (``rtl.feed.OutputWriter`` with one write window: the
+    activation scratchpad's one block-RAM write port) spends on a core output beat of ``mode``
+    (``winograd``, ``direct`` or ``eltwise``): a Winograd beat's m tile rows, a direct beat's
+    ``unroll`` channels, a row segment's ``unroll_in`` channels, one write each. The core paces
+    its beats to it (a Winograd serializer gap, a direct pixel's least chunks), so that the
+    writer never holds a beat back and a command's cycles stay the model's."""
+    if mode == "winograd":
+        return cfg.tile
+    if mode == "direct":
+        return cfg.unroll
+    if mode == "eltwise":
+        return cfg.unroll_in
+    raise ValueError(f"mode {mode!r}: must be 'winograd', 'direct' or 'eltwise'")
+
+
 @dataclass(frozen=True)
 class CoreLatencies:
     """Register stages of ``rtl.core.Core`` per mode. Winograd mode is the Winograd engine's
@@ -866,6 +897,14 @@ def core_window(cfg: AcceleratorConfig, max_kernel: int, sets: int | None = None
     and the build's ``max_kernel``, banked into ``sets`` channel sets (None: the
     :func:`window_buffer` default); ValueError naming a bad one."""
     return window_buffer(direct_view(cfg), cfg.max_width, cfg.max_channels, max_kernel, sets)
+
+
+def core_window_geometry(cfg: AcceleratorConfig, buf: WindowBuffer, C: int, K: int, H: int, W: int, *,
+                         kernel: int, stride: int, padding: int) -> WindowGeometry:
+    """A direct command through the core's generator ``buf`` (:func:`core_window`): its direct
+    view's geometry, a pixel at least :func:`writer_beat_cycles` chunks."""
+    return window_geometry(buf, direct_view(cfg), C, K, H, W, kernel=kernel, stride=stride, padding=padding,
+                           min_steps=writer_beat_cycles(cfg, "direct"))
 
 
 def core_outputs_in_flight(cfg: AcceleratorConfig, *, direct_only: bool = False) -> int:
@@ -983,10 +1022,12 @@ ELTWISE_START = 1
 SEGMENT_PACK_LATENCY = 1
 
 
-def core_add_cycles(g: SegmentGeometry) -> int:
+def core_add_cycles(g: SegmentGeometry, beat_cycles: int = 1) -> int:
     """A core ``add`` with no stalls, ``start`` to its last output beat taken (inclusive): the
-    operands' first segments offered the cycle after ``start``, then :func:`add_cycles`."""
-    return ELTWISE_START + add_cycles(g.beats)
+    operands' first segments offered the cycle after ``start``, then :func:`add_cycles`, with
+    its output taken a beat every ``beat_cycles`` (the system's writer: the stall-as-a-whole
+    add and its readers, which always have the next beat, move a beat per take)."""
+    return ELTWISE_START + add_cycles(g.beats) + (g.beats - 1) * (beat_cycles - 1)
 
 
 def pool_ends_on_output(p: PoolGeometry) -> bool:

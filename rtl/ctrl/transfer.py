@@ -153,9 +153,15 @@ class _Executor(wiring.Component):
 
 class LoadExecutor(_Executor):
     """LOAD: external memory -> one of the scratchpads ``sp_bytes`` names (``sp_act``,
-    ``sp_wgt``, ``sp_param``: write ports to connect to each buffer's memory)."""
+    ``sp_wgt``, ``sp_param``: write ports to connect to each buffer's memory; ``sp_act_ready``:
+    the activation scratchpad's ``dma_w_ready``)."""
 
     engine, queue = DMALoad, "load"
+
+    def _sp_members(self) -> dict:
+        """Each buffer's write port; the activations' ``sp_act_ready`` (its port is shared)."""
+        ready = {"sp_act_ready": In(1, init=1)} if "act" in self.sp_bytes else {}
+        return {**super()._sp_members(), **ready}
 
     def _connect_sp(self, m, dma, cur):
         """The DMA's one write port goes to the buffer the instruction names."""
@@ -164,6 +170,8 @@ class LoadExecutor(_Executor):
             port = getattr(self, f"sp_{b}")
             m.d.comb += [port.addr.eq(sp.addr), port.data.eq(sp.data),
                          port.en.eq(Mux(cur.buffer == isa.BUFFERS.index(b), sp.en, 0))]
+        if "act" in self.sp_bytes:
+            m.d.comb += dma.sp_ready.eq((cur.buffer != isa.BUFFERS.index("act")) | self.sp_act_ready)
 
 
 class StoreExecutor(_Executor):

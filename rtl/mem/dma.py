@@ -74,6 +74,7 @@ class _Engine(wiring.Component):
             "done": Out(stream.Signature(data.StructLayout({"tag": tag_width}))),
             "mem": Out(port),
             "sp": sp,
+            **({} if self.write else {"sp_ready": In(1, init=1)}),
         })
 
     def _row_words(self, row_bytes):
@@ -147,7 +148,9 @@ class _Engine(wiring.Component):
 
 
 class DMALoad(_Engine):
-    """External memory -> scratchpad: read bursts on ``mem``, words into the scratchpad's write port ``sp``."""
+    """External memory -> scratchpad: read bursts on ``mem``, words into the scratchpad's write
+    port ``sp`` in cycles ``sp_ready`` is high (low: the port is another writer's; the word
+    waits on ``mem.r``)."""
 
     write = False
 
@@ -157,7 +160,7 @@ class DMALoad(_Engine):
         self._issuer(m, desc)
         active, sp_addr, last, strb, step = self._walker(m, desc, Const(0))
         r = self.mem.r
-        m.d.comb += [self.mem.w.valid.eq(0), r.ready.eq(active), step.eq(r.valid & r.ready),
+        m.d.comb += [self.mem.w.valid.eq(0), r.ready.eq(active & self.sp_ready), step.eq(r.valid & r.ready),
                      self.sp.addr.eq(sp_addr), self.sp.data.eq(r.payload.data), self.sp.en.eq(Mux(step, strb, 0))]
         with m.If(step & last):
             m.d.sync += self.done.valid.eq(1)

@@ -21,9 +21,14 @@ rotated by ``a % B``. Addresses wrap at ``depth`` (a power of two), so a window 
 before address 0 (a padding column left of a band at address 0) reads valid memory; the feeder
 masks those bytes. A read does not see a write of the same cycle.
 
-Every port is a port of both banks. A block RAM has two, so a scratchpad with more windows
-than that is built from copies of its banks (or, later, banked by channel); the feeders say
-how many windows they need for the engine's rate (:mod:`rtl.feed`).
+Every port is a port of both banks. A block RAM has two ports, of which one writes while the
+other reads, and copies of a bank serve more read ports; so a scratchpad with one write
+window has one write port per bank, which the window shares with the DMA's load: the window
+writes first (a COMPUTE keeps its cycles), and ``dma_w_ready`` is low in a cycle it writes,
+when the DMA holds its word (a LOAD beside a COMPUTE's output may take longer than the
+planner's transfer model says). More write windows (the feeders' tests) make every window a
+write port of every bank: yosys builds that in logic, not block RAM; there the DMA is never
+held.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ class Scratchpad(wiring.Component):
         words = [int.from_bytes(data[i:i + B], "little") for i in range(0, depth, B)]
         self.banks = [Memory(shape=width, depth=depth // (2 * B), init=words[b::2]) for b in range(2)]
         sig = {"dma_w": Out(WritePort.Signature(addr_width=dma_aw, shape=dma_width, granularity=8)),
-               "dma_r": Out(ReadPort.Signature(addr_width=dma_aw, shape=dma_width))}
+               "dma_r": Out(ReadPort.Signature(addr_width=dma_aw, shape=dma_width)), "dma_w_ready": Out(1)}
         win = {"addr_width": self.addr_width, "width": width}
         if reads:
             sig["rd"] = In(ByteReadSignature(**win)).array(reads)
@@ -100,13 +105,34 @@ class Scratchpad(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.bank0, m.submodules.bank1 = self.banks
-        self._dma_write(m)
+        dma = self._dma_write(m)
         self._dma_read(m)
         for i in range(self.n_reads):
             self._window_read(m, self.rd[i], i)
-        for i in range(self.n_writes):
-            self._window_write(m, self.wr[i])
+        if self.n_writes == 1:
+            self._shared_write(m, dma, self._window_write(self.wr[0]))
+        else:
+            windows = list(self.wr) if self.n_writes else []
+            for ports in (dma, *(self._window_write(wr) for wr in windows)):
+                self._write_ports(m, ports)
+            m.d.comb += self.dma_w_ready.eq(1)
         return m
+
+    def _write_ports(self, m, ports):
+        """A write port on each bank for ``ports``: per bank ``(row, data, byte enables)``."""
+        for mem, (row, dat, en) in zip(self.banks, ports, strict=True):
+            wp = mem.write_port(granularity=8)
+            m.d.comb += [wp.addr.eq(row), wp.data.eq(dat), wp.en.eq(en)]
+
+    def _shared_write(self, m, dma, win):
+        """One write port per bank for the DMA's load and the window ``wr[0]``: the window's in a
+        cycle it writes any byte (``dma_w_ready`` low), the DMA's otherwise."""
+        busy = Signal(name="window_writes")
+        m.d.comb += [busy.eq(self.wr[0].en != 0), self.dma_w_ready.eq(~busy)]
+        ports = []
+        for (d_row, d_dat, d_en), (w_row, w_dat, w_en) in zip(dma, win, strict=True):
+            ports.append((Mux(busy, w_row, d_row), Mux(busy, w_dat, d_dat), Mux(busy, w_en, d_en)))
+        self._write_ports(m, ports)
 
     def _dma_lane(self, addr):
         """Wide word and the DMA word's lane in it for a DMA word address."""
@@ -114,14 +140,13 @@ class Scratchpad(wiring.Component):
         return addr >> k, (addr[:k] if k else Const(0, 1))
 
     def _dma_write(self, m):
+        """The DMA load's write on each bank: ``(row, data, byte enables)``."""
         wd, B = self.dma_width // 8, self.word_bytes
         word, lane = self._dma_lane(self.dma_w.addr)
         wide_en = Signal(B)
         m.d.comb += wide_en.eq(self.dma_w.en << (lane * wd))
-        for b, mem in enumerate(self.banks):
-            wp = mem.write_port(granularity=8)
-            m.d.comb += [wp.addr.eq(word >> 1), wp.data.eq(Cat(*[self.dma_w.data] * (B // wd))),
-                         wp.en.eq(Mux(word[0] == b, wide_en, 0))]
+        return [(word >> 1, Cat(*[self.dma_w.data] * (B // wd)), Mux(word[0] == b, wide_en, 0))
+                for b in range(len(self.banks))]
 
     def _dma_read(self, m):
         word, lane = self._dma_lane(self.dma_r.addr)
@@ -152,14 +177,15 @@ class Scratchpad(wiring.Component):
         hi = Mux(r_odd, ports[0].data, ports[1].data)
         m.d.comb += rd.data.eq((Cat(lo, hi) >> (r_off * 8))[:self.width])
 
-    def _window_write(self, m, wr):
+    def _window_write(self, wr):
+        """A window's write on each bank: ``(row, data, byte enables)``."""
         odd, off, rows = self._rows(wr.addr)
         W, B = self.width, self.word_bytes
-        dat, en = Signal(2 * W), Signal(2 * B)
-        m.d.comb += [dat.eq(wr.data << (off * 8)), en.eq(wr.en << off)]
+        dat, en = (wr.data << (off * 8))[:2 * W], (wr.en << off)[:2 * B]
         low, high = (dat[:W], en[:B]), (dat[W:], en[B:])     # for word w, for word w + 1
-        for b, (mem, row) in enumerate(zip(self.banks, rows, strict=True)):
-            wp = mem.write_port(granularity=8)
+        ports = []
+        for b, row in enumerate(rows):
             # bank 0 holds word w when w is even, else word w + 1; bank 1 the other one
             (d_even, e_even), (d_odd, e_odd) = (low, high) if b == 0 else (high, low)
-            m.d.comb += [wp.addr.eq(row), wp.data.eq(Mux(odd, d_odd, d_even)), wp.en.eq(Mux(odd, e_odd, e_even))]
+            ports.append((row, Mux(odd, d_odd, d_even), Mux(odd, e_odd, e_even)))
+        return ports

@@ -441,14 +441,6 @@ ECP5_BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (51
 MIN_SCRATCH = 4096
 #: The smallest activation scratchpad tried (bytes).
 MIN_ACT = 64
-#: The activation scratchpad has the DMA's write port and ``tile`` writer windows: yosys maps
-#: no memory with more than one write port onto DP16KDs (a copy per read port, each with every
-#: write port, needs more ports than a block RAM has), so it is built from flip-flops and LUT
-#: multiplexers. Per byte, measured with yosys ``synth_ecp5`` (``NO_COLLISION_CHECK``) on
-#: ``Scratchpad(1024, 32, dma_width=16, reads=2, writes=2)`` (F2's windows): 44,287 LUT4 and
-#: 8,392 FFs, less the 328 LUT4 and 8 FFs of the same scratchpad with no window writes (which
-#: takes 6 DP16KDs).
-LOGIC_SCRATCH_PER_BYTE = {"lut": (44287 - 328) / 1024, "ff": (8392 - 8) / 1024}
 
 
 #: The system's parts besides the core and the scratchpads' storage, each synthesized alone
@@ -459,7 +451,10 @@ LOGIC_SCRATCH_PER_BYTE = {"lut": (44287 - 328) / 1024, "ff": (8392 - 8) / 1024}
 #: products on DSPs), the system's and the board's arbiters, the compute unit (the feeders'
 #: address generators), host link, launcher, UARTs, SDRAM controller, and the weight and
 #: parameter scratchpads' window logic (byte rotations: they grow with unroll and the window
-#: width, the rest hardly does). The host link's frame buffer is its block RAM.
+#: width, the rest hardly does), and the activation scratchpad's (two read windows and the
+#: writer's one, which shares the block RAMs' write port with the DMA: ``Scratchpad(4096, 32,
+#: dma_width=16, reads=2, writes=1)``, 697 LUT4 + 15 CCU2C, 8 FFs, 6 DP16KD). The host link's
+#: frame buffer is its block RAM.
 SYSTEM_PARTS = {
     "sequencer": {"lut": 1641, "ff": 1082},
     "load": {"lut": 1490, "ff": 509, "dsp": 8},
@@ -474,6 +469,7 @@ SYSTEM_PARTS = {
     "sdram": {"lut": 450, "ff": 263},
     "wgt_windows": {"lut": 5881, "ff": 14},
     "param_windows": {"lut": 488, "ff": 11},
+    "act_windows": {"lut": 727, "ff": 8},
 }
 SYSTEM_OVERHEAD = {k: sum(p.get(k, 0) for p in SYSTEM_PARTS.values()) for k in ("lut", "ff", "dsp", "bram")}
 SYSTEM_OVERHEAD_SOURCE = ("build.SYSTEM_PARTS: each part synthesized alone (yosys synth_ecp5) at F2, unroll 2, "
@@ -519,16 +515,16 @@ def bram_blocks(nbytes: int, width: int) -> int:
 
 
 def scratchpad_cost(cfg: AcceleratorConfig, act: int, wgt: int, param: int) -> dict[str, dict]:
-    """LUT/FF/BRAM of the three scratchpads as :func:`rtl.system.system_for` builds them.
-    ``act`` in logic (:data:`LOGIC_SCRATCH_PER_BYTE`); ``wgt`` (``unroll`` windows) and
-    ``param`` (``unroll`` + 1) in block RAM: two banks each, one copy of the banks per read port
-    (each copy a DP16KD's write port, the DMA's, and its read port)."""
+    """Block RAMs of the three scratchpads as :func:`rtl.system.system_for` builds them: two
+    banks each, one copy of the banks per read port (each copy a DP16KD's one write port and
+    its read port): ``act`` ``2 * unroll_in`` windows and the DMA's store, ``wgt`` ``unroll``
+    windows, ``param`` ``unroll`` + 1. Their window logic is in :data:`SYSTEM_PARTS`."""
     from rtl.system import window_bits
 
     from ..schedule import pe_geometry
-    out = {"act": {"lut": round(act * LOGIC_SCRATCH_PER_BYTE["lut"]), "ff": round(act * LOGIC_SCRATCH_PER_BYTE["ff"]),
-                   "bram": 0}}
-    for name, n, width, copies in (("wgt", wgt, window_bits(pe_geometry(cfg).lanes), cfg.unroll),
+    out = {}
+    for name, n, width, copies in (("act", act, window_bits(cfg.n), 2 * cfg.unroll_in + 1),
+                                   ("wgt", wgt, window_bits(pe_geometry(cfg).lanes), cfg.unroll),
                                    ("param", param, 32, cfg.unroll + 1)):
         out[name] = {"lut": 0, "ff": 0, "bram": copies * 2 * bram_blocks(n // 2, width)}
     return out
@@ -542,8 +538,8 @@ def system_estimate(cfg: AcceleratorConfig, board: Board, use_dsp: bool, act: in
     core = perf.estimate_resources(cfg, board=board.name, use_dsp=use_dsp, max_kernel=max_kernel, max_pool=max_pool)
     return _with_parts(core, cfg, act, wgt, param), (
         "wino_gen.perf.estimate_resources(max_kernel=...) (the core: structural counts, LUTs scaled to three "
-        "live-command core builds, perf._CORE_LUT_SCALE) + build.scratchpad_cost (the activation scratchpad in "
-        "logic, per byte from one yosys run) + build.SYSTEM_OVERHEAD (the other parts, each synthesized alone)")
+        "live-command core builds, perf._CORE_LUT_SCALE) + build.scratchpad_cost (the scratchpads' block RAMs) "
+        "+ build.SYSTEM_OVERHEAD (the other parts, each synthesized alone)")
 
 
 def _with_parts(core: dict, cfg: AcceleratorConfig, act: int, wgt: int, param: int) -> dict:

@@ -10,6 +10,7 @@ layer that :func:`selftest_layer` makes and :func:`selftest_data` encodes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -227,10 +228,12 @@ class WinogradLayer:
 
 class DirectLayer:
     """Streams of one direct convolution (any kernel, stride, padding) for
-    :class:`rtl.top.DirectAccel`: im2col chunks of ``unroll_in * n²`` patch elements."""
+    :class:`rtl.top.DirectAccel`: im2col chunks of ``unroll_in * n²`` patch elements; a pixel
+    at least ``min_steps`` of them (zero chunks after its patch: the compute core's pace,
+    :func:`wino_gen.schedule.core_window_geometry`)."""
 
-    def __init__(self, cfg: AcceleratorConfig, W, bias, *, y, stride=1, padding=0, relu=False):
-        self.cfg = cfg
+    def __init__(self, cfg: AcceleratorConfig, W, bias, *, y, stride=1, padding=0, relu=False, min_steps: int = 1):
+        self.cfg, self.min_steps = cfg, min_steps
         W = np.asarray(W, dtype=np.int64)
         K, C, kh, kw = W.shape
         self.K, self.C, self.kh, self.kw = K, C, kh, kw
@@ -240,7 +243,7 @@ class DirectLayer:
         pe = schedule.pe_geometry(cfg)
         # the chunking needs no image: take it from the geometry of a kernel-sized one
         blocks = schedule.direct_geometry(cfg, C, K, kh, kw, kernel=(kh, kw), stride=stride, padding=padding)
-        self.n_step, self.n_kb = blocks.n_step, blocks.n_kb
+        self.n_step, self.n_kb = max(blocks.n_step, min_steps), blocks.n_kb
         if self.n_step > pe.depth:
             raise DoesNotFit(f"{C}x{kh}x{kw} patch needs {self.n_step} weight words per block, "
                              f"the buffer has {pe.depth} (raise max_channels)")
@@ -264,7 +267,7 @@ class DirectLayer:
             raise DoesNotFit(f"image {H}x{W} is smaller than the {self.kh}x{self.kw} kernel") from None
         if max(g.Ho, g.Wo) > self.cfg.max_width:
             raise DoesNotFit(f"output {g.Ho}x{g.Wo} exceeds max_width={self.cfg.max_width}")
-        return g
+        return dataclasses.replace(g, n_step=self.n_step)
 
     def word(self, H, W):
         g = self.geometry(H, W)
