@@ -73,6 +73,13 @@ Interface (all streams valid/ready, any stall allowed):
   engines' own layouts put it, so their host decoders read a core beat unchanged, and one
   activation writer takes all three kinds (a segment: ``unroll_in`` writes of up to n bytes).
 
+Pace: the system's activation writer has one window (the scratchpad's one block-RAM write
+port) and takes :func:`wino_gen.schedule.writer_beat_cycles` cycles a beat, so the core hands
+over no faster: the serializer waits ``tile - 1`` cycles after each Winograd beat, a direct
+pixel takes at least ``unroll`` chunks (zero chunks after its patch: the command's
+``n_step``), an element-wise segment waits ``unroll_in - 1`` cycles after each. A consumer that
+takes a beat a cycle sees the same cycles; the writer is never the one that holds a beat.
+
 Cycles: ``wino_gen.perf.core_cycles`` (convolutions, linear; a spatial core's Winograd
 commands are the engine's with spatial weights, weight stalls included) and
 ``wino_gen.perf.core_eltwise_cycles`` (``schedule.core_add_cycles``, ``core_pool_cycles``).

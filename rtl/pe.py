@@ -3,7 +3,7 @@ accumulated tile to the output stage one output channel per beat."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -384,7 +384,8 @@ class Serializer(wiring.Component):
         full = Signal()
         k = Signal(len(self.o.payload.k))
         done = Signal()
-        wait, drain = Signal(range(gap + 1)), Signal()   # the gap's count; the tile's last beat is out
+        # the gap's count, and the tile's last beat is out (both constant without a gap)
+        wait, drain = (Signal(range(gap + 1), name="wait"), Signal(name="drain")) if gap else (Const(0), Const(0))
         m.d.comb += [
             done.eq(self.o.ready & (k == cfg.unroll - 1)),
             self.i.ready.eq(~full),     # registered: no ready path from the output stage
@@ -406,9 +407,10 @@ class Serializer(wiring.Component):
             if gap:
                 m.d.sync += wait.eq(gap)
             with m.If(done):
-                m.d.sync += [k.eq(0), full.eq(0) if not gap else drain.eq(1)]
-        with m.Elif(wait != 0):
-            m.d.sync += wait.eq(wait - 1)
-            with m.If((wait == 1) & drain):
-                m.d.sync += [full.eq(0), drain.eq(0)]
+                m.d.sync += [k.eq(0), drain.eq(1) if gap else full.eq(0)]
+        if gap:
+            with m.Elif(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If((wait == 1) & drain):
+                    m.d.sync += [full.eq(0), drain.eq(0)]
         return m
