@@ -163,7 +163,9 @@ def _sim(dut, *benches):
 @pytest.mark.parametrize("width,dma_width", [(32, 8), (64, 16), (64, 64)])
 def test_scratchpad_windows_and_dma_ports(width, dma_width):
     """Random window reads/writes (any byte address, wrapping at the top, partial enables) and
-    DMA-word reads/writes, every read checked against a byte array kept beside it."""
+    DMA-word reads/writes, every read checked against a byte array kept beside it; a window
+    write and a DMA write in one cycle share the banks' one write port: the window's lands,
+    ``dma_w_ready`` is low (the DMA holds its word), high in every other cycle."""
     depth, B, Wd = 256, width // 8, dma_width // 8
     rng = np.random.default_rng(width + dma_width)
     init = rng.integers(0, 256, depth, dtype=np.uint8)
@@ -174,13 +176,24 @@ def test_scratchpad_windows_and_dma_ports(width, dma_width):
     async def bench(ctx):
         for _ in range(300):
             op = rng.integers(4)
-            if op == 0:        # window write
+            if op == 0:        # window write, now and then beside a DMA write it holds back
                 a, d, en = int(rng.integers(depth)), rng.integers(0, 256, B, dtype=np.uint8), rng.integers(0, 2, B)
                 ctx.set(sp.wr[0].addr, a)
                 ctx.set(sp.wr[0].data, int.from_bytes(d.tobytes(), "little"))
                 ctx.set(sp.wr[0].en, int(sum(int(e) << j for j, e in enumerate(en))))
+                beside = bool(rng.integers(2))
+                if beside:
+                    ctx.set(sp.dma_w.addr, int(rng.integers(depth // Wd)))
+                    ctx.set(sp.dma_w.data, int.from_bytes(rng.integers(0, 256, Wd, dtype=np.uint8).tobytes(), "little"))
+                    ctx.set(sp.dma_w.en, (1 << Wd) - 1)
+                assert ctx.get(sp.dma_w_ready) == (not en.any())
                 await ctx.tick()
                 ctx.set(sp.wr[0].en, 0)
+                ctx.set(sp.dma_w.en, 0)
+                assert ctx.get(sp.dma_w_ready) == 1
+                if beside and not en.any():      # the port was the DMA's: its word landed
+                    a_d, w_d = ctx.get(sp.dma_w.addr), ctx.get(sp.dma_w.data)
+                    model[a_d * Wd:(a_d + 1) * Wd] = np.frombuffer(w_d.to_bytes(Wd, "little"), np.uint8)
                 for j in range(B):
                     if en[j]:
                         model[(a + j) % depth] = d[j]
