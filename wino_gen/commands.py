@@ -170,19 +170,33 @@ def engine_band(mode: str, *, H: int, kernel: int, stride: int, padding: int, r0
     return (r0 - q) * s, b, q
 
 
+def drops_tail(mode: str, *, H: int, kernel: int, stride: int, padding: int, r0: int, r1: int, tile: int) -> bool:
+    """The engine's last output rows on a direct band are not kept (a band that ends inside the
+    image: the engine pads below it as at the image's edge, and the unit drops those rows before
+    the writer), so the command's last beat costs the writer nothing. A Winograd band's cropped
+    rows still pass the writer."""
+    if mode == "winograd":
+        return False
+    a_e, b, q = engine_band(mode, H=H, kernel=kernel, stride=stride, padding=padding, r0=r0, r1=r1, tile=tile)
+    return (b - a_e + 2 * padding - kernel) // stride + 1 > q + r1 - r0
+
+
 def setup_cycles(cfg: AcceleratorConfig, mode: str, cached: bool) -> int:
     """Cycles a COMPUTE spends outside the feeders and the core: the parameter reads (one word
     a cycle, one cycle of read latency; none when the block is cached) and the setup."""
     return (0 if cached else param_words(cfg, mode) + 1) + SETUP_CYCLES
 
 
-def compute_cycles(cfg: AcceleratorConfig, mode: str, cached: bool, core: int) -> int:
+def compute_cycles(cfg: AcceleratorConfig, mode: str, cached: bool, core: int, *, tail: bool = True) -> int:
     """Cycles of one COMPUTE from its hand-over to the unit's answer, with ``core`` the core's
     cycles of the command (``perf.core_cycles`` / ``perf.core_eltwise_cycles`` on the band
     :func:`engine_band` gives it): the setup, the core, the feeders' lag, and the output
     writer's writes of the last beat after the cycle it takes it
-    (:func:`wino_gen.schedule.writer_beat_cycles`)."""
-    return setup_cycles(cfg, mode, cached) + core + FEED_LAG + writer_beat_cycles(cfg, writer_mode(mode)) - 1
+    (:func:`wino_gen.schedule.writer_beat_cycles`); ``tail`` False: the last beats are dropped
+    (:func:`drops_tail`), none is written after the core's last (the last kept one's writes,
+    at least a paced pixel earlier, are done by then)."""
+    last = writer_beat_cycles(cfg, writer_mode(mode)) - 1 if tail else -1
+    return setup_cycles(cfg, mode, cached) + core + FEED_LAG + last
 
 
 def writer_mode(mode: str) -> str:
