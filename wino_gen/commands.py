@@ -173,9 +173,9 @@ def engine_band(mode: str, *, H: int, kernel: int, stride: int, padding: int, r0
 def drops_tail(mode: str, *, H: int, kernel: int, stride: int, padding: int, r0: int, r1: int, tile: int) -> bool:
     """The engine's last output rows on a direct band are not kept (a band that ends inside the
     image: the engine pads below it as at the image's edge, and the unit drops those rows before
-    the writer), so the command's last beat costs the writer nothing. A Winograd band's cropped
-    rows still pass the writer."""
-    if mode == "winograd":
+    the writer), so the command's last beat costs the writer nothing. Other modes: False (a
+    Winograd band's cropped rows still pass the writer; element-wise bands are their rows)."""
+    if mode not in ("direct", "linear"):
         return False
     a_e, b, q = engine_band(mode, H=H, kernel=kernel, stride=stride, padding=padding, r0=r0, r1=r1, tile=tile)
     return (b - a_e + 2 * padding - kernel) // stride + 1 > q + r1 - r0

@@ -234,10 +234,9 @@ def tile_cycles(ctx: Ctx, rows: tuple[int, int], kc: int, cc: int, cached: bool 
     parameters already (every COMPUTE of a layer but its first)."""
     core = core_band_cycles(ctx.mode, ctx.core, ctx.layer, *rows, kc, cc, ctx.max_kernel, ctx.max_pool)
     lay = ctx.layer
-    tail = ctx.mode not in ("direct", "linear") or not commands.drops_tail(
-        ctx.mode, H=lay.in_shape[1], kernel=lay.kernel, stride=lay.stride, padding=lay.padding, r0=rows[0],
-        r1=rows[1], tile=ctx.core.tile)
-    return commands.compute_cycles(ctx.core, ctx.mode, cached, core, tail=tail)
+    dropped = commands.drops_tail(ctx.mode, H=lay.in_shape[1], kernel=lay.kernel, stride=lay.stride,
+                                  padding=lay.padding, r0=rows[0], r1=rows[1], tile=ctx.core.tile)
+    return commands.compute_cycles(ctx.core, ctx.mode, cached, core, tail=not dropped)
 
 
 def first_setup(ctx: Ctx) -> int:

@@ -942,7 +942,7 @@ def feed_rates(cfg: AcceleratorConfig, *, weight_bytes: int, weight_ports: int, 
         raise ValueError(f"weight_bytes {weight_bytes}, weight_ports {weight_ports}, output_ports "
                          f"{output_ports}: must be positive")
     rows = _ceil(cfg.unroll, weight_ports)
-    parts = cfg.tile if cfg.algo == "winograd" else cfg.unroll
+    parts = writer_beat_cycles(cfg, "winograd" if cfg.algo == "winograd" else "direct")   # a window's writes
     return FeedRates(x=1, w=rows * _ceil(pe_geometry(cfg).lanes, weight_bytes), o=_ceil(parts, output_ports))
 
 
